@@ -1,0 +1,186 @@
+#include "daemon.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "hook.h"
+#include "log.h"
+#include "tlsio.h"
+
+static struct event *daemon_sig_ev[3];
+
+static void
+daemon_usage(const char *prog, FILE *out)
+{
+	fprintf(out,
+		"usage: %s -c FILE [-n] [-v]...\n"
+		"       %s --version\n"
+		"  -c FILE    configuration file (INI)\n"
+		"  -n         check the configuration and exit\n"
+		"  -v         log more (repeat for debug)\n"
+		"  --version  print the version and the libraries in use\n",
+		prog, prog);
+}
+
+int
+daemon_parse_args(int argc, char **argv, const char *prog,
+		  struct daemon_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	while ((ch = getopt_long(argc, argv, "c:nvh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'n':
+			o->check_only = 1;
+			break;
+		case 'v':
+			o->verbose++;
+			break;
+		case 'V':
+			printf("%s %s (%s; libevent %s)\n", prog, TLSPLEX_VERSION,
+			       tls_library_version(), event_get_version());
+			return 1;
+		case 'h':
+			daemon_usage(prog, stdout);
+			return 1;
+		default:
+			daemon_usage(prog, stderr);
+			return -1;
+		}
+	}
+	if (optind != argc || o->config == NULL) {
+		if (o->config == NULL)
+			fprintf(stderr, "%s: -c FILE is required\n", prog);
+		else
+			fprintf(stderr, "%s: unexpected argument '%s'\n", prog,
+				argv[optind]);
+		daemon_usage(prog, stderr);
+		return -1;
+	}
+	return 0;
+}
+
+struct cfg *
+daemon_load(const char *prog, int role, const struct daemon_opts *o)
+{
+	char err[1024];
+	struct cfg *c;
+	int level;
+
+	c = cfg_load(o->config, role, err, sizeof(err));
+	if (c == NULL) {
+		log_err("configuration rejected: %s", err);
+		return NULL;
+	}
+	level = c->log_level + o->verbose;
+	log_set_level(level > LOG_DEBUG ? LOG_DEBUG : level);
+	if (o->check_only) {
+		struct tls_ctx *t = NULL;
+
+		if (c->cert[0] != '\0' || c->ca[0] != '\0') {
+			t = tls_ctx_new(c, role == CFG_RELAY, err, sizeof(err));
+			if (t == NULL) {
+				log_err("configuration rejected: %s: %s", o->config,
+					err);
+				cfg_free(c);
+				return NULL;
+			}
+			tls_ctx_free(t);
+		}
+		printf("%s: configuration %s is valid\n", prog, o->config);
+	}
+	return c;
+}
+
+int
+daemon_open_hooks(const struct cfg *c)
+{
+	if (c->hook_file[0] == '\0')
+		return 0;
+	if (hook_open_file(c->hook_file) < 0) {
+		log_err("cannot open hook_file '%s': %m", c->hook_file);
+		return -1;
+	}
+	return 0;
+}
+
+void
+daemon_params(const struct cfg *c, struct neg_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	snprintf(p->node, sizeof(p->node), "%s", c->node_name);
+	p->tls_mode = (uint8_t)c->tls;
+	p->tls_min = (uint16_t)c->min_tls;
+	p->tls_max = (uint16_t)c->max_tls;
+	p->n_ciphers = c->n_ciphers;
+	memcpy(p->ciphers, c->ciphers, sizeof(p->ciphers[0]) * c->n_ciphers);
+	p->cert_present = c->cert[0] != '\0';
+	p->cert_want = c->role == CFG_RELAY ? (uint8_t)c->client_cert : 0;
+	p->max_streams = c->max_streams;
+	p->window = c->window;
+	p->max_frame = c->max_frame;
+	p->keepalive_ms = c->keepalive_ms;
+}
+
+static void
+daemon_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct event_base *base = arg;
+
+	if (sig == SIGHUP) {
+		log_warn("SIGHUP: configuration reload is not supported yet; "
+			 "restart the daemon to apply changes");
+		return;
+	}
+	log_info("signal %d: stopping", (int)sig);
+	event_base_loopexit(base, NULL);
+}
+
+struct event_base *
+daemon_base_new(void)
+{
+	static const int sigs[3] = { SIGINT, SIGTERM, SIGHUP };
+	struct event_base *base;
+	int i;
+
+	signal(SIGPIPE, SIG_IGN);
+	base = event_base_new();
+	if (base == NULL)
+		return NULL;
+	for (i = 0; i < 3; i++) {
+		daemon_sig_ev[i] = evsignal_new(base, sigs[i], daemon_signal_cb, base);
+		if (daemon_sig_ev[i] == NULL || evsignal_add(daemon_sig_ev[i], NULL) < 0) {
+			daemon_base_free(base);
+			return NULL;
+		}
+	}
+	return base;
+}
+
+void
+daemon_base_free(struct event_base *base)
+{
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		if (daemon_sig_ev[i] != NULL)
+			event_free(daemon_sig_ev[i]);
+		daemon_sig_ev[i] = NULL;
+	}
+	if (base != NULL)
+		event_base_free(base);
+}

@@ -1,0 +1,41 @@
+/*
+ * What both daemons share around the link code: command line, config
+ * loading, signals, hooks and the negotiation parameters from config.
+ */
+#ifndef TLSPLEX_DAEMON_H
+#define TLSPLEX_DAEMON_H
+
+#include "config.h"
+#include "neg.h"
+
+struct event_base;
+
+struct daemon_opts {
+	const char *config;
+	int check_only; /* -n */
+	int verbose;    /* each -v raises the log level by one */
+};
+
+/*
+ * Parses argv.  Returns 0 to run, 1 when the program should exit 0
+ * (--version, -h), or -1 after printing usage to stderr.
+ */
+int daemon_parse_args(int argc, char **argv, const char *prog,
+		      struct daemon_opts *o);
+
+/* Loads and validates the configuration, logging the error; for -n also
+ * loads the TLS material.  Returns NULL on failure. */
+struct cfg *daemon_load(const char *prog, int role, const struct daemon_opts *o);
+
+/* Opens the hook sink named in the config.  Returns 0 or -1 (logged). */
+int daemon_open_hooks(const struct cfg *c);
+
+/* Our negotiation parameters as the config sets them (no nonce). */
+void daemon_params(const struct cfg *c, struct neg_params *p);
+
+/* A base with SIGINT/SIGTERM stopping the loop and SIGPIPE ignored.
+ * Returns NULL on failure. */
+struct event_base *daemon_base_new(void);
+void daemon_base_free(struct event_base *base);
+
+#endif

@@ -1,0 +1,1310 @@
+#include "link.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "hook.h"
+#include "log.h"
+#include "mux.h"
+#include "net.h"
+#include "policy.h"
+#include "tlsio.h"
+
+/* Link output above this stops the mux from producing; writing resumes
+ * when the socket has drained it below LINK_OUT_LOW. */
+#define LINK_OUT_HIGH (512 * 1024)
+#define LINK_OUT_LOW (128 * 1024)
+/* Input read from a stream's local socket and not yet framed. */
+#define STREAM_IN_HIGH (64 * 1024)
+/* Bytes read from the link per read callback before yielding. */
+#define LINK_READ_CHUNK (64 * 1024)
+#define LINK_CLOSE_LINGER_MS 2000
+
+enum link_state {
+	LS_CONNECTING,  /* dialler: TCP connect in progress */
+	LS_NEGOTIATING, /* waiting for the peer's negotiation message */
+	LS_HANDSHAKE,   /* TLS handshake in progress */
+	LS_UP,          /* mux running */
+	LS_CLOSING,     /* flushing a last message, then destroyed */
+	LS_DEAD,        /* destroy scheduled */
+};
+
+struct stream {
+	TAILQ_ENTRY(stream) entry;
+	struct link *link;      /* NULL once the mux forgot the stream */
+	uint32_t id;
+	struct bufferevent *bev;
+	char service[FRAME_SERVICE_MAX + 1];
+	unsigned connecting : 1; /* local connect in progress */
+	unsigned rd_eof : 1;     /* local side sent its last byte */
+	unsigned peer_fin : 1;   /* peer sent FIN: shut our write side */
+	unsigned wr_shut : 1;
+	unsigned freeing : 1;
+};
+TAILQ_HEAD(stream_list, stream);
+
+struct link {
+	TAILQ_ENTRY(link) entry;
+	uint64_t id;
+	struct event_base *base;
+	struct bufferevent *bev;
+	struct link_config cfg;
+	const struct link_ops *ops;
+	void *ud;
+	int state;
+	char reason[512];
+	struct event *deadline_ev;
+	struct event *kick_ev;
+	struct event *free_ev;
+	struct event *ka_ev;
+	struct neg_decoder *dec;
+	uint8_t tx_neg[NEG_MAX_LEN];
+	size_t tx_neg_len;
+	uint8_t rx_neg[NEG_MAX_LEN];
+	size_t rx_neg_len;
+	struct neg_params mine;
+	struct neg_msg peer;
+	struct neg_outcome outcome;
+	struct tls_conn *tls;
+	struct mux *mux;
+	uint8_t *sendbuf;
+	size_t sendbuf_len;
+	uint32_t keepalive_ms;
+	char local[NET_ADDRSTR_MAX];
+	char peer_addr[NET_ADDRSTR_MAX];
+	uint64_t bytes_in, bytes_out;
+	uint64_t t_start_us, t_hs_us, last_rx_us;
+	int hs_failed;
+	struct stream_list streams;
+};
+TAILQ_HEAD(link_list, link);
+
+static struct link_list link_all = TAILQ_HEAD_INITIALIZER(link_all);
+static size_t link_n;
+static int link_stopping; /* link_close_all() runs: free at once */
+static uint64_t link_next_id = 1;
+
+static void link_destroy(struct link *l);
+static void link_flush(struct link *l);
+static void link_kick(struct link *l);
+static void stream_release(struct stream *s, int reset);
+
+static uint64_t
+now_us(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+}
+
+static void
+ms_to_tv(uint32_t ms, struct timeval *tv)
+{
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (suseconds_t)(ms % 1000) * 1000;
+}
+
+static const char *
+link_who(const struct link *l)
+{
+	static char who[NET_ADDRSTR_MAX + NEG_NODE_MAX + 32];
+
+	if (l->peer.params.node[0] != '\0')
+		snprintf(who, sizeof(who), "link %llu with %s (node %s)",
+			 (unsigned long long)l->id, l->peer_addr,
+			 l->peer.params.node);
+	else
+		snprintf(who, sizeof(who), "link %llu with %s",
+			 (unsigned long long)l->id, l->peer_addr);
+	return who;
+}
+
+static void
+link_event_init(struct link *l, struct hook_event *ev, int type)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->type = type;
+	ev->link_id = l->id;
+	ev->role = l->cfg.role;
+	ev->local = l->local;
+	ev->peer = l->peer_addr;
+	ev->peer_node = l->peer.params.node[0] ? l->peer.params.node : NULL;
+}
+
+/* ---- closing --------------------------------------------------------- */
+
+static void
+link_fail(struct link *l, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Logs the reason once and schedules the link's destruction. */
+static void
+link_fail(struct link *l, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (l->state == LS_DEAD)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(l->reason, sizeof(l->reason), fmt, ap);
+	va_end(ap);
+	log_msg(level, "%s: %s", link_who(l), l->reason);
+	l->state = LS_DEAD;
+	bufferevent_disable(l->bev, EV_READ | EV_WRITE);
+	event_active(l->free_ev, 0, 0);
+}
+
+static void
+link_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	link_destroy(arg);
+}
+
+static void
+link_linger_done(struct link *l)
+{
+	if (l->state != LS_CLOSING)
+		return;
+	l->state = LS_DEAD;
+	event_active(l->free_ev, 0, 0);
+}
+
+/* Sends what is queued, then closes: used after a refusal or a failed
+ * handshake so the peer reads the reason or the alert. */
+static void
+link_close_after_flush(struct link *l, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+link_close_after_flush(struct link *l, int level, const char *fmt, ...)
+{
+	struct timeval tv;
+	va_list ap;
+
+	if (l->state == LS_DEAD || l->state == LS_CLOSING)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(l->reason, sizeof(l->reason), fmt, ap);
+	va_end(ap);
+	log_msg(level, "%s: %s", link_who(l), l->reason);
+	l->state = LS_CLOSING;
+	bufferevent_disable(l->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(l->bev)) == 0) {
+		link_linger_done(l);
+		return;
+	}
+	bufferevent_setwatermark(l->bev, EV_WRITE, 0, 0);
+	ms_to_tv(LINK_CLOSE_LINGER_MS, &tv);
+	evtimer_add(l->deadline_ev, &tv);
+}
+
+void
+link_close(struct link *l, const char *reason)
+{
+	link_fail(l, LOG_INFO, "%s", reason);
+}
+
+void
+link_close_all(const char *reason)
+{
+	struct link *l;
+
+	link_stopping = 1;
+	while ((l = TAILQ_FIRST(&link_all)) != NULL) {
+		if (l->state != LS_DEAD) {
+			snprintf(l->reason, sizeof(l->reason), "%s", reason);
+			l->state = LS_DEAD;
+		}
+		link_destroy(l);
+	}
+}
+
+static void
+link_destroy(struct link *l)
+{
+	struct hook_event ev;
+
+	link_event_init(l, &ev, HOOK_LINK_CLOSED);
+	ev.reason = l->reason[0] ? l->reason : "closed";
+	ev.bytes_in = l->bytes_in;
+	ev.bytes_out = l->bytes_out;
+	ev.streams = l->mux ? mux_streams_total(l->mux) : 0;
+	ev.duration_ms = (now_us() - l->t_start_us) / 1000;
+	hook_emit(&ev);
+	if (l->ops->on_down != NULL)
+		l->ops->on_down(l->ud, l);
+	if (l->mux != NULL)
+		mux_close_all(l->mux, MUX_C_CONN_RESET);
+	/* Streams the mux never knew (none today) or already forgot. */
+	while (!TAILQ_EMPTY(&l->streams))
+		stream_release(TAILQ_FIRST(&l->streams), 1);
+	TAILQ_REMOVE(&link_all, l, entry);
+	link_n--;
+	mux_free(l->mux);
+	tls_conn_free(l->tls);
+	neg_decoder_free(l->dec);
+	bufferevent_free(l->bev);
+	event_free(l->deadline_ev);
+	event_free(l->kick_ev);
+	event_free(l->free_ev);
+	if (l->ka_ev != NULL)
+		event_free(l->ka_ev);
+	free(l->sendbuf);
+	free(l);
+}
+
+/* ---- streams --------------------------------------------------------- */
+
+static void
+stream_free_deferred(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *s = arg;
+
+	bufferevent_free(s->bev);
+	free(s);
+}
+
+/* Detaches s from its link and frees it.  reset closes the local socket
+ * with a TCP reset, so the client or backend learns the stream failed. */
+static void
+stream_release(struct stream *s, int reset)
+{
+	struct timeval zero = { 0, 0 };
+
+	if (s->freeing)
+		return;
+	s->freeing = 1;
+	if (s->link != NULL) {
+		TAILQ_REMOVE(&s->link->streams, s, entry);
+		s->link = NULL;
+	}
+	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
+	if (reset) {
+		struct linger lg = { 1, 0 };
+		evutil_socket_t fd = bufferevent_getfd(s->bev);
+
+		if (fd >= 0)
+			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	/* Freed from the loop: we may be inside this bufferevent's callbacks. */
+	if (link_stopping || event_base_once(bufferevent_get_base(s->bev), -1, EV_TIMEOUT,
+			    stream_free_deferred, s, &zero) < 0) {
+		bufferevent_free(s->bev);
+		free(s);
+	}
+}
+
+/* Shuts the write side once the peer's FIN arrived and all data is out;
+ * frees the stream when the mux is done with it too. */
+static void
+stream_maybe_finish(struct stream *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	if (s->freeing || evbuffer_get_length(out) != 0)
+		return;
+	if (s->peer_fin && !s->wr_shut) {
+		s->wr_shut = 1;
+		shutdown(bufferevent_getfd(s->bev), SHUT_WR);
+	}
+	if (s->id == 0 && s->wr_shut)
+		stream_release(s, 0);
+}
+
+static void
+stream_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+	      void *arg)
+{
+	struct stream *s = arg;
+
+	if (info->n_deleted == 0 || s->freeing)
+		return;
+	if (s->link != NULL && s->id != 0) {
+		mux_consumed(s->link->mux, s->id, info->n_deleted);
+		link_kick(s->link);
+	}
+	stream_maybe_finish(s);
+}
+
+static void
+stream_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct stream *s = arg;
+
+	if (s->link != NULL && s->id != 0) {
+		mux_resume(s->link->mux, s->id);
+		link_kick(s->link);
+	}
+}
+
+static void
+stream_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct stream *s = arg;
+	struct link *l = s->link;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if (what & BEV_EVENT_CONNECTED) {
+		s->connecting = 0;
+		log_debug("stream %u (service %s): backend connected", s->id,
+			  s->service);
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING)) {
+		s->rd_eof = 1;
+		if (l != NULL && s->id != 0) {
+			mux_resume(l->mux, s->id);
+			link_kick(l);
+		}
+		return;
+	}
+	if (l == NULL || s->id == 0) {
+		stream_release(s, 1);
+		return;
+	}
+	if (s->connecting) {
+		log_warn("stream %u (service %s): cannot connect to the backend: "
+			 "%s", s->id, s->service,
+			 err ? evutil_socket_error_to_string(err) : "connection failed");
+		mux_reset(l->mux, s->id, MUX_C_CONNECT_FAILED);
+	} else {
+		log_info("stream %u (service %s): local connection %s: %s",
+			 s->id, s->service,
+			 (what & BEV_EVENT_EOF) ? "closed while writing" : "failed",
+			 err ? evutil_socket_error_to_string(err) : "reset");
+		mux_reset(l->mux, s->id, MUX_C_CONN_RESET);
+	}
+	link_kick(l);
+}
+
+static struct stream *
+stream_new(struct link *l, struct bufferevent *bev, const char *service)
+{
+	struct stream *s;
+
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	s->link = l;
+	s->bev = bev;
+	snprintf(s->service, sizeof(s->service), "%s", service);
+	TAILQ_INSERT_TAIL(&l->streams, s, entry);
+	bufferevent_setcb(bev, stream_read_cb, NULL, stream_event_cb, s);
+	bufferevent_setwatermark(bev, EV_READ, 0, STREAM_IN_HIGH);
+	evbuffer_add_cb(bufferevent_get_output(bev), stream_out_cb, s);
+	return s;
+}
+
+/* ---- mux callbacks --------------------------------------------------- */
+
+static uint32_t
+mux_on_open(void *ud, uint32_t id, const char *service, void **sud)
+{
+	struct link *l = ud;
+	struct bufferevent *bev;
+	struct stream *s;
+	uint32_t code = MUX_C_REFUSED;
+
+	bev = l->ops->on_stream(l->ud, l, service, &code);
+	if (bev == NULL)
+		return code;
+	s = stream_new(l, bev, service);
+	if (s == NULL) {
+		bufferevent_free(bev);
+		return MUX_C_INTERNAL;
+	}
+	s->id = id;
+	s->connecting = 1;
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	*sud = s;
+	log_debug("%s: stream %u opened by peer for service %s", link_who(l),
+		  id, service);
+	return 0;
+}
+
+static uint32_t
+mux_on_data(void *ud, uint32_t id, void *sud, const uint8_t *p, size_t n)
+{
+	struct stream *s = sud;
+
+	if (n > 0 && bufferevent_write(s->bev, p, n) < 0)
+		return MUX_C_INTERNAL;
+	return 0;
+}
+
+static void
+mux_on_fin(void *ud, uint32_t id, void *sud)
+{
+	struct stream *s = sud;
+
+	s->peer_fin = 1;
+	stream_maybe_finish(s);
+}
+
+static void
+mux_on_close(void *ud, uint32_t id, void *sud, uint32_t code, int by_peer)
+{
+	struct stream *s = sud;
+	struct link *l = ud;
+
+	s->id = 0;
+	if (code != MUX_C_NO_ERROR) {
+		if (l->state != LS_DEAD)
+			log_info("%s: stream %u (service %s) reset by %s: %s",
+				 link_who(l), id, s->service,
+				 by_peer ? "peer" : "this side", mux_code_str(code));
+		stream_release(s, 1);
+		return;
+	}
+	log_debug("%s: stream %u (service %s) closed", link_who(l), id,
+		  s->service);
+	/* Both sides sent FIN; finish writing what the peer sent. */
+	s->peer_fin = 1;
+	stream_maybe_finish(s);
+}
+
+static size_t
+mux_read_data(void *ud, uint32_t id, void *sud, uint8_t *buf, size_t max,
+	      int *eof)
+{
+	struct stream *s = sud;
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	int n;
+
+	n = evbuffer_remove(in, buf, max);
+	if (n < 0)
+		n = 0;
+	if (s->rd_eof && evbuffer_get_length(in) == 0)
+		*eof = 1;
+	return (size_t)n;
+}
+
+static void
+mux_on_goaway(void *ud, uint32_t last_id, uint32_t code, const char *text)
+{
+	struct link *l = ud;
+
+	log_info("%s: peer sent GOAWAY (%s%s%s); no new streams on this link",
+		 link_who(l), mux_code_str(code), text[0] ? ": " : "", text);
+}
+
+static void
+mux_on_pong(void *ud, uint64_t opaque)
+{
+	struct link *l = ud;
+
+	log_debug("%s: keepalive answered in %llu us", link_who(l),
+		  (unsigned long long)(now_us() - opaque));
+}
+
+static const struct mux_callbacks link_mux_cb = {
+	.on_open = mux_on_open,
+	.on_data = mux_on_data,
+	.on_fin = mux_on_fin,
+	.on_close = mux_on_close,
+	.read_data = mux_read_data,
+	.on_goaway = mux_on_goaway,
+	.on_pong = mux_on_pong,
+};
+
+/* ---- the link data path ---------------------------------------------- */
+
+static void link_up_input(struct link *l);
+
+/* EV_READ: more link input is waiting; EV_WRITE: the mux may have output. */
+static void
+link_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct link *l = arg;
+
+	if (l->state != LS_UP)
+		return;
+	if (what & EV_READ)
+		link_up_input(l);
+	else
+		link_flush(l);
+}
+
+/* Asks for a flush from the loop; requests made before it runs are
+ * merged into one. */
+static void
+link_kick(struct link *l)
+{
+	if (l->state == LS_UP)
+		event_active(l->kick_ev, EV_WRITE, 0);
+}
+
+/* Moves frames from the mux to the socket until the output is above its
+ * high-water mark or the mux has nothing to send. */
+static void
+link_flush(struct link *l)
+{
+	struct evbuffer *out = bufferevent_get_output(l->bev);
+	size_t n;
+
+	while (l->state == LS_UP && evbuffer_get_length(out) < LINK_OUT_HIGH) {
+		n = mux_send(l->mux, l->sendbuf, l->sendbuf_len);
+		if (n == 0)
+			break;
+		if (l->tls != NULL) {
+			if (tls_conn_write(l->tls, l->sendbuf, n) < 0) {
+				link_fail(l, LOG_ERR, "TLS write failed: %s",
+					  tls_conn_error(l->tls));
+				return;
+			}
+		} else if (evbuffer_add(out, l->sendbuf, n) < 0) {
+			link_fail(l, LOG_ERR, "out of memory");
+			return;
+		}
+	}
+}
+
+static void
+link_keepalive_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct link *l = arg;
+	uint64_t now = now_us();
+
+	if (l->state != LS_UP)
+		return;
+	if (now - l->last_rx_us > 3ull * l->keepalive_ms * 1000) {
+		link_fail(l, LOG_WARN, "no data from the peer for %llu ms "
+			  "(3 keepalive intervals); the link is dead",
+			  (unsigned long long)(now - l->last_rx_us) / 1000);
+		return;
+	}
+	mux_ping(l->mux, now);
+	link_kick(l);
+}
+
+static void
+link_mux_failed(struct link *l)
+{
+	enum mux_err e = mux_error(l->mux);
+
+	if (e == MUX_ERR_FRAME)
+		link_fail(l, LOG_ERR, "link protocol error: %s: %s",
+			  mux_err_str(e), frame_err_str(mux_frame_error(l->mux)));
+	else
+		link_fail(l, LOG_ERR, "link protocol error: %s", mux_err_str(e));
+}
+
+static void
+link_up_input(struct link *l)
+{
+	struct evbuffer *in = bufferevent_get_input(l->bev);
+	uint8_t buf[16384];
+	size_t done = 0;
+	int n;
+
+	while (l->state == LS_UP && done < LINK_READ_CHUNK) {
+		if (l->tls != NULL) {
+			n = tls_conn_read(l->tls, buf, sizeof(buf));
+			if (n == 0)
+				break;
+			if (n == -2) {
+				link_fail(l, LOG_INFO, "peer closed the TLS session");
+				return;
+			}
+			if (n < 0) {
+				link_fail(l, LOG_ERR, "TLS error: %s",
+					  tls_conn_error(l->tls));
+				return;
+			}
+			if (mux_recv(l->mux, buf, (size_t)n) < 0) {
+				link_mux_failed(l);
+				return;
+			}
+			done += (size_t)n;
+		} else {
+			size_t len = evbuffer_get_length(in);
+			unsigned char *p;
+
+			if (len == 0)
+				break;
+			if (len > sizeof(buf))
+				len = sizeof(buf);
+			p = evbuffer_pullup(in, (ev_ssize_t)len);
+			if (mux_recv(l->mux, p, len) < 0) {
+				link_mux_failed(l);
+				return;
+			}
+			evbuffer_drain(in, len);
+			done += len;
+		}
+	}
+	/* More may be waiting; come back after other events had a turn. */
+	if (l->state == LS_UP && done >= LINK_READ_CHUNK)
+		event_active(l->kick_ev, EV_READ, 0);
+	link_flush(l);
+}
+
+static int
+link_start_mux(struct link *l)
+{
+	struct mux_settings ms;
+	struct mux_limits lim;
+	const uint8_t *offer, *decision;
+	size_t offer_len, decision_len;
+
+	policy_mux_limits(&l->mine, &l->peer.params, &lim);
+	memset(&ms, 0, sizeof(ms));
+	ms.dialer = l->cfg.dialer;
+	ms.max_frame = lim.max_frame;
+	ms.local_window = lim.local_window;
+	ms.peer_window = lim.peer_window;
+	ms.local_max_streams = lim.local_max_streams;
+	ms.peer_max_streams = lim.peer_max_streams;
+	if (l->cfg.dialer) {
+		offer = l->tx_neg, offer_len = l->tx_neg_len;
+		decision = l->rx_neg, decision_len = l->rx_neg_len;
+	} else {
+		offer = l->rx_neg, offer_len = l->rx_neg_len;
+		decision = l->tx_neg, decision_len = l->tx_neg_len;
+	}
+	tls_sha256_pair(offer, offer_len, decision, decision_len, ms.bind);
+	l->sendbuf_len = lim.max_frame + FRAME_HDR_LEN;
+	if (l->sendbuf_len < FRAME_HDR_LEN + FRAME_CTRL_MAX)
+		l->sendbuf_len = FRAME_HDR_LEN + FRAME_CTRL_MAX;
+	l->sendbuf = malloc(l->sendbuf_len);
+	l->mux = mux_new(&ms, &link_mux_cb, l);
+	if (l->sendbuf == NULL || l->mux == NULL) {
+		link_fail(l, LOG_ERR, "out of memory starting the stream mux");
+		return -1;
+	}
+	evtimer_del(l->deadline_ev);
+	l->state = LS_UP;
+	l->keepalive_ms = lim.keepalive_ms;
+	if (l->keepalive_ms > 0) {
+		struct timeval tv;
+
+		l->ka_ev = event_new(l->base, -1, EV_PERSIST, link_keepalive_cb, l);
+		if (l->ka_ev == NULL) {
+			link_fail(l, LOG_ERR, "out of memory");
+			return -1;
+		}
+		ms_to_tv(l->keepalive_ms, &tv);
+		evtimer_add(l->ka_ev, &tv);
+	}
+	/* Reads are bounded by stream windows from here on. */
+	bufferevent_setwatermark(l->bev, EV_READ, 0, 0);
+	if (l->ops->on_up != NULL)
+		l->ops->on_up(l->ud, l);
+	link_flush(l);
+	return 0;
+}
+
+/* ---- TLS ------------------------------------------------------------- */
+
+static void
+link_handshake_failed(struct link *l, const char *why)
+{
+	struct hook_event ev;
+
+	l->hs_failed = 1;
+	link_event_init(l, &ev, HOOK_HANDSHAKE_FAILED);
+	ev.reason = why;
+	hook_emit(&ev);
+	link_close_after_flush(l, LOG_ERR, "TLS handshake failed: %s", why);
+}
+
+static void
+link_handshake_step(struct link *l)
+{
+	struct hook_event ev;
+	struct tls_info info;
+	int rc;
+
+	rc = tls_conn_handshake(l->tls);
+	if (rc == 0)
+		return;
+	if (rc < 0) {
+		link_handshake_failed(l, tls_conn_error(l->tls));
+		return;
+	}
+	tls_conn_info(l->tls, &info);
+	link_event_init(l, &ev, HOOK_HANDSHAKE_DONE);
+	ev.protocol = info.protocol;
+	ev.cipher = info.cipher;
+	ev.group = info.group[0] ? info.group : NULL;
+	ev.peer_subject = info.subject[0] ? info.subject : NULL;
+	ev.peer_issuer = info.issuer[0] ? info.issuer : NULL;
+	ev.peer_serial = info.serial[0] ? info.serial : NULL;
+	ev.peer_sha256 = info.sha256[0] ? info.sha256 : NULL;
+	ev.peer_not_after = info.not_after[0] ? info.not_after : NULL;
+	ev.resumed = info.resumed;
+	ev.duration_ms = (now_us() - l->t_hs_us) / 1000;
+	hook_emit(&ev);
+	log_info("%s: TLS up: %s %s%s%s, peer certificate %s", link_who(l),
+		 info.protocol, info.cipher, info.group[0] ? " " : "",
+		 info.group, info.subject[0] ? info.subject : "none");
+	if (link_start_mux(l) == 0)
+		link_up_input(l);
+}
+
+static void
+link_start_tls(struct link *l)
+{
+	struct hook_event ev;
+	struct tls_conn_params p;
+	struct timeval tv;
+	char err[256];
+
+	if (l->cfg.tls == NULL) {
+		link_fail(l, LOG_ERR, "TLS was agreed but this side has no TLS "
+			  "context (set cert/key or ca)");
+		return;
+	}
+	/* The hook fires after the negotiation bytes, before any TLS byte. */
+	link_event_init(l, &ev, HOOK_HANDSHAKE_PENDING);
+	ev.tls_offset_out = l->tx_neg_len;
+	ev.tls_offset_in = l->rx_neg_len;
+	if (hook_emit(&ev) < 0) {
+		link_fail(l, LOG_ERR, "a notification hook vetoed the TLS "
+			  "handshake");
+		return;
+	}
+	memset(&p, 0, sizeof(p));
+	p.tls_min = l->outcome.tls_min;
+	p.tls_max = l->outcome.tls_max;
+	p.ciphers = l->outcome.ciphers;
+	p.n_ciphers = l->outcome.n_ciphers;
+	p.server_name = l->cfg.server_name;
+	p.client_cert = l->cfg.client_cert;
+	l->tls = tls_conn_new(l->cfg.tls, bufferevent_get_input(l->bev),
+			      bufferevent_get_output(l->bev), &p, err,
+			      sizeof(err));
+	if (l->tls == NULL) {
+		link_handshake_failed(l, err);
+		return;
+	}
+	l->state = LS_HANDSHAKE;
+	l->t_hs_us = now_us();
+	ms_to_tv(l->cfg.handshake_timeout_ms, &tv);
+	evtimer_add(l->deadline_ev, &tv);
+	link_handshake_step(l);
+}
+
+/* ---- negotiation ----------------------------------------------------- */
+
+static int
+link_send_neg(struct link *l, const struct neg_msg *m)
+{
+	int n;
+
+	n = neg_encode(m, l->tx_neg, sizeof(l->tx_neg));
+	if (n < 0) {
+		link_fail(l, LOG_ERR, "cannot encode our %s message "
+			  "(configuration out of range?)", neg_type_str(m->type));
+		return -1;
+	}
+	l->tx_neg_len = (size_t)n;
+	bufferevent_write(l->bev, l->tx_neg, (size_t)n);
+	return 0;
+}
+
+static void
+link_fill_nonce(struct neg_params *p)
+{
+	size_t got = 0;
+	ssize_t r;
+
+	while (got < sizeof(p->nonce)) {
+		r = getrandom(p->nonce + got, sizeof(p->nonce) - got, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			/* Not secret: it only makes each transcript unique. */
+			uint64_t t = now_us();
+
+			memcpy(p->nonce, &t, sizeof(t));
+			return;
+		}
+		got += (size_t)r;
+	}
+}
+
+static void
+link_send_offer(struct link *l)
+{
+	struct neg_msg m;
+	struct timeval tv;
+
+	memset(&m, 0, sizeof(m));
+	m.type = NEG_OFFER;
+	m.ver_min = m.ver_max = NEG_PROTO_VERSION;
+	m.params = l->mine;
+	if (link_send_neg(l, &m) < 0)
+		return;
+	l->state = LS_NEGOTIATING;
+	ms_to_tv(l->cfg.negotiation_timeout_ms, &tv);
+	evtimer_add(l->deadline_ev, &tv);
+	bufferevent_enable(l->bev, EV_READ);
+}
+
+static void
+link_refuse(struct link *l, uint16_t reason, const char *detail)
+{
+	struct neg_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = NEG_REFUSE;
+	m.ver_min = m.ver_max = NEG_PROTO_VERSION;
+	snprintf(m.params.node, sizeof(m.params.node), "%s", l->mine.node);
+	m.outcome.result = NEG_RESULT_REFUSE;
+	m.outcome.reason = reason;
+	snprintf(m.text, sizeof(m.text), "%s", detail ? detail : neg_reason_str(reason));
+	if (link_send_neg(l, &m) < 0)
+		return;
+	link_close_after_flush(l, LOG_WARN, "refused the link: %s%s%s",
+			       neg_reason_str(reason), detail ? ": " : "",
+			       detail ? detail : "");
+}
+
+/* Acceptor: the peer's offer is complete. */
+static void
+link_on_offer(struct link *l)
+{
+	struct neg_msg m;
+	size_t extra = evbuffer_get_length(bufferevent_get_input(l->bev));
+	uint16_t reason = 0;
+
+	if (l->peer.type != NEG_OFFER) {
+		link_fail(l, LOG_ERR, "peer sent a %s where an OFFER was "
+			  "expected", neg_type_str(l->peer.type));
+		return;
+	}
+	if (extra > 0) {
+		link_fail(l, LOG_ERR, "peer sent %zu bytes after its offer "
+			  "without waiting for the decision; closing without "
+			  "reading them (protocol violation or injection)", extra);
+		return;
+	}
+	if (l->ops->on_offer != NULL &&
+	    l->ops->on_offer(l->ud, l, &l->peer.params, &l->mine,
+			     &l->cfg.client_cert, &reason) < 0) {
+		link_refuse(l, reason, NULL);
+		return;
+	}
+	l->mine.cert_want = (uint8_t)l->cfg.client_cert;
+	policy_decide(&l->peer.params, &l->mine, &l->outcome);
+	if (l->outcome.result == NEG_RESULT_REFUSE) {
+		link_refuse(l, l->outcome.reason, NULL);
+		return;
+	}
+	memset(&m, 0, sizeof(m));
+	m.type = NEG_DECISION;
+	m.ver_min = m.ver_max = NEG_PROTO_VERSION;
+	m.params = l->mine;
+	m.outcome = l->outcome;
+	if (link_send_neg(l, &m) < 0)
+		return;
+	if (l->outcome.result == NEG_RESULT_TLS) {
+		log_info("%s: TLS agreed (%s..%s): %s", link_who(l),
+			 tls_version_str(l->outcome.tls_min),
+			 tls_version_str(l->outcome.tls_max),
+			 neg_reason_str(l->outcome.reason));
+		link_start_tls(l);
+	} else {
+		struct hook_event ev;
+
+		link_event_init(l, &ev, HOOK_PLAINTEXT_AGREED);
+		ev.reason = neg_reason_str(l->outcome.reason);
+		hook_emit(&ev);
+		log_info("%s: plaintext agreed: %s", link_who(l), ev.reason);
+		link_start_mux(l);
+	}
+}
+
+/* Dialler: the relay's decision or refusal is complete. */
+static void
+link_on_decision(struct link *l)
+{
+	size_t extra = evbuffer_get_length(bufferevent_get_input(l->bev));
+	uint16_t reason = 0;
+
+	if (l->peer.type == NEG_REFUSE) {
+		link_fail(l, LOG_ERR, "the relay refused the link: %s%s%s",
+			  neg_reason_str(l->peer.outcome.reason),
+			  l->peer.text[0] ? "; it says: " : "", l->peer.text);
+		return;
+	}
+	if (policy_check_decision(&l->mine, &l->peer, &reason) < 0) {
+		link_fail(l, LOG_ERR, "the relay's decision is not acceptable: %s",
+			  neg_reason_str(reason));
+		return;
+	}
+	l->outcome = l->peer.outcome;
+	if (l->outcome.result == NEG_RESULT_TLS) {
+		if (extra > 0) {
+			link_fail(l, LOG_ERR, "peer sent %zu bytes after its "
+				  "decision before TLS started; closing without "
+				  "reading them (protocol violation or injection)",
+				  extra);
+			return;
+		}
+		log_info("%s: TLS agreed (%s..%s): %s", link_who(l),
+			 tls_version_str(l->outcome.tls_min),
+			 tls_version_str(l->outcome.tls_max),
+			 neg_reason_str(l->outcome.reason));
+		link_start_tls(l);
+	} else {
+		struct hook_event ev;
+
+		link_event_init(l, &ev, HOOK_PLAINTEXT_AGREED);
+		ev.reason = neg_reason_str(l->outcome.reason);
+		hook_emit(&ev);
+		log_info("%s: plaintext agreed: %s", link_who(l), ev.reason);
+		if (link_start_mux(l) == 0)
+			link_up_input(l);
+	}
+}
+
+static void
+link_neg_failed(struct link *l)
+{
+	enum neg_err e = neg_decoder_error(l->dec);
+	const uint8_t *pre;
+	size_t n = neg_decoder_prefix(l->dec, &pre);
+
+	if (e == NEG_ERR_BAD_MAGIC) {
+		link_fail(l, LOG_WARN, "peer does not speak tlsplex: it sent %s "
+			  "instead of a negotiation message", neg_sniff(pre, n));
+		return;
+	}
+	if (!l->cfg.dialer && (e == NEG_ERR_BAD_VERSION)) {
+		link_refuse(l, NEG_R_NO_COMMON_PROTOCOL, neg_err_str(e));
+		return;
+	}
+	if (!l->cfg.dialer && e != NEG_ERR_TRUNCATED) {
+		link_refuse(l, NEG_R_MALFORMED, neg_err_str(e));
+		return;
+	}
+	link_fail(l, LOG_ERR, "bad negotiation message from peer: %s%s",
+		  neg_err_str(e), e == NEG_ERR_TRUNCATED ? "" : "");
+}
+
+static void
+link_neg_input(struct link *l)
+{
+	struct evbuffer *in = bufferevent_get_input(l->bev);
+	enum neg_status st = NEG_NEED_MORE;
+
+	while (l->state == LS_NEGOTIATING && evbuffer_get_length(in) > 0) {
+		size_t len = evbuffer_get_length(in), used = 0;
+		unsigned char *p;
+
+		if (len > NEG_MAX_LEN)
+			len = NEG_MAX_LEN;
+		p = evbuffer_pullup(in, (ev_ssize_t)len);
+		st = neg_decoder_feed(l->dec, p, len, &used);
+		if (l->rx_neg_len + used <= sizeof(l->rx_neg)) {
+			memcpy(l->rx_neg + l->rx_neg_len, p, used);
+			l->rx_neg_len += used;
+		}
+		evbuffer_drain(in, used);
+		if (st == NEG_FAIL) {
+			link_neg_failed(l);
+			return;
+		}
+		if (st == NEG_DONE)
+			break;
+	}
+	if (st != NEG_DONE)
+		return;
+	l->peer = *neg_decoder_msg(l->dec);
+	if (l->cfg.dialer)
+		link_on_decision(l);
+	else
+		link_on_offer(l);
+}
+
+/* ---- bufferevent callbacks ------------------------------------------- */
+
+static void
+link_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct link *l = arg;
+
+	l->last_rx_us = now_us();
+	switch (l->state) {
+	case LS_NEGOTIATING:
+		link_neg_input(l);
+		break;
+	case LS_HANDSHAKE:
+		link_handshake_step(l);
+		break;
+	case LS_UP:
+		link_up_input(l);
+		break;
+	default:
+		evbuffer_drain(bufferevent_get_input(bev),
+			       evbuffer_get_length(bufferevent_get_input(bev)));
+		break;
+	}
+}
+
+static void
+link_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct link *l = arg;
+
+	if (l->state == LS_UP)
+		link_flush(l);
+	else if (l->state == LS_CLOSING &&
+		 evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		link_linger_done(l);
+}
+
+static void
+link_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct link *l = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if (what & BEV_EVENT_CONNECTED) {
+		net_local(bufferevent_getfd(bev), l->local, sizeof(l->local));
+		log_info("%s: connected; sending our offer (tls = %s)",
+			 link_who(l), tls_mode_str(l->mine.tls_mode));
+		link_send_offer(l);
+		return;
+	}
+	if (l->state == LS_CONNECTING) {
+		link_fail(l, LOG_WARN, "cannot connect: %s",
+			  err ? evutil_socket_error_to_string(err) : "failed");
+		return;
+	}
+	if (l->state == LS_CLOSING) {
+		link_linger_done(l);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		if (l->state == LS_NEGOTIATING) {
+			neg_decoder_finish(l->dec);
+			link_fail(l, LOG_WARN, "peer closed the connection during "
+				  "negotiation after %zu bytes", l->rx_neg_len);
+		} else if (l->state == LS_HANDSHAKE) {
+			tls_conn_set_eof(l->tls);
+			link_handshake_failed(l, "the peer closed the connection "
+					      "during the TLS handshake");
+		} else if (l->state == LS_UP) {
+			if (l->tls != NULL)
+				tls_conn_set_eof(l->tls);
+			link_up_input(l);
+			if (l->state == LS_UP && mux_recv_eof(l->mux) < 0)
+				link_fail(l, LOG_WARN, "peer closed the link in "
+					  "the middle of a frame");
+			else
+				link_fail(l, LOG_INFO, "peer closed the link");
+		}
+		return;
+	}
+	link_fail(l, LOG_WARN, "connection error: %s",
+		  err ? evutil_socket_error_to_string(err) : "unknown");
+}
+
+static void
+link_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct link *l = arg;
+
+	switch (l->state) {
+	case LS_CONNECTING:
+	case LS_NEGOTIATING:
+		link_fail(l, LOG_WARN, "negotiation not complete after %u ms "
+			  "(negotiation_timeout); %zu bytes received",
+			  l->cfg.negotiation_timeout_ms, l->rx_neg_len);
+		break;
+	case LS_HANDSHAKE:
+		link_handshake_failed(l, "TLS handshake not complete within "
+				      "handshake_timeout");
+		break;
+	case LS_CLOSING:
+		link_linger_done(l);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+link_in_count(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+	      void *arg)
+{
+	struct link *l = arg;
+
+	l->bytes_in += info->n_added;
+}
+
+static void
+link_out_count(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+	       void *arg)
+{
+	struct link *l = arg;
+
+	l->bytes_out += info->n_deleted;
+}
+
+struct link *
+link_new(struct event_base *base, int fd, const struct sockaddr *sa,
+	 int salen, const struct link_config *cfg, const struct link_ops *ops,
+	 void *ud)
+{
+	struct link *l;
+	struct timeval tv;
+
+	l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		goto fail_fd;
+	l->id = link_next_id++;
+	l->base = base;
+	l->cfg = *cfg;
+	l->ops = ops;
+	l->ud = ud;
+	l->mine = cfg->params;
+	link_fill_nonce(&l->mine);
+	l->mine.cert_want = (uint8_t)cfg->client_cert;
+	l->t_start_us = l->last_rx_us = now_us();
+	TAILQ_INIT(&l->streams);
+	l->dec = neg_decoder_new();
+	l->deadline_ev = evtimer_new(base, link_deadline_cb, l);
+	l->kick_ev = event_new(base, -1, 0, link_kick_cb, l);
+	l->free_ev = event_new(base, -1, 0, link_free_cb, l);
+	l->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (l->dec == NULL || l->deadline_ev == NULL || l->kick_ev == NULL ||
+	    l->free_ev == NULL || l->bev == NULL)
+		goto fail;
+	if (cfg->dialer) {
+		net_ntop(sa, l->peer_addr, sizeof(l->peer_addr));
+		snprintf(l->local, sizeof(l->local), "unknown");
+	} else {
+		net_peer(fd, l->peer_addr, sizeof(l->peer_addr));
+		net_local(fd, l->local, sizeof(l->local));
+	}
+	bufferevent_setcb(l->bev, link_read_cb, link_write_cb, link_event_cb, l);
+	/* During negotiation the input is bounded by the message size. */
+	bufferevent_setwatermark(l->bev, EV_READ, 0, 2 * NEG_MAX_LEN);
+	bufferevent_setwatermark(l->bev, EV_WRITE, LINK_OUT_LOW, 0);
+	evbuffer_add_cb(bufferevent_get_input(l->bev), link_in_count, l);
+	evbuffer_add_cb(bufferevent_get_output(l->bev), link_out_count, l);
+	TAILQ_INSERT_TAIL(&link_all, l, entry);
+	link_n++;
+	if (cfg->dialer) {
+		l->state = LS_CONNECTING;
+		ms_to_tv(cfg->negotiation_timeout_ms, &tv);
+		evtimer_add(l->deadline_ev, &tv);
+		if (bufferevent_socket_connect(l->bev, sa, salen) < 0) {
+			/* The event callback reports the reason. */
+			log_debug("%s: connect failed at once", link_who(l));
+		}
+	} else {
+		l->state = LS_NEGOTIATING;
+		ms_to_tv(cfg->negotiation_timeout_ms, &tv);
+		evtimer_add(l->deadline_ev, &tv);
+		bufferevent_enable(l->bev, EV_READ | EV_WRITE);
+		log_info("%s: accepted; waiting for its offer", link_who(l));
+	}
+	return l;
+fail:
+	if (l->bev != NULL) {
+		bufferevent_free(l->bev);
+		fd = -1;
+	}
+	if (l->free_ev != NULL)
+		event_free(l->free_ev);
+	if (l->kick_ev != NULL)
+		event_free(l->kick_ev);
+	if (l->deadline_ev != NULL)
+		event_free(l->deadline_ev);
+	neg_decoder_free(l->dec);
+	free(l);
+fail_fd:
+	if (fd >= 0)
+		close(fd);
+	log_err("cannot set up a link: out of memory");
+	return NULL;
+}
+
+int
+link_open_stream(struct link *l, const char *service, struct bufferevent *bev)
+{
+	struct stream *s;
+	uint32_t id;
+
+	if (l->state != LS_UP) {
+		bufferevent_free(bev);
+		return -1;
+	}
+	s = stream_new(l, bev, service);
+	if (s == NULL) {
+		bufferevent_free(bev);
+		return -1;
+	}
+	id = mux_open(l->mux, service, s);
+	if (id == 0) {
+		log_warn("%s: cannot open a stream for service %s: the relay's "
+			 "stream limit is reached or it is draining the link",
+			 link_who(l), service);
+		TAILQ_REMOVE(&l->streams, s, entry);
+		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+		bufferevent_free(bev);
+		free(s);
+		return -1;
+	}
+	s->id = id;
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	log_debug("%s: stream %u opened for service %s", link_who(l), id,
+		  service);
+	link_kick(l);
+	return 0;
+}
+
+int
+link_is_up(const struct link *l)
+{
+	return l != NULL && l->state == LS_UP;
+}
+
+int
+link_is_tls(const struct link *l)
+{
+	return l->tls != NULL;
+}
+
+uint64_t
+link_id(const struct link *l)
+{
+	return l->id;
+}
+
+const char *
+link_peer_node(const struct link *l)
+{
+	return l->peer.params.node;
+}
+
+const char *
+link_peer_addr(const struct link *l)
+{
+	return l->peer_addr;
+}
+
+size_t
+link_count(void)
+{
+	return link_n;
+}

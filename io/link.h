@@ -1,0 +1,77 @@
+/*
+ * A link between a gateway and a relay: the negotiation, the optional
+ * TLS upgrade, and the multiplexed streams, driven by libevent.  The
+ * same code serves the dialling side (gateway) and the accepting side
+ * (relay); only the callbacks differ.
+ */
+#ifndef TLSPLEX_LINK_H
+#define TLSPLEX_LINK_H
+
+#include <stdint.h>
+
+#include "neg.h"
+
+struct event_base;
+struct sockaddr;
+struct bufferevent;
+struct tls_ctx;
+struct link;
+
+struct link_config {
+	int dialer;                  /* nonzero on the gateway */
+	const char *role;            /* "gateway" or "relay", for hooks */
+	struct tls_ctx *tls;         /* NULL when TLS is off */
+	struct neg_params params;    /* our offer; the nonce is filled in */
+	int client_cert;             /* acceptor: enum cert_want */
+	const char *server_name;     /* dialler: name the relay cert carries */
+	uint32_t negotiation_timeout_ms;
+	uint32_t handshake_timeout_ms;
+};
+
+struct link_ops {
+	/* Acceptor: the peer's offer arrived.  May adjust *mine and
+	 * *client_cert for this peer.  Return 0, or -1 with *reason set to
+	 * refuse the link. */
+	int (*on_offer)(void *ud, struct link *l, const struct neg_params *offer,
+			struct neg_params *mine, int *client_cert,
+			uint16_t *reason);
+	/* The link carries streams now. */
+	void (*on_up)(void *ud, struct link *l);
+	/* The link is closing; it is freed when this returns. */
+	void (*on_down)(void *ud, struct link *l);
+	/* The peer opened a stream to service.  Return a bufferevent for the
+	 * local side (connected or connecting), or NULL with *code set. */
+	struct bufferevent *(*on_stream)(void *ud, struct link *l,
+					 const char *service, uint32_t *code);
+};
+
+/*
+ * Starts a link.  An acceptor passes the accepted socket fd (the link
+ * owns it from here on; it is closed on failure).  A dialler passes
+ * fd -1 and the address to connect to.  Returns NULL on failure.
+ */
+struct link *link_new(struct event_base *base, int fd,
+		      const struct sockaddr *sa, int salen,
+		      const struct link_config *cfg, const struct link_ops *ops,
+		      void *ud);
+
+/* Starts a stream to service for a local connection bev (which the link
+ * then owns).  Returns 0, or -1 (bev freed) when the link cannot take it. */
+int link_open_stream(struct link *l, const char *service,
+		     struct bufferevent *bev);
+
+/* Closes the link from the event loop; reason goes to the log and the
+ * link_closed event.  Safe to call more than once. */
+void link_close(struct link *l, const char *reason);
+
+/* Closes every link and frees what they hold; for daemon shutdown. */
+void link_close_all(const char *reason);
+
+int link_is_up(const struct link *l);
+int link_is_tls(const struct link *l);
+uint64_t link_id(const struct link *l);
+const char *link_peer_node(const struct link *l);
+const char *link_peer_addr(const struct link *l);
+size_t link_count(void);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * wolfSSL adapter.  TLS runs over libevent buffers through wolfSSL's
+ * custom I/O callbacks: ciphertext is taken from an input evbuffer and
+ * appended to an output evbuffer, so the link owns the socket throughout
+ * and no bytes change hands between stacks at the upgrade.
+ */
+#ifndef TLSPLEX_TLSIO_H
+#define TLSPLEX_TLSIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+struct cfg;
+struct tls_ctx;
+struct tls_conn;
+
+/* Global library setup; returns 0 or -1. */
+int tls_global_init(void);
+void tls_global_cleanup(void);
+/* "wolfSSL 5.5.4" and similar. */
+const char *tls_library_version(void);
+
+/*
+ * Builds a context from the daemon settings: certificate chain and key
+ * when set, CA for peer verification.  server selects the role.
+ * Returns NULL with a reason in err.
+ */
+struct tls_ctx *tls_ctx_new(const struct cfg *c, int server, char *err,
+			    size_t errlen);
+void tls_ctx_free(struct tls_ctx *ctx);
+
+struct tls_conn_params {
+	uint16_t tls_min, tls_max;  /* agreed version range */
+	const uint16_t *ciphers;    /* agreed suites, IANA ids */
+	size_t n_ciphers;
+	const char *server_name;    /* client: name the server certificate
+				       must carry, or NULL */
+	int client_cert;            /* server: enum cert_want */
+};
+
+/* Creates a connection reading ciphertext from in and writing it to out.
+ * Returns NULL with a reason in err. */
+struct tls_conn *tls_conn_new(struct tls_ctx *ctx, struct evbuffer *in,
+			      struct evbuffer *out,
+			      const struct tls_conn_params *p, char *err,
+			      size_t errlen);
+void tls_conn_free(struct tls_conn *c);
+
+/* Marks that no more ciphertext will arrive. */
+void tls_conn_set_eof(struct tls_conn *c);
+
+/* Advances the handshake: 1 done, 0 needs more input, -1 failed. */
+int tls_conn_handshake(struct tls_conn *c);
+/* Reads plaintext: >0 bytes, 0 needs more input, -1 failed, -2 the peer
+ * closed the TLS session. */
+int tls_conn_read(struct tls_conn *c, uint8_t *buf, size_t cap);
+/* Encrypts n bytes into the output buffer.  Returns 0 or -1. */
+int tls_conn_write(struct tls_conn *c, const uint8_t *buf, size_t n);
+/* Queues a close_notify alert. */
+void tls_conn_close_notify(struct tls_conn *c);
+
+/* After a failure: a sentence naming what went wrong. */
+const char *tls_conn_error(const struct tls_conn *c);
+
+/* SHA-256 of a followed by b, for the transcript binding. */
+void tls_sha256_pair(const void *a, size_t alen, const void *b, size_t blen,
+		     uint8_t out[32]);
+
+/* Facts about an established session, for the hook and the logs. */
+struct tls_info {
+	char protocol[16];
+	char cipher[64];
+	char group[32];
+	char subject[256];
+	char issuer[256];
+	char serial[80];
+	char sha256[100];
+	char not_after[40];
+	int resumed;
+};
+void tls_conn_info(struct tls_conn *c, struct tls_info *info);
+
+#endif

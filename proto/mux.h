@@ -1,0 +1,124 @@
+/*
+ * Stream multiplexer session (sans-I/O), in the style of nghttp2's
+ * mem_recv/mem_send: the caller feeds received link bytes to mux_recv()
+ * and pulls bytes to transmit from mux_send().  The session never does
+ * I/O, never allocates per byte, and never logs.
+ *
+ * Streams opened by the dialling side have odd ids, by the accepting
+ * side even ids.  Each stream has credit-based flow control: a side may
+ * send DATA only within the credit its peer granted.  Outgoing data is
+ * pulled from the caller through read_data(), one frame per stream per
+ * round, so streams share the link round-robin.
+ */
+#ifndef TLSPLEX_MUX_H
+#define TLSPLEX_MUX_H
+
+#include "frame.h"
+
+struct mux;
+
+struct mux_settings {
+	int dialer;                   /* nonzero: this side opens odd ids */
+	uint32_t max_frame;           /* largest DATA payload either way */
+	uint32_t local_window;        /* initial credit we grant per stream */
+	uint32_t peer_window;         /* initial credit the peer grants us */
+	uint32_t local_max_streams;   /* streams the peer may hold open to us */
+	uint32_t peer_max_streams;    /* streams we may hold open to the peer */
+	uint8_t bind[FRAME_BIND_LEN]; /* transcript hash both sides must send */
+};
+
+/*
+ * Callbacks.  ud is the session's user pointer; sud is the stream's.
+ * Callbacks may call mux_open(), mux_resume(), mux_consumed(), mux_ping()
+ * and mux_goaway(), but not mux_reset(), mux_close_all() or mux_free().
+ */
+struct mux_callbacks {
+	/* The peer opened a stream.  Return 0 and set *sud to accept, or a
+	 * mux_code to refuse it (a RESET is sent, no on_close follows). */
+	uint32_t (*on_open)(void *ud, uint32_t id, const char *service,
+			    void **sud);
+	/* Stream data.  The bytes use the stream's receive credit until the
+	 * caller passes them to mux_consumed().  Return 0, or a mux_code to
+	 * reset the stream. */
+	uint32_t (*on_data)(void *ud, uint32_t id, void *sud,
+			    const uint8_t *p, size_t n);
+	/* The peer half-closed the stream: no more data will come. */
+	void (*on_fin)(void *ud, uint32_t id, void *sud);
+	/* The stream is gone: both sides sent FIN (code MUX_C_NO_ERROR), or
+	 * it was reset (by_peer says by whom), or mux_close_all() ran.
+	 * The id is invalid afterwards. */
+	void (*on_close)(void *ud, uint32_t id, void *sud, uint32_t code,
+			 int by_peer);
+	/* Pulls up to max outgoing bytes for a stream into buf and returns
+	 * the count.  Set *eof once the source has ended and every byte was
+	 * handed over; the stream then sends FIN.  Returning 0 without eof
+	 * parks the stream until mux_resume(). */
+	size_t (*read_data)(void *ud, uint32_t id, void *sud, uint8_t *buf,
+			    size_t max, int *eof);
+	/* The peer will accept no streams above last_id. */
+	void (*on_goaway)(void *ud, uint32_t last_id, uint32_t code,
+			  const char *text);
+	/* A PING we sent was answered. */
+	void (*on_pong)(void *ud, uint64_t opaque);
+};
+
+enum mux_err {
+	MUX_ERR_NONE = 0,
+	MUX_ERR_FRAME,         /* frame codec error; see mux_frame_error() */
+	MUX_ERR_NO_BIND,       /* first frame was not BIND */
+	MUX_ERR_BIND_MISMATCH, /* peer saw different negotiation bytes */
+	MUX_ERR_BAD_STREAM,    /* frame names a stream that never existed */
+	MUX_ERR_OVERLOAD,      /* peer makes us queue unbounded control frames */
+	MUX_ERR_NOMEM,
+};
+
+/* Returns a session, or NULL on allocation failure or bad settings. */
+struct mux *mux_new(const struct mux_settings *s,
+		    const struct mux_callbacks *cb, void *ud);
+/* Frees the session without calling callbacks.  NULL is a no-op. */
+void mux_free(struct mux *m);
+
+/* Feeds received link bytes.  Returns 0, or -1 on a link-fatal error
+ * (see mux_error()); the session then refuses further input. */
+int mux_recv(struct mux *m, const uint8_t *in, size_t len);
+/* Tells the session the peer closed the link.  Returns 0 if between
+ * frames, -1 with MUX_ERR_FRAME/FRAME_ERR_TRUNCATED otherwise. */
+int mux_recv_eof(struct mux *m);
+
+/* Writes frames to send into buf, at most cap bytes (cap must be at
+ * least FRAME_HDR_LEN + FRAME_CTRL_MAX).  Returns the byte count, 0 when
+ * there is nothing to send now. */
+size_t mux_send(struct mux *m, uint8_t *buf, size_t cap);
+/* Nonzero when mux_send() may have bytes to produce. */
+int mux_want_write(const struct mux *m);
+
+/* Opens a stream to service.  Returns its id, or 0 when the peer's
+ * stream limit is reached, a GOAWAY was received, or name is invalid. */
+uint32_t mux_open(struct mux *m, const char *service, void *sud);
+/* Wakes a stream parked by read_data(). */
+void mux_resume(struct mux *m, uint32_t id);
+/* The caller has delivered n bytes of the stream's data; credit is
+ * returned to the peer in WINDOW frames. */
+void mux_consumed(struct mux *m, uint32_t id, size_t n);
+/* Aborts a stream: queues RESET and calls on_close(by_peer = 0). */
+void mux_reset(struct mux *m, uint32_t id, uint32_t code);
+/* Calls on_close with code for every open stream, and forgets them. */
+void mux_close_all(struct mux *m, uint32_t code);
+
+/* Queues a PING; on_pong fires when the answer arrives. */
+void mux_ping(struct mux *m, uint64_t opaque);
+/* Queues a GOAWAY naming the last peer stream accepted; later peer
+ * OPENs are refused. */
+void mux_goaway(struct mux *m, uint32_t code, const char *text);
+
+/* Sets or reads a stream's user pointer; NULL for unknown ids. */
+void *mux_stream_data(const struct mux *m, uint32_t id);
+size_t mux_stream_count(const struct mux *m);
+/* Streams opened in total, by either side. */
+uint64_t mux_streams_total(const struct mux *m);
+
+enum mux_err mux_error(const struct mux *m);
+enum frame_err mux_frame_error(const struct mux *m);
+const char *mux_err_str(enum mux_err err);
+
+#endif

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Installs the Debian packages tlsplex needs to build, test and run the
+# demo, skipping those already present.  Needs root (or sudo) only when
+# something is missing.
+set -eu
+
+PKGS="build-essential cmake pkg-config libwolfssl-dev libevent-dev \
+libinih-dev libcriterion-dev openssl"
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing:$missing"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null 2>&1 || {
+		echo "deps: need root to install:$missing" >&2
+		exit 1
+	}
+	SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq || echo "deps: apt-get update failed; trying the cached package lists" >&2
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing
