@@ -217,6 +217,21 @@ link_close(struct link *l, const char *reason)
 	link_fail(l, LOG_INFO, "%s", reason);
 }
 
+/* Writes what is queued straight to the socket, once, without waiting:
+ * the loop is not running any more when the daemon stops. */
+static void
+link_write_now(struct link *l)
+{
+	struct evbuffer *out = bufferevent_get_output(l->bev);
+	size_t len = evbuffer_get_length(out);
+	unsigned char *p = evbuffer_pullup(out, -1);
+
+	if (p != NULL && len > 0 &&
+	    write(bufferevent_getfd(l->bev), p, len) < 0)
+		log_debug("%s: final write failed: %s", link_who(l),
+			  strerror(errno));
+}
+
 void
 link_close_all(const char *reason)
 {
@@ -224,6 +239,14 @@ link_close_all(const char *reason)
 
 	link_stopping = 1;
 	while ((l = TAILQ_FIRST(&link_all)) != NULL) {
+		if (l->state == LS_UP) {
+			/* Best effort: tell the peer why before the socket goes. */
+			mux_goaway(l->mux, MUX_C_SHUTDOWN, reason);
+			link_flush(l);
+			if (l->tls != NULL)
+				tls_conn_close_notify(l->tls);
+			link_write_now(l);
+		}
 		if (l->state != LS_DEAD) {
 			snprintf(l->reason, sizeof(l->reason), "%s", reason);
 			l->state = LS_DEAD;
@@ -617,7 +640,12 @@ link_up_input(struct link *l)
 			if (n == 0)
 				break;
 			if (n == -2) {
-				link_fail(l, LOG_INFO, "peer closed the TLS session");
+				link_fail(l, LOG_INFO, "peer closed the link");
+				return;
+			}
+			if (n == -3) {
+				link_fail(l, LOG_WARN, "peer closed the link "
+					  "without a TLS close_notify");
 				return;
 			}
 			if (n < 0) {

@@ -23,6 +23,7 @@ struct tls_ctx {
 
 struct tls_conn {
 	WOLFSSL *ssl;
+	int established;
 	struct evbuffer *in, *out;
 	int eof;
 	int server;
@@ -314,7 +315,8 @@ tls_conn_explain(struct tls_conn *c, int code)
 		break;
 	case SOCKET_PEER_CLOSED_E:
 	case SOCKET_ERROR_E:
-		what = "the peer closed the connection during the TLS handshake";
+		what = c->established ? "the peer closed the connection" :
+		       "the peer closed the connection during the TLS handshake";
 		break;
 	case FATAL_ERROR:
 		if (wolfSSL_get_alert_history(c->ssl, &h) == WOLFSSL_SUCCESS &&
@@ -344,8 +346,10 @@ tls_conn_handshake(struct tls_conn *c)
 	int rc, e;
 
 	rc = c->server ? wolfSSL_accept(c->ssl) : wolfSSL_connect(c->ssl);
-	if (rc == WOLFSSL_SUCCESS)
+	if (rc == WOLFSSL_SUCCESS) {
+		c->established = 1;
 		return 1;
+	}
 	e = wolfSSL_get_error(c->ssl, rc);
 	if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
 		return 0;
@@ -366,6 +370,8 @@ tls_conn_read(struct tls_conn *c, uint8_t *buf, size_t cap)
 		return 0;
 	if (e == WOLFSSL_ERROR_ZERO_RETURN || e == ZERO_RETURN)
 		return -2;
+	if (e == SOCKET_PEER_CLOSED_E || (c->eof && e == SOCKET_ERROR_E))
+		return -3;
 	tls_conn_explain(c, e);
 	return -1;
 }

@@ -53,7 +53,7 @@ void tls_conn_set_eof(struct tls_conn *c);
 /* Advances the handshake: 1 done, 0 needs more input, -1 failed. */
 int tls_conn_handshake(struct tls_conn *c);
 /* Reads plaintext: >0 bytes, 0 needs more input, -1 failed, -2 the peer
- * closed the TLS session. */
+ * closed the TLS session, -3 the transport ended without close_notify. */
 int tls_conn_read(struct tls_conn *c, uint8_t *buf, size_t cap);
 /* Encrypts n bytes into the output buffer.  Returns 0 or -1. */
 int tls_conn_write(struct tls_conn *c, const uint8_t *buf, size_t n);
