@@ -1,0 +1,1677 @@
+/*
+ * Configuration loader.
+ *
+ * Every key is described once, in keys[] below: where it is valid, its
+ * default, how its value is parsed and checked, where it is stored and
+ * what it means.  Defaults go through the same parser and check as values
+ * read from a file, and the reference (cfg_write_reference) is printed
+ * from the same table.
+ *
+ * inih splits key/value lines.  The libinih build shipped by Debian has a
+ * fixed 200-byte line buffer, continuation lines switched on and a handler
+ * without line numbers, so a reader sits in front of it: it counts lines,
+ * handles section headers itself (inih never reports a section that has
+ * no keys), strips leading blanks so that indented keys are never taken
+ * for continuation lines, and passes a value too long for inih's buffer
+ * through a side buffer, leaving a marker in the line inih sees.
+ */
+#include "config.h"
+#include "neg.h"
+#include "policy.h"
+
+#include <ini.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LINE_MAX_LEN 4096  /* longest line accepted, without newline */
+#define LIST_MAX 1024      /* at most this many services, and peers */
+#define KEYS_MAX 64
+#define HOST_MAX 253
+#define STASH_MARK "\x1f"  /* stands for the side buffer in inih's line */
+#define ROLE_BOTH (CFG_RELAY | CFG_GATEWAY)
+
+enum sec_kind {
+	SEC_NONE = 0,
+	SEC_DAEMON = 1,
+	SEC_SERVICE = 2,
+	SEC_PEER = 4,
+};
+
+enum key_flag {
+	K_REQUIRED = 1,  /* no default; the key must be set */
+	K_ZERO_OK = 2,   /* 0 is allowed besides the range */
+	K_PORT_ONLY = 4, /* a bare port or ":port" means 127.0.0.1:port */
+};
+
+struct choice {
+	const char *name;
+	int val;
+};
+
+struct ld;
+struct key;
+
+/* Parses val into the struct at base; on error reports and returns -1. */
+typedef int (*parse_fn)(struct ld *st, const struct key *e, const char *val,
+			void *base);
+/* Checks the stored value; on error reports and returns -1. */
+typedef int (*check_fn)(struct ld *st, const struct key *e, const char *val,
+			const void *base);
+/* Computes a default that depends on the host or on other keys. */
+typedef void (*dflt_fn)(struct ld *st, char *buf, size_t len);
+
+struct key {
+	uint8_t sec;           /* enum sec_kind bits */
+	uint8_t roles;         /* enum cfg_role bits */
+	uint8_t flags;         /* enum key_flag bits */
+	const char *name;
+	const char *dflt;      /* parsed like a value; NULL: unset or required */
+	dflt_fn dflt_fn;       /* computed default, described by dflt_doc */
+	const char *dflt_doc;
+	parse_fn parse;
+	check_fn check;
+	const struct choice *choices;
+	uint32_t lo, hi;       /* range for numbers */
+	size_t off, size;      /* field in struct cfg, cfg_service or cfg_peer */
+	const char *help;
+};
+
+static int p_enum(struct ld *, const struct key *, const char *, void *);
+static int p_name(struct ld *, const struct key *, const char *, void *);
+static int p_host(struct ld *, const struct key *, const char *, void *);
+static int p_addr(struct ld *, const struct key *, const char *, void *);
+static int p_duration(struct ld *, const struct key *, const char *, void *);
+static int p_size(struct ld *, const struct key *, const char *, void *);
+static int p_count(struct ld *, const struct key *, const char *, void *);
+static int p_ciphers(struct ld *, const struct key *, const char *, void *);
+static int p_path(struct ld *, const struct key *, const char *, void *);
+static int c_range(struct ld *, const struct key *, const char *,
+		   const void *);
+static int c_readable(struct ld *, const struct key *, const char *,
+		      const void *);
+static int c_parent_dir(struct ld *, const struct key *, const char *,
+			const void *);
+static void d_node_name(struct ld *, char *, size_t);
+static void d_server_name(struct ld *, char *, size_t);
+
+static const struct choice tls_modes[] = {
+	{ "off", TLS_MODE_OFF },
+	{ "allow", TLS_MODE_ALLOW },
+	{ "prefer", TLS_MODE_PREFER },
+	{ "require", TLS_MODE_REQUIRE },
+	{ NULL, 0 },
+};
+
+static const struct choice tls_versions[] = {
+	{ "1.2", TLSV_1_2 },
+	{ "1.3", TLSV_1_3 },
+	{ NULL, 0 },
+};
+
+static const struct choice cert_wants[] = {
+	{ "none", CERT_WANT_NONE },
+	{ "optional", CERT_WANT_OPTIONAL },
+	{ "require", CERT_WANT_REQUIRE },
+	{ NULL, 0 },
+};
+
+static const struct choice log_levels[] = {
+	{ "error", 0 },
+	{ "warn", 1 },
+	{ "info", 2 },
+	{ "debug", 3 },
+	{ NULL, 0 },
+};
+
+#define DEFAULT_CIPHERS                                                     \
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"                    \
+	"TLS_CHACHA20_POLY1305_SHA256:ECDHE-ECDSA-AES128-GCM-SHA256:"       \
+	"ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:"        \
+	"ECDHE-RSA-CHACHA20-POLY1305"
+
+#define FIELD(type, f) .off = offsetof(type, f), .size = sizeof(((type *)0)->f)
+#define DAE(f) FIELD(struct cfg, f)
+#define SVC(f) FIELD(struct cfg_service, f)
+#define PEER(f) FIELD(struct cfg_peer, f)
+
+#define MS_HOUR 3600000u
+
+static const struct key keys[] = {
+	/* daemon section: [relay] or [gateway] */
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "node_name",
+	  .dflt_fn = d_node_name,
+	  .dflt_doc = "the host name, characters other than A-Z a-z 0-9 . _ - replaced by '-', cut to 64",
+	  .parse = p_name, DAE(node_name),
+	  .help = "Name this node claims in negotiation; its certificate must carry it. 1 to 64 characters from A-Z a-z 0-9 . _ -." },
+	{ .sec = SEC_DAEMON, .roles = CFG_RELAY, .name = "listen",
+	  .dflt = "127.0.0.1:7400", .parse = p_addr, DAE(listen),
+	  .help = "Address the relay accepts links on: host:port, IPv6 as [::1]:7400." },
+	{ .sec = SEC_DAEMON, .roles = CFG_GATEWAY, .name = "relay",
+	  .flags = K_REQUIRED, .parse = p_addr, DAE(relay),
+	  .help = "Address of the relay to dial: host:port, IPv6 as [::1]:7400." },
+	{ .sec = SEC_DAEMON, .roles = CFG_GATEWAY, .name = "server_name",
+	  .dflt_fn = d_server_name, .dflt_doc = "the host part of `relay`",
+	  .parse = p_host, DAE(server_name),
+	  .help = "Name the relay's certificate must carry (DNS name or IP address)." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "tls",
+	  .dflt = "require", .parse = p_enum, .choices = tls_modes, DAE(tls),
+	  .help = "TLS policy for links: off, allow, prefer or require." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "min_tls",
+	  .dflt = "1.3", .parse = p_enum, .choices = tls_versions, DAE(min_tls),
+	  .help = "Lowest TLS version: 1.2 or 1.3. Must not exceed max_tls." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "max_tls",
+	  .dflt = "1.3", .parse = p_enum, .choices = tls_versions, DAE(max_tls),
+	  .help = "Highest TLS version: 1.2 or 1.3." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "ciphers",
+	  .dflt = DEFAULT_CIPHERS, .parse = p_ciphers, DAE(ciphers),
+	  .help = "Cipher suites in preference order, IANA or wolfSSL names separated by ':' or ','; at most 32, at least one usable with min_tls..max_tls." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "cert",
+	  .dflt = "", .parse = p_path, .check = c_readable, DAE(cert),
+	  .help = "PEM certificate chain this node presents in TLS; set together with `key`. Required on the relay when TLS may be used." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "key",
+	  .dflt = "", .parse = p_path, .check = c_readable, DAE(key),
+	  .help = "PEM private key for `cert`." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "ca",
+	  .dflt = "", .parse = p_path, .check = c_readable, DAE(ca),
+	  .help = "PEM CA bundle that verifies the other side's certificate. Required on the gateway when TLS may be used, and on the relay when client certificates are wanted." },
+	{ .sec = SEC_DAEMON, .roles = CFG_RELAY, .name = "client_cert",
+	  .dflt = "require", .parse = p_enum, .choices = cert_wants,
+	  DAE(client_cert),
+	  .help = "What the relay asks of a gateway's certificate: none, optional or require." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "negotiation_timeout",
+	  .dflt = "10s", .parse = p_duration, .check = c_range,
+	  .lo = 100, .hi = MS_HOUR, DAE(negotiation_timeout_ms),
+	  .help = "Deadline for the plaintext parameter negotiation, 100ms to 1h." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "handshake_timeout",
+	  .dflt = "10s", .parse = p_duration, .check = c_range,
+	  .lo = 100, .hi = MS_HOUR, DAE(handshake_timeout_ms),
+	  .help = "Deadline for the TLS handshake, 100ms to 1h." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "keepalive",
+	  .dflt = "30s", .parse = p_duration, .check = c_range,
+	  .flags = K_ZERO_OK, .lo = 1000, .hi = MS_HOUR, DAE(keepalive_ms),
+	  .help = "Interval between keepalive pings, 1s to 1h; 0 disables them." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "max_streams",
+	  .dflt = "4096", .parse = p_count, .check = c_range,
+	  .lo = 1, .hi = 1000000, DAE(max_streams),
+	  .help = "Most streams open at once on one link, 1 to 1000000." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "window",
+	  .dflt = "256k", .parse = p_size, .check = c_range,
+	  .lo = 16u << 10, .hi = 16u << 20, DAE(window),
+	  .help = "Receive window per stream in bytes, 16k to 16m." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "max_frame",
+	  .dflt = "16k", .parse = p_size, .check = c_range,
+	  .lo = 1u << 10, .hi = 16777215, DAE(max_frame),
+	  .help = "Largest DATA frame payload in bytes, 1k to 16777215." },
+	{ .sec = SEC_DAEMON, .roles = CFG_GATEWAY, .name = "redial_min",
+	  .dflt = "500ms", .parse = p_duration, .check = c_range,
+	  .lo = 100, .hi = MS_HOUR, DAE(redial_min_ms),
+	  .help = "First delay before dialling the relay again after a failure, 100ms to 1h; doubles up to redial_max." },
+	{ .sec = SEC_DAEMON, .roles = CFG_GATEWAY, .name = "redial_max",
+	  .dflt = "30s", .parse = p_duration, .check = c_range,
+	  .lo = 100, .hi = MS_HOUR, DAE(redial_max_ms),
+	  .help = "Longest delay between dial attempts, 100ms to 1h; not below redial_min." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_file",
+	  .dflt = "", .parse = p_path, .check = c_parent_dir, DAE(hook_file),
+	  .help = "File that link events are appended to as JSON Lines; its directory must exist. Empty: no events are written." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "log_level",
+	  .dflt = "info", .parse = p_enum, .choices = log_levels,
+	  DAE(log_level),
+	  .help = "Least important log messages written: error, warn, info or debug." },
+
+	/* [service NAME] */
+	{ .sec = SEC_SERVICE, .roles = CFG_GATEWAY, .name = "listen",
+	  .flags = K_REQUIRED | K_PORT_ONLY, .parse = p_addr, SVC(listen),
+	  .help = "Address clients connect to: host:port, [IPv6]:port, or a bare port or :port meaning 127.0.0.1." },
+	{ .sec = SEC_SERVICE, .roles = CFG_RELAY, .name = "backend",
+	  .flags = K_REQUIRED, .parse = p_addr, SVC(backend),
+	  .help = "Address the relay connects each stream to: host:port, IPv6 as [::1]:7400." },
+	{ .sec = SEC_SERVICE, .roles = ROLE_BOTH, .name = "tls",
+	  .parse = p_enum, .choices = tls_modes, SVC(tls),
+	  .help = "TLS policy for this service: off, allow, prefer or require. With require its streams are never carried on a plaintext link." },
+
+	/* [peer NAME] */
+	{ .sec = SEC_PEER, .roles = ROLE_BOTH, .name = "tls",
+	  .parse = p_enum, .choices = tls_modes, PEER(tls),
+	  .help = "TLS policy for links with this peer: off, allow, prefer or require." },
+	{ .sec = SEC_PEER, .roles = ROLE_BOTH, .name = "min_tls",
+	  .parse = p_enum, .choices = tls_versions, PEER(min_tls),
+	  .help = "Lowest TLS version for this peer: 1.2 or 1.3." },
+	{ .sec = SEC_PEER, .roles = ROLE_BOTH, .name = "max_tls",
+	  .parse = p_enum, .choices = tls_versions, PEER(max_tls),
+	  .help = "Highest TLS version for this peer: 1.2 or 1.3." },
+	{ .sec = SEC_PEER, .roles = CFG_RELAY, .name = "client_cert",
+	  .parse = p_enum, .choices = cert_wants, PEER(client_cert),
+	  .help = "What the relay asks of this peer's certificate: none, optional or require." },
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+_Static_assert(NKEYS <= KEYS_MAX, "too many keys for the seen arrays");
+
+/* Loader state, one per cfg_load call. */
+struct ld {
+	struct cfg *c;
+	int role;
+	const char *name;        /* file name for messages */
+	char dir[CFG_PATH_MAX];  /* relative paths resolve against it */
+	FILE *fp;                /* source: a file ... */
+	const char *s;           /* ... or text in memory */
+	char *err;
+	size_t errlen;
+	bool failed;
+	int line;
+	char buf[LINE_MAX_LEN + 1];
+	char stash[LINE_MAX_LEN + 1];
+	bool stashed;
+	int kind;                /* enum sec_kind of the current section */
+	void *base;              /* struct the current section writes into */
+	int daemon_line;         /* line of the daemon header, 0 if none */
+	int *seen;               /* line each key was set at, this section */
+	int dseen[KEYS_MAX];     /* the daemon section's */
+	int sseen[KEYS_MAX];     /* the current service or peer section's */
+	size_t cap_services, cap_peers;
+	char exp[256];           /* scratch for expected-value text */
+};
+
+static const char *role_name(int role)
+{
+	return role == CFG_RELAY ? "relay" : "gateway";
+}
+
+static const char *other_role(int role)
+{
+	return role == CFG_RELAY ? "gateway" : "relay";
+}
+
+static void fail(struct ld *st, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void fail(struct ld *st, int line, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (st->failed)
+		return;
+	st->failed = true;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(st->err, st->errlen, "%s:%d: %s", st->name, line, msg);
+}
+
+static void kfail(struct ld *st, int line, const char *key,
+		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void kfail(struct ld *st, int line, const char *key,
+		  const char *fmt, ...)
+{
+	char msg[900];
+	va_list ap;
+
+	if (st->failed)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fail(st, line, "key '%s': %s", key, msg);
+}
+
+static void *field(const struct key *e, const void *base)
+{
+	return (char *)base + e->off;
+}
+
+static bool name_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	       (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+}
+
+static bool valid_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > CFG_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if (!name_char(*s))
+			return false;
+	return true;
+}
+
+#define NAME_RULE "1 to 64 characters from A-Z a-z 0-9 . _ -"
+
+/* ---- values ----------------------------------------------------------- */
+
+static void fmt_ms(char *b, size_t n, uint64_t v)
+{
+	if (v != 0 && v % MS_HOUR == 0)
+		snprintf(b, n, "%lluh", (unsigned long long)(v / MS_HOUR));
+	else if (v != 0 && v % 60000 == 0)
+		snprintf(b, n, "%llum", (unsigned long long)(v / 60000));
+	else if (v != 0 && v % 1000 == 0)
+		snprintf(b, n, "%llus", (unsigned long long)(v / 1000));
+	else
+		snprintf(b, n, "%llums", (unsigned long long)v);
+}
+
+static void fmt_bytes(char *b, size_t n, uint64_t v)
+{
+	if (v != 0 && v % (1u << 20) == 0)
+		snprintf(b, n, "%llum", (unsigned long long)(v >> 20));
+	else if (v != 0 && v % (1u << 10) == 0)
+		snprintf(b, n, "%lluk", (unsigned long long)(v >> 10));
+	else
+		snprintf(b, n, "%llu", (unsigned long long)v);
+}
+
+/* Describes what a key accepts, for the "expected" part of a message. */
+static const char *expect_of(struct ld *st, const struct key *e)
+{
+	char lo[32], hi[32];
+	const char *what = "a whole number";
+	void (*fmt)(char *, size_t, uint64_t) = NULL;
+	size_t n = 0;
+
+	if (e->choices) {
+		n = (size_t)snprintf(st->exp, sizeof(st->exp), "one of");
+		for (const struct choice *ch = e->choices; ch->name; ch++)
+			n += (size_t)snprintf(st->exp + n, sizeof(st->exp) - n,
+					      "%s %s", ch == e->choices ? "" : ",",
+					      ch->name);
+		return st->exp;
+	}
+	if (e->parse == p_name)
+		return NAME_RULE;
+	if (e->parse == p_host)
+		return "a DNS name or IP address of 1 to 253 characters from A-Z a-z 0-9 . _ - :";
+	if (e->parse == p_addr)
+		return e->flags & K_PORT_ONLY ?
+		       "host:port, [IPv6]:port, :port or a bare port meaning 127.0.0.1:port (port 1 to 65535)" :
+		       "host:port (port 1 to 65535; IPv6 in brackets, as in [::1]:7400)";
+	if (e->parse == p_ciphers)
+		return "1 to 32 IANA or wolfSSL suite names separated by ':' or ',', such as TLS_AES_128_GCM_SHA256";
+	if (e->parse == p_path)
+		return e->check == c_parent_dir ?
+		       "a file path in an existing directory, or nothing" :
+		       "the path of a readable PEM file";
+	if (e->parse == p_duration) {
+		what = "a duration (500ms, 10s, 2m, 1h; a bare number is seconds)";
+		fmt = fmt_ms;
+	} else if (e->parse == p_size) {
+		what = "a size in bytes (k = 1024, m = 1048576)";
+		fmt = fmt_bytes;
+	}
+	if (fmt) {
+		fmt(lo, sizeof(lo), e->lo);
+		fmt(hi, sizeof(hi), e->hi);
+	} else {
+		snprintf(lo, sizeof(lo), "%u", e->lo);
+		snprintf(hi, sizeof(hi), "%u", e->hi);
+	}
+	snprintf(st->exp, sizeof(st->exp), "%s%s from %s to %s",
+		 e->flags & K_ZERO_OK ? "0 (off) or " : "", what, lo, hi);
+	return st->exp;
+}
+
+static void bad(struct ld *st, const struct key *e, const char *val,
+		const char *what)
+{
+	kfail(st, st->line, e->name, "'%.100s' %s; expected %s", val, what,
+	      expect_of(st, e));
+}
+
+static int p_enum(struct ld *st, const struct key *e, const char *val,
+		  void *base)
+{
+	for (const struct choice *ch = e->choices; ch->name; ch++) {
+		if (strcmp(ch->name, val) == 0) {
+			*(int *)field(e, base) = ch->val;
+			return 0;
+		}
+	}
+	bad(st, e, val, "is not a valid value");
+	return -1;
+}
+
+static int p_name(struct ld *st, const struct key *e, const char *val,
+		  void *base)
+{
+	if (!valid_name(val)) {
+		bad(st, e, val, "is not a valid name");
+		return -1;
+	}
+	snprintf(field(e, base), e->size, "%s", val);
+	return 0;
+}
+
+static bool host_char(char ch)
+{
+	return name_char(ch) || ch == ':';
+}
+
+static int p_host(struct ld *st, const struct key *e, const char *val,
+		  void *base)
+{
+	size_t n = strlen(val);
+
+	for (const char *p = val; *p; p++) {
+		if (!host_char(*p)) {
+			bad(st, e, val, "is not a valid host name");
+			return -1;
+		}
+	}
+	if (n < 1 || n > HOST_MAX) {
+		bad(st, e, val, "is not a valid host name");
+		return -1;
+	}
+	snprintf(field(e, base), e->size, "%s", val);
+	return 0;
+}
+
+/* Parses a decimal number; -1 when empty or not all digits, 1 when it
+ * does not fit 64 bits, 0 with *end after the digits otherwise. */
+static int num_prefix(const char *s, uint64_t *out, const char **end)
+{
+	uint64_t v = 0;
+	bool big = false;
+	const char *p = s;
+
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			big = true;
+		else
+			v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (p == s)
+		return -1;
+	*out = v;
+	*end = p;
+	return big ? 1 : 0;
+}
+
+static int port_of(const char *s)
+{
+	uint64_t v;
+	const char *end;
+
+	if (num_prefix(s, &v, &end) != 0 || *end || v < 1 || v > 65535 ||
+	    strlen(s) > 5)
+		return -1;
+	return (int)v;
+}
+
+/* Splits and checks host:port; writes the canonical form. */
+static const char *addr_parse(const char *val, bool port_only, char *out,
+			      size_t outlen)
+{
+	char host[HOST_MAX + 1];
+	const char *colon, *port;
+	size_t hl;
+	int pn;
+
+	if (port_only && (port_of(val) > 0 ||
+			  (val[0] == ':' && port_of(val + 1) > 0))) {
+		snprintf(out, outlen, "127.0.0.1:%d",
+			 port_of(val[0] == ':' ? val + 1 : val));
+		return NULL;
+	}
+	if (val[0] == '[') {
+		const char *close = strchr(val, ']');
+
+		if (!close)
+			return "has no closing ']'";
+		hl = (size_t)(close - val - 1);
+		if (close[1] != ':')
+			return "has no port";
+		port = close + 2;
+		if (hl == 0 || hl > 45)
+			return "is not a valid IPv6 address";
+		memcpy(host, val + 1, hl);
+		host[hl] = '\0';
+		if (!strchr(host, ':'))
+			return "has brackets around something that is not an IPv6 address";
+		for (const char *p = host, *zone = NULL; *p; p++) {
+			if (*p == '%' && !zone && p > host && p[1])
+				zone = p;
+			else if (zone ? !name_char(*p) :
+				 !strchr("0123456789abcdefABCDEF:.", *p))
+				return "is not a valid IPv6 address";
+		}
+	} else {
+		colon = strrchr(val, ':');
+		if (!colon)
+			return "has no port";
+		hl = (size_t)(colon - val);
+		port = colon + 1;
+		if (hl == 0)
+			return "has no host";
+		if (hl > HOST_MAX)
+			return "has a host name longer than 253 characters";
+		memcpy(host, val, hl);
+		host[hl] = '\0';
+		if (strchr(host, ':'))
+			return "has an IPv6 address without brackets";
+		for (const char *p = host; *p; p++)
+			if (!name_char(*p))
+				return "is not a valid host name";
+	}
+	pn = port_of(port);
+	if (pn < 0)
+		return "has a port that is not a number from 1 to 65535";
+	snprintf(out, outlen, val[0] == '[' ? "[%s]:%d" : "%s:%d", host, pn);
+	return NULL;
+}
+
+static int p_addr(struct ld *st, const struct key *e, const char *val,
+		  void *base)
+{
+	const char *why = addr_parse(val, e->flags & K_PORT_ONLY,
+				     field(e, base), e->size);
+
+	if (why) {
+		bad(st, e, val, why);
+		return -1;
+	}
+	return 0;
+}
+
+static void range_fail(struct ld *st, const struct key *e, const char *val)
+{
+	bad(st, e, val, "is out of range");
+}
+
+/* Stores v into the key's uint32_t field, or reports it out of range. */
+static int put_u32(struct ld *st, const struct key *e, const char *val,
+		   uint64_t v, bool big, void *base)
+{
+	if (big || v > UINT32_MAX) {
+		range_fail(st, e, val);
+		return -1;
+	}
+	*(uint32_t *)field(e, base) = (uint32_t)v;
+	return 0;
+}
+
+static int p_duration(struct ld *st, const struct key *e, const char *val,
+		      void *base)
+{
+	static const struct { const char *unit; uint64_t ms; } units[] = {
+		{ "", 1000 }, { "ms", 1 }, { "s", 1000 },
+		{ "m", 60000 }, { "h", MS_HOUR },
+	};
+	const char *end;
+	uint64_t v;
+	int r = num_prefix(val, &v, &end);
+
+	if (r < 0)
+		goto syntax;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].unit) != 0)
+			continue;
+		if (v > UINT64_MAX / units[i].ms)
+			r = 1;
+		return put_u32(st, e, val, v * units[i].ms, r > 0, base);
+	}
+syntax:
+	bad(st, e, val, "is not a duration");
+	return -1;
+}
+
+static int p_size(struct ld *st, const struct key *e, const char *val,
+		  void *base)
+{
+	const char *end;
+	uint64_t v, mult = 1;
+	int r = num_prefix(val, &v, &end);
+
+	if (r < 0)
+		goto syntax;
+	if (*end == 'k' || *end == 'K')
+		mult = 1u << 10;
+	else if (*end == 'm' || *end == 'M')
+		mult = 1u << 20;
+	else if (*end)
+		goto syntax;
+	if (mult > 1 && end[1])
+		goto syntax;
+	if (v > UINT64_MAX / mult)
+		r = 1;
+	return put_u32(st, e, val, v * mult, r > 0, base);
+syntax:
+	bad(st, e, val, "is not a size");
+	return -1;
+}
+
+static int p_count(struct ld *st, const struct key *e, const char *val,
+		   void *base)
+{
+	const char *end;
+	uint64_t v;
+	int r = num_prefix(val, &v, &end);
+
+	if (r < 0 || *end) {
+		bad(st, e, val, "is not a whole number");
+		return -1;
+	}
+	return put_u32(st, e, val, v, r > 0, base);
+}
+
+static int c_range(struct ld *st, const struct key *e, const char *val,
+		   const void *base)
+{
+	uint32_t v = *(const uint32_t *)field(e, base);
+
+	if ((v == 0 && (e->flags & K_ZERO_OK)) || (v >= e->lo && v <= e->hi))
+		return 0;
+	range_fail(st, e, val);
+	return -1;
+}
+
+static int p_ciphers(struct ld *st, const struct key *e, const char *val,
+		     void *base)
+{
+	struct cfg *c = base;
+	char list[LINE_MAX_LEN + 1];
+	uint16_t ids[CFG_CIPHERS_MAX];
+	size_t n = 0;
+	char *save = NULL, *tok;
+
+	snprintf(list, sizeof(list), "%s", val);
+	for (tok = strtok_r(list, ":,", &save); tok;
+	     tok = strtok_r(NULL, ":,", &save)) {
+		const struct cipher_info *ci;
+
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		for (size_t l = strlen(tok);
+		     l && (tok[l - 1] == ' ' || tok[l - 1] == '\t'); l--)
+			tok[l - 1] = '\0';
+		if (!*tok)
+			continue;
+		ci = cipher_by_name(tok);
+		if (!ci) {
+			kfail(st, st->line, e->name,
+			      "unknown cipher suite '%.100s'; expected %s",
+			      tok, expect_of(st, e));
+			return -1;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (ids[i] == ci->id) {
+				kfail(st, st->line, e->name,
+				      "suite '%.100s' is listed twice; expected each suite once",
+				      tok);
+				return -1;
+			}
+		}
+		if (n == CFG_CIPHERS_MAX) {
+			bad(st, e, val, "lists too many suites");
+			return -1;
+		}
+		ids[n++] = ci->id;
+	}
+	if (n == 0) {
+		bad(st, e, val, "lists no suite");
+		return -1;
+	}
+	memcpy(c->ciphers, ids, n * sizeof(ids[0]));
+	c->n_ciphers = (uint8_t)n;
+	return 0;
+}
+
+static int p_path(struct ld *st, const struct key *e, const char *val,
+		  void *base)
+{
+	char *dst = field(e, base);
+	int n;
+
+	if (!*val || val[0] == '/')
+		n = snprintf(dst, e->size, "%s", val);
+	else
+		n = snprintf(dst, e->size, "%s%s%s", st->dir,
+			     st->dir[strlen(st->dir) - 1] == '/' ? "" : "/",
+			     val);
+	if (n < 0 || (size_t)n >= e->size) {
+		dst[0] = '\0';
+		bad(st, e, val, "makes a path that is too long");
+		return -1;
+	}
+	return 0;
+}
+
+static int c_readable(struct ld *st, const struct key *e, const char *val,
+		      const void *base)
+{
+	const char *path = field(e, base);
+	struct stat sb;
+	int fd, rc = 0;
+
+	if (!*path)
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		kfail(st, st->line, e->name, "cannot read '%.300s': %s; expected %s",
+		      path, strerror(errno), expect_of(st, e));
+		return -1;
+	}
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		kfail(st, st->line, e->name, "'%.300s' is not a regular file; expected %s",
+		      path, expect_of(st, e));
+		rc = -1;
+	}
+	close(fd);
+	return rc;
+}
+
+static int c_parent_dir(struct ld *st, const struct key *e, const char *val,
+			const void *base)
+{
+	const char *path = field(e, base);
+	char dir[CFG_PATH_MAX];
+	char *slash;
+	struct stat sb;
+
+	if (!*path)
+		return 0;
+	if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		kfail(st, st->line, e->name, "'%.300s' is a directory; expected %s",
+		      path, expect_of(st, e));
+		return -1;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return 0;
+	if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		kfail(st, st->line, e->name,
+		      "directory '%.300s' does not exist; expected %s", dir,
+		      expect_of(st, e));
+		return -1;
+	}
+	return 0;
+}
+
+static void d_node_name(struct ld *st, char *buf, size_t len)
+{
+	char host[256];
+	size_t n = 0;
+
+	if (gethostname(host, sizeof(host)) != 0)
+		host[0] = '\0';
+	host[sizeof(host) - 1] = '\0';
+	for (const char *p = host; *p && n < CFG_NAME_MAX && n + 1 < len; p++)
+		buf[n++] = name_char(*p) ? *p : '-';
+	buf[n] = '\0';
+	if (n == 0)
+		snprintf(buf, len, "tlsplex");
+}
+
+static void d_server_name(struct ld *st, char *buf, size_t len)
+{
+	const char *r = st->c->relay;
+	const char *end;
+
+	if (r[0] == '[') {
+		r++;
+		end = strchr(r, ']');
+	} else {
+		end = strrchr(r, ':');
+	}
+	if (!end)
+		end = r + strlen(r);
+	snprintf(buf, len, "%.*s", (int)(end - r), r);
+}
+
+/* Parses and checks one value into base.  Returns 0 or -1. */
+static int key_apply(struct ld *st, const struct key *e, const char *val,
+		     void *base)
+{
+	if (e->parse(st, e, val, base) < 0)
+		return -1;
+	if (e->check && e->check(st, e, val, base) < 0)
+		return -1;
+	return 0;
+}
+
+/* Sets every key of one section to its default or to "unset". */
+static int section_defaults(struct ld *st, int sec, void *base)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *e = &keys[i];
+
+		if (!(e->sec & sec))
+			continue;
+		if (!(e->roles & st->role)) {
+			/* the other role's keys read as unset, or zero in
+			 * the daemon section */
+			if (sec != SEC_DAEMON && e->parse == p_enum)
+				*(int *)field(e, base) = CFG_UNSET;
+			continue;
+		}
+		if (e->dflt) {
+			if (key_apply(st, e, e->dflt, base) < 0)
+				return -1;
+		} else if (e->parse == p_enum) {
+			*(int *)field(e, base) = CFG_UNSET;
+		} else {
+			memset(field(e, base), 0, e->size);
+		}
+	}
+	return 0;
+}
+
+static int key_index(int sec, const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if ((keys[i].sec & sec) && strcmp(keys[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* ---- sections --------------------------------------------------------- */
+
+static const char *sec_title(int sec)
+{
+	switch (sec) {
+	case SEC_SERVICE:
+		return "service";
+	case SEC_PEER:
+		return "peer";
+	}
+	return "daemon";
+}
+
+static void valid_sections(struct ld *st, char *b, size_t n)
+{
+	snprintf(b, n, "[%s], [service NAME] or [peer NAME]",
+		 role_name(st->role));
+}
+
+static void *list_add(struct ld *st, void **arr, size_t *n, size_t *cap,
+		      size_t size, const char *what)
+{
+	if (*n == LIST_MAX) {
+		fail(st, st->line, "too many [%s] sections; expected at most %d",
+		     what, LIST_MAX);
+		return NULL;
+	}
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 4;
+		void *p;
+
+		if (ncap > LIST_MAX)
+			ncap = LIST_MAX;
+		p = realloc(*arr, ncap * size);
+		if (!p) {
+			fail(st, st->line, "out of memory");
+			return NULL;
+		}
+		*arr = p;
+		*cap = ncap;
+	}
+	memset((char *)*arr + *n * size, 0, size);
+	return (char *)*arr + (*n)++ * size;
+}
+
+static int open_named(struct ld *st, int sec, const char *arg)
+{
+	struct cfg *c = st->c;
+	const char *what = sec_title(sec);
+	int prev = 0;
+	void *item;
+
+	if (!*arg) {
+		fail(st, st->line, "section '[%s]' has no name; expected [%s NAME] with NAME of "
+		     NAME_RULE, what, what);
+		return -1;
+	}
+	if (!valid_name(arg)) {
+		fail(st, st->line, "section '[%s %.100s]' has an invalid name; expected NAME of "
+		     NAME_RULE, what, arg);
+		return -1;
+	}
+	if (sec == SEC_SERVICE) {
+		const struct cfg_service *s = cfg_service_find(c, arg);
+
+		prev = s ? s->line : 0;
+	} else {
+		const struct cfg_peer *p = cfg_peer_find(c, arg);
+
+		prev = p ? p->line : 0;
+	}
+	if (prev) {
+		fail(st, st->line, "section '[%s %s]' repeats the one at line %d; expected each %s name once",
+		     what, arg, prev, what);
+		return -1;
+	}
+	if (sec == SEC_SERVICE) {
+		struct cfg_service *s;
+
+		item = list_add(st, (void **)&c->services, &c->n_services,
+				&st->cap_services, sizeof(*s), what);
+		if (!item)
+			return -1;
+		s = item;
+		snprintf(s->name, sizeof(s->name), "%s", arg);
+		s->line = st->line;
+	} else {
+		struct cfg_peer *p;
+
+		item = list_add(st, (void **)&c->peers, &c->n_peers,
+				&st->cap_peers, sizeof(*p), what);
+		if (!item)
+			return -1;
+		p = item;
+		snprintf(p->name, sizeof(p->name), "%s", arg);
+		p->line = st->line;
+	}
+	st->kind = sec;
+	st->base = item;
+	return section_defaults(st, sec, item);
+}
+
+/* Handles a line starting with '['. */
+static int section_open(struct ld *st, char *p)
+{
+	char valid[80];
+	char *end = strchr(p, ']');
+	char *inner, *arg, *q;
+
+	valid_sections(st, valid, sizeof(valid));
+	if (!end) {
+		fail(st, st->line, "section header has no closing ']'; expected %s",
+		     valid);
+		return -1;
+	}
+	for (q = end + 1; *q == ' ' || *q == '\t'; q++)
+		;
+	if (*q && *q != ';' && *q != '#') {
+		fail(st, st->line, "text after the section header; expected %s alone on its line",
+		     valid);
+		return -1;
+	}
+	*end = '\0';
+	for (inner = p + 1; *inner == ' ' || *inner == '\t'; inner++)
+		;
+	for (q = end; q > inner && (q[-1] == ' ' || q[-1] == '\t'); q--)
+		q[-1] = '\0';
+	for (arg = inner; *arg && *arg != ' ' && *arg != '\t'; arg++)
+		;
+	if (*arg) {
+		*arg++ = '\0';
+		while (*arg == ' ' || *arg == '\t')
+			arg++;
+	}
+
+	memset(st->sseen, 0, sizeof(st->sseen));
+	st->seen = st->sseen;
+	if (strcmp(inner, role_name(st->role)) == 0) {
+		if (*arg) {
+			fail(st, st->line, "section '[%s %.100s]' takes no name; expected [%s]",
+			     inner, arg, inner);
+			return -1;
+		}
+		if (st->daemon_line) {
+			fail(st, st->line, "section '[%s]' repeats the one at line %d; expected one [%s] section",
+			     inner, st->daemon_line, inner);
+			return -1;
+		}
+		st->daemon_line = st->line;
+		st->kind = SEC_DAEMON;
+		st->base = st->c;
+		st->seen = st->dseen;
+		return 0;
+	}
+	if (strcmp(inner, other_role(st->role)) == 0) {
+		fail(st, st->line, "section '[%s]' belongs in a %s configuration; this is a %s configuration; expected %s",
+		     inner, inner, role_name(st->role), valid);
+		return -1;
+	}
+	if (strcmp(inner, "service") == 0)
+		return open_named(st, SEC_SERVICE, arg);
+	if (strcmp(inner, "peer") == 0)
+		return open_named(st, SEC_PEER, arg);
+	fail(st, st->line, "unknown section '[%.60s%s%.60s]'; expected %s", inner,
+	     *arg ? " " : "", arg, valid);
+	return -1;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+/* Reads one physical line into st->buf.  Returns 1, 0 at the end, or -1
+ * after reporting an error. */
+static int read_line(struct ld *st)
+{
+	size_t n = 0;
+	bool any = false, ctrl = false, toolong = false;
+	int ch;
+
+	for (;;) {
+		if (st->fp)
+			ch = getc(st->fp);
+		else
+			ch = *st->s ? (unsigned char)*st->s++ : EOF;
+		if (ch == EOF)
+			break;
+		any = true;
+		if (ch == '\n')
+			break;
+		if ((ch < 0x20 && ch != '\t' && ch != '\r') || ch == 0x7f)
+			ctrl = true;
+		if (n == LINE_MAX_LEN)
+			toolong = true;
+		else
+			st->buf[n++] = (char)ch;
+	}
+	if (st->fp && ferror(st->fp)) {
+		fail(st, st->line + 1, "cannot read: %s; expected a readable configuration file",
+		     strerror(errno));
+		return -1;
+	}
+	if (!any)
+		return 0;
+	st->line++;
+	if (n && st->buf[n - 1] == '\r')
+		n--;
+	st->buf[n] = '\0';
+	if (toolong) {
+		fail(st, st->line, "line is longer than %d characters; expected shorter lines",
+		     LINE_MAX_LEN);
+		return -1;
+	}
+	if (ctrl || strchr(st->buf, '\r')) {
+		fail(st, st->line, "line holds a control character; expected printable text");
+		return -1;
+	}
+	return 1;
+}
+
+/* Where inih would end the key of a key line: the first '=' or ':', or an
+ * inline comment (';' after a blank). */
+static char *key_end(char *p)
+{
+	bool blank = false;
+
+	for (; *p; p++) {
+		if (*p == '=' || *p == ':')
+			return p;
+		if (*p == ';' && blank)
+			return p;
+		blank = *p == ' ' || *p == '\t';
+	}
+	return p;
+}
+
+/* Where inih would end a value: at an inline comment. */
+static char *comment_start(char *p)
+{
+	bool blank = false;
+
+	for (; *p; p++) {
+		if (*p == ';' && blank)
+			return p;
+		blank = *p == ' ' || *p == '\t';
+	}
+	return p;
+}
+
+/* Splits a key line itself: its value goes to the side buffer and inih
+ * gets "key=" followed by the marker. */
+static int stash_line(struct ld *st, char *p, char *sep, char *str, int num)
+{
+	char *v = sep + 1, *end;
+	size_t kl;
+
+	for (end = sep; end > p && (end[-1] == ' ' || end[-1] == '\t'); end--)
+		;
+	kl = (size_t)(end - p);
+	if (kl + sizeof(STASH_MARK) + 2 > (size_t)num) {
+		fail(st, st->line, "key name '%.40s...' is too long; expected a key from the reference",
+		     p);
+		return -1;
+	}
+	while (*v == ' ' || *v == '\t')
+		v++;
+	*comment_start(v) = '\0';
+	end = v + strlen(v);
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		*--end = '\0';
+	snprintf(st->stash, sizeof(st->stash), "%s", v);
+	st->stashed = true;
+	snprintf(str, (size_t)num, "%.*s=" STASH_MARK "\n", (int)kl, p);
+	return 0;
+}
+
+static char *reader(char *str, int num, void *stream)
+{
+	struct ld *st = stream;
+	char *p, *sep;
+
+	st->stashed = false;
+	if (st->failed || num < 8 || read_line(st) <= 0)
+		return NULL;
+	p = st->buf;
+	if (st->line == 1 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
+		p += 3;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '[') {
+		if (section_open(st, p) < 0)
+			return NULL;
+		p = "";
+	} else if (*p && *p != ';' && *p != '#') {
+		sep = key_end(p);
+		if (*sep != '=' && *sep != ':') {
+			fail(st, st->line, "line is not a section header, a key = value pair or a comment; expected key = value");
+			return NULL;
+		}
+		if (strlen(p) + 2 > (size_t)num) {
+			if (stash_line(st, p, sep, str, num) < 0)
+				return NULL;
+			return str;
+		}
+	} else {
+		p = "";
+	}
+	snprintf(str, (size_t)num, "%s\n", p);
+	return str;
+}
+
+static void key_list(struct ld *st, int sec, char *b, size_t n)
+{
+	size_t len = 0;
+
+	b[0] = '\0';
+	for (size_t i = 0; i < NKEYS && len < n; i++) {
+		if (!(keys[i].sec & sec) || !(keys[i].roles & st->role))
+			continue;
+		len += (size_t)snprintf(b + len, n - len, "%s%s",
+					len ? ", " : "", keys[i].name);
+	}
+}
+
+static int on_pair(void *user, const char *section, const char *name,
+		   const char *value)
+{
+	struct ld *st = user;
+	char valid[80], list[512];
+	const struct key *e = NULL;
+	int idx, other = -1;
+
+	(void)section; /* the reader tracks sections itself */
+	if (st->failed)
+		return 0;
+	if (st->stashed && strcmp(value, STASH_MARK) == 0)
+		value = st->stash;
+	if (st->kind == SEC_NONE) {
+		valid_sections(st, valid, sizeof(valid));
+		kfail(st, st->line, name, "set before any section; expected it under %s",
+		      valid);
+		return 0;
+	}
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (!(keys[i].sec & st->kind) || strcmp(keys[i].name, name))
+			continue;
+		if (keys[i].roles & st->role) {
+			e = &keys[i];
+			break;
+		}
+		other = (int)i;
+	}
+	if (!e)
+		key_list(st, st->kind, list, sizeof(list));
+	if (!e && other >= 0) {
+		kfail(st, st->line, name, "'%s' is a %s key; this is a %s configuration; expected one of %s",
+		      name, other_role(st->role), role_name(st->role), list);
+		return 0;
+	}
+	if (!e) {
+		int d = key_index(SEC_DAEMON, name);
+
+		if (st->kind != SEC_DAEMON && d >= 0 &&
+		    (keys[d].roles & st->role))
+			kfail(st, st->line, name, "not valid in a [%s] section; expected it in the [%s] section",
+			      sec_title(st->kind), role_name(st->role));
+		else
+			kfail(st, st->line, name, "unknown key in a [%s] section; expected one of %s",
+			      st->kind == SEC_DAEMON ? role_name(st->role) :
+			      sec_title(st->kind), list);
+		return 0;
+	}
+	idx = (int)(e - keys);
+	if (st->seen[idx]) {
+		kfail(st, st->line, name, "set twice in this section (first at line %d); expected it once",
+		      st->seen[idx]);
+		return 0;
+	}
+	st->seen[idx] = st->line;
+	return key_apply(st, e, value, st->base) < 0 ? 0 : 1;
+}
+
+/* ---- whole-configuration checks --------------------------------------- */
+
+static int dline(struct ld *st, const char *name)
+{
+	int i = key_index(SEC_DAEMON, name);
+
+	return i >= 0 && st->dseen[i] ? st->dseen[i] : st->daemon_line;
+}
+
+static const char *choice_name(const struct choice *ch, int v)
+{
+	for (; ch->name; ch++)
+		if (ch->val == v)
+			return ch->name;
+	return "?";
+}
+
+/* Reports min > max for a pair of keys; line is where the later was set. */
+static int check_order(struct ld *st, const char *lo_key, const char *hi_key,
+		       int line_lo, int line_hi, const char *lo_s,
+		       const char *hi_s, const char *where)
+{
+	bool hi_later = line_hi > line_lo;
+
+	if (hi_later)
+		kfail(st, line_hi, hi_key, "%s is below %s %s%s; expected %s >= %s",
+		      hi_s, lo_key, lo_s, where, hi_key, lo_key);
+	else
+		kfail(st, line_lo, lo_key, "%s is above %s %s%s; expected %s <= %s",
+		      lo_s, hi_key, hi_s, where, lo_key, hi_key);
+	return -1;
+}
+
+static int check_ranges(struct ld *st)
+{
+	struct cfg *c = st->c;
+	char a[32], b[32];
+
+	if (c->min_tls > c->max_tls)
+		return check_order(st, "min_tls", "max_tls", dline(st, "min_tls"),
+				   dline(st, "max_tls"),
+				   choice_name(tls_versions, c->min_tls),
+				   choice_name(tls_versions, c->max_tls), "");
+	if (st->role == CFG_GATEWAY && c->redial_min_ms > c->redial_max_ms) {
+		fmt_ms(a, sizeof(a), c->redial_min_ms);
+		fmt_ms(b, sizeof(b), c->redial_max_ms);
+		return check_order(st, "redial_min", "redial_max",
+				   dline(st, "redial_min"),
+				   dline(st, "redial_max"), a, b, "");
+	}
+	for (size_t i = 0; i < c->n_peers; i++) {
+		const struct cfg_peer *p = &c->peers[i];
+		int lo = p->min_tls != CFG_UNSET ? p->min_tls : c->min_tls;
+		int hi = p->max_tls != CFG_UNSET ? p->max_tls : c->max_tls;
+		char where[CFG_NAME_MAX + 40];
+
+		if (lo <= hi)
+			continue;
+		snprintf(where, sizeof(where), " (in or inherited by [peer %s])",
+			 p->name);
+		return check_order(st, "min_tls", "max_tls",
+				   p->min_tls != CFG_UNSET ? p->line : 0,
+				   p->max_tls != CFG_UNSET ? p->line : 0,
+				   choice_name(tls_versions, lo),
+				   choice_name(tls_versions, hi), where);
+	}
+	return 0;
+}
+
+static int check_ciphers(struct ld *st)
+{
+	struct cfg *c = st->c;
+
+	for (size_t i = 0; i < c->n_ciphers; i++) {
+		const struct cipher_info *ci = cipher_by_id(c->ciphers[i]);
+
+		if (ci && ci->version >= c->min_tls && ci->version <= c->max_tls)
+			return 0;
+	}
+	kfail(st, dline(st, "ciphers"), "ciphers",
+	      "no listed suite works with TLS %s to %s; expected at least one suite for a version in min_tls..max_tls",
+	      choice_name(tls_versions, c->min_tls),
+	      choice_name(tls_versions, c->max_tls));
+	return -1;
+}
+
+/* Whether any link may use TLS, and why, for messages. */
+static bool tls_possible(struct ld *st, char *why, size_t n)
+{
+	struct cfg *c = st->c;
+
+	if (c->tls != TLS_MODE_OFF) {
+		snprintf(why, n, "tls is '%s'", choice_name(tls_modes, c->tls));
+		return true;
+	}
+	for (size_t i = 0; i < c->n_peers; i++) {
+		if (c->peers[i].tls > TLS_MODE_OFF) {
+			snprintf(why, n, "[peer %s] sets tls", c->peers[i].name);
+			return true;
+		}
+	}
+	for (size_t i = 0; i < c->n_services; i++) {
+		if (c->services[i].tls > TLS_MODE_OFF) {
+			snprintf(why, n, "[service %s] sets tls",
+				 c->services[i].name);
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool client_cert_wanted(const struct cfg *c)
+{
+	if (c->client_cert != CERT_WANT_NONE)
+		return true;
+	for (size_t i = 0; i < c->n_peers; i++)
+		if (c->peers[i].client_cert > CERT_WANT_NONE)
+			return true;
+	return false;
+}
+
+static int check_tls_files(struct ld *st)
+{
+	struct cfg *c = st->c;
+	const char *d = role_name(st->role);
+	int hl = st->daemon_line;
+	char why[CFG_NAME_MAX + 32];
+
+	if (tls_possible(st, why, sizeof(why))) {
+		if (st->role == CFG_RELAY && !c->cert[0]) {
+			kfail(st, hl, "cert", "missing key in [%s]; expected the relay's PEM certificate chain because %s",
+			      d, why);
+			return -1;
+		}
+		if (st->role == CFG_RELAY && !c->key[0]) {
+			kfail(st, hl, "key", "missing key in [%s]; expected the relay's PEM private key because %s",
+			      d, why);
+			return -1;
+		}
+		if (st->role == CFG_GATEWAY && !c->ca[0]) {
+			kfail(st, hl, "ca", "missing key in [%s]; expected a PEM CA bundle that verifies the relay's certificate because %s",
+			      d, why);
+			return -1;
+		}
+		if (st->role == CFG_RELAY && client_cert_wanted(c) &&
+		    !c->ca[0]) {
+			kfail(st, hl, "ca", "missing key in [%s]; expected a PEM CA bundle that verifies gateway certificates because %s and client certificates are wanted (client_cert)",
+			      d, why);
+			return -1;
+		}
+	}
+	if (c->cert[0] && !c->key[0]) {
+		kfail(st, hl, "key", "missing key in [%s]; expected the private key for cert (line %d)",
+		      d, dline(st, "cert"));
+		return -1;
+	}
+	if (c->key[0] && !c->cert[0]) {
+		kfail(st, hl, "cert", "missing key in [%s]; expected the certificate for key (line %d)",
+		      d, dline(st, "key"));
+		return -1;
+	}
+	return 0;
+}
+
+static int check_services(struct ld *st)
+{
+	struct cfg *c = st->c;
+
+	if (st->role == CFG_GATEWAY && c->n_services == 0) {
+		fail(st, 0, "no [service NAME] section; expected at least one service in a gateway configuration");
+		return -1;
+	}
+	for (size_t i = 0; i < c->n_services; i++) {
+		const struct cfg_service *s = &c->services[i];
+
+		for (size_t k = 0; k < NKEYS; k++) {
+			const struct key *e = &keys[k];
+
+			if (e->sec != SEC_SERVICE || !(e->roles & st->role) ||
+			    !(e->flags & K_REQUIRED) ||
+			    *(const char *)field(e, s))
+				continue;
+			kfail(st, s->line, e->name, "missing key in [service %s]; expected %s",
+			      s->name, expect_of(st, e));
+			return -1;
+		}
+		for (size_t j = 0; j < i && st->role == CFG_GATEWAY; j++) {
+			if (strcmp(c->services[j].listen, s->listen) == 0) {
+				kfail(st, s->line, "listen", "[service %s] listens on %s like [service %s] (line %d); expected a different address",
+				      s->name, s->listen, c->services[j].name,
+				      c->services[j].line);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static int finish(struct ld *st)
+{
+	char buf[CFG_ADDR_MAX];
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *e = &keys[i];
+
+		if (e->sec != SEC_DAEMON || !(e->roles & st->role) ||
+		    !(e->flags & K_REQUIRED) || st->dseen[i])
+			continue;
+		kfail(st, st->daemon_line, e->name, "missing key in [%s]; expected %s",
+		      role_name(st->role), expect_of(st, e));
+		return -1;
+	}
+	st->line = st->daemon_line;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *e = &keys[i];
+
+		if (e->sec != SEC_DAEMON || !(e->roles & st->role) ||
+		    !e->dflt_fn || st->dseen[i])
+			continue;
+		e->dflt_fn(st, buf, sizeof(buf));
+		if (key_apply(st, e, buf, st->c) < 0)
+			return -1;
+	}
+	if (check_services(st) < 0 || check_ranges(st) < 0 ||
+	    check_ciphers(st) < 0 || check_tls_files(st) < 0)
+		return -1;
+	return 0;
+}
+
+/* ---- entry points ----------------------------------------------------- */
+
+static void set_dir(struct ld *st, const char *name)
+{
+	char d[CFG_PATH_MAX];
+	const char *slash = strrchr(name, '/');
+	char *real;
+
+	if (!slash)
+		snprintf(d, sizeof(d), ".");
+	else if (slash == name)
+		snprintf(d, sizeof(d), "/");
+	else
+		snprintf(d, sizeof(d), "%.*s", (int)(slash - name), name);
+	real = realpath(d, NULL);
+	snprintf(st->dir, sizeof(st->dir), "%s", real ? real : d);
+	free(real);
+}
+
+static struct cfg *load(struct ld *st)
+{
+	struct cfg *c;
+	int rc;
+
+	if (st->role != CFG_RELAY && st->role != CFG_GATEWAY) {
+		fail(st, 0, "unknown role %d; expected relay or gateway",
+		     st->role);
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		fail(st, 0, "out of memory");
+		return NULL;
+	}
+	st->c = c;
+	c->role = st->role;
+	if (strlen(st->name) >= sizeof(c->file)) {
+		fail(st, 0, "file name is too long; expected at most %d characters",
+		     CFG_PATH_MAX - 1);
+		goto err;
+	}
+	snprintf(c->file, sizeof(c->file), "%s", st->name);
+	set_dir(st, st->name);
+	st->seen = st->sseen;
+	if (section_defaults(st, SEC_DAEMON, c) < 0)
+		goto err;
+	rc = ini_parse_stream(reader, st, on_pair, st);
+	if (!st->failed && rc != 0)
+		fail(st, rc > 0 ? rc : 0, rc > 0 ?
+		     "line is not valid; expected key = value" :
+		     "cannot parse: out of memory");
+	if (st->failed || finish(st) < 0)
+		goto err;
+	return c;
+err:
+	cfg_free(c);
+	return NULL;
+}
+
+static void ld_init(struct ld *st, const char *name, int role, char *err,
+		    size_t errlen, char *fallback, size_t fblen)
+{
+	memset(st, 0, sizeof(*st));
+	st->name = name;
+	st->role = role;
+	st->err = err && errlen ? err : fallback;
+	st->errlen = err && errlen ? errlen : fblen;
+	st->err[0] = '\0';
+}
+
+struct cfg *cfg_load(const char *path, int role, char *err, size_t errlen)
+{
+	char fallback[16];
+	struct ld *st;
+	struct cfg *c = NULL;
+	FILE *fp;
+
+	if (err && errlen)
+		err[0] = '\0';
+	fp = fopen(path, "r");
+	if (!fp) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: cannot open: %s; expected a readable configuration file",
+				 path, strerror(errno));
+		return NULL;
+	}
+	st = malloc(sizeof(*st));
+	if (!st) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	ld_init(st, path, role, err, errlen, fallback, sizeof(fallback));
+	st->fp = fp;
+	c = load(st);
+	free(st);
+out:
+	fclose(fp);
+	return c;
+}
+
+struct cfg *cfg_load_string(const char *text, const char *name, int role,
+			    char *err, size_t errlen)
+{
+	char fallback[16];
+	struct ld *st;
+	struct cfg *c;
+
+	if (err && errlen)
+		err[0] = '\0';
+	st = malloc(sizeof(*st));
+	if (!st) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: out of memory", name);
+		return NULL;
+	}
+	ld_init(st, name, role, err, errlen, fallback, sizeof(fallback));
+	st->s = text;
+	c = load(st);
+	free(st);
+	return c;
+}
+
+void cfg_free(struct cfg *c)
+{
+	if (!c)
+		return;
+	free(c->services);
+	free(c->peers);
+	free(c);
+}
+
+const struct cfg_service *cfg_service_find(const struct cfg *c,
+					   const char *name)
+{
+	if (!c || !name)
+		return NULL;
+	for (size_t i = 0; i < c->n_services; i++)
+		if (strcmp(c->services[i].name, name) == 0)
+			return &c->services[i];
+	return NULL;
+}
+
+const struct cfg_peer *cfg_peer_find(const struct cfg *c, const char *name)
+{
+	if (!c || !name)
+		return NULL;
+	for (size_t i = 0; i < c->n_peers; i++)
+		if (strcmp(c->peers[i].name, name) == 0)
+			return &c->peers[i];
+	return NULL;
+}
+
+void cfg_write_reference(FILE *out)
+{
+	static const struct { int sec; const char *title; } secs[] = {
+		{ SEC_DAEMON, "Daemon section: [relay] or [gateway]" },
+		{ SEC_SERVICE, "[service NAME]" },
+		{ SEC_PEER, "[peer NAME]" },
+	};
+
+	for (size_t s = 0; s < sizeof(secs) / sizeof(secs[0]); s++) {
+		fprintf(out, "%s### %s\n\n| key | roles | default | meaning |\n|---|---|---|---|\n",
+			s ? "\n" : "", secs[s].title);
+		for (size_t i = 0; i < NKEYS; i++) {
+			const struct key *e = &keys[i];
+			const char *roles = e->roles == ROLE_BOTH ? "both" :
+					    role_name(e->roles);
+
+			if (!(e->sec & secs[s].sec))
+				continue;
+			fprintf(out, "| `%s` | %s | ", e->name, roles);
+			if (e->dflt_doc)
+				fprintf(out, "%s", e->dflt_doc);
+			else if (e->flags & K_REQUIRED)
+				fprintf(out, "required");
+			else if (!e->dflt)
+				fprintf(out, "unset (inherits)");
+			else if (!*e->dflt)
+				fprintf(out, "none");
+			else
+				fprintf(out, "`%s`", e->dflt);
+			fprintf(out, " | %s |\n", e->help);
+		}
+	}
+}
