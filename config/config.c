@@ -1160,7 +1160,14 @@ static char *reader(char *str, int num, void *stream)
 	char *p, *sep;
 
 	st->stashed = false;
-	if (st->failed || num < 8 || read_line(st) <= 0)
+	if (st->failed)
+		return NULL;
+	if (num < 8) {
+		fail(st, st->line, "inih line buffer of %d bytes is too small",
+		     num);
+		return NULL;
+	}
+	if (read_line(st) <= 0)
 		return NULL;
 	p = st->buf;
 	if (st->line == 1 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
