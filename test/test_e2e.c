@@ -1,0 +1,496 @@
+/*
+ * End to end: the real daemons on loopback, an echo backend, and a TCP
+ * tap between gateway and relay that records every byte of the link.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define NEG_HDR 14
+static const uint8_t magic[8] = { 0x89, 'T', 'P', 'X', '\r', '\n', 0x1a, '\n' };
+
+struct pair {
+	char *dir;
+	char certs[512];
+	int relay_port, svc_port, backend_port;
+	struct tap *tap;
+	pid_t echo, relay, gw;
+	char relay_log[600], gw_log[600];
+	char relay_hooks[600], gw_hooks[600];
+};
+
+static struct pair P;
+
+static void
+pair_init(void)
+{
+	char cmd[1024];
+	const char *argv[3];
+
+	memset(&P, 0, sizeof(P));
+	P.dir = h_tmpdir();
+	cr_assert_not_null(P.dir);
+	snprintf(P.certs, sizeof(P.certs), "%s/certs", P.dir);
+	snprintf(cmd, sizeof(cmd), "%s/scripts/mkcerts.sh", h_source_dir());
+	argv[0] = cmd;
+	argv[1] = P.certs;
+	argv[2] = NULL;
+	cr_assert_eq(h_run(argv, "/dev/null", 30000), 0, "mkcerts.sh failed");
+	P.relay_port = h_free_port();
+	P.svc_port = h_free_port();
+	P.backend_port = h_free_port();
+	snprintf(P.relay_log, sizeof(P.relay_log), "%s/relay.log", P.dir);
+	snprintf(P.gw_log, sizeof(P.gw_log), "%s/gateway.log", P.dir);
+	snprintf(P.relay_hooks, sizeof(P.relay_hooks), "%s/relay-hooks.jsonl", P.dir);
+	snprintf(P.gw_hooks, sizeof(P.gw_hooks), "%s/gw-hooks.jsonl", P.dir);
+}
+
+static void
+pair_fini(void)
+{
+	h_stop_all();
+	tap_stop(P.tap);
+	if (P.dir != NULL && getenv("TLSPLEX_KEEP") == NULL)
+		h_rmtree(P.dir);
+	free(P.dir);
+	P.dir = NULL;
+}
+
+static pid_t
+spawn_bin(const char *bin, const char *conf, const char *log)
+{
+	char path[600];
+	const char *argv[4];
+
+	snprintf(path, sizeof(path), "%s/%s", h_build_dir(), bin);
+	argv[0] = path;
+	argv[1] = "-c";
+	argv[2] = conf;
+	argv[3] = NULL;
+	return h_spawn(argv, log);
+}
+
+static void
+start_echo(const char *mode)
+{
+	char path[600], addr[64], log[600];
+	const char *argv[6];
+
+	snprintf(path, sizeof(path), "%s/tpx-echo", h_build_dir());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", P.backend_port);
+	snprintf(log, sizeof(log), "%s/echo.log", P.dir);
+	argv[0] = path;
+	argv[1] = "-l";
+	argv[2] = addr;
+	argv[3] = "-m";
+	argv[4] = mode;
+	argv[5] = NULL;
+	P.echo = h_spawn(argv, log);
+	cr_assert_gt(P.echo, 0);
+	cr_assert_eq(h_wait_port(P.backend_port, 5000), 0, "echo did not start");
+}
+
+/* Starts the relay with extra [relay] lines, and the gateway (dialling
+ * through the tap) with extra [gateway] lines.  The tap must exist. */
+static void
+start_pair(const char *relay_extra, const char *gw_extra)
+{
+	char conf[600];
+
+	snprintf(conf, sizeof(conf), "%s/relay.ini", P.dir);
+	cr_assert_eq(h_write_file(conf,
+		"[relay]\nnode_name = relay\nlisten = 127.0.0.1:%d\n"
+		"ca = certs/ca.crt\nhook_file = relay-hooks.jsonl\n"
+		"negotiation_timeout = 3s\nhandshake_timeout = 3s\n%s\n"
+		"[service echo]\nbackend = 127.0.0.1:%d\n"
+		"[service dead]\nbackend = 127.0.0.1:%d\n",
+		P.relay_port, relay_extra, P.backend_port, h_free_port()), 0);
+	P.relay = spawn_bin("tlsplex-relay", conf, P.relay_log);
+	cr_assert_gt(P.relay, 0);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "listening for links", 10000),
+		     0, "relay did not start");
+
+	snprintf(conf, sizeof(conf), "%s/gateway.ini", P.dir);
+	cr_assert_eq(h_write_file(conf,
+		"[gateway]\nnode_name = gw1\nrelay = 127.0.0.1:%d\n"
+		"server_name = relay\nca = certs/ca.crt\n"
+		"hook_file = gw-hooks.jsonl\nredial_min = 200ms\nredial_max = 1s\n"
+		"negotiation_timeout = 3s\nhandshake_timeout = 3s\n%s\n"
+		"[service echo]\nlisten = 127.0.0.1:%d\n"
+		"[service dead]\nlisten = 127.0.0.1:%d\n",
+		tap_port(P.tap), gw_extra, P.svc_port, h_free_port()), 0);
+	P.gw = spawn_bin("tlsplex-gateway", conf, P.gw_log);
+	cr_assert_gt(P.gw, 0);
+}
+
+static void
+start_tap(void)
+{
+	P.tap = tap_start(0, P.relay_port);
+	cr_assert_not_null(P.tap);
+}
+
+static void
+wait_up(void)
+{
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "is up", 15000), 0,
+		     "link did not come up; gateway log:\n%s",
+		     h_read_file(P.gw_log, NULL));
+}
+
+static const char *TLS_RELAY =
+	"tls = require\ncert = certs/relay.crt\nkey = certs/relay.key\n"
+	"client_cert = require\n";
+static const char *TLS_GW =
+	"tls = prefer\ncert = certs/gw1.crt\nkey = certs/gw1.key\n";
+
+/* Length of the negotiation message at the start of a capture. */
+static size_t
+neg_len(const uint8_t *p, size_t len)
+{
+	cr_assert_geq(len, NEG_HDR);
+	cr_assert_eq(memcmp(p, magic, sizeof(magic)), 0,
+		     "link does not start with the negotiation magic");
+	return NEG_HDR + ((size_t)p[12] << 8 | p[13]);
+}
+
+/* Every byte from off to the end parses as TLS records. */
+static void
+assert_tls_records(const uint8_t *p, size_t len, size_t off, const char *what)
+{
+	size_t records = 0;
+
+	while (off < len) {
+		size_t rl;
+
+		cr_assert_leq(off + 5, len, "%s: truncated TLS record header at %zu",
+			      what, off);
+		cr_assert(p[off] >= 20 && p[off] <= 23,
+			  "%s: byte %zu is not a TLS record type (0x%02x)", what,
+			  off, p[off]);
+		cr_assert(p[off + 1] == 3 && p[off + 2] >= 1 && p[off + 2] <= 4,
+			  "%s: bad TLS record version at %zu", what, off);
+		rl = (size_t)p[off + 3] << 8 | p[off + 4];
+		cr_assert_leq(rl, 16384 + 256, "%s: oversized TLS record at %zu",
+			      what, off);
+		off += 5 + rl;
+		records++;
+	}
+	cr_assert_eq(off, len, "%s: last TLS record is cut short", what);
+	cr_assert_gt(records, 2);
+}
+
+static uint64_t
+json_num(const char *line, const char *key)
+{
+	char k[64];
+	const char *p;
+
+	snprintf(k, sizeof(k), "\"%s\":", key);
+	p = strstr(line, k);
+	cr_assert_not_null(p, "no %s in %s", key, line);
+	return strtoull(p + strlen(k), NULL, 10);
+}
+
+/* The first line of a hook file holding event. */
+static char *
+hook_line(const char *file, const char *event)
+{
+	char needle[64], *buf, *p, *end;
+
+	snprintf(needle, sizeof(needle), "\"event\":\"%s\"", event);
+	buf = h_read_file(file, NULL);
+	cr_assert_not_null(buf, "no hook file %s", file);
+	p = strstr(buf, needle);
+	cr_assert_not_null(p, "no %s event in %s:\n%s", event, file, buf);
+	while (p > buf && p[-1] != '\n')
+		p--;
+	end = strchr(p, '\n');
+	if (end != NULL)
+		*end = '\0';
+	p = strdup(p);
+	free(buf);
+	return p;
+}
+
+static int
+connect_port(int port)
+{
+	struct sockaddr_in sin;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Waits for the peer to close fd; returns 1 if it did within ms. */
+static int
+closed_within(int fd, int ms)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	char buf[256];
+	int64_t end = h_now_ms() + ms;
+
+	while (h_now_ms() < end) {
+		if (poll(&pfd, 1, 50) > 0) {
+			ssize_t n = read(fd, buf, sizeof(buf));
+
+			if (n == 0 || (n < 0 && errno == ECONNRESET))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+TestSuite(e2e, .init = pair_init, .fini = pair_fini, .timeout = 240);
+
+Test(e2e, hundred_clients_one_tls_link)
+{
+	char err[4096];
+	const uint8_t *c2s, *s2c;
+	size_t c2s_len, s2c_len, off_c2s, off_s2c;
+	char *line;
+	int i;
+
+	start_echo("echo");
+	start_tap();
+	start_pair(TLS_RELAY, TLS_GW);
+	wait_up();
+	cr_assert_eq(h_echo_clients(P.svc_port, 100, 1 << 20, 42, 180000, err,
+				    sizeof(err)), 0, "echo clients failed:\n%s", err);
+	cr_assert_eq(tap_conn_count(P.tap), 1, "more than one link was made");
+	h_stop(P.gw, 5000);
+	h_stop(P.relay, 5000);
+	c2s = tap_bytes(P.tap, 0, TAP_C2S, &c2s_len);
+	s2c = tap_bytes(P.tap, 0, TAP_S2C, &s2c_len);
+	cr_assert_gt(c2s_len, 100u << 20, "the link carried only %zu bytes", c2s_len);
+	cr_assert_eq(tap_overflow(P.tap, 0, TAP_C2S), 0);
+
+	/* Negotiation magic first, then TLS records and nothing else. */
+	off_c2s = neg_len(c2s, c2s_len);
+	off_s2c = neg_len(s2c, s2c_len);
+	assert_tls_records(c2s, c2s_len, off_c2s, "gateway->relay");
+	assert_tls_records(s2c, s2c_len, off_s2c, "relay->gateway");
+
+	/* The hook's offsets are where the tap saw TLS start. */
+	line = hook_line(P.gw_hooks, "handshake_pending");
+	cr_assert_eq(json_num(line, "tls_offset_out"), off_c2s);
+	cr_assert_eq(json_num(line, "tls_offset_in"), off_s2c);
+	free(line);
+	line = hook_line(P.relay_hooks, "handshake_pending");
+	cr_assert_eq(json_num(line, "tls_offset_out"), off_s2c);
+	cr_assert_eq(json_num(line, "tls_offset_in"), off_c2s);
+	free(line);
+	line = hook_line(P.gw_hooks, "handshake_done");
+	cr_assert_not_null(strstr(line, "\"protocol\":\"TLSv1.3\""), "%s", line);
+	cr_assert_not_null(strstr(line, "CN=relay"), "%s", line);
+	free(line);
+	cr_assert_eq(h_file_count(P.gw_hooks, "handshake_pending"), 1);
+	cr_assert_eq(h_file_count(P.gw_hooks, "plaintext_agreed"), 0);
+
+	/* No client's payload appears in the clear, in either direction. */
+	for (i = 0; i < 100; i += 33) {
+		uint8_t *pay = malloc(1 << 20);
+		size_t o;
+
+		h_payload_fill(pay, 1 << 20, 42, (uint64_t)i);
+		for (o = 0; o < (1 << 20); o += 256 * 1024 + 17) {
+			cr_assert_null(h_memmem(c2s, c2s_len, pay + o, 32),
+				       "client %d payload in clear (to relay)", i);
+			cr_assert_null(h_memmem(s2c, s2c_len, pay + o, 32),
+				       "client %d payload in clear (to gateway)", i);
+		}
+		free(pay);
+	}
+}
+
+Test(e2e, off_with_off_is_plaintext)
+{
+	char err[4096];
+	const uint8_t *c2s;
+	size_t len;
+	uint8_t pay[4096];
+
+	start_echo("echo");
+	start_tap();
+	start_pair("tls = off\n", "tls = off\n");
+	wait_up();
+	cr_assert_eq(h_echo_clients(P.svc_port, 10, 64 * 1024, 7, 60000, err,
+				    sizeof(err)), 0, "%s", err);
+	cr_assert_eq(h_file_count(P.gw_hooks, "plaintext_agreed"), 1);
+	cr_assert_eq(h_file_count(P.relay_hooks, "plaintext_agreed"), 1);
+	cr_assert_eq(h_file_count(P.gw_hooks, "handshake_"), 0);
+	cr_assert_eq(h_file_count(P.relay_hooks, "handshake_"), 0);
+	/* Plaintext really is plaintext: the payload is visible. */
+	c2s = tap_bytes(P.tap, 0, TAP_C2S, &len);
+	h_payload_fill(pay, sizeof(pay), 7, 3);
+	cr_assert_not_null(h_memmem(c2s, len, pay + 1000, 64));
+}
+
+static void
+assert_refused(const char *relay_extra, const char *gw_extra, const char *why)
+{
+	int fd;
+
+	start_echo("echo");
+	start_tap();
+	start_pair(relay_extra, gw_extra);
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "refused the link", 10000), 0,
+		     "gateway did not log the refusal:\n%s", h_read_file(P.gw_log, NULL));
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "refused the link", 10000), 0,
+		     "relay did not log the refusal:\n%s", h_read_file(P.relay_log, NULL));
+	cr_assert_eq(h_wait_file_contains(P.gw_log, why, 1000), 0,
+		     "gateway log lacks '%s'", why);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, why, 1000), 0,
+		     "relay log lacks '%s'", why);
+	cr_assert_eq(h_file_count(P.gw_hooks, "handshake_pending"), 0);
+	cr_assert_eq(h_file_count(P.gw_log, "is up"), 0);
+	/* A client is turned away rather than left hanging. */
+	fd = connect_port(P.svc_port);
+	cr_assert_geq(fd, 0);
+	cr_assert(closed_within(fd, 3000), "client was not closed");
+	close(fd);
+}
+
+Test(e2e, require_with_off_is_refused)
+{
+	assert_refused(TLS_RELAY, "tls = off\n",
+		       "the accepting side requires TLS");
+}
+
+Test(e2e, off_with_require_is_refused)
+{
+	assert_refused("tls = off\n", "tls = require\n",
+		       "the dialling side requires TLS");
+}
+
+Test(e2e, injected_bytes_after_offer_kill_the_link)
+{
+	static const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+	start_echo("echo");
+	start_tap();
+	cr_assert_eq(tap_set_inject(P.tap, TAP_C2S, junk, sizeof(junk) - 1), 0);
+	start_pair(TLS_RELAY, TLS_GW);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "bytes after its offer", 10000),
+		     0, "relay did not reject the injection:\n%s",
+		     h_read_file(P.relay_log, NULL));
+	cr_assert_geq(tap_inject_offset(P.tap, 0, TAP_C2S), 0);
+	/* The first link carried no decision and no TLS: the relay sent
+	 * nothing back at all. */
+	cr_assert_eq(tap_wait_bytes(P.tap, 0, TAP_S2C, 1, 300), -1);
+	/* The gateway redials and the next, clean link works. */
+	wait_up();
+	cr_assert_eq(h_file_count(P.relay_log, "backend connected"), 0);
+	cr_assert_eq(h_file_count(P.relay_hooks, "\"link\":1,"), 1,
+		     "link 1 should only have its link_closed event");
+}
+
+Test(e2e, injected_bytes_after_decision_kill_the_link)
+{
+	static const uint8_t junk[] = { 0x17, 0x03, 0x03, 0x00, 0x05, 'h', 'e', 'l', 'l', 'o' };
+
+	start_echo("echo");
+	start_tap();
+	cr_assert_eq(tap_set_inject(P.tap, TAP_S2C, junk, sizeof(junk)), 0);
+	start_pair(TLS_RELAY, TLS_GW);
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "after its decision before TLS", 10000),
+		     0, "gateway did not reject the injection:\n%s",
+		     h_read_file(P.gw_log, NULL));
+	cr_assert_geq(tap_inject_offset(P.tap, 0, TAP_S2C), 0);
+	/* The gateway sent nothing after its offer on that link. */
+	{
+		size_t len, off;
+		const uint8_t *c2s = tap_bytes(P.tap, 0, TAP_C2S, &len);
+
+		off = neg_len(c2s, len);
+		cr_assert_eq(len, off, "gateway sent %zu bytes after its offer",
+			     len - off);
+	}
+	cr_assert_eq(h_file_count(P.gw_hooks, "\"event\":\"handshake_pending\",\"link\":1,"),
+		     0);
+}
+
+Test(e2e, wrong_server_certificate_fails_handshake)
+{
+	start_echo("echo");
+	start_tap();
+	start_pair("tls = require\ncert = certs/rogue-relay.crt\n"
+		   "key = certs/rogue-relay.key\nclient_cert = none\n",
+		   TLS_GW);
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "TLS handshake failed", 10000), 0,
+		     "gateway accepted a relay certificate from the wrong CA:\n%s",
+		     h_read_file(P.gw_log, NULL));
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "not signed by a CA", 1000), 0,
+		     "%s", h_read_file(P.gw_log, NULL));
+	cr_assert_eq(h_wait_file_contains(P.gw_hooks, "handshake_failed", 1000), 0);
+	cr_assert_eq(h_file_count(P.gw_log, "is up"), 0);
+}
+
+Test(e2e, missing_client_certificate_fails_handshake)
+{
+	start_echo("echo");
+	start_tap();
+	start_pair(TLS_RELAY, "tls = require\n");
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "TLS handshake failed", 10000), 0,
+		     "relay accepted a gateway without a certificate:\n%s",
+		     h_read_file(P.relay_log, NULL));
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "no certificate", 1000), 0,
+		     "%s", h_read_file(P.relay_log, NULL));
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "TLS handshake failed", 5000), 0,
+		     "%s", h_read_file(P.gw_log, NULL));
+	cr_assert_eq(h_wait_file_contains(P.relay_hooks, "handshake_failed", 1000), 0);
+	cr_assert_eq(h_file_count(P.gw_log, "is up"), 0);
+}
+
+Test(e2e, backend_connect_failure_closes_client)
+{
+	char err[1024];
+	int fd, dead_port;
+	char *conf;
+	const char *p;
+
+	start_echo("echo");
+	start_tap();
+	start_pair(TLS_RELAY, TLS_GW);
+	wait_up();
+	/* [service dead] points at a port nobody listens on. */
+	{
+		char path[600];
+
+		snprintf(path, sizeof(path), "%s/gateway.ini", P.dir);
+		conf = h_read_file(path, NULL);
+	}
+	p = strstr(conf, "[service dead]\nlisten = 127.0.0.1:");
+	cr_assert_not_null(p);
+	dead_port = atoi(p + strlen("[service dead]\nlisten = 127.0.0.1:"));
+	free(conf);
+	fd = connect_port(dead_port);
+	cr_assert_geq(fd, 0);
+	cr_assert(closed_within(fd, 3000), "client not closed after backend failure");
+	close(fd);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "cannot connect to the backend",
+					  2000), 0);
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "reset by peer", 2000), 0,
+		     "%s", h_read_file(P.gw_log, NULL));
+	/* The link and other streams are unaffected. */
+	cr_assert_eq(h_echo_clients(P.svc_port, 4, 100000, 9, 30000, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(tap_conn_count(P.tap), 1);
+}
