@@ -1,0 +1,1072 @@
+/* Mux session tests: two sessions wired back to back in memory, and
+ * hand-crafted peers for the error paths. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mux.h"
+
+#define CAP (64 * 1024)
+
+/* ---- per-stream application state (the stream's sud) ---- */
+
+struct side;
+
+struct tstream {
+	struct side *side;
+	uint32_t id;
+	size_t to_send;      /* bytes this side sends; SIZE_MAX = endless */
+	size_t sent;
+	int hold_send;       /* read_data returns 0 (parks) while set */
+	size_t allow;        /* bytes read_data may hand over before parking */
+	int hold_consume;    /* received bytes stay unconsumed while set */
+	size_t received;
+	size_t unconsumed;
+	int fin;
+	int closed;
+	uint32_t close_code;
+	int close_by_peer;
+};
+
+struct side {
+	struct mux *m;
+	struct mux_settings set;
+	const char *label;
+	/* behaviour */
+	uint32_t open_answer;    /* code on_open returns */
+	size_t accept_send;      /* bytes accepted streams send back */
+	int accept_hold_consume; /* accepted streams start with hold_consume */
+	int open_reverse;        /* on_open opens a stream back, this many times */
+	int no_verify;           /* data is not the test pattern */
+	/* records */
+	struct tstream **ts;
+	size_t nts, ats;
+	int opens, closes, fins, pongs, goaways;
+	uint64_t last_pong;
+	uint32_t goaway_last, goaway_code;
+	char goaway_text[256];
+	int fail;                /* mux_recv failed */
+	size_t max_unconsumed;
+};
+
+static uint8_t pattern(uint32_t id, int dir, size_t i)
+{
+	uint32_t x = id * 2654435761u + (uint32_t)dir * 40503u + (uint32_t)(i >> 9) * 97u;
+	x ^= x >> 13;
+	return (uint8_t)(x + i * 31u);
+}
+
+static struct tstream *ts_new(struct side *s, uint32_t id, size_t to_send)
+{
+	struct tstream *t = calloc(1, sizeof(*t));
+	cr_assert_not_null(t);
+	t->side = s;
+	t->id = id;
+	t->to_send = to_send;
+	t->allow = SIZE_MAX;
+	if (s->nts == s->ats) {
+		s->ats = s->ats ? s->ats * 2 : 64;
+		s->ts = realloc(s->ts, s->ats * sizeof(*s->ts));
+	}
+	s->ts[s->nts++] = t;
+	return t;
+}
+
+static int dir_of(const struct side *s)
+{
+	return s->set.dialer ? 0 : 1;
+}
+
+static uint32_t cb_open(void *ud, uint32_t id, const char *service, void **sud)
+{
+	struct side *s = ud;
+	s->opens++;
+	cr_assert_str_eq(service, "svc");
+	if (s->open_answer != MUX_C_NO_ERROR)
+		return s->open_answer;
+	struct tstream *t = ts_new(s, id, s->accept_send);
+	t->hold_consume = s->accept_hold_consume;
+	*sud = t;
+	if (s->open_reverse > 0) {
+		s->open_reverse--;
+		uint32_t rid = mux_open(s->m, "svc", ts_new(s, 0, 100));
+		cr_assert_neq(rid, 0);
+		s->ts[s->nts - 1]->id = rid;
+	}
+	return MUX_C_NO_ERROR;
+}
+
+static uint32_t cb_data(void *ud, uint32_t id, void *sud, const uint8_t *p,
+			size_t n)
+{
+	struct side *s = ud;
+	struct tstream *t = sud;
+	cr_assert_eq(t->id, id);
+	cr_assert(!t->fin, "data after fin");
+	for (size_t i = 0; i < n && !s->no_verify; i++)
+		if (p[i] != pattern(id, !dir_of(s), t->received + i))
+			cr_assert_fail("%s stream %u: byte %zu corrupt", s->label,
+				       id, t->received + i);
+	t->received += n;
+	t->unconsumed += n;
+	if (t->unconsumed > s->max_unconsumed)
+		s->max_unconsumed = t->unconsumed;
+	cr_assert_leq(t->unconsumed, s->set.local_window,
+		      "more unconsumed than the window");
+	if (!t->hold_consume) {
+		mux_consumed(s->m, id, t->unconsumed);
+		t->unconsumed = 0;
+	}
+	return MUX_C_NO_ERROR;
+}
+
+static void cb_fin(void *ud, uint32_t id, void *sud)
+{
+	struct side *s = ud;
+	struct tstream *t = sud;
+	cr_assert(!t->fin);
+	t->fin = 1;
+	s->fins++;
+}
+
+static void cb_close(void *ud, uint32_t id, void *sud, uint32_t code,
+		     int by_peer)
+{
+	struct side *s = ud;
+	struct tstream *t = sud;
+	cr_assert_not_null(t);
+	cr_assert_eq(t->id, id);
+	cr_assert(!t->closed, "closed twice");
+	t->closed = 1;
+	t->close_code = code;
+	t->close_by_peer = by_peer;
+	s->closes++;
+}
+
+static size_t cb_read(void *ud, uint32_t id, void *sud, uint8_t *buf,
+		      size_t max, int *eof)
+{
+	struct side *s = ud;
+	struct tstream *t = sud;
+	cr_assert_gt(max, 0);
+	cr_assert(!t->closed);
+	if (t->hold_send || t->allow == 0)
+		return 0;
+	size_t n = t->to_send - t->sent;
+	if (n > max)
+		n = max;
+	if (n > t->allow)
+		n = t->allow;
+	if (t->allow != SIZE_MAX)
+		t->allow -= n;
+	for (size_t i = 0; i < n; i++)
+		buf[i] = pattern(id, dir_of(s), t->sent + i);
+	t->sent += n;
+	if (t->sent == t->to_send)
+		*eof = 1;
+	return n;
+}
+
+static void cb_goaway(void *ud, uint32_t last_id, uint32_t code,
+		      const char *text)
+{
+	struct side *s = ud;
+	s->goaways++;
+	s->goaway_last = last_id;
+	s->goaway_code = code;
+	snprintf(s->goaway_text, sizeof(s->goaway_text), "%s", text);
+}
+
+static void cb_pong(void *ud, uint64_t opaque)
+{
+	struct side *s = ud;
+	s->pongs++;
+	s->last_pong = opaque;
+}
+
+static const struct mux_callbacks tcb = {
+	.on_open = cb_open,
+	.on_data = cb_data,
+	.on_fin = cb_fin,
+	.on_close = cb_close,
+	.read_data = cb_read,
+	.on_goaway = cb_goaway,
+	.on_pong = cb_pong,
+};
+
+static struct mux_settings settings(int dialer)
+{
+	struct mux_settings s = {
+		.dialer = dialer,
+		.max_frame = 4096,
+		.local_window = 16384,
+		.peer_window = 16384,
+		.local_max_streams = 100,
+		.peer_max_streams = 100,
+	};
+	memset(s.bind, 0x5a, sizeof(s.bind));
+	return s;
+}
+
+static void side_init(struct side *s, const char *label,
+		      const struct mux_settings *set)
+{
+	memset(s, 0, sizeof(*s));
+	s->label = label;
+	s->set = *set;
+	s->m = mux_new(set, &tcb, s);
+	cr_assert_not_null(s->m);
+}
+
+static void side_fini(struct side *s)
+{
+	mux_free(s->m);
+	for (size_t i = 0; i < s->nts; i++)
+		free(s->ts[i]);
+	free(s->ts);
+}
+
+/* Two sides with matching settings. */
+static void pair_init(struct side *a, struct side *b)
+{
+	struct mux_settings sa = settings(1), sb = settings(0);
+	side_init(a, "dialer", &sa);
+	side_init(b, "acceptor", &sb);
+}
+
+/* ---- wire tap: decodes what one side sends ---- */
+
+struct tapf {
+	uint8_t type, flags;
+	uint32_t stream, len, arg;
+};
+
+struct tap {
+	struct frame_decoder *dec;
+	struct tapf *f;
+	size_t n, alloc;
+	size_t by_type[8];
+};
+
+static void tap_add(struct tap *t, const struct frame_hdr *h, uint32_t arg)
+{
+	if (t->n == t->alloc) {
+		t->alloc = t->alloc ? t->alloc * 2 : 256;
+		t->f = realloc(t->f, t->alloc * sizeof(*t->f));
+	}
+	t->f[t->n++] = (struct tapf){ h->type, h->flags, h->stream, h->len, arg };
+	if (h->type < 8)
+		t->by_type[h->type]++;
+}
+
+/* arg: the first u32 of the payload, or a PING's low 32 bits */
+static int tap_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
+{
+	uint32_t arg = h->len >= 4 ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+					     (uint32_t)p[2] << 8 | p[3]
+				   : 0;
+	if (h->type == FRAME_PING)
+		arg = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+	tap_add(ud, h, arg);
+	return 0;
+}
+
+static int tap_data(void *ud, const struct frame_hdr *h, const uint8_t *c,
+		    size_t n, int last)
+{
+	if (last)
+		tap_add(ud, h, 0);
+	return 0;
+}
+
+static void tap_init(struct tap *t, uint32_t max_frame)
+{
+	static const struct frame_callbacks fcb = {
+		.on_frame = tap_frame,
+		.on_data = tap_data,
+	};
+	memset(t, 0, sizeof(*t));
+	t->dec = frame_decoder_new(max_frame, &fcb, t);
+}
+
+static void tap_fini(struct tap *t)
+{
+	frame_decoder_free(t->dec);
+	free(t->f);
+}
+
+/* ---- pump ---- */
+
+static uint8_t wire[CAP];
+
+static void deliver(struct side *to, const uint8_t *p, size_t n, int bytewise)
+{
+	if (to->fail)
+		return;
+	if (!bytewise) {
+		if (mux_recv(to->m, p, n) < 0)
+			to->fail = 1;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (mux_recv(to->m, p + i, 1) < 0) {
+			to->fail = 1;
+			return;
+		}
+}
+
+static size_t move(struct side *from, struct side *to, struct tap *tap,
+		   int bytewise)
+{
+	size_t n = mux_send(from->m, wire, sizeof(wire));
+	if (n == 0)
+		return 0;
+	cr_assert_leq(n, sizeof(wire));
+	if (tap)
+		cr_assert_eq(frame_decoder_feed(tap->dec, wire, n), 0);
+	deliver(to, wire, n, bytewise);
+	return n;
+}
+
+/* Moves bytes both ways until both sides are quiet. */
+static void pump(struct side *a, struct side *b, struct tap *ta,
+		 struct tap *tb, int bytewise)
+{
+	for (int rounds = 0;; rounds++) {
+		cr_assert_lt(rounds, 10000000, "pump does not settle");
+		size_t n = move(a, b, ta, bytewise);
+		n += move(b, a, tb, bytewise);
+		if (n == 0)
+			break;
+	}
+	cr_assert(!mux_want_write(a->m) || a->fail || b->fail ||
+		  a->m == NULL);
+}
+
+/* Feeds raw frames into a side, as a hand-crafted peer. */
+static int raw(struct side *to, const uint8_t *p, size_t n)
+{
+	return mux_recv(to->m, p, n);
+}
+
+static size_t raw_bind(uint8_t *out, uint8_t fill)
+{
+	uint8_t h[FRAME_BIND_LEN];
+	memset(h, fill, sizeof(h));
+	return (size_t)frame_encode_bind(out, 64, h);
+}
+
+/* ---- tests ---- */
+
+Test(mux, bad_settings_and_free_null)
+{
+	struct mux_settings s = settings(1);
+	mux_free(NULL);
+	s.max_frame = 0;
+	cr_assert_null(mux_new(&s, &tcb, NULL));
+	s = settings(1);
+	s.local_window = 0x80000000u;
+	cr_assert_null(mux_new(&s, &tcb, NULL));
+	s = settings(1);
+	s.peer_window = 0;
+	cr_assert_null(mux_new(&s, &tcb, NULL));
+}
+
+Test(mux, bind_first_and_want_write)
+{
+	struct side a, b;
+	pair_init(&a, &b);
+	cr_assert(mux_want_write(a.m));
+	size_t n = mux_send(a.m, wire, sizeof(wire));
+	cr_assert_eq(n, FRAME_HDR_LEN + FRAME_BIND_LEN);
+	cr_assert_eq(wire[3], FRAME_BIND);
+	cr_assert_eq(wire[9], 0x5a);
+	cr_assert(!mux_want_write(a.m));
+	cr_assert_eq(mux_send(a.m, wire, sizeof(wire)), 0);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, bind_mismatch_fails_both)
+{
+	struct side a, b;
+	struct mux_settings sa = settings(1), sb = settings(0);
+	sb.bind[31] ^= 1;
+	side_init(&a, "dialer", &sa);
+	side_init(&b, "acceptor", &sb);
+	cr_assert_neq(mux_open(a.m, "svc", ts_new(&a, 1, 10)), 0);
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert(a.fail && b.fail);
+	cr_assert_eq(mux_error(a.m), MUX_ERR_BIND_MISMATCH);
+	cr_assert_eq(mux_error(b.m), MUX_ERR_BIND_MISMATCH);
+	cr_assert_eq(b.opens, 0, "stream opened despite a bind mismatch");
+	cr_assert_eq(mux_recv(b.m, wire, 1), -1);
+	cr_assert_not_null(mux_err_str(MUX_ERR_BIND_MISMATCH));
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, first_frame_not_bind)
+{
+	uint8_t f[64];
+	struct side a, b;
+	pair_init(&a, &b);
+	size_t n = (size_t)frame_encode_ping(f, sizeof(f), 1, 0);
+	cr_assert_eq(raw(&b, f, n), -1);
+	cr_assert_eq(mux_error(b.m), MUX_ERR_NO_BIND);
+	/* refuses further input, even a good BIND */
+	n = raw_bind(f, 0x5a);
+	cr_assert_eq(raw(&b, f, n), -1);
+
+	n = (size_t)frame_encode_data(f, sizeof(f), 2, (const uint8_t *)"x", 1, 0);
+	cr_assert_eq(raw(&a, f, n), -1);
+	cr_assert_eq(mux_error(a.m), MUX_ERR_NO_BIND);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+/* Runs nstreams each way with random sizes and checks every byte. */
+static void bulk(int nstreams, size_t maxsize, int bytewise, uint32_t seed)
+{
+	struct side a, b;
+	struct tap ta, tb;
+	struct tstream *mine[64];
+
+	pair_init(&a, &b);
+	tap_init(&ta, a.set.max_frame);
+	tap_init(&tb, b.set.max_frame);
+	b.accept_send = maxsize / 3 + seed % 1000;
+	for (int i = 0; i < nstreams; i++) {
+		seed = seed * 1103515245u + 12345u;
+		size_t sz = i == 0 ? 0 : maxsize - (seed >> 8) % (maxsize / 2);
+		mine[i] = ts_new(&a, 0, sz);
+		mine[i]->id = mux_open(a.m, "svc", mine[i]);
+		cr_assert_eq(mine[i]->id, (uint32_t)(2 * i + 1));
+	}
+	pump(&a, &b, &ta, &tb, bytewise);
+	cr_assert(!a.fail && !b.fail, "%s / %s", mux_err_str(mux_error(a.m)),
+		  mux_err_str(mux_error(b.m)));
+	cr_assert_eq(b.opens, nstreams);
+	for (int i = 0; i < nstreams; i++) {
+		struct tstream *t = mine[i];
+		cr_assert(t->closed && t->close_code == MUX_C_NO_ERROR);
+		cr_assert_eq(t->received, b.accept_send);
+		cr_assert_eq(t->sent, t->to_send);
+	}
+	for (size_t i = 0; i < b.nts; i++) {
+		struct tstream *t = b.ts[i];
+		cr_assert(t->closed && t->fin);
+		cr_assert_eq(t->received, mine[(t->id - 1) / 2]->to_send,
+			     "stream %u short", t->id);
+	}
+	cr_assert_eq(mux_stream_count(a.m), 0);
+	cr_assert_eq(mux_stream_count(b.m), 0);
+	cr_assert_eq(mux_streams_total(a.m), (uint64_t)nstreams);
+	/* data exceeded the window, so credit had to come back */
+	cr_assert_gt(tb.by_type[FRAME_WINDOW], 0);
+	cr_assert_gt(ta.by_type[FRAME_WINDOW], 0);
+	cr_assert_leq(b.max_unconsumed, b.set.local_window);
+	for (size_t i = 0; i < ta.n; i++)
+		cr_assert_leq(ta.f[i].len, a.set.max_frame);
+	tap_fini(&ta);
+	tap_fini(&tb);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, bulk_50_streams_200k, .timeout = 120)
+{
+	bulk(50, 200 * 1024, 0, 7);
+}
+
+Test(mux, bulk_bytewise, .timeout = 120)
+{
+	bulk(5, 40 * 1024, 1, 99);
+}
+
+Test(mux, stalled_receiver_stops_at_window)
+{
+	struct side a, b;
+	pair_init(&a, &b);
+	b.accept_hold_consume = 1;
+	struct tstream *slow = ts_new(&a, 0, 1000000);
+	slow->id = mux_open(a.m, "svc", slow);
+	pump(&a, &b, NULL, NULL, 0);
+	b.accept_hold_consume = 0;
+	struct tstream *fast = ts_new(&a, 0, 300000);
+	fast->id = mux_open(a.m, "svc", fast);
+	pump(&a, &b, NULL, NULL, 0);
+
+	cr_assert_eq(b.nts, 2);
+	struct tstream *bslow = b.ts[0], *bfast = b.ts[1];
+	cr_assert_eq(bslow->id, slow->id);
+	cr_assert_eq(bslow->received, b.set.local_window,
+		     "sender did not stop at exactly the window");
+	cr_assert_eq(slow->sent, a.set.peer_window);
+	cr_assert_eq(bfast->received, 300000, "the other stream stalled");
+	cr_assert(fast->closed);
+
+	/* consuming a little below half the window releases nothing */
+	mux_consumed(b.m, bslow->id, b.set.local_window / 2 - 1);
+	bslow->unconsumed -= b.set.local_window / 2 - 1;
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert_eq(bslow->received, b.set.local_window);
+	/* the rest resumes the flow */
+	bslow->hold_consume = 0;
+	mux_consumed(b.m, bslow->id, bslow->unconsumed);
+	bslow->unconsumed = 0;
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert_eq(bslow->received, 1000000);
+	cr_assert(slow->closed && slow->close_code == MUX_C_NO_ERROR);
+	cr_assert_eq(mux_stream_count(a.m), 0);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, fairness_small_stream_not_starved)
+{
+	struct side a, b;
+	struct mux_settings sa = settings(1), sb = settings(0);
+	sa.peer_window = sb.local_window = 0x7fffffff;
+	sa.max_frame = sb.max_frame = 16384;
+	side_init(&a, "dialer", &sa);
+	side_init(&b, "acceptor", &sb);
+	struct tap ta;
+	tap_init(&ta, sa.max_frame);
+
+	for (int i = 0; i < 5; i++) {
+		struct tstream *t = ts_new(&a, 0, SIZE_MAX);
+		t->id = mux_open(a.m, "svc", t);
+	}
+	struct tstream *small = ts_new(&a, 0, SIZE_MAX);
+	small->allow = 0;
+	small->id = mux_open(a.m, "svc", small);
+	for (int i = 0; i < 10; i++)
+		move(&a, &b, &ta, 0);
+	cr_assert_eq(small->sent, 0);
+	cr_assert_gt(ta.by_type[FRAME_DATA], 30);
+
+	for (int round = 0; round < 20; round++) {
+		/* the small stream becomes ready at a different point each time */
+		for (int k = 0; k < round % 4; k++)
+			move(&a, &b, &ta, 0);
+		size_t before = ta.n, sent = small->sent;
+		small->allow = 64;
+		mux_resume(a.m, small->id);
+		for (int k = 0; small->sent < sent + 64; k++) {
+			cr_assert_lt(k, 100, "small stream starved");
+			move(&a, &b, &ta, 0);
+		}
+		size_t idx = SIZE_MAX;
+		for (size_t i = before; i < ta.n; i++)
+			if (ta.f[i].stream == small->id) {
+				idx = i - before;
+				cr_assert_eq(ta.f[i].len, 64);
+				break;
+			}
+		cr_assert_lt(idx, 6, "small stream waited %zu frames", idx);
+	}
+	cr_assert_eq(b.ts[5]->received, 20 * 64);
+	tap_fini(&ta);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, stream_limit)
+{
+	struct side a, b;
+	struct mux_settings sa = settings(1), sb = settings(0);
+	sa.peer_max_streams = 10;
+	sb.local_max_streams = 3; /* the dialer believes it may open 10 */
+	side_init(&a, "dialer", &sa);
+	side_init(&b, "acceptor", &sb);
+	struct tstream *t[5];
+	for (int i = 0; i < 5; i++) {
+		t[i] = ts_new(&a, 0, 10);
+		t[i]->hold_send = 1;
+		t[i]->id = mux_open(a.m, "svc", t[i]);
+	}
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert_eq(b.opens, 3, "on_open must not run over the limit");
+	cr_assert_eq(mux_stream_count(b.m), 3);
+	for (int i = 3; i < 5; i++) {
+		cr_assert(t[i]->closed);
+		cr_assert_eq(t[i]->close_code, MUX_C_LIMIT);
+		cr_assert(t[i]->close_by_peer);
+	}
+	cr_assert_eq(mux_stream_count(a.m), 3);
+	side_fini(&a);
+	side_fini(&b);
+
+	/* matching settings: mux_open says no at the peer's limit */
+	sa.peer_max_streams = 3;
+	side_init(&a, "dialer", &sa);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(mux_open(a.m, "svc", ts_new(&a, (uint32_t)(2 * i + 1), 0)),
+			     (uint32_t)(2 * i + 1));
+	cr_assert_eq(mux_open(a.m, "svc", NULL), 0);
+	mux_reset(a.m, 1, MUX_C_CONN_RESET);
+	cr_assert(a.ts[0]->closed);
+	cr_assert_eq(mux_open(a.m, "svc", ts_new(&a, 7, 0)), 7);
+	cr_assert_eq(mux_open(a.m, "bad name", NULL), 0);
+	cr_assert_eq(mux_open(a.m, "", NULL), 0);
+	side_fini(&a);
+}
+
+Test(mux, refused_open)
+{
+	struct side a, b;
+	pair_init(&a, &b);
+	b.open_answer = MUX_C_REFUSED;
+	struct tstream *t = ts_new(&a, 0, 100);
+	t->id = mux_open(a.m, "svc", t);
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert_eq(b.opens, 1);
+	cr_assert_eq(b.closes, 0, "refused stream must not get on_close");
+	cr_assert(t->closed);
+	cr_assert_eq(t->close_code, MUX_C_REFUSED);
+	cr_assert(t->close_by_peer);
+	cr_assert_eq(mux_stream_count(a.m), 0);
+	cr_assert_eq(mux_stream_count(b.m), 0);
+	cr_assert_eq(mux_streams_total(b.m), 0);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, reset_both_directions)
+{
+	struct side a, b;
+	pair_init(&a, &b);
+	b.accept_send = 1 << 20;
+	struct tstream *t1 = ts_new(&a, 0, 1 << 20);
+	struct tstream *t2 = ts_new(&a, 0, 1 << 20);
+	t1->id = mux_open(a.m, "svc", t1);
+	t2->id = mux_open(a.m, "svc", t2);
+	/* nobody consumes, so both streams stay open */
+	b.accept_hold_consume = 1;
+	t1->hold_consume = t2->hold_consume = 1;
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert_eq(b.nts, 2);
+	cr_assert_eq(t1->received, a.set.local_window);
+
+	mux_reset(a.m, t1->id, MUX_C_CONN_RESET);
+	cr_assert(t1->closed, "mux_reset must call on_close at once");
+	cr_assert_eq(t1->close_code, MUX_C_CONN_RESET);
+	cr_assert_eq(t1->close_by_peer, 0);
+	cr_assert_null(mux_stream_data(a.m, t1->id));
+	mux_reset(b.m, t2->id, MUX_C_CONNECT_FAILED);
+	cr_assert(b.ts[1]->closed && !b.ts[1]->close_by_peer);
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert(!a.fail && !b.fail);
+	cr_assert(b.ts[0]->closed);
+	cr_assert_eq(b.ts[0]->close_code, MUX_C_CONN_RESET);
+	cr_assert(b.ts[0]->close_by_peer);
+	cr_assert(t2->closed);
+	cr_assert_eq(t2->close_code, MUX_C_CONNECT_FAILED);
+	cr_assert(t2->close_by_peer);
+	cr_assert_eq(mux_stream_count(a.m), 0);
+	cr_assert_eq(mux_stream_count(b.m), 0);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+/* The acceptor b, fed by hand; its output is decoded by a tap. */
+static void crafted_init(struct side *b, struct tap *tb, size_t *off,
+			 uint8_t *f)
+{
+	struct mux_settings sb = settings(0);
+	sb.local_window = 1000;
+	side_init(b, "acceptor", &sb);
+	b->accept_hold_consume = 1;
+	b->no_verify = 1;
+	tap_init(tb, sb.max_frame);
+	*off = raw_bind(f, 0x5a);
+	*off += (size_t)frame_encode_open(f + *off, 4096, 1, "svc");
+}
+
+static void drain(struct side *b, struct tap *tb)
+{
+	size_t n;
+	while ((n = mux_send(b->m, wire, sizeof(wire))) > 0)
+		cr_assert_eq(frame_decoder_feed(tb->dec, wire, n), 0);
+}
+
+static const struct tapf *find_frame(const struct tap *t, uint8_t type,
+				     uint32_t stream)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->f[i].type == type && t->f[i].stream == stream)
+			return &t->f[i];
+	return NULL;
+}
+
+static uint8_t zeros[4096];
+
+Test(mux, data_beyond_credit_is_flow_control)
+{
+	struct side b;
+	struct tap tb;
+	static uint8_t f[8192];
+	size_t off;
+	crafted_init(&b, &tb, &off, f);
+	off += (size_t)frame_encode_data(f + off, 8192, 1, zeros, 600, 0);
+	off += (size_t)frame_encode_data(f + off, 8192, 1, zeros, 400, 0);
+	cr_assert_eq(raw(&b, f, off), 0);
+	cr_assert_eq(b.ts[0]->received, 1000);
+	cr_assert(!b.ts[0]->closed, "exactly the window is allowed");
+	/* one byte over */
+	off = (size_t)frame_encode_data(f, 8192, 1, zeros, 1, 0);
+	cr_assert_eq(raw(&b, f, off), 0);
+	cr_assert(b.ts[0]->closed);
+	cr_assert_eq(b.ts[0]->close_code, MUX_C_FLOW_CONTROL);
+	cr_assert_eq(b.ts[0]->close_by_peer, 0);
+	cr_assert_eq(b.ts[0]->received, 1000, "over-credit bytes delivered");
+	/* late data for the reset stream is dropped quietly */
+	cr_assert_eq(raw(&b, f, off), 0);
+	drain(&b, &tb);
+	const struct tapf *r = find_frame(&tb, FRAME_RESET, 1);
+	cr_assert_not_null(r);
+	cr_assert_eq(r->arg, MUX_C_FLOW_CONTROL);
+	cr_assert_eq(mux_error(b.m), MUX_ERR_NONE);
+	tap_fini(&tb);
+	side_fini(&b);
+}
+
+Test(mux, data_after_fin_is_protocol_error)
+{
+	struct side b;
+	struct tap tb;
+	static uint8_t f[8192];
+	size_t off;
+	crafted_init(&b, &tb, &off, f);
+	b.accept_send = 5;
+	off += (size_t)frame_encode_data(f + off, 8192, 1, zeros, 10, 1);
+	off += (size_t)frame_encode_data(f + off, 8192, 1, zeros, 10, 0);
+	cr_assert_eq(raw(&b, f, off), 0);
+	cr_assert(b.ts[0]->fin);
+	cr_assert(b.ts[0]->closed);
+	cr_assert_eq(b.ts[0]->close_code, MUX_C_PROTOCOL);
+	drain(&b, &tb);
+	cr_assert_eq(find_frame(&tb, FRAME_RESET, 1)->arg, MUX_C_PROTOCOL);
+	tap_fini(&tb);
+	side_fini(&b);
+}
+
+Test(mux, window_overflow_resets_stream)
+{
+	struct side b;
+	struct tap tb;
+	static uint8_t f[8192];
+	size_t off;
+	crafted_init(&b, &tb, &off, f);
+	off += (size_t)frame_encode_window(f + off, 8192, 1, 0x7fffffff - 16384);
+	cr_assert_eq(raw(&b, f, off), 0);
+	cr_assert(!b.ts[0]->closed);
+	off = (size_t)frame_encode_window(f, 8192, 1, 1);
+	cr_assert_eq(raw(&b, f, off), 0);
+	cr_assert(b.ts[0]->closed);
+	cr_assert_eq(b.ts[0]->close_code, MUX_C_FLOW_CONTROL);
+	tap_fini(&tb);
+	side_fini(&b);
+}
+
+static void expect_bad_stream(const uint8_t *extra, size_t n)
+{
+	struct side b;
+	struct tap tb;
+	static uint8_t f[8192];
+	size_t off;
+	crafted_init(&b, &tb, &off, f);
+	memcpy(f + off, extra, n);
+	cr_assert_eq(raw(&b, f, off + n), -1);
+	cr_assert_eq(mux_error(b.m), MUX_ERR_BAD_STREAM, "got %s",
+		     mux_err_str(mux_error(b.m)));
+	cr_assert_eq(raw(&b, f, 1), -1);
+	tap_fini(&tb);
+	side_fini(&b);
+}
+
+Test(mux, frames_for_never_opened_ids)
+{
+	uint8_t f[64];
+	size_t n;
+	n = (size_t)frame_encode_data(f, sizeof(f), 3, zeros, 1, 0);
+	expect_bad_stream(f, n);
+	n = (size_t)frame_encode_data(f, sizeof(f), 3, zeros, 0, 1);
+	expect_bad_stream(f, n);
+	n = (size_t)frame_encode_window(f, sizeof(f), 5, 10);
+	expect_bad_stream(f, n);
+	n = (size_t)frame_encode_reset(f, sizeof(f), 7, 0);
+	expect_bad_stream(f, n);
+	/* the acceptor's own parity, never handed out */
+	n = (size_t)frame_encode_reset(f, sizeof(f), 2, 0);
+	expect_bad_stream(f, n);
+	/* OPEN with the wrong parity, or not above earlier ids */
+	n = (size_t)frame_encode_open(f, sizeof(f), 4, "svc");
+	expect_bad_stream(f, n);
+	n = (size_t)frame_encode_open(f, sizeof(f), 1, "svc");
+	expect_bad_stream(f, n);
+}
+
+Test(mux, closed_known_ids_are_ignored)
+{
+	struct side b;
+	struct tap tb;
+	static uint8_t f[8192];
+	size_t off;
+	crafted_init(&b, &tb, &off, f);
+	cr_assert_eq(raw(&b, f, off), 0);
+	b.open_answer = MUX_C_REFUSED;
+	off = (size_t)frame_encode_open(f, 8192, 5, "svc");
+	/* frames racing with the refusal */
+	off += (size_t)frame_encode_data(f + off, 8192, 5, zeros, 10, 1);
+	off += (size_t)frame_encode_window(f + off, 8192, 5, 10);
+	off += (size_t)frame_encode_reset(f + off, 8192, 5, 3);
+	off += (size_t)frame_encode_data(f + off, 8192, 3, zeros, 10, 1);
+	/* an unknown frame type is skipped */
+	struct frame_hdr h = { .len = 3, .type = 0x30, .stream = 0 };
+	frame_hdr_encode(&h, f + off);
+	off += FRAME_HDR_LEN + 3;
+	cr_assert_eq(raw(&b, f, off), 0, "%s", mux_err_str(mux_error(b.m)));
+	cr_assert_eq(mux_stream_count(b.m), 1);
+	tap_fini(&tb);
+	side_fini(&b);
+}
+
+Test(mux, ping_pong)
+{
+	struct side a, b;
+	pair_init(&a, &b);
+	mux_ping(a.m, 0x1122334455667788ull);
+	pump(&a, &b, NULL, NULL, 1);
+	cr_assert_eq(a.pongs, 1);
+	cr_assert_eq(a.last_pong, 0x1122334455667788ull);
+	cr_assert_eq(b.pongs, 0);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, ping_flood_coalesces_acks)
+{
+	struct side b;
+	struct tap tb;
+	static uint8_t f[17 * 1000];
+	size_t off;
+	crafted_init(&b, &tb, &off, f);
+	cr_assert_eq(raw(&b, f, off), 0);
+	for (int round = 0; round < 200; round++) {
+		off = 0;
+		for (int i = 0; i < 1000; i++)
+			off += (size_t)frame_encode_ping(f + off, 17, (uint64_t)round * 1000 + i, 0);
+		cr_assert_eq(raw(&b, f, off), 0);
+	}
+	drain(&b, &tb);
+	cr_assert_eq(tb.by_type[FRAME_PING], 1, "ACKs not coalesced");
+	const struct tapf *p = find_frame(&tb, FRAME_PING, 0);
+	cr_assert_eq(p->flags, FRAME_FLAG_ACK);
+	cr_assert_eq(p->arg, 199999, "ACK must carry the latest opaque");
+	/* after the ACK went out, the next PING gets its own answer */
+	off = (size_t)frame_encode_ping(f, 17, 42, 0);
+	cr_assert_eq(raw(&b, f, off), 0);
+	drain(&b, &tb);
+	cr_assert_eq(tb.by_type[FRAME_PING], 2);
+	tap_fini(&tb);
+	side_fini(&b);
+}
+
+Test(mux, refused_open_flood_is_overload)
+{
+	struct side b;
+	struct tap tb;
+	static uint8_t f[8192];
+	size_t off;
+	crafted_init(&b, &tb, &off, f);
+	b.open_answer = MUX_C_REFUSED;
+	cr_assert_eq(raw(&b, f, off), 0);
+	int rc = 0;
+	uint32_t id = 3;
+	for (int i = 0; i < 100000 && rc == 0; i++, id += 2) {
+		off = (size_t)frame_encode_open(f, sizeof(f), id, "svc");
+		rc = raw(&b, f, off);
+	}
+	cr_assert_eq(rc, -1, "unbounded control queue");
+	cr_assert_eq(mux_error(b.m), MUX_ERR_OVERLOAD);
+	tap_fini(&tb);
+	side_fini(&b);
+}
+
+Test(mux, goaway_refuses_new_streams_existing_finish)
+{
+	struct side a, b;
+	pair_init(&a, &b);
+	b.accept_send = 50000;
+	struct tstream *t1 = ts_new(&a, 0, 50000), *t3 = ts_new(&a, 0, 50000);
+	t1->hold_send = t3->hold_send = 1;
+	t1->id = mux_open(a.m, "svc", t1);
+	t3->id = mux_open(a.m, "svc", t3);
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert_eq(b.opens, 2);
+
+	mux_goaway(b.m, MUX_C_SHUTDOWN, "relay restarting");
+	struct tstream *t5 = ts_new(&a, 0, 10);
+	t5->id = mux_open(a.m, "svc", t5); /* races with the GOAWAY */
+	cr_assert_eq(t5->id, 5);
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert_eq(a.goaways, 1);
+	cr_assert_eq(a.goaway_last, 3);
+	cr_assert_eq(a.goaway_code, MUX_C_SHUTDOWN);
+	cr_assert_str_eq(a.goaway_text, "relay restarting");
+	cr_assert(t5->closed);
+	cr_assert_eq(t5->close_code, MUX_C_REFUSED);
+	cr_assert_eq(b.opens, 2);
+	cr_assert_eq(mux_open(a.m, "svc", NULL), 0);
+
+	t1->hold_send = t3->hold_send = 0;
+	mux_resume(a.m, t1->id);
+	mux_resume(a.m, t3->id);
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert(t1->closed && t1->close_code == MUX_C_NO_ERROR);
+	cr_assert(t3->closed && t3->close_code == MUX_C_NO_ERROR);
+	cr_assert_eq(t1->received, 50000);
+	cr_assert_eq(b.ts[1]->received, 50000);
+	cr_assert_eq(mux_stream_count(a.m), 0);
+	cr_assert_eq(mux_stream_count(b.m), 0);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, close_all)
+{
+	struct side a, b;
+	pair_init(&a, &b);
+	for (int i = 0; i < 3; i++) {
+		struct tstream *t = ts_new(&a, 0, 10);
+		t->hold_send = 1;
+		t->id = mux_open(a.m, "svc", t);
+	}
+	pump(&a, &b, NULL, NULL, 0);
+	struct tstream *pending = ts_new(&a, 0, 10);
+	pending->id = mux_open(a.m, "svc", pending); /* OPEN not sent yet */
+	mux_close_all(a.m, MUX_C_SHUTDOWN);
+	cr_assert_eq(a.closes, 4);
+	for (size_t i = 0; i < a.nts; i++) {
+		cr_assert(a.ts[i]->closed);
+		cr_assert_eq(a.ts[i]->close_code, MUX_C_SHUTDOWN);
+		cr_assert_eq(a.ts[i]->close_by_peer, 0);
+	}
+	cr_assert_eq(mux_stream_count(a.m), 0);
+	cr_assert(!mux_want_write(a.m), "close_all must not queue frames");
+	cr_assert_eq(mux_send(a.m, wire, sizeof(wire)), 0);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, recv_eof)
+{
+	struct side a, b;
+	pair_init(&a, &b);
+	size_t n = mux_send(a.m, wire, sizeof(wire));
+	cr_assert_eq(mux_recv(b.m, wire, n - 1), 0);
+	cr_assert_eq(mux_recv_eof(b.m), -1);
+	cr_assert_eq(mux_error(b.m), MUX_ERR_FRAME);
+	cr_assert_eq(mux_frame_error(b.m), FRAME_ERR_TRUNCATED);
+	side_fini(&b);
+	struct mux_settings sb = settings(0);
+	side_init(&b, "acceptor", &sb);
+	cr_assert_eq(mux_recv(b.m, wire, n), 0);
+	cr_assert_eq(mux_recv_eof(b.m), 0);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, open_from_inside_on_open)
+{
+	struct side a, b;
+	pair_init(&a, &b);
+	b.open_reverse = 3;
+	a.accept_send = 77;
+	for (int i = 0; i < 5; i++) {
+		struct tstream *t = ts_new(&a, 0, 100);
+		t->id = mux_open(a.m, "svc", t);
+	}
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert(!a.fail && !b.fail);
+	cr_assert_eq(a.opens, 3);
+	for (size_t i = 0; i < a.nts; i++)
+		cr_assert(a.ts[i]->closed && a.ts[i]->close_code == MUX_C_NO_ERROR);
+	cr_assert_eq(a.ts[5]->id, 2);
+	cr_assert_eq(a.ts[5]->received, 100);
+	cr_assert_eq(mux_stream_count(a.m), 0);
+	cr_assert_eq(mux_stream_count(b.m), 0);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, ten_thousand_streams, .timeout = 120)
+{
+	struct side a, b;
+	struct mux_settings sa = settings(1), sb = settings(0);
+	sa.peer_max_streams = sb.local_max_streams = 20000;
+	side_init(&a, "dialer", &sa);
+	side_init(&b, "acceptor", &sb);
+	b.accept_send = 3;
+	for (int i = 0; i < 10000; i++) {
+		struct tstream *t = ts_new(&a, 0, (size_t)i % 50);
+		t->id = mux_open(a.m, "svc", t);
+		cr_assert_eq(t->id, (uint32_t)(2 * i + 1));
+	}
+	cr_assert_eq(mux_stream_count(a.m), 10000);
+	cr_assert_eq(mux_stream_data(a.m, 19999), a.ts[9999]);
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert(!a.fail && !b.fail);
+	cr_assert_eq(b.opens, 10000);
+	cr_assert_eq(a.closes, 10000);
+	cr_assert_eq(b.closes, 10000);
+	for (size_t i = 0; i < b.nts; i++)
+		cr_assert_eq(b.ts[i]->received, (size_t)(b.ts[i]->id - 1) / 2 % 50);
+	cr_assert_eq(mux_stream_count(a.m), 0);
+	cr_assert_eq(mux_stream_count(b.m), 0);
+	cr_assert_eq(mux_streams_total(a.m), 10000);
+	cr_assert_eq(mux_streams_total(b.m), 10000);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+static void free_closed(struct side *s)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < s->nts; i++) {
+		if (s->ts[i]->closed)
+			free(s->ts[i]);
+		else
+			s->ts[k++] = s->ts[i];
+	}
+	s->nts = k;
+}
+
+Test(mux, hundred_thousand_cycles, .timeout = 240)
+{
+	struct side a, b;
+	pair_init(&a, &b);
+	b.accept_send = 1;
+	for (int batch = 0; batch < 1000; batch++) {
+		for (int i = 0; i < 100; i++) {
+			struct tstream *t = ts_new(&a, 0, 2);
+			t->id = mux_open(a.m, "svc", t);
+			cr_assert_neq(t->id, 0);
+			if (i % 10 == 9)
+				mux_reset(a.m, t->id, MUX_C_CONN_RESET);
+		}
+		pump(&a, &b, NULL, NULL, 0);
+		cr_assert(!a.fail && !b.fail);
+		cr_assert_eq(mux_stream_count(a.m), 0);
+		free_closed(&a);
+		free_closed(&b);
+	}
+	cr_assert_eq(mux_stream_count(b.m), 0);
+	cr_assert_eq(mux_streams_total(a.m), 100000);
+	cr_assert_eq(a.closes, 100000);
+	side_fini(&a);
+	side_fini(&b);
+}
