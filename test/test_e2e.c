@@ -22,6 +22,7 @@ struct pair {
 	char *dir;
 	char certs[512];
 	int relay_port, svc_port, backend_port;
+	int dead_port;          /* backend of [service dead]; 0 = nobody */
 	struct tap *tap;
 	pid_t echo, relay, gw;
 	char relay_log[600], gw_log[600];
@@ -113,7 +114,8 @@ start_pair(const char *relay_extra, const char *gw_extra)
 		"negotiation_timeout = 3s\nhandshake_timeout = 3s\n%s\n"
 		"[service echo]\nbackend = 127.0.0.1:%d\n"
 		"[service dead]\nbackend = 127.0.0.1:%d\n",
-		P.relay_port, relay_extra, P.backend_port, h_free_port()), 0);
+		P.relay_port, relay_extra, P.backend_port,
+		P.dead_port ? P.dead_port : h_free_port()), 0);
 	P.relay = spawn_bin("tlsplex-relay", conf, P.relay_log);
 	cr_assert_gt(P.relay, 0);
 	cr_assert_eq(h_wait_file_contains(P.relay_log, "listening for links", 10000),
@@ -493,4 +495,151 @@ Test(e2e, backend_connect_failure_closes_client)
 	cr_assert_eq(h_echo_clients(P.svc_port, 4, 100000, 9, 30000, err, sizeof(err)),
 		     0, "%s", err);
 	cr_assert_eq(tap_conn_count(P.tap), 1);
+}
+
+/* Port of a [service NAME] listener in the gateway config written by
+ * start_pair(). */
+static int
+gw_service_port(const char *name)
+{
+	char path[600], needle[96];
+	char *conf;
+	const char *p;
+	int port;
+
+	snprintf(path, sizeof(path), "%s/gateway.ini", P.dir);
+	conf = h_read_file(path, NULL);
+	cr_assert_not_null(conf);
+	snprintf(needle, sizeof(needle), "[service %s]\nlisten = 127.0.0.1:", name);
+	p = strstr(conf, needle);
+	cr_assert_not_null(p, "no [service %s] in the gateway config", name);
+	port = atoi(p + strlen(needle));
+	free(conf);
+	return port;
+}
+
+Test(e2e, tls12_when_both_sides_allow_only_12)
+{
+	char err[1024];
+	char *line;
+
+	start_echo("echo");
+	start_tap();
+	start_pair("tls = require\ncert = certs/relay.crt\nkey = certs/relay.key\n"
+		   "client_cert = require\nmin_tls = 1.2\nmax_tls = 1.2\n",
+		   "tls = prefer\ncert = certs/gw1.crt\nkey = certs/gw1.key\n"
+		   "min_tls = 1.2\nmax_tls = 1.3\n");
+	wait_up();
+	cr_assert_eq(h_echo_clients(P.svc_port, 4, 200000, 5, 30000, err, sizeof(err)),
+		     0, "%s", err);
+	line = hook_line(P.gw_hooks, "handshake_done");
+	cr_assert_not_null(strstr(line, "\"protocol\":\"TLSv1.2\""), "%s", line);
+	free(line);
+}
+
+Test(e2e, tls13_only_against_tls12_only_is_refused)
+{
+	assert_refused("tls = require\ncert = certs/relay.crt\nkey = certs/relay.key\n"
+		       "client_cert = none\nmin_tls = 1.2\nmax_tls = 1.2\n",
+		       "tls = prefer\nmin_tls = 1.3\nmax_tls = 1.3\n",
+		       "TLS version");
+}
+
+Test(e2e, client_cert_none_and_optional_accept_a_gateway_without_one)
+{
+	char err[1024];
+
+	start_echo("echo");
+	start_tap();
+	start_pair("tls = require\ncert = certs/relay.crt\nkey = certs/relay.key\n"
+		   "client_cert = optional\n",
+		   "tls = require\n");
+	wait_up();
+	cr_assert_eq(h_echo_clients(P.svc_port, 2, 10000, 5, 30000, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "peer certificate none", 1000), 0);
+}
+
+Test(e2e, backend_reset_closes_client_and_spares_the_link)
+{
+	char path[600], addr[64], log[600], err[1024];
+	const char *argv[6];
+	int fd;
+
+	start_echo("echo");
+	P.dead_port = h_free_port();
+	snprintf(path, sizeof(path), "%s/tpx-echo", h_build_dir());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", P.dead_port);
+	snprintf(log, sizeof(log), "%s/echo-reset.log", P.dir);
+	argv[0] = path;
+	argv[1] = "-l";
+	argv[2] = addr;
+	argv[3] = "-m";
+	argv[4] = "reset";
+	argv[5] = NULL;
+	cr_assert_gt(h_spawn(argv, log), 0);
+	cr_assert_eq(h_wait_port(P.dead_port, 5000), 0);
+	start_tap();
+	start_pair(TLS_RELAY, TLS_GW);
+	wait_up();
+	/* [service dead] now leads to a backend that resets every connection. */
+	fd = connect_port(gw_service_port("dead"));
+	cr_assert_geq(fd, 0);
+	/* The reset may already have arrived: the send may fail. */
+	(void)send(fd, "hello", 5, MSG_NOSIGNAL);
+	cr_assert(closed_within(fd, 3000), "client not closed after backend reset");
+	close(fd);
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "reset by peer", 3000), 0,
+		     "%s", h_read_file(P.gw_log, NULL));
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "local connection", 3000), 0,
+		     "%s", h_read_file(P.relay_log, NULL));
+	cr_assert_eq(h_echo_clients(P.svc_port, 4, 100000, 9, 30000, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(tap_conn_count(P.tap), 1);
+}
+
+Test(e2e, daemons_exit_cleanly_on_sigterm)
+{
+	char err[1024];
+
+	start_echo("echo");
+	start_tap();
+	start_pair(TLS_RELAY, TLS_GW);
+	wait_up();
+	cr_assert_eq(h_echo_clients(P.svc_port, 8, 100000, 3, 30000, err, sizeof(err)),
+		     0, "%s", err);
+	/* Under the sanitizers a leak or an error makes the exit status non-zero. */
+	cr_assert_eq(h_stop(P.relay, 10000), 0, "relay did not exit cleanly:\n%s",
+		     h_read_file(P.relay_log, NULL));
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "GOAWAY", 3000), 0,
+		     "the gateway was not told the relay is stopping");
+	cr_assert_eq(h_stop(P.gw, 10000), 0, "gateway did not exit cleanly:\n%s",
+		     h_read_file(P.gw_log, NULL));
+}
+
+Test(e2e, check_flag_reports_file_line_and_key)
+{
+	char path[600], conf[600], log[600];
+	const char *argv[5];
+	char *out;
+
+	snprintf(path, sizeof(path), "%s/tlsplex-relay", h_build_dir());
+	snprintf(conf, sizeof(conf), "%s/bad.ini", P.dir);
+	snprintf(log, sizeof(log), "%s/check.log", P.dir);
+	cr_assert_eq(h_write_file(conf, "[relay]\nlisten = 127.0.0.1:1\ntls = sometimes\n"), 0);
+	argv[0] = path;
+	argv[1] = "-n";
+	argv[2] = "-c";
+	argv[3] = conf;
+	argv[4] = NULL;
+	cr_assert_neq(h_run(argv, log, 10000), 0);
+	out = h_read_file(log, NULL);
+	cr_assert_not_null(strstr(out, "bad.ini:3"), "%s", out);
+	cr_assert_not_null(strstr(out, "'tls'"), "%s", out);
+	free(out);
+	cr_assert_eq(h_write_file(conf, "[relay]\nlisten = 127.0.0.1:1\ntls = off\n"), 0);
+	cr_assert_eq(h_run(argv, log, 10000), 0, "%s", h_read_file(log, NULL));
+	out = h_read_file(log, NULL);
+	cr_assert_not_null(strstr(out, "is valid"), "%s", out);
+	free(out);
 }
