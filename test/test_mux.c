@@ -475,12 +475,12 @@ static void bulk(int nstreams, size_t maxsize, int bytewise, uint32_t seed)
 	side_fini(&b);
 }
 
-Test(mux, bulk_50_streams_200k, .timeout = 120)
+Test(mux, bulk_50_streams_200k)
 {
 	bulk(50, 200 * 1024, 0, 7);
 }
 
-Test(mux, bulk_bytewise, .timeout = 120)
+Test(mux, bulk_bytewise)
 {
 	bulk(5, 40 * 1024, 1, 99);
 }
@@ -1003,7 +1003,7 @@ Test(mux, open_from_inside_on_open)
 	side_fini(&b);
 }
 
-Test(mux, ten_thousand_streams, .timeout = 120)
+Test(mux, ten_thousand_streams)
 {
 	struct side a, b;
 	struct mux_settings sa = settings(1), sb = settings(0);
@@ -1045,7 +1045,7 @@ static void free_closed(struct side *s)
 	s->nts = k;
 }
 
-Test(mux, hundred_thousand_cycles, .timeout = 240)
+Test(mux, hundred_thousand_cycles)
 {
 	struct side a, b;
 	pair_init(&a, &b);
