@@ -111,7 +111,7 @@ start_pair(const char *relay_extra, const char *gw_extra)
 	cr_assert_eq(h_write_file(conf,
 		"[relay]\nnode_name = relay\nlisten = 127.0.0.1:%d\n"
 		"ca = certs/ca.crt\nhook_file = relay-hooks.jsonl\n"
-		"negotiation_timeout = 3s\nhandshake_timeout = 3s\n%s\n"
+		"negotiation_timeout = 2s\nhandshake_timeout = 3s\n%s\n"
 		"[service echo]\nbackend = 127.0.0.1:%d\n"
 		"[service dead]\nbackend = 127.0.0.1:%d\n",
 		P.relay_port, relay_extra, P.backend_port,
@@ -642,4 +642,72 @@ Test(e2e, check_flag_reports_file_line_and_key)
 	out = h_read_file(log, NULL);
 	cr_assert_not_null(strstr(out, "is valid"), "%s", out);
 	free(out);
+}
+
+/* Sends bytes on a raw connection to the relay's link port and waits
+ * for the relay to close it. */
+static void
+poke_relay(const void *bytes, size_t n, int close_ms)
+{
+	int fd = connect_port(P.relay_port);
+
+	cr_assert_geq(fd, 0);
+	if (n > 0)
+		cr_assert_eq(send(fd, bytes, n, MSG_NOSIGNAL), (ssize_t)n);
+	cr_assert(closed_within(fd, close_ms), "relay kept the connection open");
+	close(fd);
+}
+
+Test(e2e, bad_input_on_the_link_port_is_named_and_closed)
+{
+	static const uint8_t hello[] = { 0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00 };
+	static const char http[] = "GET / HTTP/1.1\r\nHost: relay\r\n\r\n";
+	uint8_t big[NEG_HDR];
+	char err[1024];
+
+	start_echo("echo");
+	start_tap();
+	start_pair("tls = require\ncert = certs/relay.crt\nkey = certs/relay.key\n"
+		   "client_cert = require\n", TLS_GW);
+	wait_up();
+	poke_relay(hello, sizeof(hello), 2000);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "it sent a TLS ClientHello", 2000), 0);
+	poke_relay(http, sizeof(http) - 1, 2000);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "it sent an HTTP request", 2000), 0);
+	/* A header that announces a body over the size limit. */
+	memcpy(big, magic, sizeof(magic));
+	big[8] = 1, big[9] = 1, big[10] = 1, big[11] = 0, big[12] = 0x20, big[13] = 0;
+	poke_relay(big, sizeof(big), 2000);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "refused the link", 2000), 0,
+		     "%s", h_read_file(P.relay_log, NULL));
+	/* Silent, and one byte then silence: dropped at the deadline. */
+	poke_relay(NULL, 0, 4000);
+	poke_relay(magic, 1, 4000);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "negotiation not complete", 1000), 0);
+	/* None of this disturbed the real link. */
+	cr_assert_eq(h_echo_clients(P.svc_port, 4, 100000, 11, 30000, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(tap_conn_count(P.tap), 1);
+	cr_assert(h_alive(P.relay) == 1);
+}
+
+Test(e2e, gateway_redials_after_the_link_drops)
+{
+	char err[1024];
+	int64_t t0;
+
+	start_echo("echo");
+	start_tap();
+	start_pair(TLS_RELAY, TLS_GW);
+	wait_up();
+	cr_assert_eq(tap_kill(P.tap), 1);
+	t0 = h_now_ms();
+	cr_assert_eq(tap_wait_conns(P.tap, 2, 10000), 0, "the gateway did not redial");
+	cr_assert_lt(h_now_ms() - t0, 5000);
+	while (h_file_count(P.gw_log, "is up") < 2 && h_now_ms() - t0 < 10000)
+		h_sleep_ms(20);
+	cr_assert_eq(h_file_count(P.gw_log, "is up"), 2, "%s", h_read_file(P.gw_log, NULL));
+	cr_assert_eq(h_echo_clients(P.svc_port, 4, 100000, 13, 30000, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(h_file_count(P.gw_hooks, "link_closed"), 1);
 }
