@@ -87,6 +87,8 @@ struct link {
 	uint64_t bytes_in, bytes_out;
 	uint64_t t_start_us, t_hs_us, last_rx_us;
 	int hs_failed;
+	int bound;             /* the peer's BIND arrived and matched */
+	struct tls_info tls_info;
 	struct stream_list streams;
 };
 TAILQ_HEAD(link_list, link);
@@ -614,16 +616,74 @@ link_keepalive_cb(evutil_socket_t fd, short what, void *arg)
 	link_kick(l);
 }
 
+static void link_handshake_failed(struct link *l, const char *why);
+
 static void
 link_mux_failed(struct link *l)
 {
 	enum mux_err e = mux_error(l->mux);
 
+	if (e == MUX_ERR_BIND_MISMATCH) {
+		/* Someone changed the plaintext negotiation in transit. */
+		if (l->tls != NULL)
+			link_handshake_failed(l, "transcript mismatch: the peer "
+					      "saw different negotiation "
+					      "messages (altered in transit)");
+		else
+			link_fail(l, LOG_ERR, "transcript mismatch: the peer saw "
+				  "different negotiation messages (altered in "
+				  "transit)");
+		return;
+	}
 	if (e == MUX_ERR_FRAME)
 		link_fail(l, LOG_ERR, "link protocol error: %s: %s",
 			  mux_err_str(e), frame_err_str(mux_frame_error(l->mux)));
 	else
 		link_fail(l, LOG_ERR, "link protocol error: %s", mux_err_str(e));
+}
+
+/* The peer's BIND arrived: it saw our negotiation bytes and, over TLS,
+ * accepted our side of the handshake.  Only now is the link usable. */
+static void
+link_on_bound(struct link *l)
+{
+	struct hook_event ev;
+	struct tls_info *info = &l->tls_info;
+
+	l->bound = 1;
+	evtimer_del(l->deadline_ev);
+	if (l->tls != NULL) {
+		link_event_init(l, &ev, HOOK_HANDSHAKE_DONE);
+		ev.protocol = info->protocol;
+		ev.cipher = info->cipher;
+		ev.group = info->group[0] ? info->group : NULL;
+		ev.peer_subject = info->subject[0] ? info->subject : NULL;
+		ev.peer_issuer = info->issuer[0] ? info->issuer : NULL;
+		ev.peer_serial = info->serial[0] ? info->serial : NULL;
+		ev.peer_sha256 = info->sha256[0] ? info->sha256 : NULL;
+		ev.peer_not_after = info->not_after[0] ? info->not_after : NULL;
+		ev.resumed = info->resumed;
+		ev.duration_ms = (now_us() - l->t_hs_us) / 1000;
+		hook_emit(&ev);
+		log_info("%s: TLS up: %s %s%s%s, peer certificate %s",
+			 link_who(l), info->protocol, info->cipher,
+			 info->group[0] ? " " : "", info->group,
+			 info->subject[0] ? info->subject : "none");
+	}
+	if (l->ops->on_up != NULL)
+		l->ops->on_up(l->ud, l);
+}
+
+/* A TLS read failed: before the peer's BIND that means the peer
+ * rejected our handshake (TLS 1.3 clients finish before the server has
+ * checked their certificate). */
+static void
+link_tls_read_failed(struct link *l, const char *why)
+{
+	if (!l->bound)
+		link_handshake_failed(l, why);
+	else
+		link_fail(l, LOG_ERR, "TLS error: %s", why);
 }
 
 static void
@@ -639,18 +699,20 @@ link_up_input(struct link *l)
 			n = tls_conn_read(l->tls, buf, sizeof(buf));
 			if (n == 0)
 				break;
-			if (n == -2) {
-				link_fail(l, LOG_INFO, "peer closed the link");
-				return;
-			}
-			if (n == -3) {
-				link_fail(l, LOG_WARN, "peer closed the link "
-					  "without a TLS close_notify");
+			if (n == -2 || n == -3) {
+				const char *why = n == -2 ? "peer closed the link" :
+					"peer closed the link without a TLS "
+					"close_notify";
+
+				if (!l->bound)
+					link_handshake_failed(l, why);
+				else
+					link_fail(l, n == -2 ? LOG_INFO : LOG_WARN,
+						  "%s", why);
 				return;
 			}
 			if (n < 0) {
-				link_fail(l, LOG_ERR, "TLS error: %s",
-					  tls_conn_error(l->tls));
+				link_tls_read_failed(l, tls_conn_error(l->tls));
 				return;
 			}
 			if (mux_recv(l->mux, buf, (size_t)n) < 0) {
@@ -674,6 +736,8 @@ link_up_input(struct link *l)
 			evbuffer_drain(in, len);
 			done += len;
 		}
+		if (!l->bound && mux_bound(l->mux))
+			link_on_bound(l);
 	}
 	/* More may be waiting; come back after other events had a turn. */
 	if (l->state == LS_UP && done >= LINK_READ_CHUNK)
@@ -714,7 +778,8 @@ link_start_mux(struct link *l)
 		link_fail(l, LOG_ERR, "out of memory starting the stream mux");
 		return -1;
 	}
-	evtimer_del(l->deadline_ev);
+	if (l->tls == NULL)
+		evtimer_del(l->deadline_ev);
 	l->state = LS_UP;
 	l->keepalive_ms = lim.keepalive_ms;
 	if (l->keepalive_ms > 0) {
@@ -730,8 +795,6 @@ link_start_mux(struct link *l)
 	}
 	/* Reads are bounded by stream windows from here on. */
 	bufferevent_setwatermark(l->bev, EV_READ, 0, 0);
-	if (l->ops->on_up != NULL)
-		l->ops->on_up(l->ud, l);
 	link_flush(l);
 	return 0;
 }
@@ -753,8 +816,6 @@ link_handshake_failed(struct link *l, const char *why)
 static void
 link_handshake_step(struct link *l)
 {
-	struct hook_event ev;
-	struct tls_info info;
 	int rc;
 
 	rc = tls_conn_handshake(l->tls);
@@ -764,22 +825,8 @@ link_handshake_step(struct link *l)
 		link_handshake_failed(l, tls_conn_error(l->tls));
 		return;
 	}
-	tls_conn_info(l->tls, &info);
-	link_event_init(l, &ev, HOOK_HANDSHAKE_DONE);
-	ev.protocol = info.protocol;
-	ev.cipher = info.cipher;
-	ev.group = info.group[0] ? info.group : NULL;
-	ev.peer_subject = info.subject[0] ? info.subject : NULL;
-	ev.peer_issuer = info.issuer[0] ? info.issuer : NULL;
-	ev.peer_serial = info.serial[0] ? info.serial : NULL;
-	ev.peer_sha256 = info.sha256[0] ? info.sha256 : NULL;
-	ev.peer_not_after = info.not_after[0] ? info.not_after : NULL;
-	ev.resumed = info.resumed;
-	ev.duration_ms = (now_us() - l->t_hs_us) / 1000;
-	hook_emit(&ev);
-	log_info("%s: TLS up: %s %s%s%s, peer certificate %s", link_who(l),
-		 info.protocol, info.cipher, info.group[0] ? " " : "",
-		 info.group, info.subject[0] ? info.subject : "none");
+	/* handshake_done waits for the peer's BIND (link_on_bound). */
+	tls_conn_info(l->tls, &l->tls_info);
 	if (link_start_mux(l) == 0)
 		link_up_input(l);
 }
@@ -1161,6 +1208,11 @@ link_deadline_cb(evutil_socket_t fd, short what, void *arg)
 		link_handshake_failed(l, "TLS handshake not complete within "
 				      "handshake_timeout");
 		break;
+	case LS_UP:
+		if (!l->bound)
+			link_handshake_failed(l, "the peer did not confirm the "
+					      "session within handshake_timeout");
+		break;
 	case LS_CLOSING:
 		link_linger_done(l);
 		break;
@@ -1273,7 +1325,7 @@ link_open_stream(struct link *l, const char *service, struct bufferevent *bev)
 	struct stream *s;
 	uint32_t id;
 
-	if (l->state != LS_UP) {
+	if (!link_is_up(l)) {
 		bufferevent_free(bev);
 		return -1;
 	}
@@ -1304,7 +1356,7 @@ link_open_stream(struct link *l, const char *service, struct bufferevent *bev)
 int
 link_is_up(const struct link *l)
 {
-	return l != NULL && l->state == LS_UP;
+	return l != NULL && l->state == LS_UP && l->bound;
 }
 
 int

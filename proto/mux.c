@@ -873,6 +873,11 @@ uint64_t mux_streams_total(const struct mux *m)
 	return m->total;
 }
 
+int mux_bound(const struct mux *m)
+{
+	return m->bind_recv && m->err == MUX_ERR_NONE;
+}
+
 enum mux_err mux_error(const struct mux *m)
 {
 	return m->err;

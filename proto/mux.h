@@ -111,11 +111,15 @@ void mux_ping(struct mux *m, uint64_t opaque);
  * OPENs are refused. */
 void mux_goaway(struct mux *m, uint32_t code, const char *text);
 
-/* Sets or reads a stream's user pointer; NULL for unknown ids. */
+/* A stream's user pointer; NULL for unknown ids. */
 void *mux_stream_data(const struct mux *m, uint32_t id);
 size_t mux_stream_count(const struct mux *m);
 /* Streams opened in total, by either side. */
 uint64_t mux_streams_total(const struct mux *m);
+
+/* Nonzero once the peer's BIND arrived and matched ours: the peer saw
+ * the same negotiation bytes, and (over TLS) accepted our handshake. */
+int mux_bound(const struct mux *m);
 
 enum mux_err mux_error(const struct mux *m);
 enum frame_err mux_frame_error(const struct mux *m);
