@@ -44,6 +44,23 @@ struct gateway {
 
 static void gw_dial(struct gateway *gw);
 
+/* The gateway offers before it learns the relay's node name, so its
+ * [peer NAME] section is the one named after the relay it expects. */
+static void
+gw_apply_peer(const struct cfg *c, struct neg_params *p)
+{
+	const struct cfg_peer *peer = cfg_peer_find(c, c->server_name);
+
+	if (peer == NULL)
+		return;
+	if (peer->tls != CFG_UNSET)
+		p->tls_mode = (uint8_t)peer->tls;
+	if (peer->min_tls != CFG_UNSET)
+		p->tls_min = (uint16_t)peer->min_tls;
+	if (peer->max_tls != CFG_UNSET)
+		p->tls_max = (uint16_t)peer->max_tls;
+}
+
 static void
 gw_on_up(void *ud, struct link *l)
 {
@@ -239,6 +256,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	daemon_params(gw.cfg, &gw.lcfg.params);
+	gw_apply_peer(gw.cfg, &gw.lcfg.params);
 	gw.lcfg.dialer = 1;
 	gw.lcfg.role = "gateway";
 	gw.lcfg.tls = gw.tls;
