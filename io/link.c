@@ -950,6 +950,29 @@ link_refuse(struct link *l, uint16_t reason, const char *detail)
 			       detail ? detail : "");
 }
 
+/* Both sides, once the outcome is known: upgrade or start the mux. */
+static void
+link_proceed(struct link *l)
+{
+	struct hook_event ev;
+
+	if (l->outcome.result == NEG_RESULT_TLS) {
+		log_info("%s: TLS agreed (%s..%s): %s", link_who(l),
+			 tls_version_str(l->outcome.tls_min),
+			 tls_version_str(l->outcome.tls_max),
+			 neg_reason_str(l->outcome.reason));
+		link_start_tls(l);
+		return;
+	}
+	link_event_init(l, &ev, HOOK_PLAINTEXT_AGREED);
+	ev.reason = neg_reason_str(l->outcome.reason);
+	hook_emit(&ev);
+	log_info("%s: plaintext agreed: %s", link_who(l), ev.reason);
+	/* The dialler may already hold the acceptor's first frames. */
+	if (link_start_mux(l) == 0)
+		link_up_input(l);
+}
+
 /* Acceptor: the peer's offer is complete. */
 static void
 link_on_offer(struct link *l)
@@ -988,21 +1011,7 @@ link_on_offer(struct link *l)
 	m.outcome = l->outcome;
 	if (link_send_neg(l, &m) < 0)
 		return;
-	if (l->outcome.result == NEG_RESULT_TLS) {
-		log_info("%s: TLS agreed (%s..%s): %s", link_who(l),
-			 tls_version_str(l->outcome.tls_min),
-			 tls_version_str(l->outcome.tls_max),
-			 neg_reason_str(l->outcome.reason));
-		link_start_tls(l);
-	} else {
-		struct hook_event ev;
-
-		link_event_init(l, &ev, HOOK_PLAINTEXT_AGREED);
-		ev.reason = neg_reason_str(l->outcome.reason);
-		hook_emit(&ev);
-		log_info("%s: plaintext agreed: %s", link_who(l), ev.reason);
-		link_start_mux(l);
-	}
+	link_proceed(l);
 }
 
 /* Dialler: the relay's decision or refusal is complete. */
@@ -1013,6 +1022,12 @@ link_on_decision(struct link *l)
 	uint16_t reason = 0;
 
 	if (l->peer.type == NEG_REFUSE) {
+		char *c;
+
+		/* The peer's text goes into our log: no control characters. */
+		for (c = l->peer.text; *c != '\0'; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				*c = '?';
 		link_fail(l, LOG_ERR, "the relay refused the link: %s%s%s",
 			  neg_reason_str(l->peer.outcome.reason),
 			  l->peer.text[0] ? "; it says: " : "", l->peer.text);
@@ -1024,29 +1039,13 @@ link_on_decision(struct link *l)
 		return;
 	}
 	l->outcome = l->peer.outcome;
-	if (l->outcome.result == NEG_RESULT_TLS) {
-		if (extra > 0) {
-			link_fail(l, LOG_ERR, "peer sent %zu bytes after its "
-				  "decision before TLS started; closing without "
-				  "reading them (protocol violation or injection)",
-				  extra);
-			return;
-		}
-		log_info("%s: TLS agreed (%s..%s): %s", link_who(l),
-			 tls_version_str(l->outcome.tls_min),
-			 tls_version_str(l->outcome.tls_max),
-			 neg_reason_str(l->outcome.reason));
-		link_start_tls(l);
-	} else {
-		struct hook_event ev;
-
-		link_event_init(l, &ev, HOOK_PLAINTEXT_AGREED);
-		ev.reason = neg_reason_str(l->outcome.reason);
-		hook_emit(&ev);
-		log_info("%s: plaintext agreed: %s", link_who(l), ev.reason);
-		if (link_start_mux(l) == 0)
-			link_up_input(l);
+	if (l->outcome.result == NEG_RESULT_TLS && extra > 0) {
+		link_fail(l, LOG_ERR, "peer sent %zu bytes after its decision "
+			  "before TLS started; closing without reading them "
+			  "(protocol violation or injection)", extra);
+		return;
 	}
+	link_proceed(l);
 }
 
 static void
