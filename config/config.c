@@ -195,11 +195,23 @@ static const struct key keys[] = {
 	  .lo = 100, .hi = MS_HOUR, DAE(handshake_timeout_ms),
 	  .help = "Deadline for the TLS handshake, 100ms to 1h." },
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "keepalive",
+	  .dflt = "10s", .parse = p_duration, .check = c_range,
+	  .flags = K_ZERO_OK, .lo = 100, .hi = MS_HOUR, DAE(keepalive_ms),
+	  .help = "Interval between keepalive pings, 100ms to 1h; 0 disables them. The link uses the smaller of the two sides' values." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "keepalive_timeout",
 	  .dflt = "30s", .parse = p_duration, .check = c_range,
-	  .flags = K_ZERO_OK, .lo = 1000, .hi = MS_HOUR, DAE(keepalive_ms),
-	  .help = "Interval between keepalive pings, 1s to 1h; 0 disables them." },
+	  .lo = 200, .hi = MS_HOUR, DAE(keepalive_timeout_ms),
+	  .help = "A link that has received nothing for this long is declared dead and closed, with all its streams, 200ms to 1h; must exceed keepalive. Applies only while keepalive is on." },
+	{ .sec = SEC_DAEMON, .roles = CFG_GATEWAY, .name = "hold_timeout",
+	  .dflt = "10s", .parse = p_duration, .check = c_range,
+	  .flags = K_ZERO_OK, .lo = 100, .hi = MS_HOUR, DAE(hold_timeout_ms),
+	  .help = "How long a client that connects while no link is up is held waiting for one, 100ms to 1h; 0 refuses such clients at once." },
+	{ .sec = SEC_DAEMON, .roles = CFG_GATEWAY, .name = "hold_max",
+	  .dflt = "1024", .parse = p_count, .check = c_range,
+	  .flags = K_ZERO_OK, .lo = 1, .hi = 100000, DAE(hold_max),
+	  .help = "Most clients held at once while no link is up, 1 to 100000 (0: none); further clients are refused." },
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "max_streams",
-	  .dflt = "4096", .parse = p_count, .check = c_range,
+	  .dflt = "16384", .parse = p_count, .check = c_range,
 	  .lo = 1, .hi = 1000000, DAE(max_streams),
 	  .help = "Most streams open at once on one link, 1 to 1000000." },
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "window",
@@ -1310,6 +1322,13 @@ static int check_ranges(struct ld *st)
 				   dline(st, "max_tls"),
 				   choice_name(tls_versions, c->min_tls),
 				   choice_name(tls_versions, c->max_tls), "");
+	if (c->keepalive_ms != 0 && c->keepalive_timeout_ms <= c->keepalive_ms) {
+		fmt_ms(a, sizeof(a), c->keepalive_ms);
+		fmt_ms(b, sizeof(b), c->keepalive_timeout_ms);
+		return check_order(st, "keepalive", "keepalive_timeout",
+				   dline(st, "keepalive"),
+				   dline(st, "keepalive_timeout"), a, b, "");
+	}
 	if (st->role == CFG_GATEWAY && c->redial_min_ms > c->redial_max_ms) {
 		fmt_ms(a, sizeof(a), c->redial_min_ms);
 		fmt_ms(b, sizeof(b), c->redial_max_ms);
@@ -1493,6 +1512,7 @@ static int finish(struct ld *st)
 	if (check_services(st) < 0 || check_ranges(st) < 0 ||
 	    check_ciphers(st) < 0 || check_tls_files(st) < 0)
 		return -1;
+	st->c->ciphers_auto = st->dseen[key_index(SEC_DAEMON, "ciphers")] == 0;
 	return 0;
 }
 

@@ -55,12 +55,17 @@ struct cfg {
 	int client_cert;                 /* enum cert_want (relay) */
 	uint8_t n_ciphers;
 	uint16_t ciphers[CFG_CIPHERS_MAX]; /* IANA ids, preference order */
+	int ciphers_auto;                /* `ciphers` not set: the daemon may
+					    order the defaults for this CPU */
 	char cert[CFG_PATH_MAX];         /* PEM certificate chain; "" = none */
 	char key[CFG_PATH_MAX];          /* PEM private key */
 	char ca[CFG_PATH_MAX];           /* PEM CA bundle */
 	uint32_t negotiation_timeout_ms;
 	uint32_t handshake_timeout_ms;
 	uint32_t keepalive_ms;           /* 0 = no keepalive */
+	uint32_t keepalive_timeout_ms;   /* silence that declares a link dead */
+	uint32_t hold_timeout_ms;        /* gateway: hold clients while down */
+	uint32_t hold_max;               /* gateway: most clients held */
 	uint32_t max_streams;
 	uint32_t window;                 /* per-stream receive window, bytes */
 	uint32_t max_frame;              /* largest DATA frame payload */

@@ -283,8 +283,10 @@ static void assert_common_defaults(const struct cfg *c)
 	assert_default_ciphers(c);
 	cr_assert_eq(c->negotiation_timeout_ms, 10000);
 	cr_assert_eq(c->handshake_timeout_ms, 10000);
-	cr_assert_eq(c->keepalive_ms, 30000);
-	cr_assert_eq(c->max_streams, 4096);
+	cr_assert_eq(c->keepalive_ms, 10000);
+	cr_assert_eq(c->keepalive_timeout_ms, 30000);
+	cr_assert_eq(c->max_streams, 16384);
+	cr_assert_eq(c->ciphers_auto, 1);
 	cr_assert_eq(c->window, 256 * 1024);
 	cr_assert_eq(c->max_frame, 16 * 1024);
 	cr_assert_str_eq(c->hook_file, "");
@@ -321,6 +323,8 @@ Test(config, gateway_defaults)
 	cr_assert_str_eq(c->server_name, "127.0.0.1");
 	cr_assert_eq(c->redial_min_ms, 500);
 	cr_assert_eq(c->redial_max_ms, 30000);
+	cr_assert_eq(c->hold_timeout_ms, 10000);
+	cr_assert_eq(c->hold_max, 1024);
 	cr_assert_str_eq(c->listen, "");
 	cr_assert_str_eq(c->cert, "");
 	cr_assert_str_eq(c->key, "");
@@ -575,8 +579,9 @@ Test(config, out_of_range)
 	const char *h = "[relay]\ntls = off\n";
 	static const struct { const char *line, *key, *frag; } cases[] = {
 		{ "keepalive = 2h", "keepalive",
-		  "expected 0 (off) or a duration (500ms, 10s, 2m, 1h; a bare number is seconds) from 1s to 1h" },
-		{ "keepalive = 500ms", "keepalive", "from 1s to 1h" },
+		  "expected 0 (off) or a duration (500ms, 10s, 2m, 1h; a bare number is seconds) from 100ms to 1h" },
+		{ "keepalive = 50ms", "keepalive", "from 100ms to 1h" },
+		{ "keepalive_timeout = 100ms", "keepalive_timeout", "from 200ms to 1h" },
 		{ "negotiation_timeout = 50ms", "negotiation_timeout",
 		  "from 100ms to 1h" },
 		{ "negotiation_timeout = 0", "negotiation_timeout",
@@ -765,6 +770,8 @@ Test(config, min_tls_above_max_tls)
 		    CFG_RELAY, 7, "max_tls", "below min_tls 1.3", "[peer q]");
 	expect_fail(GW_BASE "redial_max = 1s\nredial_min = 2s\n" GW_SVC, CFG_GATEWAY,
 		    5, "redial_min", "2s is above redial_max 1s", NULL);
+	expect_fail("[relay]\ntls = off\nkeepalive = 5s\nkeepalive_timeout = 5s\n",
+		    CFG_RELAY, 4, "keepalive_timeout", "below keepalive 5s", NULL);
 }
 
 Test(config, ciphers_must_fit_versions)
@@ -917,7 +924,7 @@ Test(config, reference_matches_docs)
 			  "docs/CONFIG.md lacks this reference row (regenerate with cfg_write_reference):\n%s",
 			  line);
 	}
-	cr_assert_eq(rows, 29, "the table has %zu keys", rows);
+	cr_assert_eq(rows, 32, "the table has %zu keys", rows);
 	free(doc);
 	free(ref);
 }
