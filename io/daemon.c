@@ -53,6 +53,7 @@ daemon_parse_args(int argc, char **argv, const char *prog,
 		case 'V':
 			printf("%s %s (%s; libevent %s)\n", prog, TLSPLEX_VERSION,
 			       tls_library_version(), event_get_version());
+			printf("TLS: %s\n", tls_library_describe());
 			return 1;
 		case 'h':
 			daemon_usage(prog, stdout);
@@ -88,6 +89,7 @@ daemon_load(const char *prog, int role, const struct daemon_opts *o)
 	}
 	level = c->log_level + o->verbose;
 	log_set_level(level > LOG_DEBUG ? LOG_DEBUG : level);
+	log_info("TLS: %s", tls_library_describe());
 	if (o->check_only) {
 		struct tls_ctx *t = NULL;
 
@@ -128,6 +130,8 @@ daemon_params(const struct cfg *c, struct neg_params *p)
 	p->tls_max = (uint16_t)c->max_tls;
 	p->n_ciphers = c->n_ciphers;
 	memcpy(p->ciphers, c->ciphers, sizeof(p->ciphers[0]) * c->n_ciphers);
+	if (c->ciphers_auto)
+		tls_order_ciphers(p->ciphers, p->n_ciphers, tls_aes_fast());
 	p->cert_present = c->cert[0] != '\0';
 	p->cert_want = c->role == CFG_RELAY ? (uint8_t)c->client_cert : 0;
 	p->max_streams = c->max_streams;

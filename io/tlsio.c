@@ -53,6 +53,103 @@ tls_library_version(void)
 	return v;
 }
 
+#ifndef TLSPLEX_WOLFSSL_BUILD
+#define TLSPLEX_WOLFSSL_BUILD "system"
+#endif
+
+#ifdef WOLFSSL_AESNI
+static int
+tls_cpu_has_aes(void)
+{
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul");
+}
+#endif
+
+int
+tls_aes_fast(void)
+{
+#ifdef WOLFSSL_AESNI
+	return tls_cpu_has_aes();
+#else
+	return 0;
+#endif
+}
+
+const char *
+tls_library_describe(void)
+{
+	static const char *const asm_names[] = {
+#ifdef WOLFSSL_AESNI
+		"AES-NI",
+#endif
+#ifdef USE_INTEL_SPEEDUP
+		"intelasm",
+#endif
+#if defined(WOLFSSL_SP_X86_64_ASM) || defined(WOLFSSL_SP_ASM)
+		"sp-asm",
+#endif
+		NULL,
+	};
+	static char v[256];
+	char list[64] = "";
+	const char *origin, *state;
+	size_t i, len = 0;
+
+	for (i = 0; asm_names[i] != NULL; i++)
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",
+					i ? "/" : "", asm_names[i]);
+	if (strcmp(TLSPLEX_WOLFSSL_BUILD, "fast") == 0)
+		origin = "built from Debian source";
+	else
+		origin = "system library";
+#ifdef WOLFSSL_AESNI
+	state = tls_cpu_has_aes() ? "AES-NI active" :
+		"AES-NI compiled in, but this CPU lacks AES instructions";
+#else
+	state = "AES-NI not compiled in";
+#endif
+	snprintf(v, sizeof(v), "%s (%s%s%s; %s)", tls_library_version(),
+		 origin, list[0] ? " with " : "", list, state);
+	return v;
+}
+
+/* 1 for an AES-GCM suite, 2 for ChaCha20-Poly1305, 0 for others. */
+static int
+tls_cipher_kind(uint16_t id)
+{
+	const struct cipher_info *ci = cipher_by_id(id);
+
+	if (ci == NULL)
+		return 0;
+	if (strstr(ci->iana, "_GCM_") != NULL)
+		return 1;
+	if (strstr(ci->iana, "CHACHA20_POLY1305") != NULL)
+		return 2;
+	return 0;
+}
+
+void
+tls_order_ciphers(uint16_t *ids, size_t n, int aes_first)
+{
+	uint16_t out[NEG_CIPHERS_MAX];
+	int kind, pass, first = aes_first ? 1 : 2;
+	size_t i, o = 0;
+
+	if (n > NEG_CIPHERS_MAX)
+		return;
+	for (pass = 0; pass < 3; pass++) {
+		for (i = 0; i < n; i++) {
+			kind = tls_cipher_kind(ids[i]);
+			if ((pass == 0 && kind == first) ||
+			    (pass == 1 && kind != first && kind != 0) ||
+			    (pass == 2 && kind == 0))
+				out[o++] = ids[i];
+		}
+	}
+	memcpy(ids, out, n * sizeof(ids[0]));
+}
+
 static void
 tls_err_string(int code, char *buf, size_t len)
 {

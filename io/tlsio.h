@@ -20,6 +20,24 @@ int tls_global_init(void);
 void tls_global_cleanup(void);
 /* "wolfSSL 5.5.4" and similar. */
 const char *tls_library_version(void);
+/*
+ * Nonzero when the linked wolfSSL was built with AES-NI (WOLFSSL_AESNI)
+ * and this CPU has the AES and PCLMULQDQ instructions, so AES-GCM runs
+ * in hardware.
+ */
+int tls_aes_fast(void);
+/*
+ * One line naming the wolfSSL in use, how it was built and whether AES-NI
+ * is active, e.g. "wolfSSL 5.5.4 (built from Debian source with
+ * AES-NI/intelasm/sp-asm; AES-NI active)".  A static string.
+ */
+const char *tls_library_describe(void);
+/*
+ * Reorders n suites (IANA ids) in place: AES-GCM suites first when
+ * aes_first, ChaCha20-Poly1305 suites first otherwise.  Relative order
+ * is kept within each group; suites of neither kind come last.
+ */
+void tls_order_ciphers(uint16_t *ids, size_t n, int aes_first);
 
 /*
  * Builds a context from the daemon settings: certificate chain and key
