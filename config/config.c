@@ -172,7 +172,7 @@ static const struct key keys[] = {
 	  .help = "Highest TLS version: 1.2 or 1.3." },
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "ciphers",
 	  .dflt = DEFAULT_CIPHERS, .parse = p_ciphers, DAE(ciphers),
-	  .help = "Cipher suites in preference order, IANA or wolfSSL names separated by ':' or ','; at most 32, at least one usable with min_tls..max_tls." },
+	  .help = "Cipher suites in preference order, IANA or wolfSSL names separated by ':' or ','; at most 32, at least one usable with min_tls..max_tls. Left unset, the default suites are ordered for speed: AES-GCM first when the wolfSSL in use has AES-NI and the CPU has AES instructions, ChaCha20-Poly1305 first otherwise." },
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "cert",
 	  .dflt = "", .parse = p_path, .check = c_readable, DAE(cert),
 	  .help = "PEM certificate chain this node presents in TLS; set together with `key`. Required on the relay when TLS may be used." },
