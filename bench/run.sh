@@ -1,0 +1,561 @@
+#!/bin/bash
+# Benchmark: direct vs stunnel vs tlsplex, interleaved in one run.
+#
+#   bench/run.sh [BUILD_DIR]          full run (about 20 minutes)
+#   QUICK=1 bench/run.sh [BUILD_DIR]  quick run (under 3 minutes)
+#
+# Knobs (environment): REPS, BULK_SIZE, PAR_STREAMS, PAR_SIZE, WRK_SECS,
+# WRK_CONNS, WRK_THREADS, PING_COUNT, PING_SIZE, IDLE_NS, PAIRS, WORKLOADS
+# (any of: bulk par cps ping pingload mem), PORT_BASE, KEEP=1 (keep the
+# temp dir), RESULTS (output dir, default bench/results).
+#
+# Writes RESULTS/latest.csv (every sample), RESULTS/latest.json (summary:
+# median/min/max per figure, ratios against the targets, machine and
+# versions) and prints a table.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-build}
+case $BUILD in /*) BIN=$BUILD ;; *) BIN=$ROOT/$BUILD ;; esac
+
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+	: "${REPS:=1}" "${BULK_SIZE:=512m}" "${PAR_SIZE:=64m}" "${WRK_SECS:=2}"
+	: "${PING_COUNT:=5000}" "${IDLE_NS:=500 2000}"
+fi
+REPS=${REPS:-3}
+BULK_SIZE=${BULK_SIZE:-2g}
+PAR_STREAMS=${PAR_STREAMS:-8}
+PAR_SIZE=${PAR_SIZE:-256m}
+WRK_SECS=${WRK_SECS:-5}
+WRK_CONNS=${WRK_CONNS:-32}
+WRK_THREADS=${WRK_THREADS:-1}
+PING_COUNT=${PING_COUNT:-20000}
+PING_SIZE=${PING_SIZE:-64}
+IDLE_NS=${IDLE_NS:-2000 9000}
+PAIRS=${PAIRS:-direct stunnel tlsplex}
+WORKLOADS=${WORKLOADS:-bulk par cps ping pingload mem}
+PORT_BASE=${PORT_BASE:-18600}
+RESULTS=${RESULTS:-$ROOT/bench/results}
+TOOLS=$ROOT/bench/tools/bin
+
+log() { echo "bench: $*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+# ---------------------------------------------------------------- setup
+
+need_pkgs=()
+command -v stunnel4 >/dev/null 2>&1 || need_pkgs+=(stunnel4)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
+command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+	log "installing ${need_pkgs[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >/dev/null ||
+		{ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >/dev/null; } ||
+		die "apt-get install ${need_pkgs[*]} failed"
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+STUNNEL=$(command -v stunnel4 || command -v stunnel)
+
+for b in tlsplex-relay tlsplex-gateway; do
+	[ -x "$BIN/$b" ] || die "$BIN/$b is missing; run 'make build' first"
+done
+make -s -C "$ROOT/bench" OUT="$TOOLS" >/dev/null || die "building the bench tools failed"
+
+TMP=$(mktemp -d /tmp/tlsplex-bench.XXXXXX) || die "mktemp failed"
+declare -A PID=()
+
+stop_proc() {
+	local name=$1 p=${PID[$1]:-} i
+	[ -n "$p" ] || return 0
+	kill -TERM "$p" 2>/dev/null
+	for i in $(seq 50); do
+		kill -0 "$p" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$p" 2>/dev/null
+	wait "$p" 2>/dev/null
+	unset "PID[$name]"
+}
+
+cleanup() {
+	local n
+	for n in "${!PID[@]}"; do
+		stop_proc "$n"
+	done
+	if [ "${KEEP:-0}" = 1 ]; then
+		log "kept $TMP"
+	else
+		rm -rf "$TMP"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_proc NAME CMD...: runs CMD in the background, logging to TMP/NAME.log
+start_proc() {
+	local name=$1
+	shift
+	"$@" >"$TMP/$name.log" 2>&1 &
+	PID[$name]=$!
+}
+
+P_BACK=$PORT_BASE
+P_HTTP=$((PORT_BASE + 1))
+P_SC_BENCH=$((PORT_BASE + 10))
+P_SC_HTTP=$((PORT_BASE + 11))
+P_SS_BENCH=$((PORT_BASE + 12))
+P_SS_HTTP=$((PORT_BASE + 13))
+P_LINK=$((PORT_BASE + 20))
+P_GW_BENCH=$((PORT_BASE + 21))
+P_GW_HTTP=$((PORT_BASE + 22))
+for p in $P_BACK $P_HTTP $P_SC_BENCH $P_SC_HTTP $P_SS_BENCH $P_SS_HTTP $P_LINK $P_GW_BENCH $P_GW_HTTP; do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+		die "port $p on 127.0.0.1 is in use; set PORT_BASE"
+	fi
+done
+
+bench_addr() {
+	case $1 in
+	direct) echo "127.0.0.1:$P_BACK" ;;
+	stunnel) echo "127.0.0.1:$P_SC_BENCH" ;;
+	tlsplex) echo "127.0.0.1:$P_GW_BENCH" ;;
+	esac
+}
+http_port() {
+	case $1 in
+	direct) echo "$P_HTTP" ;;
+	stunnel) echo "$P_SC_HTTP" ;;
+	tlsplex) echo "$P_GW_HTTP" ;;
+	esac
+}
+# pair_pids PAIR: the processes that make up the pair (none for direct)
+pair_pids() {
+	case $1 in
+	stunnel) echo "${PID[stunnel_c]:-} ${PID[stunnel_s]:-}" ;;
+	tlsplex) echo "${PID[gateway]:-} ${PID[relay]:-}" ;;
+	esac
+}
+
+"$ROOT/scripts/mkcerts.sh" "$TMP/certs" || die "mkcerts failed"
+CERTS=$TMP/certs
+
+# ---------------------------------------------------------------- configs
+
+mkdir -p "$TMP/nginx/tmp"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+user root;
+worker_processes 1;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 16384; }
+http {
+	access_log off;
+	client_body_temp_path $TMP/nginx/tmp/body;
+	proxy_temp_path $TMP/nginx/tmp/proxy;
+	fastcgi_temp_path $TMP/nginx/tmp/fastcgi;
+	uwsgi_temp_path $TMP/nginx/tmp/uwsgi;
+	scgi_temp_path $TMP/nginx/tmp/scgi;
+	server {
+		listen 127.0.0.1:$P_HTTP backlog=4096;
+		location / { return 200 "ok\n"; }
+	}
+}
+EOF
+
+stunnel_common="sslVersionMin = TLSv1.3
+sslVersionMax = TLSv1.3
+ciphersuites = TLS_AES_128_GCM_SHA256
+curves = X25519
+verifyChain = yes
+CAfile = $CERTS/ca.crt
+sessionResume = yes"
+
+cat >"$TMP/stunnel-client.conf" <<EOF
+foreground = yes
+pid =
+debug = 4
+[bench]
+client = yes
+accept = 127.0.0.1:$P_SC_BENCH
+connect = 127.0.0.1:$P_SS_BENCH
+cert = $CERTS/gw1.crt
+key = $CERTS/gw1.key
+checkHost = relay
+$stunnel_common
+[http]
+client = yes
+accept = 127.0.0.1:$P_SC_HTTP
+connect = 127.0.0.1:$P_SS_HTTP
+cert = $CERTS/gw1.crt
+key = $CERTS/gw1.key
+checkHost = relay
+$stunnel_common
+EOF
+
+cat >"$TMP/stunnel-server.conf" <<EOF
+foreground = yes
+pid =
+debug = 4
+[bench]
+accept = 127.0.0.1:$P_SS_BENCH
+connect = 127.0.0.1:$P_BACK
+cert = $CERTS/relay.crt
+key = $CERTS/relay.key
+checkHost = gw1
+$stunnel_common
+[http]
+accept = 127.0.0.1:$P_SS_HTTP
+connect = 127.0.0.1:$P_HTTP
+cert = $CERTS/relay.crt
+key = $CERTS/relay.key
+checkHost = gw1
+$stunnel_common
+EOF
+
+cat >"$TMP/relay.ini" <<EOF
+[relay]
+node_name = relay
+listen = 127.0.0.1:$P_LINK
+tls = require
+min_tls = 1.3
+max_tls = 1.3
+ciphers = TLS_AES_128_GCM_SHA256
+cert = certs/relay.crt
+key = certs/relay.key
+ca = certs/ca.crt
+client_cert = require
+max_streams = 100000
+log_level = warn
+
+[service bench]
+backend = 127.0.0.1:$P_BACK
+
+[service http]
+backend = 127.0.0.1:$P_HTTP
+
+[peer gw1]
+client_cert = require
+EOF
+
+cat >"$TMP/gateway.ini" <<EOF
+[gateway]
+node_name = gw1
+relay = 127.0.0.1:$P_LINK
+server_name = relay
+tls = require
+min_tls = 1.3
+max_tls = 1.3
+ciphers = TLS_AES_128_GCM_SHA256
+cert = certs/gw1.crt
+key = certs/gw1.key
+ca = certs/ca.crt
+max_streams = 100000
+log_level = warn
+
+[service bench]
+listen = 127.0.0.1:$P_GW_BENCH
+
+[service http]
+listen = 127.0.0.1:$P_GW_HTTP
+EOF
+
+"$BIN/tlsplex-relay" -c "$TMP/relay.ini" -n >/dev/null || die "relay config check failed"
+"$BIN/tlsplex-gateway" -c "$TMP/gateway.ini" -n >/dev/null || die "gateway config check failed"
+
+# ---------------------------------------------------------------- helpers
+
+# wait_path ADDR SECONDS: one echo round trip through ADDR succeeds
+wait_path() {
+	local i
+	for i in $(seq $(($2 * 5))); do
+		timeout 5 "$TOOLS/bclient" ping "$1" 1 1 >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+wait_http() {
+	local i
+	for i in $(seq $(($2 * 5))); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+start_backends() {
+	start_proc backend "$TOOLS/bserver" -l "127.0.0.1:$P_BACK" -t 7200
+	start_proc nginx "$NGINX" -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf"
+	wait_path "127.0.0.1:$P_BACK" 5 || die "backend did not start: $(tail -3 "$TMP/backend.log")"
+	wait_http "$P_HTTP" 5 || die "nginx did not start: $(tail -3 "$TMP/nginx/error.log")"
+}
+
+start_pair() {
+	case $1 in
+	direct) return 0 ;;
+	stunnel)
+		start_proc stunnel_s "$STUNNEL" "$TMP/stunnel-server.conf"
+		start_proc stunnel_c "$STUNNEL" "$TMP/stunnel-client.conf"
+		;;
+	tlsplex)
+		start_proc relay "$BIN/tlsplex-relay" -c "$TMP/relay.ini"
+		start_proc gateway "$BIN/tlsplex-gateway" -c "$TMP/gateway.ini"
+		;;
+	esac
+	wait_path "$(bench_addr "$1")" 15 || {
+		tail -n 5 "$TMP"/stunnel_*.log "$TMP"/relay.log "$TMP"/gateway.log 2>/dev/null >&2
+		die "pair $1 did not come up"
+	}
+}
+
+stop_pair() {
+	case $1 in
+	stunnel) stop_proc stunnel_c; stop_proc stunnel_s ;;
+	tlsplex) stop_proc gateway; stop_proc relay ;;
+	esac
+}
+
+# check_pair PAIR: dies with the logs if a pair process has gone
+check_pair() {
+	local p
+	for p in $(pair_pids "$1"); do
+		kill -0 "$p" 2>/dev/null && continue
+		tail -n 20 "$TMP"/stunnel_*.log "$TMP"/relay.log "$TMP"/gateway.log 2>/dev/null >&2
+		die "a process of pair $1 (pid $p) has exited"
+	done
+}
+
+# pss_kib PIDS...: summed proportional set size in KiB
+pss_kib() {
+	local p t=0 v
+	for p in "$@"; do
+		v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null)
+		t=$((t + ${v:-0}))
+	done
+	echo "$t"
+}
+
+# cpu_ticks PIDS...: summed utime+stime in clock ticks
+cpu_ticks() {
+	local p t=0 v
+	for p in "$@"; do
+		v=$(sed -E 's/^.*\) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+		t=$((t + ${v:-0}))
+	done
+	echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+
+RAW=$TMP/raw.csv
+echo "rep,workload,pair,metric,value" >"$RAW"
+# record REP WORKLOAD PAIR METRIC VALUE
+record() { echo "$1,$2,$3,$4,$5" >>"$RAW"; }
+# kv LINE KEY: value of KEY=... in a tool's output line
+kv() { sed -nE "s/.*(^| )$2=([^ ]+).*/\\2/p" <<<"$1"; }
+
+size_bytes() {
+	local s=$1 n=${1%[kKmMgG]}
+	case $s in
+	*[kK]) echo $((n << 10)) ;;
+	*[mM]) echo $((n << 20)) ;;
+	*[gG]) echo $((n << 30)) ;;
+	*) echo "$n" ;;
+	esac
+}
+
+# ---------------------------------------------------------------- workloads
+
+# w_bulk REP PAIR DIR SIZE STREAMS WORKLOAD
+w_bulk() {
+	local rep=$1 pair=$2 dir=$3 size=$4 n=$5 wl=$6 out c0 c1 pids
+	pids=$(pair_pids "$pair")
+	c0=$(cpu_ticks $pids)
+	out=$(timeout 600 "$TOOLS/bclient" "$dir" "$(bench_addr "$pair")" "$size" "$n" 120)
+	c1=$(cpu_ticks $pids)
+	if [ "$(kv "$out" ok)" != 1 ]; then
+		log "$wl $dir $pair rep $rep failed: $out"
+		record "$rep" "$wl" "$pair" "${dir}_fail" 1
+		check_pair "$pair"
+		return
+	fi
+	local mbps bytes
+	mbps=$(kv "$out" mbps)
+	bytes=$(kv "$out" bytes)
+	record "$rep" "$wl" "$pair" "${dir}_MBps" "$mbps"
+	if [ -n "$pids" ]; then
+		record "$rep" "$wl" "$pair" "${dir}_cpu_s_per_GB" \
+			"$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v b="$bytes" 'BEGIN {printf "%.3f", t / hz / (b / 1e9)}')"
+	fi
+	log "$wl $dir $pair rep $rep: $mbps MB/s"
+}
+
+w_cps() {
+	local rep=$1 pair=$2 out rps errs non2xx reqs
+	out=$(timeout $((WRK_SECS + 60)) wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WRK_SECS}s" --timeout 5s \
+		-H "Connection: close" "http://127.0.0.1:$(http_port "$pair")/" 2>&1)
+	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+	reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+	errs=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' <<<"$out")
+	non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+	if [ -z "$rps" ]; then
+		log "cps $pair rep $rep failed: $out"
+		record "$rep" cps "$pair" fail 1
+		check_pair "$pair"
+		return
+	fi
+	record "$rep" cps "$pair" conn_per_s "$rps"
+	record "$rep" cps "$pair" requests "${reqs:-0}"
+	record "$rep" cps "$pair" socket_errors "${errs:-0}"
+	record "$rep" cps "$pair" non2xx "${non2xx:-0}"
+	log "cps $pair rep $rep: $rps conn/s (errors ${errs:-0}, non-2xx ${non2xx:-0})"
+}
+
+# w_ping REP PAIR WORKLOAD [BULK]
+w_ping() {
+	local rep=$1 pair=$2 wl=$3 out addr
+	addr=$(bench_addr "$pair")
+	if [ -n "${4:-}" ]; then
+		out=$(timeout 300 "$TOOLS/bclient" ping "$addr" "$PING_COUNT" "$PING_SIZE" "$addr")
+	else
+		out=$(timeout 300 "$TOOLS/bclient" ping "$addr" "$PING_COUNT" "$PING_SIZE")
+	fi
+	if [ "$(kv "$out" ok)" != 1 ]; then
+		log "$wl $pair rep $rep failed: $out"
+		record "$rep" "$wl" "$pair" fail 1
+		check_pair "$pair"
+		return
+	fi
+	local k
+	for k in p50_us p99_us p999_us mean_us bulk_mbps; do
+		[ -n "$(kv "$out" $k)" ] && record "$rep" "$wl" "$pair" "$k" "$(kv "$out" $k)"
+	done
+	log "$wl $pair rep $rep: $out"
+}
+
+# w_mem REP PAIR N: restarts the pair, opens N idle connections through it
+w_mem() {
+	local rep=$1 pair=$2 n=$3 before after out i line=
+	stop_pair "$pair"
+	start_pair "$pair"
+	sleep 0.5
+	before=$(pss_kib $(pair_pids "$pair"))
+	rm -f "$TMP/hold" "$TMP/idle.out"
+	mkfifo "$TMP/hold"
+	exec 9<>"$TMP/hold"
+	"$TOOLS/bclient" idle "$(bench_addr "$pair")" "$n" 64 300 <"$TMP/hold" 9>&- >"$TMP/idle.out" 2>"$TMP/idle.err" &
+	PID[idle]=$!
+	for i in $(seq 3000); do
+		line=$(head -n 1 "$TMP/idle.out" 2>/dev/null)
+		[ -n "$line" ] && break
+		kill -0 "${PID[idle]}" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ "${line%% *}" != ready ]; then
+		log "mem $pair N=$n rep $rep failed: $line $(cat "$TMP/idle.err")"
+		record "$rep" "mem_$n" "$pair" fail 1
+	else
+		sleep 1
+		after=$(pss_kib $(pair_pids "$pair"))
+		record "$rep" "mem_$n" "$pair" KiB_per_conn "$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {printf "%.2f", (a - b) / n}')"
+		record "$rep" "mem_$n" "$pair" pss_before_KiB "$before"
+		record "$rep" "mem_$n" "$pair" pss_after_KiB "$after"
+		record "$rep" "mem_$n" "$pair" open_secs "$(kv "$line" secs)"
+		log "mem $pair N=$n rep $rep: PSS $before -> $after KiB, $(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {printf "%.2f", (a - b) / n}') KiB/conn (opened in $(kv "$line" secs)s)"
+	fi
+	exec 9>&-
+	stop_proc idle
+	check_pair "$pair"
+	# The next workload starts with a fresh pair.
+	stop_pair "$pair"
+	start_pair "$pair"
+}
+
+# ---------------------------------------------------------------- run
+
+has() { [[ " $WORKLOADS " == *" $1 "* ]]; }
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+T_START=$(date +%s)
+log "tmp dir $TMP; reps $REPS; pairs $PAIRS; workloads $WORKLOADS"
+start_backends
+for pair in $PAIRS; do
+	start_pair "$pair"
+done
+
+read -ra pairs <<<"$PAIRS"
+np=${#pairs[@]}
+for rep in $(seq "$REPS"); do
+	# Rotate the pair order each repetition.
+	order=()
+	for i in $(seq 0 $((np - 1))); do
+		order+=("${pairs[$(((i + rep - 1) % np))]}")
+	done
+	log "== repetition $rep/$REPS, order ${order[*]}, load $(cut -d' ' -f1-3 /proc/loadavg)"
+	record "$rep" meta all loadavg1 "$(cut -d' ' -f1 /proc/loadavg)"
+	if has bulk; then
+		for dir in up down; do
+			for pair in "${order[@]}"; do
+				w_bulk "$rep" "$pair" "$dir" "$BULK_SIZE" 1 bulk1
+			done
+		done
+	fi
+	if has par; then
+		for dir in up down; do
+			for pair in "${order[@]}"; do
+				w_bulk "$rep" "$pair" "$dir" "$PAR_SIZE" "$PAR_STREAMS" "bulk$PAR_STREAMS"
+			done
+		done
+	fi
+	if has cps; then
+		for pair in "${order[@]}"; do
+			w_cps "$rep" "$pair"
+		done
+	fi
+	if has ping; then
+		for pair in "${order[@]}"; do
+			w_ping "$rep" "$pair" ping
+		done
+	fi
+	if has pingload; then
+		for pair in "${order[@]}"; do
+			w_ping "$rep" "$pair" ping_bulk bulk
+		done
+	fi
+	if has mem; then
+		for n in $IDLE_NS; do
+			for pair in "${order[@]}"; do
+				[ "$pair" = direct ] && continue
+				w_mem "$rep" "$pair" "$n"
+			done
+		done
+	fi
+done
+T_END=$(date +%s)
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------- results
+
+mkdir -p "$RESULTS"
+cp "$RAW" "$RESULTS/latest.csv"
+{
+	echo "cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+	echo "cores=$(nproc)"
+	echo "kernel=$(uname -r)"
+	echo "tlsplex_version=$("$BIN/tlsplex-relay" --version 2>&1 | head -n 1)"
+	echo "tlsplex_wolfssl_lib=$(ldd "$BIN/tlsplex-relay" | awk '/wolfssl/ {print $3}')"
+	echo "openssl=$(openssl version 2>&1)"
+	echo "stunnel=$("$STUNNEL" -version 2>&1 | grep -E '^stunnel|Running' | tr '\n' ';')"
+	echo "nginx=$("$NGINX" -v 2>&1)"
+	echo "wrk=$(wrk -v 2>&1 | head -n 1)"
+	echo "git_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
+	echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "duration_s=$((T_END - T_START))"
+	echo "loadavg_start=$LOAD_START"
+	echo "loadavg_end=$LOAD_END"
+	echo "params=QUICK=$QUICK REPS=$REPS BULK_SIZE=$BULK_SIZE PAR_STREAMS=$PAR_STREAMS PAR_SIZE=$PAR_SIZE WRK_SECS=$WRK_SECS WRK_CONNS=$WRK_CONNS WRK_THREADS=$WRK_THREADS PING_COUNT=$PING_COUNT PING_SIZE=$PING_SIZE IDLE_NS=$IDLE_NS"
+	echo "note=Shared 2-core machine: other engineers' builds and tests can disturb these numbers; compare medians, and ratios from the same run."
+} >"$TMP/meta.txt"
+python3 "$ROOT/bench/summarize.py" "$RAW" "$TMP/meta.txt" "$RESULTS/latest.json" || die "summarize failed"
