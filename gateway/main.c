@@ -2,10 +2,13 @@
  * tlsplex-gateway: accepts plaintext clients, one listener per service,
  * and carries each connection as a stream over one link to the relay.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -30,6 +33,17 @@ struct gw_listener {
 	struct evconnlistener *lis;
 };
 
+/* A client accepted while no link was up, waiting for one. */
+struct gw_held {
+	TAILQ_ENTRY(gw_held) entry;
+	struct gateway *gw;
+	const struct cfg_service *svc;
+	evutil_socket_t fd;
+	struct event *timer;
+	char who[NET_ADDRSTR_MAX];
+};
+TAILQ_HEAD(gw_held_list, gw_held);
+
 struct gateway {
 	struct cfg *cfg;
 	struct event_base *base;
@@ -40,7 +54,13 @@ struct gateway {
 	uint32_t backoff_ms;       /* next redial delay before jitter */
 	struct gw_listener *listeners;
 	size_t n_listeners;
+	struct gw_held_list held;
+	size_t n_held;
+	struct event *drain_ev;    /* SIGUSR1 */
 };
+
+static void gw_client_start(struct gateway *gw, const struct cfg_service *svc,
+			    evutil_socket_t fd, const char *who);
 
 static void gw_dial(struct gateway *gw);
 
@@ -66,10 +86,76 @@ gw_on_up(void *ud, struct link *l)
 {
 	struct gateway *gw = ud;
 
+	struct gw_held *h;
+
 	gw->backoff_ms = gw->cfg->redial_min_ms;
 	log_info("link %llu to the relay (node %s) is up (%s); accepting "
-		 "clients", (unsigned long long)link_id(l), link_peer_node(l),
-		 link_is_tls(l) ? "TLS" : "plaintext");
+		 "clients%s", (unsigned long long)link_id(l), link_peer_node(l),
+		 link_is_tls(l) ? "TLS" : "plaintext",
+		 gw->n_held ? ", starting the held ones" : "");
+	while ((h = TAILQ_FIRST(&gw->held)) != NULL && link_is_up(gw->link)) {
+		TAILQ_REMOVE(&gw->held, h, entry);
+		gw->n_held--;
+		event_free(h->timer);
+		gw_client_start(gw, h->svc, h->fd, h->who);
+		free(h);
+	}
+}
+
+static void
+gw_held_free(struct gateway *gw, struct gw_held *h)
+{
+	TAILQ_REMOVE(&gw->held, h, entry);
+	gw->n_held--;
+	event_free(h->timer);
+	net_close_reset(h->fd);
+	free(h);
+}
+
+static void
+gw_held_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_held *h = arg;
+
+	log_warn("client %s for service %s refused: no link to the relay came "
+		 "up within hold_timeout", h->who, h->svc->name);
+	gw_held_free(h->gw, h);
+}
+
+/* Keeps a client until a link is up, within hold_timeout and hold_max. */
+static void
+gw_client_hold(struct gateway *gw, const struct cfg_service *svc,
+	       evutil_socket_t fd, const char *who)
+{
+	struct gw_held *h;
+	struct timeval tv;
+
+	if (gw->cfg->hold_timeout_ms == 0 || gw->n_held >= gw->cfg->hold_max) {
+		log_warn("client %s for service %s refused: no link to the relay "
+			 "is up%s", who, svc->name,
+			 gw->cfg->hold_timeout_ms == 0 ? " (hold_timeout = 0)" :
+			 " and hold_max clients are already waiting");
+		net_close_reset(fd);
+		return;
+	}
+	h = calloc(1, sizeof(*h));
+	if (h == NULL || (h->timer = evtimer_new(gw->base, gw_held_expired, h)) == NULL) {
+		log_err("client %s for service %s: out of memory", who, svc->name);
+		free(h);
+		net_close_reset(fd);
+		return;
+	}
+	h->gw = gw;
+	h->svc = svc;
+	h->fd = fd;
+	snprintf(h->who, sizeof(h->who), "%s", who);
+	tv.tv_sec = gw->cfg->hold_timeout_ms / 1000;
+	tv.tv_usec = (suseconds_t)(gw->cfg->hold_timeout_ms % 1000) * 1000;
+	evtimer_add(h->timer, &tv);
+	TAILQ_INSERT_TAIL(&gw->held, h, entry);
+	gw->n_held++;
+	log_info("client %s for service %s held: no link to the relay is up "
+		 "yet (%zu waiting)", who, svc->name, gw->n_held);
 }
 
 static uint32_t
@@ -90,8 +176,9 @@ gw_on_down(void *ud, struct link *l)
 	struct timeval tv;
 	uint32_t delay;
 
-	if (gw->link == l)
-		gw->link = NULL;
+	if (l != NULL && gw->link != l)
+		return; /* a drained link ended; its successor is in place */
+	gw->link = NULL;
 	if (gw->redial_ev == NULL)
 		return;
 	delay = gw_jitter(gw->backoff_ms);
@@ -115,9 +202,25 @@ gw_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 	return NULL;
 }
 
+/* The current link takes no new streams: dial its successor now. */
+static void
+gw_on_draining(void *ud, struct link *l)
+{
+	struct gateway *gw = ud;
+
+	if (gw->link != l)
+		return;
+	log_info("link %llu is draining; dialling a fresh link for new clients",
+		 (unsigned long long)link_id(l));
+	gw->link = NULL;
+	evtimer_del(gw->redial_ev);
+	gw_dial(gw);
+}
+
 static const struct link_ops gw_ops = {
 	.on_up = gw_on_up,
 	.on_down = gw_on_down,
+	.on_draining = gw_on_draining,
 	.on_stream = gw_on_stream,
 };
 
@@ -146,39 +249,55 @@ gw_dial(struct gateway *gw)
 		gw_on_down(gw, NULL);
 }
 
+/* Starts a stream for a client, or holds or refuses it. */
 static void
-gw_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
-	     struct sockaddr *sa, int salen, void *arg)
+gw_client_start(struct gateway *gw, const struct cfg_service *svc,
+		evutil_socket_t fd, const char *who)
 {
-	struct gw_listener *gl = arg;
-	struct gateway *gw = gl->gw;
 	struct bufferevent *bev;
-	char who[NET_ADDRSTR_MAX];
 
-	evutil_make_socket_closeonexec(fd);
-	net_ntop(sa, who, sizeof(who));
 	if (!link_is_up(gw->link)) {
-		log_warn("client %s for service %s refused: no link to the "
-			 "relay is up", who, gl->svc->name);
-		net_close_reset(fd);
+		gw_client_hold(gw, svc, fd, who);
 		return;
 	}
-	if (gl->svc->tls == TLS_MODE_REQUIRE && !link_is_tls(gw->link)) {
+	if (svc->tls == TLS_MODE_REQUIRE && !link_is_tls(gw->link)) {
 		log_warn("client %s for service %s refused: the service "
-			 "requires TLS and the link is plaintext", who,
-			 gl->svc->name);
+			 "requires TLS and the link is plaintext", who, svc->name);
 		net_close_reset(fd);
 		return;
 	}
 	bev = bufferevent_socket_new(gw->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
-		log_err("client %s for service %s: out of memory", who,
-			gl->svc->name);
+		log_err("client %s for service %s: out of memory", who, svc->name);
 		net_close_reset(fd);
 		return;
 	}
-	if (link_open_stream(gw->link, gl->svc->name, bev) < 0)
-		log_warn("client %s for service %s refused", who, gl->svc->name);
+	if (link_open_stream(gw->link, svc->name, bev) < 0)
+		log_warn("client %s for service %s refused", who, svc->name);
+}
+
+static void
+gw_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
+	     struct sockaddr *sa, int salen, void *arg)
+{
+	struct gw_listener *gl = arg;
+	char who[NET_ADDRSTR_MAX];
+
+	evutil_make_socket_closeonexec(fd);
+	net_ntop(sa, who, sizeof(who));
+	gw_client_start(gl->gw, gl->svc, fd, who);
+}
+
+static void
+gw_drain_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct gateway *gw = arg;
+
+	if (gw->link == NULL || !link_is_up(gw->link)) {
+		log_info("SIGUSR1: no link is up; nothing to drain");
+		return;
+	}
+	link_drain(gw->link, "operator asked for a fresh link (SIGUSR1)");
 }
 
 static int
@@ -230,6 +349,7 @@ main(int argc, char **argv)
 	if (rc != 0)
 		return rc > 0 ? 0 : 2;
 	memset(&gw, 0, sizeof(gw));
+	TAILQ_INIT(&gw.held);
 	if (tls_global_init() < 0) {
 		log_err("cannot initialise the TLS library");
 		return 1;
@@ -263,9 +383,12 @@ main(int argc, char **argv)
 	gw.lcfg.server_name = gw.cfg->server_name;
 	gw.lcfg.negotiation_timeout_ms = gw.cfg->negotiation_timeout_ms;
 	gw.lcfg.handshake_timeout_ms = gw.cfg->handshake_timeout_ms;
+	gw.lcfg.keepalive_timeout_ms = gw.cfg->keepalive_timeout_ms;
 	gw.backoff_ms = gw.cfg->redial_min_ms;
 	gw.redial_ev = evtimer_new(gw.base, gw_redial_cb, &gw);
-	if (gw.redial_ev == NULL || gw_listen(&gw) < 0)
+	gw.drain_ev = evsignal_new(gw.base, SIGUSR1, gw_drain_cb, &gw);
+	if (gw.redial_ev == NULL || gw.drain_ev == NULL ||
+	    evsignal_add(gw.drain_ev, NULL) < 0 || gw_listen(&gw) < 0)
 		goto out;
 	log_info("node %s (tls = %s) serving %zu services through relay %s",
 		 gw.cfg->node_name, tls_mode_str((uint8_t)gw.cfg->tls),
@@ -278,6 +401,10 @@ out:
 		event_free(gw.redial_ev);
 		gw.redial_ev = NULL;
 	}
+	while (!TAILQ_EMPTY(&gw.held))
+		gw_held_free(&gw, TAILQ_FIRST(&gw.held));
+	if (gw.drain_ev != NULL)
+		event_free(gw.drain_ev);
 	link_close_all("the gateway is stopping");
 	for (i = 0; i < gw.n_listeners; i++)
 		evconnlistener_free(gw.listeners[i].lis);

@@ -31,6 +31,8 @@
 /* Bytes read from the link per read callback before yielding. */
 #define LINK_READ_CHUNK (64 * 1024)
 #define LINK_CLOSE_LINGER_MS 2000
+/* Largest TLS record payload: the unit the mux fills per write. */
+#define LINK_SEND_CHUNK 16384
 
 enum link_state {
 	LS_CONNECTING,  /* dialler: TCP connect in progress */
@@ -52,8 +54,13 @@ struct stream {
 	unsigned peer_fin : 1;   /* peer sent FIN: shut our write side */
 	unsigned wr_shut : 1;
 	unsigned freeing : 1;
+	unsigned orphan : 1;     /* on stream_orphans: the mux is done, the
+				    socket is still being written */
 };
 TAILQ_HEAD(stream_list, stream);
+
+/* Streams whose link forgot them while their last bytes drain. */
+static struct stream_list stream_orphans = TAILQ_HEAD_INITIALIZER(stream_orphans);
 
 struct link {
 	TAILQ_ENTRY(link) entry;
@@ -85,7 +92,8 @@ struct link {
 	char local[NET_ADDRSTR_MAX];
 	char peer_addr[NET_ADDRSTR_MAX];
 	uint64_t bytes_in, bytes_out;
-	uint64_t t_start_us, t_hs_us, last_rx_us;
+	uint64_t t_start_us, t_hs_us, last_rx_us, last_ping_us;
+	int draining;          /* GOAWAY sent or received: close when empty */
 	int hs_failed;
 	int bound;             /* the peer's BIND arrived and matched */
 	struct tls_info tls_info;
@@ -239,6 +247,8 @@ link_close_all(const char *reason)
 {
 	struct link *l;
 
+	struct stream *s;
+
 	link_stopping = 1;
 	while ((l = TAILQ_FIRST(&link_all)) != NULL) {
 		if (l->state == LS_UP) {
@@ -255,6 +265,8 @@ link_close_all(const char *reason)
 		}
 		link_destroy(l);
 	}
+	while ((s = TAILQ_FIRST(&stream_orphans)) != NULL)
+		stream_release(s, 0);
 }
 
 static void
@@ -315,6 +327,9 @@ stream_release(struct stream *s, int reset)
 	if (s->link != NULL) {
 		TAILQ_REMOVE(&s->link->streams, s, entry);
 		s->link = NULL;
+	} else if (s->orphan) {
+		TAILQ_REMOVE(&stream_orphans, s, entry);
+		s->orphan = 0;
 	}
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
@@ -497,7 +512,12 @@ mux_on_close(void *ud, uint32_t id, void *sud, uint32_t code, int by_peer)
 	}
 	log_debug("%s: stream %u (service %s) closed", link_who(l), id,
 		  s->service);
-	/* Both sides sent FIN; finish writing what the peer sent. */
+	/* Both sides sent FIN.  What the peer sent may still be on its way
+	 * out of the socket: the stream outlives its place on the link. */
+	TAILQ_REMOVE(&l->streams, s, entry);
+	s->link = NULL;
+	s->orphan = 1;
+	TAILQ_INSERT_TAIL(&stream_orphans, s, entry);
 	s->peer_fin = 1;
 	stream_maybe_finish(s);
 }
@@ -518,13 +538,48 @@ mux_read_data(void *ud, uint32_t id, void *sud, uint8_t *buf, size_t max,
 	return (size_t)n;
 }
 
+/* Stops new streams both ways; the link closes once its streams are
+ * done (link_flush checks). */
+static void
+link_start_drain(struct link *l, const char *why)
+{
+	if (l->draining)
+		return;
+	l->draining = 1;
+	mux_goaway(l->mux, MUX_C_NO_ERROR, why);
+	if (l->ops->on_draining != NULL)
+		l->ops->on_draining(l->ud, l);
+	link_kick(l);
+}
+
+void
+link_drain(struct link *l, const char *why)
+{
+	if (l->state != LS_UP || l->draining)
+		return;
+	log_info("%s: draining (%s): no new streams, %zu streams finishing",
+		 link_who(l), why, mux_stream_count(l->mux));
+	link_start_drain(l, why);
+}
+
+void
+link_drain_all(const char *why)
+{
+	struct link *l;
+
+	TAILQ_FOREACH(l, &link_all, entry)
+		link_drain(l, why);
+}
+
 static void
 mux_on_goaway(void *ud, uint32_t last_id, uint32_t code, const char *text)
 {
 	struct link *l = ud;
 
-	log_info("%s: peer sent GOAWAY (%s%s%s); no new streams on this link",
-		 link_who(l), mux_code_str(code), text[0] ? ": " : "", text);
+	log_info("%s: peer sent GOAWAY (%s%s%s); no new streams on this link, "
+		 "%zu streams finishing", link_who(l), mux_code_str(code),
+		 text[0] ? ": " : "", text, mux_stream_count(l->mux));
+	link_start_drain(l, "peer sent GOAWAY");
 }
 
 static void
@@ -573,6 +628,25 @@ link_kick(struct link *l)
 		event_active(l->kick_ev, EV_WRITE, 0);
 }
 
+/* Puts n bytes of frames from sendbuf on the wire, through TLS when it
+ * is up.  Returns 0, or -1 after failing the link. */
+static int
+link_write_frames(struct link *l, size_t n)
+{
+	if (l->tls != NULL) {
+		if (tls_conn_write(l->tls, l->sendbuf, n) < 0) {
+			link_fail(l, LOG_ERR, "TLS write failed: %s",
+				  tls_conn_error(l->tls));
+			return -1;
+		}
+	} else if (evbuffer_add(bufferevent_get_output(l->bev), l->sendbuf,
+				n) < 0) {
+		link_fail(l, LOG_ERR, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 /* Moves frames from the mux to the socket until the output is above its
  * high-water mark or the mux has nothing to send. */
 static void
@@ -581,20 +655,23 @@ link_flush(struct link *l)
 	struct evbuffer *out = bufferevent_get_output(l->bev);
 	size_t n;
 
+	if (l->state == LS_UP && l->draining && mux_stream_count(l->mux) == 0) {
+		/* Queue the last frames, then close once they are out. */
+		while ((n = mux_send(l->mux, l->sendbuf, l->sendbuf_len)) > 0)
+			if (link_write_frames(l, n) < 0)
+				return;
+		if (l->tls != NULL)
+			tls_conn_close_notify(l->tls);
+		link_close_after_flush(l, LOG_INFO, "drained: every stream "
+				       "finished after GOAWAY");
+		return;
+	}
 	while (l->state == LS_UP && evbuffer_get_length(out) < LINK_OUT_HIGH) {
 		n = mux_send(l->mux, l->sendbuf, l->sendbuf_len);
 		if (n == 0)
 			break;
-		if (l->tls != NULL) {
-			if (tls_conn_write(l->tls, l->sendbuf, n) < 0) {
-				link_fail(l, LOG_ERR, "TLS write failed: %s",
-					  tls_conn_error(l->tls));
-				return;
-			}
-		} else if (evbuffer_add(out, l->sendbuf, n) < 0) {
-			link_fail(l, LOG_ERR, "out of memory");
+		if (link_write_frames(l, n) < 0)
 			return;
-		}
 	}
 }
 
@@ -606,14 +683,17 @@ link_keepalive_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (l->state != LS_UP)
 		return;
-	if (now - l->last_rx_us > 3ull * l->keepalive_ms * 1000) {
+	if (now - l->last_rx_us >= (uint64_t)l->cfg.keepalive_timeout_ms * 1000) {
 		link_fail(l, LOG_WARN, "no data from the peer for %llu ms "
-			  "(3 keepalive intervals); the link is dead",
+			  "(keepalive_timeout); the link is dead",
 			  (unsigned long long)(now - l->last_rx_us) / 1000);
 		return;
 	}
-	mux_ping(l->mux, now);
-	link_kick(l);
+	if (now - l->last_ping_us >= (uint64_t)l->keepalive_ms * 1000) {
+		l->last_ping_us = now;
+		mux_ping(l->mux, now);
+		link_kick(l);
+	}
 }
 
 static void link_handshake_failed(struct link *l, const char *why);
@@ -769,9 +849,8 @@ link_start_mux(struct link *l)
 		decision = l->tx_neg, decision_len = l->tx_neg_len;
 	}
 	tls_sha256_pair(offer, offer_len, decision, decision_len, ms.bind);
-	l->sendbuf_len = lim.max_frame + FRAME_HDR_LEN;
-	if (l->sendbuf_len < FRAME_HDR_LEN + FRAME_CTRL_MAX)
-		l->sendbuf_len = FRAME_HDR_LEN + FRAME_CTRL_MAX;
+	/* Each mux_send() fills at most one TLS record's worth. */
+	l->sendbuf_len = LINK_SEND_CHUNK;
 	l->sendbuf = malloc(l->sendbuf_len);
 	l->mux = mux_new(&ms, &link_mux_cb, l);
 	if (l->sendbuf == NULL || l->mux == NULL) {
@@ -790,7 +869,10 @@ link_start_mux(struct link *l)
 			link_fail(l, LOG_ERR, "out of memory");
 			return -1;
 		}
-		ms_to_tv(l->keepalive_ms, &tv);
+		/* Check often enough to notice silence within the timeout. */
+		ms_to_tv(l->keepalive_ms < l->cfg.keepalive_timeout_ms / 4 ?
+			 l->keepalive_ms : l->cfg.keepalive_timeout_ms / 4, &tv);
+		l->last_ping_us = now_us();
 		evtimer_add(l->ka_ev, &tv);
 	}
 	/* Reads are bounded by stream windows from here on. */
@@ -1355,7 +1437,7 @@ link_open_stream(struct link *l, const char *service, struct bufferevent *bev)
 int
 link_is_up(const struct link *l)
 {
-	return l != NULL && l->state == LS_UP && l->bound;
+	return l != NULL && l->state == LS_UP && l->bound && !l->draining;
 }
 
 int

@@ -26,6 +26,7 @@ struct link_config {
 	const char *server_name;     /* dialler: name the relay cert carries */
 	uint32_t negotiation_timeout_ms;
 	uint32_t handshake_timeout_ms;
+	uint32_t keepalive_timeout_ms; /* silence after which the link is dead */
 };
 
 struct link_ops {
@@ -39,6 +40,9 @@ struct link_ops {
 	void (*on_up)(void *ud, struct link *l);
 	/* The link is closing; it is freed when this returns. */
 	void (*on_down)(void *ud, struct link *l);
+	/* The link takes no new streams any more (GOAWAY either way); it
+	 * closes by itself once its streams are done.  May be NULL. */
+	void (*on_draining)(void *ud, struct link *l);
 	/* The peer opened a stream to service.  Return a bufferevent for the
 	 * local side (connected or connecting), or NULL with *code set. */
 	struct bufferevent *(*on_stream)(void *ud, struct link *l,
@@ -64,9 +68,16 @@ int link_open_stream(struct link *l, const char *service,
  * link_closed event.  Safe to call more than once. */
 void link_close(struct link *l, const char *reason);
 
+/* Sends GOAWAY: existing streams finish, new ones are refused, and the
+ * link closes when the last stream is done. */
+void link_drain(struct link *l, const char *why);
+void link_drain_all(const char *why);
+
 /* Closes every link and frees what they hold; for daemon shutdown. */
 void link_close_all(const char *reason);
 
+/* Nonzero when the link takes new streams: negotiated, confirmed by the
+ * peer's BIND, and not draining. */
 int link_is_up(const struct link *l);
 int link_is_tls(const struct link *l);
 uint64_t link_id(const struct link *l);

@@ -2,6 +2,7 @@
  * tlsplex-relay: accepts links from gateways and connects each stream to
  * the backend of the service it names.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ struct relay {
 	struct evdns_base *dns;
 	struct tls_ctx *tls;
 	struct evconnlistener *listener;
+	struct event *drain_ev;
 	struct link_config lcfg;
 };
 
@@ -114,6 +116,14 @@ relay_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 }
 
 static void
+relay_drain_cb(evutil_socket_t sig, short what, void *arg)
+{
+	log_info("SIGUSR1: draining %zu links; gateways move new streams to "
+		 "fresh links", link_count());
+	link_drain_all("the relay asked for a fresh link");
+}
+
+static void
 relay_accept_error_cb(struct evconnlistener *lis, void *arg)
 {
 	log_err("accepting links failed: %s; still listening",
@@ -172,6 +182,7 @@ main(int argc, char **argv)
 	r.lcfg.client_cert = r.cfg->client_cert;
 	r.lcfg.negotiation_timeout_ms = r.cfg->negotiation_timeout_ms;
 	r.lcfg.handshake_timeout_ms = r.cfg->handshake_timeout_ms;
+	r.lcfg.keepalive_timeout_ms = r.cfg->keepalive_timeout_ms;
 	fd = net_listen(r.cfg->listen, err, sizeof(err));
 	if (fd < 0) {
 		log_err("%s", err);
@@ -185,6 +196,11 @@ main(int argc, char **argv)
 		goto out;
 	}
 	evconnlistener_set_error_cb(r.listener, relay_accept_error_cb);
+	r.drain_ev = evsignal_new(r.base, SIGUSR1, relay_drain_cb, &r);
+	if (r.drain_ev == NULL || evsignal_add(r.drain_ev, NULL) < 0) {
+		log_err("cannot watch SIGUSR1");
+		goto out;
+	}
 	log_info("node %s listening for links on %s (tls = %s, client_cert = "
 		 "%s, %zu services)", r.cfg->node_name, r.cfg->listen,
 		 tls_mode_str((uint8_t)r.cfg->tls),
@@ -195,6 +211,8 @@ main(int argc, char **argv)
 	link_close_all("the relay is stopping");
 	status = 0;
 out:
+	if (r.drain_ev != NULL)
+		event_free(r.drain_ev);
 	if (r.listener != NULL)
 		evconnlistener_free(r.listener);
 	if (r.dns != NULL)

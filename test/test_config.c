@@ -288,7 +288,7 @@ static void assert_common_defaults(const struct cfg *c)
 	cr_assert_eq(c->max_streams, 16384);
 	cr_assert_eq(c->ciphers_auto, 1);
 	cr_assert_eq(c->window, 256 * 1024);
-	cr_assert_eq(c->max_frame, 16 * 1024);
+	cr_assert_eq(c->max_frame, 16375);
 	cr_assert_str_eq(c->hook_file, "");
 	cr_assert_eq(c->log_level, 2);
 }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -126,6 +127,7 @@ start_pair(const char *relay_extra, const char *gw_extra)
 		"[gateway]\nnode_name = gw1\nrelay = 127.0.0.1:%d\n"
 		"server_name = relay\nca = certs/ca.crt\n"
 		"hook_file = gw-hooks.jsonl\nredial_min = 200ms\nredial_max = 1s\n"
+		"hold_timeout = 1s\n"
 		"negotiation_timeout = 3s\nhandshake_timeout = 3s\n%s\n"
 		"[service echo]\nlisten = 127.0.0.1:%d\n"
 		"[service dead]\nlisten = 127.0.0.1:%d\n",
@@ -149,11 +151,10 @@ wait_up(void)
 		     h_read_file(P.gw_log, NULL));
 }
 
-static const char *TLS_RELAY =
-	"tls = require\ncert = certs/relay.crt\nkey = certs/relay.key\n"
-	"client_cert = require\n";
-static const char *TLS_GW =
-	"tls = prefer\ncert = certs/gw1.crt\nkey = certs/gw1.key\n";
+#define TLS_RELAY \
+	"tls = require\ncert = certs/relay.crt\nkey = certs/relay.key\n" \
+	"client_cert = require\n"
+#define TLS_GW "tls = prefer\ncert = certs/gw1.crt\nkey = certs/gw1.key\n"
 
 /* Length of the negotiation message at the start of a capture. */
 static size_t
@@ -363,7 +364,7 @@ assert_refused(const char *relay_extra, const char *gw_extra, const char *why)
 		     "relay log lacks '%s'", why);
 	cr_assert_eq(h_file_count(P.gw_hooks, "handshake_pending"), 0);
 	cr_assert_eq(h_file_count(P.gw_log, "is up"), 0);
-	/* A client is turned away rather than left hanging. */
+	/* A client is held for hold_timeout, then turned away. */
 	fd = connect_port(P.svc_port);
 	cr_assert_geq(fd, 0);
 	cr_assert(closed_within(fd, 3000), "client was not closed");
@@ -711,4 +712,148 @@ Test(e2e, gateway_redials_after_the_link_drops)
 	cr_assert_eq(h_echo_clients(P.svc_port, 4, 100000, 13, 30000, err, sizeof(err)),
 		     0, "%s", err);
 	cr_assert_eq(h_file_count(P.gw_hooks, "link_closed"), 1);
+}
+
+/* Writes msg, reads the echo back; returns 0 when it matched. */
+static int
+echo_once(int fd, const char *msg, int timeout_ms)
+{
+	char buf[256];
+	size_t n = strlen(msg), got = 0;
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	int64_t end = h_now_ms() + timeout_ms;
+
+	if (send(fd, msg, n, MSG_NOSIGNAL) != (ssize_t)n)
+		return -1;
+	while (got < n && h_now_ms() < end) {
+		ssize_t r;
+
+		if (poll(&pfd, 1, 50) <= 0)
+			continue;
+		r = read(fd, buf + got, n - got);
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return got == n && memcmp(buf, msg, n) == 0 ? 0 : -1;
+}
+
+Test(e2e, clients_are_held_until_the_link_is_up)
+{
+	char conf[600];
+	int fd;
+
+	start_echo("echo");
+	/* The gateway first, with no relay: its clients wait. */
+	start_tap();
+	snprintf(conf, sizeof(conf), "%s/gateway.ini", P.dir);
+	cr_assert_eq(h_write_file(conf,
+		"[gateway]\nnode_name = gw1\nrelay = 127.0.0.1:%d\n"
+		"server_name = relay\nca = certs/ca.crt\ncert = certs/gw1.crt\n"
+		"key = certs/gw1.key\nredial_min = 100ms\nredial_max = 200ms\n"
+		"hold_timeout = 20s\n[service echo]\nlisten = 127.0.0.1:%d\n",
+		tap_port(P.tap), P.svc_port), 0);
+	P.gw = spawn_bin("tlsplex-gateway", conf, P.gw_log);
+	cr_assert_eq(h_wait_port(P.svc_port, 5000), 0);
+	fd = connect_port(P.svc_port);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "held: no link", 3000), 0,
+		     "%s", h_read_file(P.gw_log, NULL));
+	/* Now the relay comes up; the held client is carried. */
+	snprintf(conf, sizeof(conf), "%s/relay.ini", P.dir);
+	cr_assert_eq(h_write_file(conf,
+		"[relay]\nnode_name = relay\nlisten = 127.0.0.1:%d\n%s"
+		"ca = certs/ca.crt\n[service echo]\nbackend = 127.0.0.1:%d\n",
+		P.relay_port, TLS_RELAY, P.backend_port), 0);
+	P.relay = spawn_bin("tlsplex-relay", conf, P.relay_log);
+	cr_assert_eq(echo_once(fd, "held and then carried", 10000), 0,
+		     "%s", h_read_file(P.gw_log, NULL));
+	close(fd);
+}
+
+Test(e2e, hold_timeout_zero_refuses_at_once)
+{
+	char conf[600];
+	int fd;
+
+	snprintf(conf, sizeof(conf), "%s/gateway.ini", P.dir);
+	cr_assert_eq(h_write_file(conf,
+		"[gateway]\nnode_name = gw1\nrelay = 127.0.0.1:%d\ntls = off\n"
+		"hold_timeout = 0\n[service echo]\nlisten = 127.0.0.1:%d\n",
+		h_free_port(), P.svc_port), 0);
+	P.gw = spawn_bin("tlsplex-gateway", conf, P.gw_log);
+	cr_assert_eq(h_wait_port(P.svc_port, 5000), 0);
+	fd = connect_port(P.svc_port);
+	cr_assert_geq(fd, 0);
+	cr_assert(closed_within(fd, 1000), "client was not refused at once");
+	close(fd);
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "hold_timeout = 0", 1000), 0);
+}
+
+Test(e2e, dead_link_is_detected_and_its_streams_closed)
+{
+	int fd;
+	int64_t t0;
+
+	start_echo("echo");
+	start_tap();
+	start_pair("tls = require\ncert = certs/relay.crt\nkey = certs/relay.key\n"
+		   "client_cert = require\nkeepalive = 200ms\nkeepalive_timeout = 1s\n",
+		   TLS_GW "keepalive = 200ms\nkeepalive_timeout = 1s\n");
+	wait_up();
+	fd = connect_port(P.svc_port);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(echo_once(fd, "before the silence", 5000), 0);
+	/* The network goes silent: nothing passes, nothing is reset. */
+	tap_set_paused(P.tap, 1);
+	t0 = h_now_ms();
+	cr_assert(closed_within(fd, 5000), "stream not closed on a dead link");
+	cr_assert_lt(h_now_ms() - t0, 2500, "dead link noticed after %lld ms",
+		     (long long)(h_now_ms() - t0));
+	close(fd);
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "the link is dead", 2000), 0);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "the link is dead", 2000), 0);
+	/* The network returns; the gateway redials and works again. */
+	tap_set_paused(P.tap, 0);
+	while (h_file_count(P.gw_log, "is up") < 2 && h_now_ms() - t0 < 15000)
+		h_sleep_ms(20);
+	fd = connect_port(P.svc_port);
+	cr_assert_eq(echo_once(fd, "after the silence", 10000), 0,
+		     "%s", h_read_file(P.gw_log, NULL));
+	close(fd);
+}
+
+Test(e2e, goaway_drains_the_link_and_new_streams_use_a_fresh_one)
+{
+	int old_fd;
+	char err[1024];
+
+	start_echo("echo");
+	start_tap();
+	start_pair(TLS_RELAY, TLS_GW);
+	wait_up();
+	old_fd = connect_port(P.svc_port);
+	cr_assert_eq(echo_once(old_fd, "an old stream", 5000), 0);
+	cr_assert_eq(kill(P.relay, SIGUSR1), 0);
+	cr_assert_eq(tap_wait_conns(P.tap, 2, 5000), 0, "no fresh link was dialled");
+	while (h_file_count(P.gw_log, "is up") < 2)
+		h_sleep_ms(20);
+	/* New clients go over the fresh link... */
+	cr_assert_eq(h_echo_clients(P.svc_port, 4, 50000, 17, 30000, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_gt(tap_bytes(P.tap, 1, TAP_C2S, &(size_t){0}) != NULL, 0);
+	/* ...while the old stream still works on the old one. */
+	cr_assert_eq(echo_once(old_fd, "still served while draining", 5000), 0);
+	cr_assert_eq(tap_conn_closed(P.tap, 0), 0, "the old link closed too early");
+	close(old_fd);
+	/* With its last stream gone the old link closes by itself. */
+	{
+		int64_t t0 = h_now_ms();
+
+		while (tap_conn_closed(P.tap, 0) != 1 && h_now_ms() - t0 < 5000)
+			h_sleep_ms(20);
+	}
+	cr_assert_eq(tap_conn_closed(P.tap, 0), 1, "the drained link stayed open");
+	cr_assert(h_file_count(P.gw_log, "drained") + h_file_count(P.relay_log, "drained") >= 1);
+	cr_assert_eq(tap_conn_count(P.tap), 2);
 }
