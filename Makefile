@@ -1,11 +1,28 @@
 # Thin wrapper around CMake.  `make demo` and `make test` are the two
 # commands a fresh clone needs; both install missing Debian packages.
+#
+# On x86-64, build, test, demo and bench first build wolfSSL from Debian's
+# source package with AES-NI (scripts/wolfssl-fast.sh, cached in
+# $(WOLFSSL_CACHE)) and link it; when that cannot be done they say so and
+# use the system library.  WOLFSSL=system skips the fast build.
 
-BUILD      ?= build
-TEST_BUILD ?= build-asan
-JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+BUILD        ?= build
+TEST_BUILD   ?= build-asan
+SYSTEM_BUILD ?= $(TEST_BUILD)-system
+JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
+WOLFSSL      ?= auto
+WOLFSSL_CACHE ?= .cache/wolfssl
 
-.PHONY: all deps build test demo clean
+# Shell code that prints the CMake arguments selecting the wolfSSL build.
+WOLFSSL_ARGS = $$(if [ "$(WOLFSSL)" != system ] && \
+		scripts/wolfssl-fast.sh "$(WOLFSSL_CACHE)" >&2; then \
+		echo "-DTLSPLEX_WOLFSSL=auto -DTLSPLEX_WOLFSSL_PREFIX=$(abspath $(WOLFSSL_CACHE))/prefix"; \
+	else \
+		[ "$(WOLFSSL)" = system ] || echo "make: the fast wolfSSL build is not available; using the system wolfSSL" >&2; \
+		echo "-DTLSPLEX_WOLFSSL=system -DTLSPLEX_WOLFSSL_PREFIX="; \
+	fi)
+
+.PHONY: all deps build test demo bench clean
 
 all: build
 
@@ -13,17 +30,28 @@ deps:
 	@scripts/deps.sh
 
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@args="$(WOLFSSL_ARGS)" && \
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $$args >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The test suite runs under AddressSanitizer and UndefinedBehaviorSanitizer.
+# The test suite runs under AddressSanitizer and UndefinedBehaviorSanitizer,
+# linked with the fast wolfSSL when there is one.  A second tree linked with
+# the system wolfSSL then runs the tests that exercise TLS.
 test: deps
-	cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTLSPLEX_SANITIZE=ON >/dev/null
+	@args="$(WOLFSSL_ARGS)" && \
+	cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTLSPLEX_SANITIZE=ON $$args >/dev/null
 	cmake --build $(TEST_BUILD) -j $(JOBS)
 	cd $(TEST_BUILD) && ctest --output-on-failure
+	cmake -S . -B $(SYSTEM_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTLSPLEX_SANITIZE=ON \
+		-DTLSPLEX_WOLFSSL=system -DTLSPLEX_WOLFSSL_PREFIX= >/dev/null
+	cmake --build $(SYSTEM_BUILD) -j $(JOBS) --target test_e2e test_hook test_tlsinfo
+	cd $(SYSTEM_BUILD) && ctest --output-on-failure -R 'e2e|hook|tlsinfo'
 
 demo: build
 	scripts/demo.sh $(BUILD)
 
+bench: build
+	bench/run.sh $(BUILD)
+
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD) demo-run
+	rm -rf $(BUILD) $(TEST_BUILD) $(SYSTEM_BUILD) demo-run
