@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "echo_clients.h"
 #include "harness.h"
 
 /* --- time ------------------------------------------------------------- */
@@ -1198,243 +1199,36 @@ void tap_stop(struct tap *tap)
 	free(tap);
 }
 
-/* --- in-process echo clients ------------------------------------------ */
+/* --- in-process echo clients: echo_clients.c does the work ------------ */
 
-#define EC_CHUNK 65536
-
-struct ec_client {
-	int fd;
-	int state; /* 0 connecting, 1 running, 2 ok, 3 failed */
-	int wr_done;
-	size_t sent, rcvd;
-	struct h_prng tx, rx;
-	uint8_t *txbuf;
-	size_t txoff, txlen;
-};
-
-struct ec_run {
+struct ec_errbuf {
 	char *err;
-	size_t errlen, errused;
-	size_t bytes;
-	uint8_t got[EC_CHUNK], want[EC_CHUNK];
+	size_t len, used;
 };
 
-static void ec_fail(struct ec_run *r, struct ec_client *c, int idx, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static void ec_fail(struct ec_run *r, struct ec_client *c, int idx, const char *fmt, ...)
+static void ec_collect(void *arg, int client, const char *msg)
 {
-	va_list ap;
+	struct ec_errbuf *b = arg;
+	int k;
 
-	if (r->err != NULL && r->errused + 1 < r->errlen) {
-		int k = snprintf(r->err + r->errused, r->errlen - r->errused, "client %d: ", idx);
-
-		if (k > 0)
-			r->errused += (size_t)k;
-		if (r->errused + 1 < r->errlen) {
-			va_start(ap, fmt);
-			k = vsnprintf(r->err + r->errused, r->errlen - r->errused, fmt, ap);
-			va_end(ap);
-			if (k > 0)
-				r->errused += (size_t)k;
-		}
-		if (r->errused + 1 < r->errlen) {
-			r->err[r->errused++] = '\n';
-			r->err[r->errused] = '\0';
-		}
-		if (r->errused >= r->errlen)
-			r->errused = r->errlen - 1;
-	}
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	c->state = 3;
-}
-
-static void ec_write(struct ec_run *r, struct ec_client *c, int idx)
-{
-	while (!c->wr_done) {
-		ssize_t n;
-
-		if (c->txoff == c->txlen) {
-			size_t want = r->bytes - c->sent;
-
-			if (want == 0) {
-				shutdown(c->fd, SHUT_WR);
-				c->wr_done = 1;
-				return;
-			}
-			if (want > EC_CHUNK)
-				want = EC_CHUNK;
-			h_prng_fill(&c->tx, c->txbuf, want);
-			c->txoff = 0;
-			c->txlen = want;
-		}
-		n = send(c->fd, c->txbuf + c->txoff, c->txlen - c->txoff, MSG_NOSIGNAL);
-		if (n > 0) {
-			c->txoff += (size_t)n;
-			c->sent += (size_t)n;
-			continue;
-		}
-		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-			return;
-		if (n < 0 && (errno == ECONNRESET || errno == EPIPE))
-			ec_fail(r, c, idx, "connection reset after %zu bytes", c->rcvd);
-		else
-			ec_fail(r, c, idx, "send failed after %zu bytes: %s", c->sent, strerror(errno));
+	if (b->err == NULL || b->used + 1 >= b->len)
 		return;
-	}
-}
-
-static void ec_read(struct ec_run *r, struct ec_client *c, int idx)
-{
-	for (int rounds = 0; rounds < 16; rounds++) {
-		ssize_t n = recv(c->fd, r->got, EC_CHUNK, 0);
-
-		if (n > 0) {
-			size_t k = (size_t)n;
-
-			if (c->rcvd + k > r->bytes) {
-				ec_fail(r, c, idx, "extra data after %zu bytes", r->bytes);
-				return;
-			}
-			h_prng_fill(&c->rx, r->want, k);
-			if (memcmp(r->got, r->want, k) != 0) {
-				size_t i = 0;
-
-				while (r->got[i] == r->want[i])
-					i++;
-				ec_fail(r, c, idx, "mismatch at byte %zu", c->rcvd + i);
-				return;
-			}
-			c->rcvd += k;
-			continue;
-		}
-		if (n == 0) {
-			if (c->rcvd == r->bytes && c->wr_done) {
-				close(c->fd);
-				c->fd = -1;
-				c->state = 2;
-			} else {
-				ec_fail(r, c, idx, "early EOF after %zu of %zu bytes", c->rcvd, r->bytes);
-			}
-			return;
-		}
-		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-			return;
-		if (errno == ECONNRESET || errno == EPIPE)
-			ec_fail(r, c, idx, "connection reset after %zu bytes", c->rcvd);
-		else
-			ec_fail(r, c, idx, "recv failed after %zu bytes: %s", c->rcvd, strerror(errno));
-		return;
-	}
+	k = snprintf(b->err + b->used, b->len - b->used, "client %d: %s\n", client, msg);
+	if (k > 0)
+		b->used += (size_t)k;
+	if (b->used >= b->len)
+		b->used = b->len - 1;
 }
 
 int h_echo_clients(int port, int nclients, size_t bytes, uint64_t seed, int timeout_ms,
 		   char *err, size_t errlen)
 {
-	int64_t deadline = h_now_ms() + timeout_ms;
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	struct ec_client *cl = NULL;
-	struct pollfd *pfds = NULL;
-	struct ec_run *r = NULL;
-	int *map = NULL;
-	int ok = 0, rc = -1;
+	struct ec_errbuf b = { .err = errlen > 0 ? err : NULL, .len = errlen };
 
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
-	if (nclients < 1)
-		return -1;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cl = calloc((size_t)nclients, sizeof(*cl));
-	pfds = calloc((size_t)nclients, sizeof(*pfds));
-	map = calloc((size_t)nclients, sizeof(*map));
-	r = calloc(1, sizeof(*r));
-	if (cl == NULL || pfds == NULL || map == NULL || r == NULL) {
-		if (err != NULL && errlen > 0)
-			snprintf(err, errlen, "out of memory\n");
-		goto out;
-	}
-	r->err = errlen > 0 ? err : NULL;
-	r->errlen = errlen;
-	r->bytes = bytes;
-	for (int i = 0; i < nclients; i++) {
-		struct ec_client *c = &cl[i];
-
-		h_prng_init(&c->tx, seed, (uint64_t)i);
-		h_prng_init(&c->rx, seed, (uint64_t)i);
-		c->txbuf = malloc(EC_CHUNK);
-		c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (c->txbuf == NULL || c->fd < 0) {
-			ec_fail(r, c, i, "cannot create a socket: %s", strerror(errno));
-			continue;
-		}
-		set_nodelay(c->fd);
-		if (connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)) == 0)
-			c->state = 1;
-		else if (errno != EINPROGRESS)
-			ec_fail(r, c, i, "connect failed: %s", strerror(errno));
-	}
-	for (;;) {
-		int64_t left = deadline - h_now_ms();
-		int active = 0, n;
-
-		for (int i = 0; i < nclients; i++) {
-			struct ec_client *c = &cl[i];
-
-			if (c->state > 1)
-				continue;
-			pfds[active].fd = c->fd;
-			pfds[active].events = c->state == 0 ? POLLOUT : POLLIN;
-			if (c->state == 1 && !c->wr_done)
-				pfds[active].events |= POLLOUT;
-			pfds[active].revents = 0;
-			map[active++] = i;
-		}
-		if (active == 0 || left <= 0)
-			break;
-		n = poll(pfds, (nfds_t)active, left > 200 ? 200 : (int)left);
-		for (int k = 0; n > 0 && k < active; k++) {
-			struct ec_client *c = &cl[map[k]];
-			int i = map[k];
-
-			if (pfds[k].revents == 0)
-				continue;
-			if (c->state == 0) {
-				int e = 0;
-				socklen_t el = sizeof(e);
-
-				getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &el);
-				if (e == ECONNRESET) {
-					ec_fail(r, c, i, "connection reset after 0 bytes");
-					continue;
-				}
-				if (e != 0) {
-					ec_fail(r, c, i, "connect failed: %s", strerror(e));
-					continue;
-				}
-				c->state = 1;
-			}
-			if (!c->wr_done)
-				ec_write(r, c, i);
-			if (c->state == 1)
-				ec_read(r, c, i);
-		}
-	}
-	for (int i = 0; i < nclients; i++) {
-		if (cl[i].state == 2)
-			ok++;
-		else if (cl[i].state != 3)
-			ec_fail(r, &cl[i], i, "timed out after %zu of %zu bytes", cl[i].rcvd, bytes);
-	}
-	rc = ok == nclients ? 0 : -1;
-out:
-	if (cl != NULL)
-		for (int i = 0; i < nclients; i++)
-			free(cl[i].txbuf);
-	free(cl);
-	free(pfds);
-	free(map);
-	free(r);
-	return rc;
+	return ec_run((struct sockaddr *)&sin, sizeof(sin), nclients, bytes, seed, timeout_ms,
+		      ec_collect, &b, NULL);
 }
