@@ -15,146 +15,10 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "pair.h"
 
 #define NEG_HDR 14
 static const uint8_t magic[8] = { 0x89, 'T', 'P', 'X', '\r', '\n', 0x1a, '\n' };
-
-struct pair {
-	char *dir;
-	char certs[512];
-	int relay_port, svc_port, backend_port;
-	int dead_port;          /* backend of [service dead]; 0 = nobody */
-	struct tap *tap;
-	pid_t echo, relay, gw;
-	char relay_log[600], gw_log[600];
-	char relay_hooks[600], gw_hooks[600];
-};
-
-static struct pair P;
-
-static void
-pair_init(void)
-{
-	char cmd[1024];
-	const char *argv[3];
-
-	memset(&P, 0, sizeof(P));
-	P.dir = h_tmpdir();
-	cr_assert_not_null(P.dir);
-	snprintf(P.certs, sizeof(P.certs), "%s/certs", P.dir);
-	snprintf(cmd, sizeof(cmd), "%s/scripts/mkcerts.sh", h_source_dir());
-	argv[0] = cmd;
-	argv[1] = P.certs;
-	argv[2] = NULL;
-	cr_assert_eq(h_run(argv, "/dev/null", 30000), 0, "mkcerts.sh failed");
-	P.relay_port = h_free_port();
-	P.svc_port = h_free_port();
-	P.backend_port = h_free_port();
-	snprintf(P.relay_log, sizeof(P.relay_log), "%s/relay.log", P.dir);
-	snprintf(P.gw_log, sizeof(P.gw_log), "%s/gateway.log", P.dir);
-	snprintf(P.relay_hooks, sizeof(P.relay_hooks), "%s/relay-hooks.jsonl", P.dir);
-	snprintf(P.gw_hooks, sizeof(P.gw_hooks), "%s/gw-hooks.jsonl", P.dir);
-}
-
-static void
-pair_fini(void)
-{
-	h_stop_all();
-	tap_stop(P.tap);
-	if (P.dir != NULL && getenv("TLSPLEX_KEEP") == NULL)
-		h_rmtree(P.dir);
-	free(P.dir);
-	P.dir = NULL;
-}
-
-static pid_t
-spawn_bin(const char *bin, const char *conf, const char *log)
-{
-	char path[600];
-	const char *argv[4];
-
-	snprintf(path, sizeof(path), "%s/%s", h_build_dir(), bin);
-	argv[0] = path;
-	argv[1] = "-c";
-	argv[2] = conf;
-	argv[3] = NULL;
-	return h_spawn(argv, log);
-}
-
-static void
-start_echo(const char *mode)
-{
-	char path[600], addr[64], log[600];
-	const char *argv[6];
-
-	snprintf(path, sizeof(path), "%s/tpx-echo", h_build_dir());
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", P.backend_port);
-	snprintf(log, sizeof(log), "%s/echo.log", P.dir);
-	argv[0] = path;
-	argv[1] = "-l";
-	argv[2] = addr;
-	argv[3] = "-m";
-	argv[4] = mode;
-	argv[5] = NULL;
-	P.echo = h_spawn(argv, log);
-	cr_assert_gt(P.echo, 0);
-	cr_assert_eq(h_wait_port(P.backend_port, 5000), 0, "echo did not start");
-}
-
-/* Starts the relay with extra [relay] lines, and the gateway (dialling
- * through the tap) with extra [gateway] lines.  The tap must exist. */
-static void
-start_pair(const char *relay_extra, const char *gw_extra)
-{
-	char conf[600];
-
-	snprintf(conf, sizeof(conf), "%s/relay.ini", P.dir);
-	cr_assert_eq(h_write_file(conf,
-		"[relay]\nnode_name = relay\nlisten = 127.0.0.1:%d\n"
-		"ca = certs/ca.crt\nhook_file = relay-hooks.jsonl\n"
-		"negotiation_timeout = 2s\nhandshake_timeout = 3s\n%s\n"
-		"[service echo]\nbackend = 127.0.0.1:%d\n"
-		"[service dead]\nbackend = 127.0.0.1:%d\n",
-		P.relay_port, relay_extra, P.backend_port,
-		P.dead_port ? P.dead_port : h_free_port()), 0);
-	P.relay = spawn_bin("tlsplex-relay", conf, P.relay_log);
-	cr_assert_gt(P.relay, 0);
-	cr_assert_eq(h_wait_file_contains(P.relay_log, "listening for links", 10000),
-		     0, "relay did not start");
-
-	snprintf(conf, sizeof(conf), "%s/gateway.ini", P.dir);
-	cr_assert_eq(h_write_file(conf,
-		"[gateway]\nnode_name = gw1\nrelay = 127.0.0.1:%d\n"
-		"server_name = relay\nca = certs/ca.crt\n"
-		"hook_file = gw-hooks.jsonl\nredial_min = 200ms\nredial_max = 1s\n"
-		"hold_timeout = 1s\n"
-		"negotiation_timeout = 3s\nhandshake_timeout = 3s\n%s\n"
-		"[service echo]\nlisten = 127.0.0.1:%d\n"
-		"[service dead]\nlisten = 127.0.0.1:%d\n",
-		tap_port(P.tap), gw_extra, P.svc_port, h_free_port()), 0);
-	P.gw = spawn_bin("tlsplex-gateway", conf, P.gw_log);
-	cr_assert_gt(P.gw, 0);
-}
-
-static void
-start_tap(void)
-{
-	P.tap = tap_start(0, P.relay_port);
-	cr_assert_not_null(P.tap);
-}
-
-static void
-wait_up(void)
-{
-	cr_assert_eq(h_wait_file_contains(P.gw_log, "is up", 15000), 0,
-		     "link did not come up; gateway log:\n%s",
-		     h_read_file(P.gw_log, NULL));
-}
-
-#define TLS_RELAY \
-	"tls = require\ncert = certs/relay.crt\nkey = certs/relay.key\n" \
-	"client_cert = require\n"
-#define TLS_GW "tls = prefer\ncert = certs/gw1.crt\nkey = certs/gw1.key\n"
 
 /* Length of the negotiation message at the start of a capture. */
 static size_t
@@ -190,75 +54,6 @@ assert_tls_records(const uint8_t *p, size_t len, size_t off, const char *what)
 	}
 	cr_assert_eq(off, len, "%s: last TLS record is cut short", what);
 	cr_assert_gt(records, 2);
-}
-
-static uint64_t
-json_num(const char *line, const char *key)
-{
-	char k[64];
-	const char *p;
-
-	snprintf(k, sizeof(k), "\"%s\":", key);
-	p = strstr(line, k);
-	cr_assert_not_null(p, "no %s in %s", key, line);
-	return strtoull(p + strlen(k), NULL, 10);
-}
-
-/* The first line of a hook file holding event. */
-static char *
-hook_line(const char *file, const char *event)
-{
-	char needle[64], *buf, *p, *end;
-
-	snprintf(needle, sizeof(needle), "\"event\":\"%s\"", event);
-	buf = h_read_file(file, NULL);
-	cr_assert_not_null(buf, "no hook file %s", file);
-	p = strstr(buf, needle);
-	cr_assert_not_null(p, "no %s event in %s:\n%s", event, file, buf);
-	while (p > buf && p[-1] != '\n')
-		p--;
-	end = strchr(p, '\n');
-	if (end != NULL)
-		*end = '\0';
-	p = strdup(p);
-	free(buf);
-	return p;
-}
-
-static int
-connect_port(int port)
-{
-	struct sockaddr_in sin;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* Waits for the peer to close fd; returns 1 if it did within ms. */
-static int
-closed_within(int fd, int ms)
-{
-	struct pollfd pfd = { fd, POLLIN, 0 };
-	char buf[256];
-	int64_t end = h_now_ms() + ms;
-
-	while (h_now_ms() < end) {
-		if (poll(&pfd, 1, 50) > 0) {
-			ssize_t n = read(fd, buf, sizeof(buf));
-
-			if (n == 0 || (n < 0 && errno == ECONNRESET))
-				return 1;
-		}
-	}
-	return 0;
 }
 
 TestSuite(e2e, .init = pair_init, .fini = pair_fini, .timeout = 240);
@@ -498,27 +293,6 @@ Test(e2e, backend_connect_failure_closes_client)
 	cr_assert_eq(tap_conn_count(P.tap), 1);
 }
 
-/* Port of a [service NAME] listener in the gateway config written by
- * start_pair(). */
-static int
-gw_service_port(const char *name)
-{
-	char path[600], needle[96];
-	char *conf;
-	const char *p;
-	int port;
-
-	snprintf(path, sizeof(path), "%s/gateway.ini", P.dir);
-	conf = h_read_file(path, NULL);
-	cr_assert_not_null(conf);
-	snprintf(needle, sizeof(needle), "[service %s]\nlisten = 127.0.0.1:", name);
-	p = strstr(conf, needle);
-	cr_assert_not_null(p, "no [service %s] in the gateway config", name);
-	port = atoi(p + strlen(needle));
-	free(conf);
-	return port;
-}
-
 Test(e2e, tls12_when_both_sides_allow_only_12)
 {
 	char err[1024];
@@ -712,30 +486,6 @@ Test(e2e, gateway_redials_after_the_link_drops)
 	cr_assert_eq(h_echo_clients(P.svc_port, 4, 100000, 13, 30000, err, sizeof(err)),
 		     0, "%s", err);
 	cr_assert_eq(h_file_count(P.gw_hooks, "link_closed"), 1);
-}
-
-/* Writes msg, reads the echo back; returns 0 when it matched. */
-static int
-echo_once(int fd, const char *msg, int timeout_ms)
-{
-	char buf[256];
-	size_t n = strlen(msg), got = 0;
-	struct pollfd pfd = { fd, POLLIN, 0 };
-	int64_t end = h_now_ms() + timeout_ms;
-
-	if (send(fd, msg, n, MSG_NOSIGNAL) != (ssize_t)n)
-		return -1;
-	while (got < n && h_now_ms() < end) {
-		ssize_t r;
-
-		if (poll(&pfd, 1, 50) <= 0)
-			continue;
-		r = read(fd, buf + got, n - got);
-		if (r <= 0)
-			return -1;
-		got += (size_t)r;
-	}
-	return got == n && memcmp(buf, msg, n) == 0 ? 0 : -1;
 }
 
 Test(e2e, clients_are_held_until_the_link_is_up)

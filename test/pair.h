@@ -1,0 +1,70 @@
+/*
+ * A gateway and a relay on loopback for end-to-end tests: temporary
+ * directory with certificates, an echo backend, an optional recording tap
+ * on the link, and helpers that read what the daemons wrote.  Every helper
+ * asserts with Criterion and so must run inside a test.
+ */
+#ifndef TLSPLEX_PAIR_H
+#define TLSPLEX_PAIR_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "harness.h"
+
+struct pair {
+	char *dir;
+	char certs[512];
+	int relay_port, svc_port, backend_port;
+	int dead_port;          /* backend of [service dead]; 0 = nobody */
+	struct tap *tap;
+	pid_t echo, relay, gw;
+	char relay_log[600], gw_log[600];
+	char relay_hooks[600], gw_hooks[600];
+};
+
+/* The pair of the running test. */
+extern struct pair P;
+
+#define TLS_RELAY \
+	"tls = require\ncert = certs/relay.crt\nkey = certs/relay.key\n" \
+	"client_cert = require\n"
+#define TLS_GW "tls = prefer\ncert = certs/gw1.crt\nkey = certs/gw1.key\n"
+
+/* Criterion .init: fresh directory and certificates, free ports. */
+void pair_init(void);
+/* Criterion .fini: stops every process and the tap, removes the
+ * directory unless $TLSPLEX_KEEP is set. */
+void pair_fini(void);
+/* Starts build_dir/bin -c conf with its output in log.  Returns the pid. */
+pid_t spawn_bin(const char *bin, const char *conf, const char *log);
+/* Starts tpx-echo in mode (echo, sink, reset) on P.backend_port. */
+void start_echo(const char *mode);
+/* Starts the tap in front of the relay's link port. */
+void start_tap(void);
+/* Starts the relay with extra [relay] lines, and the gateway (dialling
+ * through the tap when there is one, else the relay directly) with extra
+ * [gateway] lines.  Services echo and dead exist on both sides. */
+void start_pair(const char *relay_extra, const char *gw_extra);
+/* start_pair() with more sections appended to each config, e.g.
+ * "[service slow]\nbackend = 127.0.0.1:PORT\n" for the relay and
+ * "[service slow]\nlisten = 127.0.0.1:PORT\n" for the gateway. */
+void start_pair_with(const char *relay_extra, const char *gw_extra,
+		     const char *relay_sections, const char *gw_sections);
+/* Waits up to 15 s for the gateway to log that the link is up. */
+void wait_up(void);
+/* The number after "key": in a JSON line; asserts that it is there. */
+uint64_t json_num(const char *line, const char *key);
+/* The first line of a hook file holding event (malloc'd). */
+char *hook_line(const char *file, const char *event);
+/* A blocking connection to 127.0.0.1:port, or -1. */
+int connect_port(int port);
+/* Waits for the peer to close fd; returns 1 if it did within ms. */
+int closed_within(int fd, int ms);
+/* Writes msg (under 256 bytes), reads the echo back; 0 when it matched. */
+int echo_once(int fd, const char *msg, int timeout_ms);
+/* Port of a [service NAME] listener in the gateway config written by
+ * start_pair(). */
+int gw_service_port(const char *name);
+
+#endif
