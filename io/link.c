@@ -400,6 +400,7 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		s->connecting = 0;
+		net_nodelay(bufferevent_getfd(bev));
 		log_debug("stream %u (service %s): backend connected", s->id,
 			  s->service);
 		return;
@@ -441,6 +442,7 @@ stream_new(struct link *l, struct bufferevent *bev, const char *service)
 		return NULL;
 	s->link = l;
 	s->bev = bev;
+	net_nodelay(bufferevent_getfd(bev));
 	snprintf(s->service, sizeof(s->service), "%s", service);
 	TAILQ_INSERT_TAIL(&l->streams, s, entry);
 	bufferevent_setcb(bev, stream_read_cb, NULL, stream_event_cb, s);
@@ -1233,6 +1235,7 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 	int err = EVUTIL_SOCKET_ERROR();
 
 	if (what & BEV_EVENT_CONNECTED) {
+		net_nodelay(bufferevent_getfd(bev));
 		net_local(bufferevent_getfd(bev), l->local, sizeof(l->local));
 		log_info("%s: connected; sending our offer (tls = %s)",
 			 link_who(l), tls_mode_str(l->mine.tls_mode));
@@ -1353,6 +1356,7 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 		net_ntop(sa, l->peer_addr, sizeof(l->peer_addr));
 		snprintf(l->local, sizeof(l->local), "unknown");
 	} else {
+		net_nodelay(fd);
 		net_peer(fd, l->peer_addr, sizeof(l->peer_addr));
 		net_local(fd, l->local, sizeof(l->local));
 	}

@@ -32,6 +32,10 @@ void net_ntop(const struct sockaddr *sa, char *buf, size_t len);
 void net_local(int fd, char *buf, size_t len);
 void net_peer(int fd, char *buf, size_t len);
 
+/* Turns off Nagle's algorithm: a relay forwards what it has at once,
+ * and small control frames must not wait for an ACK. */
+void net_nodelay(int fd);
+
 /* Closes fd so that the peer sees a reset rather than an orderly end. */
 void net_close_reset(int fd);
 
