@@ -11,6 +11,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <event2/util.h>
 
 #include "config.h"
 #include "daemon.h"
@@ -23,8 +24,15 @@
 
 static const char *const prog = "tlsplex-relay";
 
+/* A backend address resolved once at start, when it is numeric. */
+struct relay_backend {
+	struct sockaddr_storage ss;
+	int sslen;                 /* 0: resolve by name for each stream */
+};
+
 struct relay {
 	struct cfg *cfg;
+	struct relay_backend *backends; /* one per cfg->services[i] */
 	struct event_base *base;
 	struct evdns_base *dns;
 	struct tls_ctx *tls;
@@ -61,7 +69,9 @@ relay_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 	struct relay *r = ud;
 	const struct cfg_service *svc = cfg_service_find(r->cfg, service);
 	struct bufferevent *bev;
+	struct relay_backend *be;
 	char host[256], port[32];
+	int rc;
 
 	if (svc == NULL) {
 		log_warn("link %llu (node %s): stream for unknown service '%s' "
@@ -79,18 +89,22 @@ relay_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 		*code = MUX_C_TLS_REQUIRED;
 		return NULL;
 	}
-	if (net_split(svc->backend, "127.0.0.1", host, sizeof(host), port,
-		      sizeof(port)) < 0) {
-		*code = MUX_C_INTERNAL;
-		return NULL;
-	}
 	bev = bufferevent_socket_new(r->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		*code = MUX_C_INTERNAL;
 		return NULL;
 	}
-	if (bufferevent_socket_connect_hostname(bev, r->dns, AF_UNSPEC, host,
-						atoi(port)) < 0) {
+	be = &r->backends[svc - r->cfg->services];
+	if (be->sslen > 0)
+		rc = bufferevent_socket_connect(bev, (struct sockaddr *)&be->ss,
+						be->sslen);
+	else if (net_split(svc->backend, "127.0.0.1", host, sizeof(host), port,
+			   sizeof(port)) == 0)
+		rc = bufferevent_socket_connect_hostname(bev, r->dns, AF_UNSPEC,
+							 host, atoi(port));
+	else
+		rc = -1;
+	if (rc < 0) {
 		log_warn("service %s: cannot start connecting to backend %s",
 			 service, svc->backend);
 		bufferevent_free(bev);
@@ -98,6 +112,39 @@ relay_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 		return NULL;
 	}
 	return bev;
+}
+
+/* Numeric backend addresses are resolved once; names are looked up for
+ * each stream, so DNS changes take effect. */
+static int
+relay_resolve_backends(struct relay *r)
+{
+	struct evutil_addrinfo hints, *res;
+	char host[256], port[32];
+	size_t i;
+
+	r->backends = calloc(r->cfg->n_services ? r->cfg->n_services : 1,
+			     sizeof(*r->backends));
+	if (r->backends == NULL) {
+		log_err("out of memory");
+		return -1;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV;
+	for (i = 0; i < r->cfg->n_services; i++) {
+		const struct cfg_service *svc = &r->cfg->services[i];
+
+		if (net_split(svc->backend, "127.0.0.1", host, sizeof(host), port,
+			      sizeof(port)) < 0 ||
+		    evutil_getaddrinfo(host, port, &hints, &res) != 0)
+			continue;
+		memcpy(&r->backends[i].ss, res->ai_addr, res->ai_addrlen);
+		r->backends[i].sslen = (int)res->ai_addrlen;
+		evutil_freeaddrinfo(res);
+	}
+	return 0;
 }
 
 static const struct link_ops relay_ops = {
@@ -175,6 +222,8 @@ main(int argc, char **argv)
 		log_err("cannot create the DNS resolver");
 		goto out;
 	}
+	if (relay_resolve_backends(&r) < 0)
+		goto out;
 	daemon_params(r.cfg, &r.lcfg.params);
 	r.lcfg.dialer = 0;
 	r.lcfg.role = "relay";
@@ -220,6 +269,7 @@ out:
 	daemon_base_free(r.base);
 	tls_ctx_free(r.tls);
 	hook_reset();
+	free(r.backends);
 	cfg_free(r.cfg);
 	tls_global_cleanup();
 	return status;
