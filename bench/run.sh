@@ -5,7 +5,7 @@
 #   QUICK=1 bench/run.sh [BUILD_DIR]  quick run (under 3 minutes)
 #
 # Knobs (environment): REPS, BULK_SIZE, PAR_STREAMS, PAR_SIZE, WRK_SECS,
-# WRK_CONNS, WRK_THREADS, PING_COUNT, PING_SIZE, IDLE_NS, PAIRS, WORKLOADS
+# WRK_CONNS, WRK_THREADS, PING_COUNT, PING_SIZE, PING_MAX_S, IDLE_NS, PAIRS, WORKLOADS
 # (any of: bulk par cps ping pingload mem), PORT_BASE, KEEP=1 (keep the
 # temp dir), RESULTS (output dir, default bench/results).
 #
@@ -32,6 +32,7 @@ WRK_CONNS=${WRK_CONNS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
 PING_COUNT=${PING_COUNT:-20000}
 PING_SIZE=${PING_SIZE:-64}
+export PING_MAX_S=${PING_MAX_S:-25}
 IDLE_NS=${IDLE_NS:-2000 9000}
 PAIRS=${PAIRS:-direct stunnel tlsplex}
 WORKLOADS=${WORKLOADS:-bulk par cps ping pingload mem}
@@ -64,6 +65,10 @@ done
 make -s -C "$ROOT/bench" OUT="$TOOLS" >/dev/null || die "building the bench tools failed"
 
 TMP=$(mktemp -d /tmp/tlsplex-bench.XXXXXX) || die "mktemp failed"
+# Run copies, so a rebuild of BUILD_DIR during the run changes nothing.
+mkdir -p "$TMP/bin"
+cp "$BIN/tlsplex-relay" "$BIN/tlsplex-gateway" "$TMP/bin/" || die "cannot copy the daemons"
+BIN=$TMP/bin
 declare -A PID=()
 
 stop_proc() {
@@ -81,6 +86,10 @@ stop_proc() {
 
 cleanup() {
 	local n
+	# Keep the samples of an interrupted run.
+	if [ -s "${RAW:-}" ] && [ "${FINISHED:-0}" != 1 ]; then
+		mkdir -p "$RESULTS" && cp "$RAW" "$RESULTS/partial.csv"
+	fi
 	for n in "${!PID[@]}"; do
 		stop_proc "$n"
 	done
@@ -540,6 +549,8 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 mkdir -p "$RESULTS"
 cp "$RAW" "$RESULTS/latest.csv"
+FINISHED=1
+rm -f "$RESULTS/partial.csv"
 {
 	echo "cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
 	echo "cores=$(nproc)"
@@ -555,7 +566,7 @@ cp "$RAW" "$RESULTS/latest.csv"
 	echo "duration_s=$((T_END - T_START))"
 	echo "loadavg_start=$LOAD_START"
 	echo "loadavg_end=$LOAD_END"
-	echo "params=QUICK=$QUICK REPS=$REPS BULK_SIZE=$BULK_SIZE PAR_STREAMS=$PAR_STREAMS PAR_SIZE=$PAR_SIZE WRK_SECS=$WRK_SECS WRK_CONNS=$WRK_CONNS WRK_THREADS=$WRK_THREADS PING_COUNT=$PING_COUNT PING_SIZE=$PING_SIZE IDLE_NS=$IDLE_NS"
+	echo "params=QUICK=$QUICK REPS=$REPS BULK_SIZE=$BULK_SIZE PAR_STREAMS=$PAR_STREAMS PAR_SIZE=$PAR_SIZE WRK_SECS=$WRK_SECS WRK_CONNS=$WRK_CONNS WRK_THREADS=$WRK_THREADS PING_COUNT=$PING_COUNT PING_SIZE=$PING_SIZE PING_MAX_S=$PING_MAX_S IDLE_NS=$IDLE_NS"
 	echo "note=Shared 2-core machine: other engineers' builds and tests can disturb these numbers; compare medians, and ratios from the same run."
 } >"$TMP/meta.txt"
 python3 "$ROOT/bench/summarize.py" "$RAW" "$TMP/meta.txt" "$RESULTS/latest.json" || die "summarize failed"
