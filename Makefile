@@ -22,7 +22,7 @@ WOLFSSL_ARGS = $$(if [ "$(WOLFSSL)" != system ] && \
 		echo "-DTLSPLEX_WOLFSSL=system -DTLSPLEX_WOLFSSL_PREFIX="; \
 	fi)
 
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps build test demo bench soak clean
 
 all: build
 
@@ -52,6 +52,11 @@ demo: build
 
 bench: build
 	bench/run.sh $(BUILD)
+
+# The load suite at full size (one million stream cycles, a 1 GiB slow
+# consumer), on the release build and then under ASan/LSan.
+soak: build
+	scripts/soak.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) $(SYSTEM_BUILD) demo-run

@@ -159,10 +159,19 @@ daemon_base_new(void)
 {
 	static const int sigs[3] = { SIGINT, SIGTERM, SIGHUP };
 	struct event_base *base;
+	struct event_config *ec;
 	int i;
 
 	signal(SIGPIPE, SIG_IGN);
-	base = event_base_new();
+	ec = event_config_new();
+	if (ec == NULL)
+		return NULL;
+	/* One thread, no locks; and with epoll, batch the interest changes
+	 * of one loop turn into as few epoll_ctl calls as possible. */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
 	if (base == NULL)
 		return NULL;
 	for (i = 0; i < 3; i++) {

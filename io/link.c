@@ -23,11 +23,15 @@
 #include "tlsio.h"
 
 /* Link output above this stops the mux from producing; writing resumes
- * when the socket has drained it below LINK_OUT_LOW. */
-#define LINK_OUT_HIGH (512 * 1024)
-#define LINK_OUT_LOW (128 * 1024)
+ * when the socket has drained it below LINK_OUT_LOW.  Kept small so that
+ * a frame of an interactive stream waits behind little bulk data: the
+ * order of frames is decided by the mux scheduler, not by a queue. */
+#define LINK_OUT_HIGH (64 * 1024)
+#define LINK_OUT_LOW (16 * 1024)
 /* Input read from a stream's local socket and not yet framed. */
 #define STREAM_IN_HIGH (64 * 1024)
+/* Largest single read or write on a socket. */
+#define SOCKET_IO_MAX (256 * 1024)
 /* Bytes read from the link per read callback before yielding. */
 #define LINK_READ_CHUNK (64 * 1024)
 #define LINK_CLOSE_LINGER_MS 2000
@@ -447,6 +451,9 @@ stream_new(struct link *l, struct bufferevent *bev, const char *service)
 	TAILQ_INSERT_TAIL(&l->streams, s, entry);
 	bufferevent_setcb(bev, stream_read_cb, NULL, stream_event_cb, s);
 	bufferevent_setwatermark(bev, EV_READ, 0, STREAM_IN_HIGH);
+	/* Fewer, larger reads and writes: libevent's default is 16 KiB. */
+	bufferevent_set_max_single_read(bev, STREAM_IN_HIGH);
+	bufferevent_set_max_single_write(bev, SOCKET_IO_MAX);
 	evbuffer_add_cb(bufferevent_get_output(bev), stream_out_cb, s);
 	return s;
 }
@@ -1236,6 +1243,7 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		net_nodelay(bufferevent_getfd(bev));
+		net_notsent_lowat(bufferevent_getfd(bev), LINK_OUT_HIGH);
 		net_local(bufferevent_getfd(bev), l->local, sizeof(l->local));
 		log_info("%s: connected; sending our offer (tls = %s)",
 			 link_who(l), tls_mode_str(l->mine.tls_mode));
@@ -1357,6 +1365,7 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 		snprintf(l->local, sizeof(l->local), "unknown");
 	} else {
 		net_nodelay(fd);
+		net_notsent_lowat(fd, LINK_OUT_HIGH);
 		net_peer(fd, l->peer_addr, sizeof(l->peer_addr));
 		net_local(fd, l->local, sizeof(l->local));
 	}
@@ -1364,6 +1373,8 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 	/* During negotiation the input is bounded by the message size. */
 	bufferevent_setwatermark(l->bev, EV_READ, 0, 2 * NEG_MAX_LEN);
 	bufferevent_setwatermark(l->bev, EV_WRITE, LINK_OUT_LOW, 0);
+	bufferevent_set_max_single_read(l->bev, SOCKET_IO_MAX);
+	bufferevent_set_max_single_write(l->bev, SOCKET_IO_MAX);
 	evbuffer_add_cb(bufferevent_get_input(l->bev), link_in_count, l);
 	evbuffer_add_cb(bufferevent_get_output(l->bev), link_out_count, l);
 	TAILQ_INSERT_TAIL(&link_all, l, entry);
