@@ -162,3 +162,16 @@ net_nodelay(int fd)
 	if (fd >= 0)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
+
+void
+net_notsent_lowat(int fd, int bytes)
+{
+#ifdef TCP_NOTSENT_LOWAT
+	if (fd >= 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &bytes,
+			   sizeof(bytes));
+#else
+	(void)fd;
+	(void)bytes;
+#endif
+}

@@ -36,6 +36,11 @@ void net_peer(int fd, char *buf, size_t len);
  * and small control frames must not wait for an ACK. */
 void net_nodelay(int fd);
 
+/* Limits the bytes the kernel holds unsent for fd before it reports the
+ * socket writable again, so that queued bulk data does not delay later,
+ * more urgent frames.  Ignored where unsupported. */
+void net_notsent_lowat(int fd, int bytes);
+
 /* Closes fd so that the peer sees a reset rather than an orderly end. */
 void net_close_reset(int fd);
 
