@@ -29,7 +29,7 @@
 #define LINK_OUT_HIGH (64 * 1024)
 #define LINK_OUT_LOW (16 * 1024)
 /* Input read from a stream's local socket and not yet framed. */
-#define STREAM_IN_HIGH (64 * 1024)
+#define STREAM_IN_HIGH (256 * 1024)
 /* Largest single read or write on a socket. */
 #define SOCKET_IO_MAX (256 * 1024)
 /* Bytes read from the link per read callback before yielding. */

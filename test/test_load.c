@@ -479,8 +479,8 @@ static void *sample_main(void *arg)
 
 /* The per-stream buffering the daemons document, summed for the slow
  * stream and the 4 echo streams: the receive window at the writing
- * side, 64 KiB read-ahead at the reading side, and the link's 64 KiB
- * output buffer, under 2 MiB in all.  16 MiB leaves room for allocator
+ * side, 256 KiB read-ahead at the reading side, and the link's 64 KiB
+ * output buffer, about 3 MiB in all.  16 MiB leaves room for allocator
  * slack; under AddressSanitizer (redzones, a 4 MiB quarantine, measured
  * near +12 MiB) 32 MiB.  Buffering the slow stream would not fit. */
 #ifdef __SANITIZE_ADDRESS__
