@@ -31,6 +31,7 @@ struct gw_listener {
 	struct gateway *gw;
 	const struct cfg_service *svc;
 	struct evconnlistener *lis;
+	int taken;                 /* taken over from the running set */
 };
 
 /* A client accepted while no link was up, waiting for one. */
@@ -45,6 +46,7 @@ struct gw_held {
 TAILQ_HEAD(gw_held_list, gw_held);
 
 struct gateway {
+	const char *path;          /* configuration file, for reloads */
 	struct cfg *cfg;
 	struct event_base *base;
 	struct tls_ctx *tls;
@@ -57,6 +59,7 @@ struct gateway {
 	struct gw_held_list held;
 	size_t n_held;
 	struct event *drain_ev;    /* SIGUSR1 */
+	struct event *reload_ev;   /* SIGHUP */
 };
 
 static void gw_client_start(struct gateway *gw, const struct cfg_service *svc,
@@ -300,25 +303,73 @@ gw_drain_cb(evutil_socket_t sig, short what, void *arg)
 	link_drain(gw->link, "operator asked for a fresh link (SIGUSR1)");
 }
 
-static int
-gw_listen(struct gateway *gw)
+/* Undoes gw_listeners_build(): hands taken-over listeners back to the
+ * running set and closes the ones it opened. */
+static void
+gw_listeners_abandon(struct gateway *gw, const struct cfg *c,
+		     struct gw_listener *next)
 {
+	size_t i, j;
+
+	for (i = 0; i < c->n_services; i++) {
+		if (next[i].lis == NULL)
+			continue;
+		if (!next[i].taken) {
+			evconnlistener_free(next[i].lis);
+			continue;
+		}
+		for (j = 0; j < gw->n_listeners; j++)
+			if (gw->listeners[j].lis == NULL &&
+			    strcmp(gw->listeners[j].svc->listen,
+				   next[i].svc->listen) == 0) {
+				gw->listeners[j].lis = next[i].lis;
+				evconnlistener_set_cb(next[i].lis, gw_accept_cb,
+						      &gw->listeners[j]);
+				break;
+			}
+	}
+	free(next);
+}
+
+/*
+ * Builds the listeners for configuration c into *out.  A listener whose
+ * address is unchanged is taken over from the running set (no rebind);
+ * the others are opened.  Returns 0, or -1 (logged) with nothing changed.
+ */
+static int
+gw_listeners_build(struct gateway *gw, const struct cfg *c,
+		   struct gw_listener **out)
+{
+	struct gw_listener *next;
 	char err[512];
-	size_t i;
+	size_t i, j;
 	int fd;
 
-	gw->listeners = calloc(gw->cfg->n_services, sizeof(*gw->listeners));
-	if (gw->listeners == NULL)
+	next = calloc(c->n_services ? c->n_services : 1, sizeof(*next));
+	if (next == NULL) {
+		log_err("out of memory");
 		return -1;
-	for (i = 0; i < gw->cfg->n_services; i++) {
-		struct gw_listener *gl = &gw->listeners[i];
+	}
+	for (i = 0; i < c->n_services; i++) {
+		struct gw_listener *gl = &next[i];
 
 		gl->gw = gw;
-		gl->svc = &gw->cfg->services[i];
+		gl->svc = &c->services[i];
+		for (j = 0; j < gw->n_listeners; j++)
+			if (gw->listeners[j].lis != NULL &&
+			    strcmp(gw->listeners[j].svc->listen,
+				   gl->svc->listen) == 0)
+				break;
+		if (j < gw->n_listeners) {
+			gl->lis = gw->listeners[j].lis;
+			gl->taken = 1;
+			gw->listeners[j].lis = NULL;
+			continue;
+		}
 		fd = net_listen(gl->svc->listen, err, sizeof(err));
 		if (fd < 0) {
 			log_err("service %s: %s", gl->svc->name, err);
-			return -1;
+			goto fail;
 		}
 		gl->lis = evconnlistener_new(gw->base, gw_accept_cb, gl,
 					     LEV_OPT_CLOSE_ON_FREE |
@@ -326,13 +377,130 @@ gw_listen(struct gateway *gw)
 		if (gl->lis == NULL) {
 			log_err("service %s: cannot listen on %s", gl->svc->name,
 				gl->svc->listen);
-			return -1;
+			close(fd);
+			goto fail;
 		}
-		gw->n_listeners++;
 		log_info("service %s: listening for clients on %s",
 			 gl->svc->name, gl->svc->listen);
 	}
+	for (i = 0; i < c->n_services; i++)
+		evconnlistener_set_cb(next[i].lis, gw_accept_cb, &next[i]);
+	*out = next;
 	return 0;
+fail:
+	gw_listeners_abandon(gw, c, next);
+	return -1;
+}
+
+/* Replaces the running listener set by next (for c), closing what it
+ * no longer uses. */
+static void
+gw_listeners_install(struct gateway *gw, const struct cfg *c,
+		     struct gw_listener *next)
+{
+	size_t i;
+
+	for (i = 0; i < gw->n_listeners; i++)
+		if (gw->listeners[i].lis != NULL)
+			evconnlistener_free(gw->listeners[i].lis);
+	free(gw->listeners);
+	gw->listeners = next;
+	gw->n_listeners = c->n_services;
+	for (i = 0; i < gw->n_listeners; i++)
+		next[i].taken = 0;
+}
+
+/* Link settings for new links, from the running configuration. */
+static void
+gw_conf_install(struct gateway *gw)
+{
+	memset(&gw->lcfg, 0, sizeof(gw->lcfg));
+	daemon_params(gw->cfg, &gw->lcfg.params);
+	gw_apply_peer(gw->cfg, &gw->lcfg.params);
+	gw->lcfg.dialer = 1;
+	gw->lcfg.role = "gateway";
+	gw->lcfg.tls = gw->tls;
+	gw->lcfg.server_name = gw->cfg->server_name;
+	gw->lcfg.negotiation_timeout_ms = gw->cfg->negotiation_timeout_ms;
+	gw->lcfg.handshake_timeout_ms = gw->cfg->handshake_timeout_ms;
+	gw->lcfg.keepalive_timeout_ms = gw->cfg->keepalive_timeout_ms;
+}
+
+static struct tls_ctx *
+gw_tls_new(const struct cfg *c, int *failed)
+{
+	struct tls_ctx *t;
+	char err[512];
+
+	*failed = 0;
+	if (c->tls == TLS_MODE_OFF && c->ca[0] == '\0')
+		return NULL;
+	t = tls_ctx_new(c, 0, err, sizeof(err));
+	if (t == NULL) {
+		log_err("%s: %s", c->file, err);
+		*failed = 1;
+	}
+	return t;
+}
+
+/* SIGHUP: new links, streams and clients get the new settings; the
+ * running link and its streams keep theirs.  A file that does not
+ * validate, or a listener or hook file that cannot be opened, changes
+ * nothing. */
+static void
+gw_reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct gateway *gw = arg;
+	struct gw_listener *next = NULL;
+	struct gw_held *h, *tmp;
+	struct tls_ctx *tls = NULL;
+	struct cfg *c, *old;
+	char err[1024];
+	int failed;
+
+	c = cfg_load(gw->path, CFG_GATEWAY, err, sizeof(err));
+	if (c == NULL) {
+		log_err("SIGHUP: reload rejected, the running configuration "
+			"stays: %s", err);
+		return;
+	}
+	tls = gw_tls_new(c, &failed);
+	if (failed || gw_listeners_build(gw, c, &next) < 0)
+		goto reject;
+	if (strcmp(c->hook_file, gw->cfg->hook_file) != 0 &&
+	    daemon_open_hooks(c) < 0) {
+		gw_listeners_abandon(gw, c, next);
+		goto reject;
+	}
+	gw_listeners_install(gw, c, next);
+	/* Held clients follow their service by name. */
+	for (h = TAILQ_FIRST(&gw->held); h != NULL; h = tmp) {
+		const struct cfg_service *svc = cfg_service_find(c, h->svc->name);
+
+		tmp = TAILQ_NEXT(h, entry);
+		if (svc == NULL) {
+			log_warn("client %s refused: service %s was removed by "
+				 "the reload", h->who, h->svc->name);
+			gw_held_free(gw, h);
+			continue;
+		}
+		h->svc = svc;
+	}
+	old = gw->cfg;
+	tls_ctx_free(gw->tls);
+	gw->cfg = c;
+	gw->tls = tls;
+	gw_conf_install(gw);
+	cfg_free(old);
+	log_set_level(gw->cfg->log_level);
+	log_info("SIGHUP: configuration reloaded from %s: %zu services, relay "
+		 "%s; the running link keeps its settings", gw->path,
+		 gw->cfg->n_services, gw->cfg->relay);
+	return;
+reject:
+	tls_ctx_free(tls);
+	cfg_free(c);
+	log_err("SIGHUP: reload rejected, the running configuration stays");
 }
 
 int
@@ -340,9 +508,9 @@ main(int argc, char **argv)
 {
 	struct daemon_opts o;
 	struct gateway gw;
-	char err[512];
+	struct gw_listener *next;
 	size_t i;
-	int rc, status = 1;
+	int rc, failed, status = 1;
 
 	log_init(prog, LOG_INFO);
 	rc = daemon_parse_args(argc, argv, prog, &o);
@@ -354,6 +522,7 @@ main(int argc, char **argv)
 		log_err("cannot initialise the TLS library");
 		return 1;
 	}
+	gw.path = o.config;
 	gw.cfg = daemon_load(prog, CFG_GATEWAY, &o);
 	if (gw.cfg == NULL)
 		goto out;
@@ -361,13 +530,9 @@ main(int argc, char **argv)
 		status = 0;
 		goto out;
 	}
-	if (gw.cfg->tls != TLS_MODE_OFF || gw.cfg->ca[0] != '\0') {
-		gw.tls = tls_ctx_new(gw.cfg, 0, err, sizeof(err));
-		if (gw.tls == NULL) {
-			log_err("%s: %s", gw.cfg->file, err);
-			goto out;
-		}
-	}
+	gw.tls = gw_tls_new(gw.cfg, &failed);
+	if (failed)
+		goto out;
 	if (daemon_open_hooks(gw.cfg) < 0)
 		goto out;
 	gw.base = daemon_base_new();
@@ -375,21 +540,18 @@ main(int argc, char **argv)
 		log_err("cannot create the event loop");
 		goto out;
 	}
-	daemon_params(gw.cfg, &gw.lcfg.params);
-	gw_apply_peer(gw.cfg, &gw.lcfg.params);
-	gw.lcfg.dialer = 1;
-	gw.lcfg.role = "gateway";
-	gw.lcfg.tls = gw.tls;
-	gw.lcfg.server_name = gw.cfg->server_name;
-	gw.lcfg.negotiation_timeout_ms = gw.cfg->negotiation_timeout_ms;
-	gw.lcfg.handshake_timeout_ms = gw.cfg->handshake_timeout_ms;
-	gw.lcfg.keepalive_timeout_ms = gw.cfg->keepalive_timeout_ms;
+	gw_conf_install(&gw);
 	gw.backoff_ms = gw.cfg->redial_min_ms;
 	gw.redial_ev = evtimer_new(gw.base, gw_redial_cb, &gw);
 	gw.drain_ev = evsignal_new(gw.base, SIGUSR1, gw_drain_cb, &gw);
-	if (gw.redial_ev == NULL || gw.drain_ev == NULL ||
-	    evsignal_add(gw.drain_ev, NULL) < 0 || gw_listen(&gw) < 0)
+	gw.reload_ev = evsignal_new(gw.base, SIGHUP, gw_reload_cb, &gw);
+	if (gw.redial_ev == NULL || gw.drain_ev == NULL || gw.reload_ev == NULL ||
+	    evsignal_add(gw.drain_ev, NULL) < 0 ||
+	    evsignal_add(gw.reload_ev, NULL) < 0)
 		goto out;
+	if (gw_listeners_build(&gw, gw.cfg, &next) < 0)
+		goto out;
+	gw_listeners_install(&gw, gw.cfg, next);
 	log_info("node %s (tls = %s) serving %zu services through relay %s",
 		 gw.cfg->node_name, tls_mode_str((uint8_t)gw.cfg->tls),
 		 gw.cfg->n_services, gw.cfg->relay);
@@ -405,9 +567,12 @@ out:
 		gw_held_free(&gw, TAILQ_FIRST(&gw.held));
 	if (gw.drain_ev != NULL)
 		event_free(gw.drain_ev);
+	if (gw.reload_ev != NULL)
+		event_free(gw.reload_ev);
 	link_close_all("the gateway is stopping");
 	for (i = 0; i < gw.n_listeners; i++)
-		evconnlistener_free(gw.listeners[i].lis);
+		if (gw.listeners[i].lis != NULL)
+			evconnlistener_free(gw.listeners[i].lis);
 	free(gw.listeners);
 	daemon_base_free(gw.base);
 	tls_ctx_free(gw.tls);

@@ -111,8 +111,10 @@ daemon_load(const char *prog, int role, const struct daemon_opts *o)
 int
 daemon_open_hooks(const struct cfg *c)
 {
-	if (c->hook_file[0] == '\0')
+	if (c->hook_file[0] == '\0') {
+		hook_close_file();
 		return 0;
+	}
 	if (hook_open_file(c->hook_file) < 0) {
 		log_err("cannot open hook_file '%s': %m", c->hook_file);
 		return -1;
@@ -145,11 +147,6 @@ daemon_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct event_base *base = arg;
 
-	if (sig == SIGHUP) {
-		log_warn("SIGHUP: configuration reload is not supported yet; "
-			 "restart the daemon to apply changes");
-		return;
-	}
 	log_info("signal %d: stopping", (int)sig);
 	event_base_loopexit(base, NULL);
 }
@@ -157,7 +154,7 @@ daemon_signal_cb(evutil_socket_t sig, short what, void *arg)
 struct event_base *
 daemon_base_new(void)
 {
-	static const int sigs[3] = { SIGINT, SIGTERM, SIGHUP };
+	static const int sigs[2] = { SIGINT, SIGTERM };
 	struct event_base *base;
 	struct event_config *ec;
 	int i;
@@ -174,7 +171,7 @@ daemon_base_new(void)
 	event_config_free(ec);
 	if (base == NULL)
 		return NULL;
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < 2; i++) {
 		daemon_sig_ev[i] = evsignal_new(base, sigs[i], daemon_signal_cb, base);
 		if (daemon_sig_ev[i] == NULL || evsignal_add(daemon_sig_ev[i], NULL) < 0) {
 			daemon_base_free(base);

@@ -60,6 +60,15 @@ hook_open_file(const char *path)
 }
 
 void
+hook_close_file(void)
+{
+	if (hook_fd >= 0)
+		close(hook_fd);
+	hook_fd = -1;
+	hook_failing = 0;
+}
+
+void
 hook_reset(void)
 {
 	if (hook_fd >= 0)

@@ -56,6 +56,8 @@ int hook_register(hook_fn fn, void *arg);
 
 /* Opens the JSON Lines sink (appending).  Returns 0, or -1 with errno. */
 int hook_open_file(const char *path);
+/* Closes the sink; observers stay. */
+void hook_close_file(void);
 /* Closes the sink and forgets observers. */
 void hook_reset(void);
 

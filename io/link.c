@@ -72,6 +72,7 @@ struct link {
 	struct event_base *base;
 	struct bufferevent *bev;
 	struct link_config cfg;
+	char server_name[256];     /* cfg.server_name points here */
 	const struct link_ops *ops;
 	void *ud;
 	int state;
@@ -296,6 +297,7 @@ link_destroy(struct link *l)
 	link_n--;
 	mux_free(l->mux);
 	tls_conn_free(l->tls);
+	tls_ctx_free(l->cfg.tls);
 	neg_decoder_free(l->dec);
 	bufferevent_free(l->bev);
 	event_free(l->deadline_ev);
@@ -1345,6 +1347,13 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 	l->id = link_next_id++;
 	l->base = base;
 	l->cfg = *cfg;
+	/* The link outlives a configuration reload: own what it uses. */
+	tls_ctx_ref(l->cfg.tls);
+	if (cfg->server_name != NULL) {
+		snprintf(l->server_name, sizeof(l->server_name), "%s",
+			 cfg->server_name);
+		l->cfg.server_name = l->server_name;
+	}
 	l->ops = ops;
 	l->ud = ud;
 	l->mine = cfg->params;
@@ -1407,6 +1416,7 @@ fail:
 	if (l->deadline_ev != NULL)
 		event_free(l->deadline_ev);
 	neg_decoder_free(l->dec);
+	tls_ctx_free(l->cfg.tls);
 	free(l);
 fail_fd:
 	if (fd >= 0)

@@ -19,6 +19,7 @@
 struct tls_ctx {
 	WOLFSSL_CTX *ctx;
 	int server;
+	int refs;
 };
 
 struct tls_conn {
@@ -170,6 +171,7 @@ tls_ctx_new(const struct cfg *c, int server, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	t->refs = 1;
 	t->server = server;
 	t->ctx = wolfSSL_CTX_new(server ? wolfSSLv23_server_method()
 					: wolfSSLv23_client_method());
@@ -220,9 +222,16 @@ fail:
 }
 
 void
+tls_ctx_ref(struct tls_ctx *t)
+{
+	if (t != NULL)
+		t->refs++;
+}
+
+void
 tls_ctx_free(struct tls_ctx *t)
 {
-	if (t == NULL)
+	if (t == NULL || --t->refs > 0)
 		return;
 	if (t->ctx != NULL)
 		wolfSSL_CTX_free(t->ctx);

@@ -46,6 +46,10 @@ void tls_order_ciphers(uint16_t *ids, size_t n, int aes_first);
  */
 struct tls_ctx *tls_ctx_new(const struct cfg *c, int server, char *err,
 			    size_t errlen);
+/* Takes one more reference; tls_ctx_free() drops one and frees the
+ * context with the last.  A link holds a reference for its lifetime, so
+ * a reload can replace the daemon's context under running links. */
+void tls_ctx_ref(struct tls_ctx *ctx);
 void tls_ctx_free(struct tls_ctx *ctx);
 
 struct tls_conn_params {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
@@ -31,6 +32,7 @@ struct relay_backend {
 };
 
 struct relay {
+	const char *path;          /* configuration file, for reloads */
 	struct cfg *cfg;
 	struct relay_backend *backends; /* one per cfg->services[i] */
 	struct event_base *base;
@@ -38,7 +40,15 @@ struct relay {
 	struct tls_ctx *tls;
 	struct evconnlistener *listener;
 	struct event *drain_ev;
+	struct event *reload_ev;
 	struct link_config lcfg;
+};
+
+/* What a configuration brings with it; replaced as a whole on reload. */
+struct relay_conf {
+	struct cfg *cfg;
+	struct tls_ctx *tls;
+	struct relay_backend *backends;
 };
 
 static int
@@ -114,37 +124,82 @@ relay_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 	return bev;
 }
 
-/* Numeric backend addresses are resolved once; names are looked up for
- * each stream, so DNS changes take effect. */
-static int
-relay_resolve_backends(struct relay *r)
+/* Numeric backend addresses are resolved once per configuration; names
+ * are looked up for each stream, so DNS changes take effect. */
+static struct relay_backend *
+relay_resolve_backends(const struct cfg *c)
 {
 	struct evutil_addrinfo hints, *res;
+	struct relay_backend *be;
 	char host[256], port[32];
 	size_t i;
 
-	r->backends = calloc(r->cfg->n_services ? r->cfg->n_services : 1,
-			     sizeof(*r->backends));
-	if (r->backends == NULL) {
-		log_err("out of memory");
-		return -1;
-	}
+	be = calloc(c->n_services ? c->n_services : 1, sizeof(*be));
+	if (be == NULL)
+		return NULL;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV;
-	for (i = 0; i < r->cfg->n_services; i++) {
-		const struct cfg_service *svc = &r->cfg->services[i];
-
-		if (net_split(svc->backend, "127.0.0.1", host, sizeof(host), port,
-			      sizeof(port)) < 0 ||
+	for (i = 0; i < c->n_services; i++) {
+		if (net_split(c->services[i].backend, "127.0.0.1", host,
+			      sizeof(host), port, sizeof(port)) < 0 ||
 		    evutil_getaddrinfo(host, port, &hints, &res) != 0)
 			continue;
-		memcpy(&r->backends[i].ss, res->ai_addr, res->ai_addrlen);
-		r->backends[i].sslen = (int)res->ai_addrlen;
+		memcpy(&be[i].ss, res->ai_addr, res->ai_addrlen);
+		be[i].sslen = (int)res->ai_addrlen;
 		evutil_freeaddrinfo(res);
 	}
+	return be;
+}
+
+static void
+relay_conf_free(struct relay_conf *rc)
+{
+	tls_ctx_free(rc->tls);
+	free(rc->backends);
+	cfg_free(rc->cfg);
+	memset(rc, 0, sizeof(*rc));
+}
+
+/* Builds the TLS context and backend table for rc->cfg.  Returns 0, or
+ * -1 with the reason logged. */
+static int
+relay_conf_build(struct relay_conf *rc)
+{
+	char err[512];
+
+	if (rc->cfg->cert[0] != '\0') {
+		rc->tls = tls_ctx_new(rc->cfg, 1, err, sizeof(err));
+		if (rc->tls == NULL) {
+			log_err("%s: %s", rc->cfg->file, err);
+			return -1;
+		}
+	}
+	rc->backends = relay_resolve_backends(rc->cfg);
+	if (rc->backends == NULL) {
+		log_err("out of memory");
+		return -1;
+	}
 	return 0;
+}
+
+/* Makes rc the running configuration for new links and streams. */
+static void
+relay_conf_install(struct relay *r, struct relay_conf *rc)
+{
+	r->cfg = rc->cfg;
+	r->tls = rc->tls;
+	r->backends = rc->backends;
+	memset(&r->lcfg, 0, sizeof(r->lcfg));
+	daemon_params(r->cfg, &r->lcfg.params);
+	r->lcfg.dialer = 0;
+	r->lcfg.role = "relay";
+	r->lcfg.tls = r->tls;
+	r->lcfg.client_cert = r->cfg->client_cert;
+	r->lcfg.negotiation_timeout_ms = r->cfg->negotiation_timeout_ms;
+	r->lcfg.handshake_timeout_ms = r->cfg->handshake_timeout_ms;
+	r->lcfg.keepalive_timeout_ms = r->cfg->keepalive_timeout_ms;
 }
 
 static const struct link_ops relay_ops = {
@@ -177,37 +232,109 @@ relay_accept_error_cb(struct evconnlistener *lis, void *arg)
 		evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
+static struct evconnlistener *
+relay_listen(struct relay *r, const char *addr)
+{
+	struct evconnlistener *lis;
+	char err[512];
+	int fd;
+
+	fd = net_listen(addr, err, sizeof(err));
+	if (fd < 0) {
+		log_err("%s", err);
+		return NULL;
+	}
+	lis = evconnlistener_new(r->base, relay_accept_cb, r,
+				 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+				 -1, fd);
+	if (lis == NULL) {
+		log_err("cannot listen on %s", addr);
+		close(fd);
+		return NULL;
+	}
+	evconnlistener_set_error_cb(lis, relay_accept_error_cb);
+	return lis;
+}
+
+/* SIGHUP: load the file again.  New links and streams get the new
+ * settings; running links keep theirs.  A file that does not validate,
+ * or whose listener or hook file cannot be opened, changes nothing. */
+static void
+relay_reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct relay *r = arg;
+	struct relay_conf next, old;
+	struct evconnlistener *lis = NULL;
+	char err[1024];
+
+	memset(&next, 0, sizeof(next));
+	next.cfg = cfg_load(r->path, CFG_RELAY, err, sizeof(err));
+	if (next.cfg == NULL) {
+		log_err("SIGHUP: reload rejected, the running configuration "
+			"stays: %s", err);
+		return;
+	}
+	if (relay_conf_build(&next) < 0)
+		goto reject;
+	if (strcmp(next.cfg->listen, r->cfg->listen) != 0 &&
+	    (lis = relay_listen(r, next.cfg->listen)) == NULL)
+		goto reject;
+	if (strcmp(next.cfg->hook_file, r->cfg->hook_file) != 0 &&
+	    daemon_open_hooks(next.cfg) < 0)
+		goto reject;
+	if (lis != NULL) {
+		evconnlistener_free(r->listener);
+		r->listener = lis;
+	}
+	old.cfg = r->cfg;
+	old.tls = r->tls;
+	old.backends = r->backends;
+	relay_conf_install(r, &next);
+	relay_conf_free(&old);
+	log_set_level(r->cfg->log_level);
+	log_info("SIGHUP: configuration reloaded from %s: %zu services, %zu "
+		 "peers, listening on %s; running links keep their settings",
+		 r->path, r->cfg->n_services, r->cfg->n_peers, r->cfg->listen);
+	return;
+reject:
+	if (lis != NULL)
+		evconnlistener_free(lis);
+	relay_conf_free(&next);
+	log_err("SIGHUP: reload rejected, the running configuration stays");
+}
+
 int
 main(int argc, char **argv)
 {
 	struct daemon_opts o;
 	struct relay r;
-	char err[512];
-	int rc, fd, status = 1;
+	struct relay_conf boot;
+	int rc, status = 1;
 
 	log_init(prog, LOG_INFO);
 	rc = daemon_parse_args(argc, argv, prog, &o);
 	if (rc != 0)
 		return rc > 0 ? 0 : 2;
 	memset(&r, 0, sizeof(r));
+	memset(&boot, 0, sizeof(boot));
 	if (tls_global_init() < 0) {
 		log_err("cannot initialise the TLS library");
 		return 1;
 	}
-	r.cfg = daemon_load(prog, CFG_RELAY, &o);
-	if (r.cfg == NULL)
+	r.path = o.config;
+	boot.cfg = daemon_load(prog, CFG_RELAY, &o);
+	if (boot.cfg == NULL)
 		goto out;
 	if (o.check_only) {
+		relay_conf_free(&boot);
 		status = 0;
 		goto out;
 	}
-	if (r.cfg->cert[0] != '\0') {
-		r.tls = tls_ctx_new(r.cfg, 1, err, sizeof(err));
-		if (r.tls == NULL) {
-			log_err("%s: %s", r.cfg->file, err);
-			goto out;
-		}
+	if (relay_conf_build(&boot) < 0) {
+		relay_conf_free(&boot);
+		goto out;
 	}
+	relay_conf_install(&r, &boot);
 	if (daemon_open_hooks(r.cfg) < 0)
 		goto out;
 	r.base = daemon_base_new();
@@ -222,32 +349,14 @@ main(int argc, char **argv)
 		log_err("cannot create the DNS resolver");
 		goto out;
 	}
-	if (relay_resolve_backends(&r) < 0)
+	r.listener = relay_listen(&r, r.cfg->listen);
+	if (r.listener == NULL)
 		goto out;
-	daemon_params(r.cfg, &r.lcfg.params);
-	r.lcfg.dialer = 0;
-	r.lcfg.role = "relay";
-	r.lcfg.tls = r.tls;
-	r.lcfg.client_cert = r.cfg->client_cert;
-	r.lcfg.negotiation_timeout_ms = r.cfg->negotiation_timeout_ms;
-	r.lcfg.handshake_timeout_ms = r.cfg->handshake_timeout_ms;
-	r.lcfg.keepalive_timeout_ms = r.cfg->keepalive_timeout_ms;
-	fd = net_listen(r.cfg->listen, err, sizeof(err));
-	if (fd < 0) {
-		log_err("%s", err);
-		goto out;
-	}
-	r.listener = evconnlistener_new(r.base, relay_accept_cb, &r,
-					LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-					-1, fd);
-	if (r.listener == NULL) {
-		log_err("cannot listen on %s", r.cfg->listen);
-		goto out;
-	}
-	evconnlistener_set_error_cb(r.listener, relay_accept_error_cb);
 	r.drain_ev = evsignal_new(r.base, SIGUSR1, relay_drain_cb, &r);
-	if (r.drain_ev == NULL || evsignal_add(r.drain_ev, NULL) < 0) {
-		log_err("cannot watch SIGUSR1");
+	r.reload_ev = evsignal_new(r.base, SIGHUP, relay_reload_cb, &r);
+	if (r.drain_ev == NULL || evsignal_add(r.drain_ev, NULL) < 0 ||
+	    r.reload_ev == NULL || evsignal_add(r.reload_ev, NULL) < 0) {
+		log_err("cannot watch SIGUSR1 and SIGHUP");
 		goto out;
 	}
 	log_info("node %s listening for links on %s (tls = %s, client_cert = "
@@ -262,15 +371,18 @@ main(int argc, char **argv)
 out:
 	if (r.drain_ev != NULL)
 		event_free(r.drain_ev);
+	if (r.reload_ev != NULL)
+		event_free(r.reload_ev);
 	if (r.listener != NULL)
 		evconnlistener_free(r.listener);
 	if (r.dns != NULL)
 		evdns_base_free(r.dns, 0);
 	daemon_base_free(r.base);
-	tls_ctx_free(r.tls);
+	boot.cfg = r.cfg;
+	boot.tls = r.tls;
+	boot.backends = r.backends;
+	relay_conf_free(&boot);
 	hook_reset();
-	free(r.backends);
-	cfg_free(r.cfg);
 	tls_global_cleanup();
 	return status;
 }

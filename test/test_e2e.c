@@ -607,3 +607,78 @@ Test(e2e, goaway_drains_the_link_and_new_streams_use_a_fresh_one)
 	cr_assert(h_file_count(P.gw_log, "drained") + h_file_count(P.relay_log, "drained") >= 1);
 	cr_assert_eq(tap_conn_count(P.tap), 2);
 }
+
+/* Appends text to one of the pair's config files. */
+static void
+conf_append(const char *name, const char *fmt, int port)
+{
+	char path[600], add[256], *text;
+
+	snprintf(path, sizeof(path), "%s/%s", P.dir, name);
+	text = h_read_file(path, NULL);
+	cr_assert_not_null(text);
+	snprintf(add, sizeof(add), fmt, port);
+	cr_assert_eq(h_write_file(path, "%s%s", text, add), 0);
+	free(text);
+}
+
+Test(e2e, sighup_reload_adds_a_service_without_dropping_streams)
+{
+	int old_fd, fd, port2 = h_free_port();
+
+	start_echo("echo");
+	start_tap();
+	start_pair(TLS_RELAY, TLS_GW);
+	wait_up();
+	old_fd = connect_port(P.svc_port);
+	cr_assert_eq(echo_once(old_fd, "before the reload", 5000), 0);
+
+	conf_append("relay.ini", "[service echo2]\nbackend = 127.0.0.1:%d\n",
+		    P.backend_port);
+	cr_assert_eq(kill(P.relay, SIGHUP), 0);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "configuration reloaded", 5000), 0,
+		     "%s", h_read_file(P.relay_log, NULL));
+	conf_append("gateway.ini", "[service echo2]\nlisten = 127.0.0.1:%d\n", port2);
+	cr_assert_eq(kill(P.gw, SIGHUP), 0);
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "configuration reloaded", 5000), 0,
+		     "%s", h_read_file(P.gw_log, NULL));
+	cr_assert_eq(h_wait_port(port2, 3000), 0, "the new service does not listen");
+
+	/* The new service works, over the same link; the old stream too. */
+	fd = connect_port(port2);
+	cr_assert_eq(echo_once(fd, "a new service after the reload", 5000), 0,
+		     "%s", h_read_file(P.relay_log, NULL));
+	close(fd);
+	fd = connect_port(P.svc_port);
+	cr_assert_eq(echo_once(fd, "an old service after the reload", 5000), 0);
+	close(fd);
+	cr_assert_eq(echo_once(old_fd, "a stream older than the reload", 5000), 0);
+	close(old_fd);
+	cr_assert_eq(tap_conn_count(P.tap), 1, "the reload dropped the link");
+}
+
+Test(e2e, sighup_with_a_bad_file_keeps_the_running_configuration)
+{
+	char path[600];
+	int fd;
+
+	start_echo("echo");
+	start_tap();
+	start_pair(TLS_RELAY, TLS_GW);
+	wait_up();
+	snprintf(path, sizeof(path), "%s/relay.ini", P.dir);
+	cr_assert_eq(h_write_file(path, "[relay]\nlisten = 127.0.0.1:1\nbogus = 1\n"), 0);
+	cr_assert_eq(kill(P.relay, SIGHUP), 0);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "reload rejected", 5000), 0,
+		     "%s", h_read_file(P.relay_log, NULL));
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "relay.ini:3", 1000), 0);
+	snprintf(path, sizeof(path), "%s/gateway.ini", P.dir);
+	cr_assert_eq(h_write_file(path, "[gateway]\nrelay = nowhere\n"), 0);
+	cr_assert_eq(kill(P.gw, SIGHUP), 0);
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "reload rejected", 5000), 0,
+		     "%s", h_read_file(P.gw_log, NULL));
+	fd = connect_port(P.svc_port);
+	cr_assert_eq(echo_once(fd, "still running as before", 5000), 0);
+	close(fd);
+	cr_assert(h_alive(P.relay) == 1 && h_alive(P.gw) == 1);
+}
