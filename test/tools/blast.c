@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../echo_clients.h"
+#include "net.h"
 
 #define MAX_CLIENTS 10000
 
@@ -26,40 +27,6 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: tpx-blast -c HOST:PORT [-n CLIENTS] [-b BYTES] [-s SEED] [-t TIMEOUT_S]\n");
 	exit(2);
-}
-
-static int resolve(const char *arg, struct sockaddr_storage *ss, socklen_t *sl)
-{
-	char host[256], port[16];
-	const char *colon = strrchr(arg, ':');
-	const char *h = arg;
-	struct addrinfo hints = { 0 }, *res = NULL;
-	size_t hl;
-	int rc;
-
-	if (colon == NULL || colon[1] == '\0')
-		return -1;
-	hl = (size_t)(colon - arg);
-	if (hl >= 2 && arg[0] == '[' && arg[hl - 1] == ']') {
-		h++;
-		hl -= 2;
-	}
-	if (hl == 0 || hl >= sizeof(host) || strlen(colon + 1) >= sizeof(port))
-		return -1;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	strcpy(port, colon + 1);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	rc = getaddrinfo(host, port, &hints, &res);
-	if (rc != 0) {
-		fprintf(stderr, "tpx-blast: %s: %s\n", arg, gai_strerror(rc));
-		return -1;
-	}
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*sl = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
 }
 
 static void print_failure(void *arg, int client, const char *msg)
@@ -76,6 +43,7 @@ int main(int argc, char **argv)
 	uint64_t seed = 1;
 	double timeout = 60, elapsed;
 	struct sockaddr_storage ss;
+	char errbuf[300];
 	socklen_t sl = 0;
 	struct ec_result res;
 	int opt, rc;
@@ -113,8 +81,8 @@ int main(int argc, char **argv)
 	}
 	if (target == NULL || optind != argc)
 		usage();
-	if (resolve(target, &ss, &sl) < 0) {
-		fprintf(stderr, "tpx-blast: bad address '%s', expected HOST:PORT\n", target);
+	if (net_resolve(target, 0, &ss, &sl, errbuf, sizeof(errbuf)) < 0) {
+		fprintf(stderr, "tpx-blast: %s\n", errbuf);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

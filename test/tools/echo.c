@@ -32,6 +32,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "net.h"
+
 #include "../harness.h"
 
 #define CONN_BUF (256 * 1024)
@@ -81,68 +83,13 @@ static void usage(void)
 	exit(2);
 }
 
-static int split_hostport(const char *arg, char *host, size_t hcap, char *port, size_t pcap)
-{
-	const char *colon = strrchr(arg, ':');
-	const char *h = arg;
-	size_t hl;
-
-	if (colon == NULL || colon[1] == '\0')
-		return -1;
-	hl = (size_t)(colon - arg);
-	if (hl >= 2 && arg[0] == '[' && arg[hl - 1] == ']') {
-		h++;
-		hl -= 2;
-	}
-	if (hl == 0 || hl >= hcap || strlen(colon + 1) >= pcap)
-		return -1;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	strcpy(port, colon + 1);
-	return 0;
-}
-
-static int set_nonblock(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		return -1;
-	return 0;
-}
-
 static int listen_on(const char *arg)
 {
-	char host[256], port[16];
-	struct addrinfo hints = { 0 }, *res = NULL, *ai;
-	int fd = -1, one = 1, rc;
+	char err[300];
+	int fd = net_listen(arg, err, sizeof(err));
 
-	if (split_hostport(arg, host, sizeof(host), port, sizeof(port)) < 0) {
-		fprintf(stderr, "tpx-echo: bad address '%s', expected HOST:PORT\n", arg);
-		return -1;
-	}
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE;
-	rc = getaddrinfo(host, port, &hints, &res);
-	if (rc != 0) {
-		fprintf(stderr, "tpx-echo: %s: %s\n", arg, gai_strerror(rc));
-		return -1;
-	}
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 512) == 0 &&
-		    set_nonblock(fd) == 0)
-			break;
-		close(fd);
-		fd = -1;
-	}
 	if (fd < 0)
-		fprintf(stderr, "tpx-echo: cannot listen on %s: %s\n", arg, strerror(errno));
-	freeaddrinfo(res);
+		fprintf(stderr, "tpx-echo: %s\n", err);
 	return fd;
 }
 
@@ -306,20 +253,10 @@ static int source_write(struct conn *c)
 			c->len = k;
 			c->left -= k;
 		}
-		while (c->len > 0) {
-			ssize_t n = send(c->fd, c->buf + c->off, c->len, MSG_NOSIGNAL);
-
-			if (n > 0) {
-				c->off += (size_t)n;
-				c->len -= (size_t)n;
-				continue;
-			}
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-				return 0;
+		if (conn_flush(c) < 0)
 			return -1;
-		}
+		if (c->len > 0)
+			return 0; /* the socket is full */
 	}
 	return 0;
 }
