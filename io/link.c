@@ -9,6 +9,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -32,8 +33,10 @@
 #define STREAM_IN_HIGH (256 * 1024)
 /* Largest single read or write on a socket. */
 #define SOCKET_IO_MAX (256 * 1024)
-/* Bytes read from the link per read callback before yielding. */
+/* Bytes of link input processed per turn before other events run, and
+ * the most read ahead of processing. */
 #define LINK_READ_CHUNK (64 * 1024)
+#define LINK_IN_HIGH (256 * 1024)
 #define LINK_CLOSE_LINGER_MS 2000
 /* Largest TLS record payload: the unit the mux fills per write. */
 #define LINK_SEND_CHUNK 16384
@@ -60,6 +63,9 @@ struct stream {
 	unsigned freeing : 1;
 	unsigned orphan : 1;     /* on stream_orphans: the mux is done, the
 				    socket is still being written */
+	struct event *rd_ev;     /* our own reads; see sock_read() */
+	struct evbuffer *in;     /* bytes read from the socket, not yet framed */
+	unsigned rd_on : 1;      /* rd_ev is added */
 };
 TAILQ_HEAD(stream_list, stream);
 
@@ -72,6 +78,9 @@ struct link {
 	struct event_base *base;
 	struct bufferevent *bev;
 	struct link_config cfg;
+	struct event *rd_ev;       /* our own reads; see sock_read() */
+	struct evbuffer *in;       /* bytes read from the socket */
+	int rd_on;
 	char server_name[256];     /* cfg.server_name points here */
 	const struct link_ops *ops;
 	void *ud;
@@ -112,6 +121,8 @@ static int link_stopping; /* link_close_all() runs: free at once */
 static uint64_t link_next_id = 1;
 
 static void link_destroy(struct link *l);
+static void link_read_enable(struct link *l, int on);
+static int link_read_start(struct link *l);
 static void link_flush(struct link *l);
 static void link_kick(struct link *l);
 static void stream_release(struct stream *s, int reset);
@@ -179,6 +190,7 @@ link_fail(struct link *l, int level, const char *fmt, ...)
 	log_msg(level, "%s: %s", link_who(l), l->reason);
 	l->state = LS_DEAD;
 	bufferevent_disable(l->bev, EV_READ | EV_WRITE);
+	link_read_enable(l, 0);
 	event_active(l->free_ev, 0, 0);
 }
 
@@ -216,7 +228,7 @@ link_close_after_flush(struct link *l, int level, const char *fmt, ...)
 	va_end(ap);
 	log_msg(level, "%s: %s", link_who(l), l->reason);
 	l->state = LS_CLOSING;
-	bufferevent_disable(l->bev, EV_READ);
+	link_read_enable(l, 0);
 	if (evbuffer_get_length(bufferevent_get_output(l->bev)) == 0) {
 		link_linger_done(l);
 		return;
@@ -305,6 +317,9 @@ link_destroy(struct link *l)
 	event_free(l->free_ev);
 	if (l->ka_ev != NULL)
 		event_free(l->ka_ev);
+	if (l->rd_ev != NULL)
+		event_free(l->rd_ev);
+	evbuffer_free(l->in);
 	free(l->sendbuf);
 	free(l);
 }
@@ -316,6 +331,9 @@ stream_free_deferred(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *s = arg;
 
+	if (s->rd_ev != NULL)
+		event_free(s->rd_ev);
+	evbuffer_free(s->in);
 	bufferevent_free(s->bev);
 	free(s);
 }
@@ -339,6 +357,8 @@ stream_release(struct stream *s, int reset)
 	}
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
+	if (s->rd_ev != NULL)
+		event_del(s->rd_ev);
 	if (reset) {
 		struct linger lg = { 1, 0 };
 		evutil_socket_t fd = bufferevent_getfd(s->bev);
@@ -348,10 +368,8 @@ stream_release(struct stream *s, int reset)
 	}
 	/* Freed from the loop: we may be inside this bufferevent's callbacks. */
 	if (link_stopping || event_base_once(bufferevent_get_base(s->bev), -1, EV_TIMEOUT,
-			    stream_free_deferred, s, &zero) < 0) {
-		bufferevent_free(s->bev);
-		free(s);
-	}
+			    stream_free_deferred, s, &zero) < 0)
+		stream_free_deferred(-1, 0, s);
 }
 
 /* Shuts the write side once the peer's FIN arrived and all data is out;
@@ -386,15 +404,117 @@ stream_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 	stream_maybe_finish(s);
 }
 
+/*
+ * Reads up to max bytes from fd into buf with one readv().  libevent
+ * 2.1's own socket reads stop at 4 KiB each, which makes a busy link
+ * pay the event loop's fixed cost for every 4 KiB; bufferevents are kept
+ * for writing only.  Returns the bytes read, 0 at end of stream, or -1
+ * with errno set (EAGAIN when nothing is there).
+ */
+static ssize_t
+sock_read(evutil_socket_t fd, struct evbuffer *buf, size_t max)
+{
+	struct evbuffer_iovec v[4];
+	struct iovec iov[4];
+	ssize_t r, left;
+	int i, n;
+
+	n = evbuffer_reserve_space(buf, (ev_ssize_t)max, v, 4);
+	if (n <= 0) {
+		errno = ENOMEM;
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (v[i].iov_len > max)
+			v[i].iov_len = max;
+		max -= v[i].iov_len;
+		iov[i].iov_base = v[i].iov_base;
+		iov[i].iov_len = v[i].iov_len;
+	}
+	do
+		r = readv(fd, iov, n);
+	while (r < 0 && errno == EINTR);
+	if (r <= 0) {
+		int saved = errno;
+
+		evbuffer_commit_space(buf, v, 0);
+		errno = saved;
+		return r;
+	}
+	for (i = 0, left = r; i < n; i++) {
+		if ((ssize_t)v[i].iov_len >= left) {
+			v[i].iov_len = (size_t)left;
+			i++;
+			break;
+		}
+		left -= (ssize_t)v[i].iov_len;
+	}
+	evbuffer_commit_space(buf, v, i);
+	return r;
+}
+
+static void stream_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* Starts or stops reading the stream's socket. */
 static void
-stream_read_cb(struct bufferevent *bev, void *arg)
+stream_read_enable(struct stream *s, int on)
+{
+	on = on && !s->rd_eof;
+	if (s->rd_ev == NULL || s->freeing || s->rd_on == (unsigned)on)
+		return;
+	s->rd_on = on;
+	if (on)
+		event_add(s->rd_ev, NULL);
+	else
+		event_del(s->rd_ev);
+}
+
+/* The socket is readable: take what fits under STREAM_IN_HIGH. */
+static void
+stream_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *s = arg;
+	struct evbuffer *in = s->in;
+	size_t have = evbuffer_get_length(in);
+	ssize_t r;
 
+	if (have >= STREAM_IN_HIGH) {
+		stream_read_enable(s, 0);
+		return;
+	}
+	r = sock_read(fd, in, STREAM_IN_HIGH - have);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (r <= 0) {
+		stream_read_enable(s, 0);
+		stream_event_cb(s->bev, BEV_EVENT_READING |
+				(r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), s);
+		return;
+	}
+	if (have + (size_t)r >= STREAM_IN_HIGH)
+		stream_read_enable(s, 0);
 	if (s->link != NULL && s->id != 0) {
 		mux_resume(s->link->mux, s->id);
 		link_kick(s->link);
 	}
+}
+
+/* Creates the read event once the socket exists and starts reading. */
+static int
+stream_read_start(struct stream *s)
+{
+	evutil_socket_t fd = bufferevent_getfd(s->bev);
+
+	if (s->rd_ev == NULL) {
+		if (fd < 0)
+			return 0; /* connecting: started on BEV_EVENT_CONNECTED */
+		s->rd_ev = event_new(bufferevent_get_base(s->bev), fd,
+				     EV_READ | EV_PERSIST, stream_read_cb, s);
+		if (s->rd_ev == NULL)
+			return -1;
+	}
+	stream_read_enable(s, 1);
+	return 0;
 }
 
 static void
@@ -409,7 +529,10 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
 		net_nodelay(bufferevent_getfd(bev));
 		log_debug("stream %u (service %s): backend connected", s->id,
 			  s->service);
-		return;
+		if (stream_read_start(s) == 0)
+			return;
+		what = BEV_EVENT_ERROR;
+		err = ENOMEM;
 	}
 	if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING)) {
 		s->rd_eof = 1;
@@ -446,15 +569,18 @@ stream_new(struct link *l, struct bufferevent *bev, const char *service)
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NULL;
+	s->in = evbuffer_new();
+	if (s->in == NULL) {
+		free(s);
+		return NULL;
+	}
 	s->link = l;
 	s->bev = bev;
 	net_nodelay(bufferevent_getfd(bev));
 	snprintf(s->service, sizeof(s->service), "%s", service);
 	TAILQ_INSERT_TAIL(&l->streams, s, entry);
-	bufferevent_setcb(bev, stream_read_cb, NULL, stream_event_cb, s);
-	bufferevent_setwatermark(bev, EV_READ, 0, STREAM_IN_HIGH);
-	/* Fewer, larger reads and writes: libevent's default is 16 KiB. */
-	bufferevent_set_max_single_read(bev, STREAM_IN_HIGH);
+	bufferevent_setcb(bev, NULL, NULL, stream_event_cb, s);
+	/* Fewer, larger writes: libevent's default is 16 KiB. */
 	bufferevent_set_max_single_write(bev, SOCKET_IO_MAX);
 	evbuffer_add_cb(bufferevent_get_output(bev), stream_out_cb, s);
 	return s;
@@ -480,7 +606,16 @@ mux_on_open(void *ud, uint32_t id, const char *service, void **sud)
 	}
 	s->id = id;
 	s->connecting = 1;
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	bufferevent_enable(bev, EV_WRITE);
+	if (stream_read_start(s) < 0) {
+		TAILQ_REMOVE(&l->streams, s, entry);
+		bufferevent_free(bev);
+		if (s->rd_ev != NULL)
+			event_free(s->rd_ev);
+		evbuffer_free(s->in);
+		free(s);
+		return MUX_C_INTERNAL;
+	}
 	*sud = s;
 	log_debug("%s: stream %u opened by peer for service %s", link_who(l),
 		  id, service);
@@ -538,7 +673,7 @@ mux_read_data(void *ud, uint32_t id, void *sud, uint8_t *buf, size_t max,
 	      int *eof)
 {
 	struct stream *s = sud;
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = s->in;
 	int n;
 
 	n = evbuffer_remove(in, buf, max);
@@ -546,6 +681,8 @@ mux_read_data(void *ud, uint32_t id, void *sud, uint8_t *buf, size_t max,
 		n = 0;
 	if (s->rd_eof && evbuffer_get_length(in) == 0)
 		*eof = 1;
+	else if (n > 0 && evbuffer_get_length(in) < STREAM_IN_HIGH)
+		stream_read_enable(s, 1);
 	return (size_t)n;
 }
 
@@ -780,7 +917,7 @@ link_tls_read_failed(struct link *l, const char *why)
 static void
 link_up_input(struct link *l)
 {
-	struct evbuffer *in = bufferevent_get_input(l->bev);
+	struct evbuffer *in = l->in;
 	uint8_t buf[16384];
 	size_t done = 0;
 	int n;
@@ -833,6 +970,8 @@ link_up_input(struct link *l)
 	/* More may be waiting; come back after other events had a turn. */
 	if (l->state == LS_UP && done >= LINK_READ_CHUNK)
 		event_active(l->kick_ev, EV_READ, 0);
+	if (l->state == LS_UP && evbuffer_get_length(in) < LINK_IN_HIGH)
+		link_read_enable(l, 1);
 	link_flush(l);
 }
 
@@ -886,8 +1025,6 @@ link_start_mux(struct link *l)
 		l->last_ping_us = now_us();
 		evtimer_add(l->ka_ev, &tv);
 	}
-	/* Reads are bounded by stream windows from here on. */
-	bufferevent_setwatermark(l->bev, EV_READ, 0, 0);
 	link_flush(l);
 	return 0;
 }
@@ -953,7 +1090,7 @@ link_start_tls(struct link *l)
 	p.n_ciphers = l->outcome.n_ciphers;
 	p.server_name = l->cfg.server_name;
 	p.client_cert = l->cfg.client_cert;
-	l->tls = tls_conn_new(l->cfg.tls, bufferevent_get_input(l->bev),
+	l->tls = tls_conn_new(l->cfg.tls, l->in,
 			      bufferevent_get_output(l->bev), &p, err,
 			      sizeof(err));
 	if (l->tls == NULL) {
@@ -1021,7 +1158,8 @@ link_send_offer(struct link *l)
 	l->state = LS_NEGOTIATING;
 	ms_to_tv(l->cfg.negotiation_timeout_ms, &tv);
 	evtimer_add(l->deadline_ev, &tv);
-	bufferevent_enable(l->bev, EV_READ);
+	if (link_read_start(l) < 0)
+		link_fail(l, LOG_ERR, "out of memory");
 }
 
 static void
@@ -1071,7 +1209,7 @@ static void
 link_on_offer(struct link *l)
 {
 	struct neg_msg m;
-	size_t extra = evbuffer_get_length(bufferevent_get_input(l->bev));
+	size_t extra = evbuffer_get_length(l->in);
 	uint16_t reason = 0;
 
 	if (l->peer.type != NEG_OFFER) {
@@ -1111,7 +1249,7 @@ link_on_offer(struct link *l)
 static void
 link_on_decision(struct link *l)
 {
-	size_t extra = evbuffer_get_length(bufferevent_get_input(l->bev));
+	size_t extra = evbuffer_get_length(l->in);
 	uint16_t reason = 0;
 
 	if (l->peer.type == NEG_REFUSE) {
@@ -1168,7 +1306,7 @@ link_neg_failed(struct link *l)
 static void
 link_neg_input(struct link *l)
 {
-	struct evbuffer *in = bufferevent_get_input(l->bev);
+	struct evbuffer *in = l->in;
 	enum neg_status st = NEG_NEED_MORE;
 
 	while (l->state == LS_NEGOTIATING && evbuffer_get_length(in) > 0) {
@@ -1200,6 +1338,66 @@ link_neg_input(struct link *l)
 		link_on_offer(l);
 }
 
+/* ---- reading the link socket ------------------------------------------ */
+
+static void link_read_cb(struct bufferevent *bev, void *arg);
+static void link_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* Starts or stops reading the link socket. */
+static void
+link_read_enable(struct link *l, int on)
+{
+	if (l->rd_ev == NULL || l->rd_on == on)
+		return;
+	l->rd_on = on;
+	if (on)
+		event_add(l->rd_ev, NULL);
+	else
+		event_del(l->rd_ev);
+}
+
+static void
+link_sock_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct link *l = arg;
+	struct evbuffer *in = l->in;
+	size_t have = evbuffer_get_length(in);
+	/* During negotiation a peer can make us hold at most 8 KiB. */
+	size_t high = l->state == LS_NEGOTIATING ? 2 * NEG_MAX_LEN : LINK_IN_HIGH;
+	ssize_t r;
+
+	if (have >= high) {
+		link_read_enable(l, 0);
+		return;
+	}
+	r = sock_read(fd, in, high - have);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (r <= 0) {
+		link_read_enable(l, 0);
+		link_event_cb(l->bev, BEV_EVENT_READING |
+			      (r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), l);
+		return;
+	}
+	if (have + (size_t)r >= high)
+		link_read_enable(l, 0);
+	link_read_cb(l->bev, l);
+}
+
+/* Creates the read event for the connected socket and starts reading. */
+static int
+link_read_start(struct link *l)
+{
+	if (l->rd_ev == NULL) {
+		l->rd_ev = event_new(l->base, bufferevent_getfd(l->bev),
+				     EV_READ | EV_PERSIST, link_sock_read_cb, l);
+		if (l->rd_ev == NULL)
+			return -1;
+	}
+	link_read_enable(l, 1);
+	return 0;
+}
+
 /* ---- bufferevent callbacks ------------------------------------------- */
 
 static void
@@ -1219,8 +1417,7 @@ link_read_cb(struct bufferevent *bev, void *arg)
 		link_up_input(l);
 		break;
 	default:
-		evbuffer_drain(bufferevent_get_input(bev),
-			       evbuffer_get_length(bufferevent_get_input(bev)));
+		evbuffer_drain(l->in, evbuffer_get_length(l->in));
 		break;
 	}
 }
@@ -1362,12 +1559,13 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 	l->t_start_us = l->last_rx_us = now_us();
 	TAILQ_INIT(&l->streams);
 	l->dec = neg_decoder_new();
+	l->in = evbuffer_new();
 	l->deadline_ev = evtimer_new(base, link_deadline_cb, l);
 	l->kick_ev = event_new(base, -1, 0, link_kick_cb, l);
 	l->free_ev = event_new(base, -1, 0, link_free_cb, l);
 	l->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (l->dec == NULL || l->deadline_ev == NULL || l->kick_ev == NULL ||
-	    l->free_ev == NULL || l->bev == NULL)
+	if (l->dec == NULL || l->in == NULL || l->deadline_ev == NULL ||
+	    l->kick_ev == NULL || l->free_ev == NULL || l->bev == NULL)
 		goto fail;
 	if (cfg->dialer) {
 		net_ntop(sa, l->peer_addr, sizeof(l->peer_addr));
@@ -1379,12 +1577,9 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 		net_local(fd, l->local, sizeof(l->local));
 	}
 	bufferevent_setcb(l->bev, link_read_cb, link_write_cb, link_event_cb, l);
-	/* During negotiation the input is bounded by the message size. */
-	bufferevent_setwatermark(l->bev, EV_READ, 0, 2 * NEG_MAX_LEN);
 	bufferevent_setwatermark(l->bev, EV_WRITE, LINK_OUT_LOW, 0);
-	bufferevent_set_max_single_read(l->bev, SOCKET_IO_MAX);
 	bufferevent_set_max_single_write(l->bev, SOCKET_IO_MAX);
-	evbuffer_add_cb(bufferevent_get_input(l->bev), link_in_count, l);
+	evbuffer_add_cb(l->in, link_in_count, l);
 	evbuffer_add_cb(bufferevent_get_output(l->bev), link_out_count, l);
 	TAILQ_INSERT_TAIL(&link_all, l, entry);
 	link_n++;
@@ -1400,7 +1595,11 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 		l->state = LS_NEGOTIATING;
 		ms_to_tv(cfg->negotiation_timeout_ms, &tv);
 		evtimer_add(l->deadline_ev, &tv);
-		bufferevent_enable(l->bev, EV_READ | EV_WRITE);
+		bufferevent_enable(l->bev, EV_WRITE);
+		if (link_read_start(l) < 0) {
+			link_fail(l, LOG_ERR, "out of memory");
+			return l;
+		}
 		log_info("%s: accepted; waiting for its offer", link_who(l));
 	}
 	return l;
@@ -1416,6 +1615,8 @@ fail:
 	if (l->deadline_ev != NULL)
 		event_free(l->deadline_ev);
 	neg_decoder_free(l->dec);
+	if (l->in != NULL)
+		evbuffer_free(l->in);
 	tls_ctx_free(l->cfg.tls);
 	free(l);
 fail_fd:
@@ -1448,11 +1649,16 @@ link_open_stream(struct link *l, const char *service, struct bufferevent *bev)
 		TAILQ_REMOVE(&l->streams, s, entry);
 		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 		bufferevent_free(bev);
+		evbuffer_free(s->in);
 		free(s);
 		return -1;
 	}
 	s->id = id;
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	bufferevent_enable(bev, EV_WRITE);
+	if (stream_read_start(s) < 0) {
+		mux_reset(l->mux, id, MUX_C_INTERNAL);
+		return -1;
+	}
 	log_debug("%s: stream %u opened for service %s", link_who(l), id,
 		  service);
 	link_kick(l);
