@@ -510,26 +510,15 @@ main(int argc, char **argv)
 	struct gateway gw;
 	struct gw_listener *next;
 	size_t i;
-	int rc, failed, status = 1;
+	int failed, status;
 
-	log_init(prog, LOG_INFO);
-	rc = daemon_parse_args(argc, argv, prog, &o);
-	if (rc != 0)
-		return rc > 0 ? 0 : 2;
 	memset(&gw, 0, sizeof(gw));
 	TAILQ_INIT(&gw.held);
-	if (tls_global_init() < 0) {
-		log_err("cannot initialise the TLS library");
-		return 1;
-	}
-	gw.path = o.config;
-	gw.cfg = daemon_load(prog, CFG_GATEWAY, &o);
+	gw.cfg = daemon_start(argc, argv, prog, CFG_GATEWAY, &o, &status);
 	if (gw.cfg == NULL)
-		goto out;
-	if (o.check_only) {
-		status = 0;
-		goto out;
-	}
+		return status;
+	status = 1;
+	gw.path = o.config;
 	gw.tls = gw_tls_new(gw.cfg, &failed);
 	if (failed)
 		goto out;

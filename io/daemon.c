@@ -108,6 +108,34 @@ daemon_load(const char *prog, int role, const struct daemon_opts *o)
 	return c;
 }
 
+struct cfg *
+daemon_start(int argc, char **argv, const char *prog, int role,
+	     struct daemon_opts *o, int *status)
+{
+	struct cfg *c;
+	int rc;
+
+	log_init(prog, LOG_INFO);
+	rc = daemon_parse_args(argc, argv, prog, o);
+	if (rc != 0) {
+		*status = rc > 0 ? 0 : 2;
+		return NULL;
+	}
+	if (tls_global_init() < 0) {
+		log_err("cannot initialise the TLS library");
+		*status = 1;
+		return NULL;
+	}
+	c = daemon_load(prog, role, o);
+	if (c == NULL || o->check_only) {
+		*status = c == NULL ? 1 : 0;
+		cfg_free(c);
+		tls_global_cleanup();
+		return NULL;
+	}
+	return c;
+}
+
 int
 daemon_open_hooks(const struct cfg *c)
 {

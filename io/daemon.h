@@ -27,6 +27,16 @@ int daemon_parse_args(int argc, char **argv, const char *prog,
  * loads the TLS material.  Returns NULL on failure. */
 struct cfg *daemon_load(const char *prog, int role, const struct daemon_opts *o);
 
+/*
+ * The common start of both daemons: logging, command line, the TLS
+ * library and the configuration.  Returns the configuration to run with;
+ * or NULL with *status set to the exit status, after --version, -h or -n
+ * (0) or an error (1 or 2, logged).  On success the caller runs
+ * tls_global_cleanup() when it exits.
+ */
+struct cfg *daemon_start(int argc, char **argv, const char *prog, int role,
+			 struct daemon_opts *o, int *status);
+
 /* Opens the hook sink named in the config.  Returns 0 or -1 (logged). */
 int daemon_open_hooks(const struct cfg *c);
 

@@ -309,27 +309,15 @@ main(int argc, char **argv)
 	struct daemon_opts o;
 	struct relay r;
 	struct relay_conf boot;
-	int rc, status = 1;
+	int status;
 
-	log_init(prog, LOG_INFO);
-	rc = daemon_parse_args(argc, argv, prog, &o);
-	if (rc != 0)
-		return rc > 0 ? 0 : 2;
 	memset(&r, 0, sizeof(r));
 	memset(&boot, 0, sizeof(boot));
-	if (tls_global_init() < 0) {
-		log_err("cannot initialise the TLS library");
-		return 1;
-	}
-	r.path = o.config;
-	boot.cfg = daemon_load(prog, CFG_RELAY, &o);
+	boot.cfg = daemon_start(argc, argv, prog, CFG_RELAY, &o, &status);
 	if (boot.cfg == NULL)
-		goto out;
-	if (o.check_only) {
-		relay_conf_free(&boot);
-		status = 0;
-		goto out;
-	}
+		return status;
+	status = 1;
+	r.path = o.config;
 	if (relay_conf_build(&boot) < 0) {
 		relay_conf_free(&boot);
 		goto out;
