@@ -108,7 +108,6 @@ struct link {
 	uint64_t bytes_in, bytes_out;
 	uint64_t t_start_us, t_hs_us, last_rx_us, last_ping_us;
 	int draining;          /* GOAWAY sent or received: close when empty */
-	int hs_failed;
 	int bound;             /* the peer's BIND arrived and matched */
 	struct tls_info tls_info;
 	struct stream_list streams;
@@ -1036,7 +1035,6 @@ link_handshake_failed(struct link *l, const char *why)
 {
 	struct hook_event ev;
 
-	l->hs_failed = 1;
 	link_event_init(l, &ev, HOOK_HANDSHAKE_FAILED);
 	ev.reason = why;
 	hook_emit(&ev);
@@ -1687,12 +1685,6 @@ const char *
 link_peer_node(const struct link *l)
 {
 	return l->peer.params.node;
-}
-
-const char *
-link_peer_addr(const struct link *l)
-{
-	return l->peer_addr;
 }
 
 size_t

@@ -82,7 +82,6 @@ int link_is_up(const struct link *l);
 int link_is_tls(const struct link *l);
 uint64_t link_id(const struct link *l);
 const char *link_peer_node(const struct link *l);
-const char *link_peer_addr(const struct link *l);
 size_t link_count(void);
 
 #endif
