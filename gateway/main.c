@@ -67,28 +67,19 @@ static void gw_client_start(struct gateway *gw, const struct cfg_service *svc,
 
 static void gw_dial(struct gateway *gw);
 
-/* The gateway offers before it learns the relay's node name, so its
- * [peer NAME] section is the one named after the relay it expects. */
+/* Takes h off the held list and stops its timer; the caller owns h->fd. */
 static void
-gw_apply_peer(const struct cfg *c, struct neg_params *p)
+gw_held_unlink(struct gateway *gw, struct gw_held *h)
 {
-	const struct cfg_peer *peer = cfg_peer_find(c, c->server_name);
-
-	if (peer == NULL)
-		return;
-	if (peer->tls != CFG_UNSET)
-		p->tls_mode = (uint8_t)peer->tls;
-	if (peer->min_tls != CFG_UNSET)
-		p->tls_min = (uint16_t)peer->min_tls;
-	if (peer->max_tls != CFG_UNSET)
-		p->tls_max = (uint16_t)peer->max_tls;
+	TAILQ_REMOVE(&gw->held, h, entry);
+	gw->n_held--;
+	event_free(h->timer);
 }
 
 static void
 gw_on_up(void *ud, struct link *l)
 {
 	struct gateway *gw = ud;
-
 	struct gw_held *h;
 
 	gw->backoff_ms = gw->cfg->redial_min_ms;
@@ -97,20 +88,17 @@ gw_on_up(void *ud, struct link *l)
 		 link_is_tls(l) ? "TLS" : "plaintext",
 		 gw->n_held ? ", starting the held ones" : "");
 	while ((h = TAILQ_FIRST(&gw->held)) != NULL && link_is_up(gw->link)) {
-		TAILQ_REMOVE(&gw->held, h, entry);
-		gw->n_held--;
-		event_free(h->timer);
+		gw_held_unlink(gw, h);
 		gw_client_start(gw, h->svc, h->fd, h->who);
 		free(h);
 	}
 }
 
+/* Refuses a held client: closes it with a reset. */
 static void
 gw_held_free(struct gateway *gw, struct gw_held *h)
 {
-	TAILQ_REMOVE(&gw->held, h, entry);
-	gw->n_held--;
-	event_free(h->timer);
+	gw_held_unlink(gw, h);
 	net_close_reset(h->fd);
 	free(h);
 }
@@ -414,16 +402,11 @@ gw_listeners_install(struct gateway *gw, const struct cfg *c,
 static void
 gw_conf_install(struct gateway *gw)
 {
-	memset(&gw->lcfg, 0, sizeof(gw->lcfg));
-	daemon_params(gw->cfg, &gw->lcfg.params);
-	gw_apply_peer(gw->cfg, &gw->lcfg.params);
-	gw->lcfg.dialer = 1;
-	gw->lcfg.role = "gateway";
-	gw->lcfg.tls = gw->tls;
-	gw->lcfg.server_name = gw->cfg->server_name;
-	gw->lcfg.negotiation_timeout_ms = gw->cfg->negotiation_timeout_ms;
-	gw->lcfg.handshake_timeout_ms = gw->cfg->handshake_timeout_ms;
-	gw->lcfg.keepalive_timeout_ms = gw->cfg->keepalive_timeout_ms;
+	daemon_link_config(gw->cfg, gw->tls, &gw->lcfg);
+	/* The gateway offers before it learns the relay's node name, so
+	 * its [peer NAME] is the one named after the relay it expects. */
+	daemon_apply_peer(cfg_peer_find(gw->cfg, gw->cfg->server_name),
+			  &gw->lcfg.params, NULL);
 }
 
 static struct tls_ctx *

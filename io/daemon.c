@@ -9,6 +9,7 @@
 #include <event2/event.h>
 
 #include "hook.h"
+#include "link.h"
 #include "log.h"
 #include "tlsio.h"
 
@@ -168,6 +169,38 @@ daemon_params(const struct cfg *c, struct neg_params *p)
 	p->window = c->window;
 	p->max_frame = c->max_frame;
 	p->keepalive_ms = c->keepalive_ms;
+}
+
+void
+daemon_apply_peer(const struct cfg_peer *peer, struct neg_params *p,
+		  int *client_cert)
+{
+	if (peer == NULL)
+		return;
+	if (peer->tls != CFG_UNSET)
+		p->tls_mode = (uint8_t)peer->tls;
+	if (peer->min_tls != CFG_UNSET)
+		p->tls_min = (uint16_t)peer->min_tls;
+	if (peer->max_tls != CFG_UNSET)
+		p->tls_max = (uint16_t)peer->max_tls;
+	if (client_cert != NULL && peer->client_cert != CFG_UNSET)
+		*client_cert = peer->client_cert;
+}
+
+void
+daemon_link_config(const struct cfg *c, struct tls_ctx *tls,
+		   struct link_config *lc)
+{
+	memset(lc, 0, sizeof(*lc));
+	daemon_params(c, &lc->params);
+	lc->dialer = c->role == CFG_GATEWAY;
+	lc->role = c->role == CFG_GATEWAY ? "gateway" : "relay";
+	lc->tls = tls;
+	lc->client_cert = c->role == CFG_RELAY ? c->client_cert : 0;
+	lc->server_name = c->role == CFG_GATEWAY ? c->server_name : NULL;
+	lc->negotiation_timeout_ms = c->negotiation_timeout_ms;
+	lc->handshake_timeout_ms = c->handshake_timeout_ms;
+	lc->keepalive_timeout_ms = c->keepalive_timeout_ms;
 }
 
 static void

@@ -43,6 +43,20 @@ int daemon_open_hooks(const struct cfg *c);
 /* Our negotiation parameters as the config sets them (no nonce). */
 void daemon_params(const struct cfg *c, struct neg_params *p);
 
+/* Applies the overrides a [peer NAME] section sets (tls, min_tls,
+ * max_tls, and client_cert when client_cert is not NULL) to our
+ * parameters.  peer NULL changes nothing. */
+void daemon_apply_peer(const struct cfg_peer *peer, struct neg_params *p,
+		       int *client_cert);
+
+struct link_config;
+struct tls_ctx;
+
+/* The settings new links get from configuration c and TLS context tls
+ * (NULL when TLS is off): role, negotiation parameters, timeouts. */
+void daemon_link_config(const struct cfg *c, struct tls_ctx *tls,
+			struct link_config *lc);
+
 /* A base with SIGINT/SIGTERM stopping the loop and SIGPIPE ignored.
  * Returns NULL on failure. */
 struct event_base *daemon_base_new(void);

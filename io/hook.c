@@ -71,11 +71,8 @@ hook_close_file(void)
 void
 hook_reset(void)
 {
-	if (hook_fd >= 0)
-		close(hook_fd);
-	hook_fd = -1;
+	hook_close_file();
 	hook_nobservers = 0;
-	hook_failing = 0;
 }
 
 /* A bounded JSON writer: every put reports failure once cap is hit. */

@@ -100,8 +100,7 @@ struct link {
 	struct neg_outcome outcome;
 	struct tls_conn *tls;
 	struct mux *mux;
-	uint8_t *sendbuf;
-	size_t sendbuf_len;
+	uint8_t *sendbuf;          /* LINK_SEND_CHUNK bytes, once the mux runs */
 	uint32_t keepalive_ms;
 	char local[NET_ADDRSTR_MAX];
 	char peer_addr[NET_ADDRSTR_MAX];
@@ -175,6 +174,14 @@ static void
 link_fail(struct link *l, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Records why the link ends (for link_closed) and logs it once. */
+static void
+link_set_reason(struct link *l, int level, const char *fmt, va_list ap)
+{
+	vsnprintf(l->reason, sizeof(l->reason), fmt, ap);
+	log_msg(level, "%s: %s", link_who(l), l->reason);
+}
+
 /* Logs the reason once and schedules the link's destruction. */
 static void
 link_fail(struct link *l, int level, const char *fmt, ...)
@@ -184,9 +191,8 @@ link_fail(struct link *l, int level, const char *fmt, ...)
 	if (l->state == LS_DEAD)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(l->reason, sizeof(l->reason), fmt, ap);
+	link_set_reason(l, level, fmt, ap);
 	va_end(ap);
-	log_msg(level, "%s: %s", link_who(l), l->reason);
 	l->state = LS_DEAD;
 	bufferevent_disable(l->bev, EV_READ | EV_WRITE);
 	link_read_enable(l, 0);
@@ -223,9 +229,8 @@ link_close_after_flush(struct link *l, int level, const char *fmt, ...)
 	if (l->state == LS_DEAD || l->state == LS_CLOSING)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(l->reason, sizeof(l->reason), fmt, ap);
+	link_set_reason(l, level, fmt, ap);
 	va_end(ap);
-	log_msg(level, "%s: %s", link_who(l), l->reason);
 	l->state = LS_CLOSING;
 	link_read_enable(l, 0);
 	if (evbuffer_get_length(bufferevent_get_output(l->bev)) == 0) {
@@ -358,13 +363,8 @@ stream_release(struct stream *s, int reset)
 	bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
 	if (s->rd_ev != NULL)
 		event_del(s->rd_ev);
-	if (reset) {
-		struct linger lg = { 1, 0 };
-		evutil_socket_t fd = bufferevent_getfd(s->bev);
-
-		if (fd >= 0)
-			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	}
+	if (reset)
+		net_reset_on_close(bufferevent_getfd(s->bev));
 	/* Freed from the loop: we may be inside this bufferevent's callbacks. */
 	if (link_stopping || event_base_once(bufferevent_get_base(s->bev), -1, EV_TIMEOUT,
 			    stream_free_deferred, s, &zero) < 0)
@@ -804,7 +804,7 @@ link_flush(struct link *l)
 
 	if (l->state == LS_UP && l->draining && mux_stream_count(l->mux) == 0) {
 		/* Queue the last frames, then close once they are out. */
-		while ((n = mux_send(l->mux, l->sendbuf, l->sendbuf_len)) > 0)
+		while ((n = mux_send(l->mux, l->sendbuf, LINK_SEND_CHUNK)) > 0)
 			if (link_write_frames(l, n) < 0)
 				return;
 		if (l->tls != NULL)
@@ -814,7 +814,7 @@ link_flush(struct link *l)
 		return;
 	}
 	while (l->state == LS_UP && evbuffer_get_length(out) < LINK_OUT_HIGH) {
-		n = mux_send(l->mux, l->sendbuf, l->sendbuf_len);
+		n = mux_send(l->mux, l->sendbuf, LINK_SEND_CHUNK);
 		if (n == 0)
 			break;
 		if (link_write_frames(l, n) < 0)
@@ -999,8 +999,7 @@ link_start_mux(struct link *l)
 	}
 	tls_sha256_pair(offer, offer_len, decision, decision_len, ms.bind);
 	/* Each mux_send() fills at most one TLS record's worth. */
-	l->sendbuf_len = LINK_SEND_CHUNK;
-	l->sendbuf = malloc(l->sendbuf_len);
+	l->sendbuf = malloc(LINK_SEND_CHUNK);
 	l->mux = mux_new(&ms, &link_mux_cb, l);
 	if (l->sendbuf == NULL || l->mux == NULL) {
 		link_fail(l, LOG_ERR, "out of memory starting the stream mux");

@@ -121,36 +121,45 @@ net_ntop(const struct sockaddr *sa, char *buf, size_t len)
 	}
 }
 
-void
-net_local(int fd, char *buf, size_t len)
+/* Formats the address that get (getsockname or getpeername) returns. */
+static void
+net_sockaddr_str(int fd, int (*get)(int, struct sockaddr *, socklen_t *),
+		 char *buf, size_t len)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+	if (get(fd, (struct sockaddr *)&ss, &sl) < 0)
 		snprintf(buf, len, "unknown");
 	else
 		net_ntop((struct sockaddr *)&ss, buf, len);
+}
+
+void
+net_local(int fd, char *buf, size_t len)
+{
+	net_sockaddr_str(fd, getsockname, buf, len);
 }
 
 void
 net_peer(int fd, char *buf, size_t len)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
+	net_sockaddr_str(fd, getpeername, buf, len);
+}
 
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
-		snprintf(buf, len, "unknown");
-	else
-		net_ntop((struct sockaddr *)&ss, buf, len);
+void
+net_reset_on_close(int fd)
+{
+	struct linger lg = { 1, 0 };
+
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
 void
 net_close_reset(int fd)
 {
-	struct linger lg = { 1, 0 };
-
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	net_reset_on_close(fd);
 	close(fd);
 }
 

@@ -41,6 +41,10 @@ void net_nodelay(int fd);
  * more urgent frames.  Ignored where unsupported. */
 void net_notsent_lowat(int fd, int bytes);
 
+/* Makes the coming close() of fd send a reset rather than an orderly
+ * end (for sockets that something else will close). */
+void net_reset_on_close(int fd);
+
 /* Closes fd so that the peer sees a reset rather than an orderly end. */
 void net_close_reset(int fd);
 

@@ -60,14 +60,7 @@ relay_on_offer(void *ud, struct link *l, const struct neg_params *offer,
 
 	if (p == NULL)
 		return 0;
-	if (p->tls != CFG_UNSET)
-		mine->tls_mode = (uint8_t)p->tls;
-	if (p->min_tls != CFG_UNSET)
-		mine->tls_min = (uint16_t)p->min_tls;
-	if (p->max_tls != CFG_UNSET)
-		mine->tls_max = (uint16_t)p->max_tls;
-	if (p->client_cert != CFG_UNSET)
-		*client_cert = p->client_cert;
+	daemon_apply_peer(p, mine, client_cert);
 	log_debug("link %llu: applying [peer %s] settings",
 		  (unsigned long long)link_id(l), p->name);
 	return 0;
@@ -191,15 +184,7 @@ relay_conf_install(struct relay *r, struct relay_conf *rc)
 	r->cfg = rc->cfg;
 	r->tls = rc->tls;
 	r->backends = rc->backends;
-	memset(&r->lcfg, 0, sizeof(r->lcfg));
-	daemon_params(r->cfg, &r->lcfg.params);
-	r->lcfg.dialer = 0;
-	r->lcfg.role = "relay";
-	r->lcfg.tls = r->tls;
-	r->lcfg.client_cert = r->cfg->client_cert;
-	r->lcfg.negotiation_timeout_ms = r->cfg->negotiation_timeout_ms;
-	r->lcfg.handshake_timeout_ms = r->cfg->handshake_timeout_ms;
-	r->lcfg.keepalive_timeout_ms = r->cfg->keepalive_timeout_ms;
+	daemon_link_config(r->cfg, r->tls, &r->lcfg);
 }
 
 static const struct link_ops relay_ops = {
