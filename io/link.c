@@ -468,31 +468,48 @@ stream_read_enable(struct stream *s, int on)
 		event_del(s->rd_ev);
 }
 
+/*
+ * Reads what fits below high into in.  Returns 0, or BEV_EVENT_EOF or
+ * BEV_EVENT_ERROR (errno set) when the socket ended; *got is the byte
+ * count and *full says in has reached high, so reading should pause.
+ */
+static short
+sock_fill(evutil_socket_t fd, struct evbuffer *in, size_t high, size_t *got,
+	  int *full)
+{
+	size_t have = evbuffer_get_length(in);
+	ssize_t r;
+
+	*got = 0;
+	*full = have >= high;
+	if (*full)
+		return 0;
+	r = sock_read(fd, in, high - have);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (r <= 0)
+		return r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR;
+	*got = (size_t)r;
+	*full = have + *got >= high;
+	return 0;
+}
+
 /* The socket is readable: take what fits under STREAM_IN_HIGH. */
 static void
 stream_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *s = arg;
-	struct evbuffer *in = s->in;
-	size_t have = evbuffer_get_length(in);
-	ssize_t r;
+	size_t got;
+	int full;
+	short end = sock_fill(fd, s->in, STREAM_IN_HIGH, &got, &full);
 
-	if (have >= STREAM_IN_HIGH) {
+	if (full || end)
 		stream_read_enable(s, 0);
+	if (end) {
+		stream_event_cb(s->bev, BEV_EVENT_READING | end, s);
 		return;
 	}
-	r = sock_read(fd, in, STREAM_IN_HIGH - have);
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-		return;
-	if (r <= 0) {
-		stream_read_enable(s, 0);
-		stream_event_cb(s->bev, BEV_EVENT_READING |
-				(r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), s);
-		return;
-	}
-	if (have + (size_t)r >= STREAM_IN_HIGH)
-		stream_read_enable(s, 0);
-	if (s->link != NULL && s->id != 0) {
+	if (got > 0 && s->link != NULL && s->id != 0) {
 		mux_resume(s->link->mux, s->id);
 		link_kick(s->link);
 	}
@@ -1357,28 +1374,20 @@ static void
 link_sock_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct link *l = arg;
-	struct evbuffer *in = l->in;
-	size_t have = evbuffer_get_length(in);
 	/* During negotiation a peer can make us hold at most 8 KiB. */
 	size_t high = l->state == LS_NEGOTIATING ? 2 * NEG_MAX_LEN : LINK_IN_HIGH;
-	ssize_t r;
+	size_t got;
+	int full;
+	short end = sock_fill(fd, l->in, high, &got, &full);
 
-	if (have >= high) {
+	if (full || end)
 		link_read_enable(l, 0);
+	if (end) {
+		link_event_cb(l->bev, BEV_EVENT_READING | end, l);
 		return;
 	}
-	r = sock_read(fd, in, high - have);
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-		return;
-	if (r <= 0) {
-		link_read_enable(l, 0);
-		link_event_cb(l->bev, BEV_EVENT_READING |
-			      (r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), l);
-		return;
-	}
-	if (have + (size_t)r >= high)
-		link_read_enable(l, 0);
-	link_read_cb(l->bev, l);
+	if (got > 0)
+		link_read_cb(l->bev, l);
 }
 
 /* Creates the read event for the connected socket and starts reading. */
