@@ -120,6 +120,22 @@ static long env_long(const char *name, long dflt)
 	return n;
 }
 
+/* Writes the last 4 KiB of each daemon's log to stderr, for a failure. */
+static void dump_logs(void)
+{
+	const char *logs[] = { P.gw_log, P.relay_log };
+
+	for (int i = 0; i < 2; i++) {
+		size_t len = 0;
+		char *text = h_read_file(logs[i], &len);
+
+		fprintf(stderr, "--- last of %s ---\n%s\n", logs[i],
+			text == NULL ? "(unreadable)" :
+			len > 4096 ? text + len - 4096 : text);
+		free(text);
+	}
+}
+
 /* --- the pair under load ------------------------------------------------ */
 
 static void load_init(void)
@@ -195,6 +211,9 @@ Test(load, ten_thousand_idle_streams_over_one_link)
 	int gw_fd0, relay_fd0, gw_fd, relay_fd, next = 0, verified = 0;
 	long gw_pss0, relay_pss0, gw_pss, relay_pss;
 	int64_t t0, deadline;
+	int fails = 0, fresh = -1, fresh_ok = 0;
+	char failed[256] = "";
+	size_t failed_len = 0;
 
 	cr_assert(c != NULL && pfds != NULL && map != NULL);
 	cr_assert_lt(n, 16384, "TLSPLEX_IDLE must stay under max_streams");
@@ -287,19 +306,40 @@ Test(load, ten_thousand_idle_streams_over_one_link)
 		"relay PSS %ld -> %ld kB (%.0f B per stream)\n", n, gw_pss0, gw_pss,
 		(double)(gw_pss - gw_pss0) * 1024 / n, relay_pss0, relay_pss,
 		(double)(relay_pss - relay_pss0) * 1024 / n);
-	/* Still alive after idling: a sample of them echoes again. */
-	for (int i = 0; i < n; i += n / 10 > 0 ? n / 10 : 1)
-		cr_assert_eq(echo_once(c[i].fd, "still here", 10000), 0,
-			     "idle stream %d no longer echoes", i);
+	/* Still alive after idling: a sample of them echoes again.  Every
+	 * sampled stream is tried before judging, so that a failure says
+	 * whether one stream or the whole link stopped. */
+	for (int i = 0; i < n; i += n / 10 > 0 ? n / 10 : 1) {
+		int r = echo_once(c[i].fd, "still here", 10000);
+
+		if (r != 0 && failed_len < sizeof(failed) - 16)
+			failed_len += (size_t)snprintf(failed + failed_len,
+						       sizeof(failed) - failed_len,
+						       " %d", i);
+		fails += r != 0;
+	}
+	if (fails > 0)
+		fresh = connect_port(P.svc_port);
+	if (fresh >= 0) {
+		fresh_ok = echo_once(fresh, "fresh", 5000) == 0;
+		close(fresh);
+	}
 	for (int i = 0; i < n; i++)
 		close(c[i].fd);
+	free(c);
+	free(pfds);
+	free(map);
+	if (fails > 0)
+		dump_logs();
+	cr_assert_eq(fails, 0,
+		     "%d sampled idle streams no longer echo (streams%s); a new "
+		     "connection %s; daemon logs above", fails, failed,
+		     fresh < 0 ? "could not be made" :
+		     fresh_ok ? "echoes" : "does not echo either");
 	cr_assert_eq(wait_fds(gw_fd0, relay_fd0, 30000, &gw_fd, &relay_fd), 0,
 		     "descriptors after closing %d streams: gateway %d (was %d), relay %d (was %d)",
 		     n, gw_fd, gw_fd0, relay_fd, relay_fd0);
 	cr_assert_eq(tap_conn_count(P.tap), 1);
-	free(c);
-	free(pfds);
-	free(map);
 }
 
 /* --- b: open/close cycles ------------------------------------------------ */
