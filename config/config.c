@@ -21,19 +21,23 @@
 
 #include <ini.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define LINE_MAX_LEN 4096  /* longest line accepted, without newline */
 #define LIST_MAX 1024      /* at most this many services, and peers */
-#define KEYS_MAX 64
+#define KEYS_MAX 96
+#define ITEM_MAX 255       /* one entry of a name or pattern list */
 #define HOST_MAX 253
 #define STASH_MARK "\x1f"  /* stands for the side buffer in inih's line */
 #define ROLE_BOTH (CFG_RELAY | CFG_GATEWAY)
@@ -43,6 +47,7 @@ enum sec_kind {
 	SEC_DAEMON = 1,
 	SEC_SERVICE = 2,
 	SEC_PEER = 4,
+	SEC_TEMPLATE = 8,
 };
 
 enum key_flag {
@@ -93,6 +98,9 @@ static int p_size(struct ld *, const struct key *, const char *, void *);
 static int p_count(struct ld *, const struct key *, const char *, void *);
 static int p_ciphers(struct ld *, const struct key *, const char *, void *);
 static int p_path(struct ld *, const struct key *, const char *, void *);
+static int p_acl(struct ld *, const struct key *, const char *, void *);
+static int p_names(struct ld *, const struct key *, const char *, void *);
+static int p_patterns(struct ld *, const struct key *, const char *, void *);
 static int c_range(struct ld *, const struct key *, const char *,
 		   const void *);
 static int c_readable(struct ld *, const struct key *, const char *,
@@ -123,6 +131,12 @@ static const struct choice cert_wants[] = {
 	{ NULL, 0 },
 };
 
+static const struct choice yes_no[] = {
+	{ "yes", 1 },
+	{ "no", 0 },
+	{ NULL, 0 },
+};
+
 static const struct choice log_levels[] = {
 	{ "error", 0 },
 	{ "warn", 1 },
@@ -141,6 +155,7 @@ static const struct choice log_levels[] = {
 #define DAE(f) FIELD(struct cfg, f)
 #define SVC(f) FIELD(struct cfg_service, f)
 #define PEER(f) FIELD(struct cfg_peer, f)
+#define SEC_PARTNER (SEC_PEER | SEC_TEMPLATE)
 
 #define MS_HOUR 3600000u
 
@@ -237,6 +252,26 @@ static const struct key keys[] = {
 	  .dflt = "info", .parse = p_enum, .choices = log_levels,
 	  DAE(log_level),
 	  .help = "Least important log messages written: error, warn, info or debug." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "allow",
+	  .dflt = "", .parse = p_acl, DAE(allow),
+	  .help = "Source networks admitted before a byte is read: IPv4 or IPv6 addresses or CIDR networks separated by ',' (at most 64). On the relay it guards the link listener, on the gateway every service listener. Empty: every source not denied." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "deny",
+	  .dflt = "", .parse = p_acl, DAE(deny),
+	  .help = "Source networks refused before a byte is read, checked before `allow`; same form and scope as `allow`." },
+	{ .sec = SEC_DAEMON, .roles = CFG_RELAY, .name = "max_links",
+	  .dflt = "1024", .parse = p_count, .check = c_range,
+	  .lo = 1, .hi = 1000000, DAE(max_links),
+	  .help = "Most links open at once, 1 to 1000000; a link beyond it is refused with reason busy." },
+	{ .sec = SEC_DAEMON, .roles = CFG_RELAY, .name = "max_links_per_source",
+	  .dflt = "16", .parse = p_count, .check = c_range,
+	  .lo = 1, .hi = 1000000, DAE(max_links_per_source),
+	  .help = "Most links open at once from one source address, 1 to 1000000; a link beyond it is refused with reason busy." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "tls_sticky",
+	  .dflt = "no", .parse = p_enum, .choices = yes_no, DAE(tls_sticky),
+	  .help = "yes: once a peer has completed TLS with this node, remember it in `state_file` and refuse plaintext links with it from then on. Peers and templates may override it." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "state_file",
+	  .dflt = "", .parse = p_path, .check = c_parent_dir, DAE(state_file),
+	  .help = "File that remembers the peers seen with TLS, for tls_sticky; its directory must exist. Required when tls_sticky is used." },
 
 	/* [service NAME] */
 	{ .sec = SEC_SERVICE, .roles = CFG_GATEWAY, .name = "listen",
@@ -248,20 +283,57 @@ static const struct key keys[] = {
 	{ .sec = SEC_SERVICE, .roles = ROLE_BOTH, .name = "tls",
 	  .parse = p_enum, .choices = tls_modes, SVC(tls),
 	  .help = "TLS policy for this service: off, allow, prefer or require. With require its streams are never carried on a plaintext link." },
+	{ .sec = SEC_SERVICE, .roles = CFG_GATEWAY, .name = "allow",
+	  .dflt = "", .parse = p_acl, SVC(allow),
+	  .help = "Client networks admitted to this service, checked after the [gateway] lists; same form as the daemon key. Empty: every client the [gateway] lists admit." },
+	{ .sec = SEC_SERVICE, .roles = CFG_GATEWAY, .name = "deny",
+	  .dflt = "", .parse = p_acl, SVC(deny),
+	  .help = "Client networks refused by this service, besides those the [gateway] lists refuse." },
+	{ .sec = SEC_SERVICE, .roles = CFG_GATEWAY, .name = "max_clients",
+	  .dflt = "4096", .parse = p_count, .check = c_range,
+	  .lo = 1, .hi = 1000000, SVC(max_clients),
+	  .help = "Most client connections to this service at once, 1 to 1000000; a client beyond it is closed at once and logged." },
+	{ .sec = SEC_SERVICE, .roles = CFG_RELAY, .name = "client_cert",
+	  .parse = p_enum, .choices = cert_wants, SVC(client_cert),
+	  .help = "require: streams to this service are refused unless the link's peer presented a verified certificate. none or optional: no extra demand." },
 
 	/* [peer NAME] */
-	{ .sec = SEC_PEER, .roles = ROLE_BOTH, .name = "tls",
+	{ .sec = SEC_PARTNER, .roles = ROLE_BOTH, .name = "tls",
 	  .parse = p_enum, .choices = tls_modes, PEER(tls),
 	  .help = "TLS policy for links with this peer: off, allow, prefer or require." },
-	{ .sec = SEC_PEER, .roles = ROLE_BOTH, .name = "min_tls",
+	{ .sec = SEC_PARTNER, .roles = ROLE_BOTH, .name = "min_tls",
 	  .parse = p_enum, .choices = tls_versions, PEER(min_tls),
 	  .help = "Lowest TLS version for this peer: 1.2 or 1.3." },
-	{ .sec = SEC_PEER, .roles = ROLE_BOTH, .name = "max_tls",
+	{ .sec = SEC_PARTNER, .roles = ROLE_BOTH, .name = "max_tls",
 	  .parse = p_enum, .choices = tls_versions, PEER(max_tls),
 	  .help = "Highest TLS version for this peer: 1.2 or 1.3." },
-	{ .sec = SEC_PEER, .roles = CFG_RELAY, .name = "client_cert",
+	{ .sec = SEC_PARTNER, .roles = CFG_RELAY, .name = "client_cert",
 	  .parse = p_enum, .choices = cert_wants, PEER(client_cert),
 	  .help = "What the relay asks of this peer's certificate: none, optional or require." },
+	{ .sec = SEC_PARTNER, .roles = ROLE_BOTH, .name = "identity",
+	  .parse = p_patterns, PEER(identity),
+	  .help = "Identities the peer's certificate must carry, one of them at least: names or patterns with '*', separated by ','; matched against its SAN DNS names and URIs, or its CN when it has neither. Unset: the node name the peer claims. On the gateway the [peer] named after server_name applies to the relay." },
+	{ .sec = SEC_PARTNER, .roles = CFG_RELAY, .name = "services",
+	  .parse = p_names, PEER(services),
+	  .help = "Services this peer may open streams to, separated by ','. Unset: every service." },
+	{ .sec = SEC_PARTNER, .roles = CFG_RELAY, .name = "max_streams",
+	  .parse = p_count, .check = c_range, .lo = 1, .hi = 1000000,
+	  PEER(max_streams),
+	  .help = "Most streams this peer may hold open on one link, 1 to 1000000. Unset: the daemon's max_streams." },
+	{ .sec = SEC_PARTNER, .roles = ROLE_BOTH, .name = "tls_sticky",
+	  .parse = p_enum, .choices = yes_no, PEER(tls_sticky),
+	  .help = "yes or no: tls_sticky for this peer." },
+
+	/* [template NAME] */
+	{ .sec = SEC_TEMPLATE, .roles = CFG_RELAY, .name = "match_name",
+	  .parse = p_patterns, PEER(match_name),
+	  .help = "Node names this template admits: names or patterns with '*', separated by ','. Unset: any name." },
+	{ .sec = SEC_TEMPLATE, .roles = CFG_RELAY, .name = "match_issuer",
+	  .parse = p_patterns, PEER(match_issuer),
+	  .help = "Issuer names the peer's certificate must carry, as the hook prints them (/C=../CN=..), patterns with '*' allowed, separated by ','. Checked after the handshake; a template with it demands TLS and a client certificate. Unset: any issuer." },
+	{ .sec = SEC_TEMPLATE, .roles = CFG_RELAY, .name = "match_source",
+	  .dflt = "", .parse = p_acl, PEER(match_source),
+	  .help = "Source networks this template admits, in the form of `allow`. Empty: any source." },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -288,7 +360,7 @@ struct ld {
 	int *seen;               /* line each key was set at, this section */
 	int dseen[KEYS_MAX];     /* the daemon section's */
 	int sseen[KEYS_MAX];     /* the current service or peer section's */
-	size_t cap_services, cap_peers;
+	size_t cap_services, cap_peers, cap_templates;
 	char exp[256];           /* scratch for expected-value text */
 };
 
@@ -411,6 +483,12 @@ static const char *expect_of(struct ld *st, const struct key *e)
 		       "host:port (port 1 to 65535; IPv6 in brackets, as in [::1]:7400)";
 	if (e->parse == p_ciphers)
 		return "1 to 32 IANA or wolfSSL suite names separated by ':' or ',', such as TLS_AES_128_GCM_SHA256";
+	if (e->parse == p_acl)
+		return "IPv4 or IPv6 addresses or networks such as 10.0.0.0/8, 192.0.2.7 or fd00::/8, separated by ',', at most 64";
+	if (e->parse == p_names)
+		return "names of " NAME_RULE ", separated by ','";
+	if (e->parse == p_patterns)
+		return "names or patterns with '*', separated by ',', each 1 to 255 printable characters without blanks";
 	if (e->parse == p_path)
 		return e->check == c_parent_dir ?
 		       "a file path in an existing directory, or nothing" :
@@ -739,6 +817,182 @@ static int p_ciphers(struct ld *st, const struct key *e, const char *val,
 	return 0;
 }
 
+/* Splits val at ',' into blank-trimmed items; calls fn on each.  Returns
+ * the first nonzero fn result, or -2 for an empty item, or 0. */
+static int split_items(const char *val, int (*fn)(const char *, void *),
+		       void *arg)
+{
+	char list[LINE_MAX_LEN + 1];
+	char *p, *next;
+	int any = 0, rc;
+
+	snprintf(list, sizeof(list), "%s", val);
+	for (p = list; p != NULL; p = next) {
+		char *end;
+
+		next = strchr(p, ',');
+		if (next != NULL)
+			*next++ = '\0';
+		while (*p == ' ' || *p == '\t')
+			p++;
+		end = p + strlen(p);
+		while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (*p == '\0') {
+			if (next != NULL || any)
+				return -2;
+			continue;
+		}
+		any = 1;
+		rc = fn(p, arg);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Parses "ADDR" or "ADDR/BITS" into n.  Returns 0 or -1. */
+static int cidr_parse(const char *s, struct cfg_cidr *n)
+{
+	char addr[INET6_ADDRSTRLEN + 1];
+	const char *slash = strchr(s, '/');
+	size_t len = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned max;
+	uint64_t bits;
+	const char *end;
+
+	if (len == 0 || len >= sizeof(addr))
+		return -1;
+	memcpy(addr, s, len);
+	addr[len] = '\0';
+	memset(n, 0, sizeof(*n));
+	if (inet_pton(AF_INET, addr, n->addr) == 1) {
+		n->family = 4;
+		max = 32;
+	} else if (inet_pton(AF_INET6, addr, n->addr) == 1) {
+		n->family = 6;
+		max = 128;
+	} else {
+		return -1;
+	}
+	n->bits = (uint8_t)max;
+	if (slash) {
+		if (num_prefix(slash + 1, &bits, &end) != 0 || *end ||
+		    bits > max || strlen(slash + 1) > 3)
+			return -1;
+		n->bits = (uint8_t)bits;
+	}
+	/* Host bits are cleared, so 10.1.2.3/8 means 10.0.0.0/8. */
+	for (unsigned i = n->bits; i < max; i++)
+		n->addr[i / 8] &= (uint8_t)~(0x80u >> (i % 8));
+	return 0;
+}
+
+struct acl_fill {
+	struct cfg_acl *acl;
+	const char *bad;
+};
+
+static int acl_item(const char *item, void *arg)
+{
+	struct acl_fill *f = arg;
+
+	if (f->acl->n == CFG_ACL_MAX)
+		return 2;
+	if (cidr_parse(item, &f->acl->net[f->acl->n]) < 0) {
+		f->bad = item;
+		return 1;
+	}
+	f->acl->n++;
+	return 0;
+}
+
+static int p_acl(struct ld *st, const struct key *e, const char *val,
+		 void *base)
+{
+	struct cfg_acl *acl = field(e, base);
+	struct acl_fill f = { acl, NULL };
+	int rc;
+
+	acl->n = 0;
+	rc = split_items(val, acl_item, &f);
+	if (rc == 1) {
+		kfail(st, st->line, e->name, "'%.100s' is not an address or network; expected %s",
+		      f.bad, expect_of(st, e));
+	} else if (rc == 2) {
+		bad(st, e, val, "lists too many networks");
+	} else if (rc == -2) {
+		bad(st, e, val, "has an empty entry");
+	}
+	return rc == 0 ? 0 : -1;
+}
+
+struct item_check {
+	int names;        /* items must be valid names */
+	const char *bad;
+};
+
+static int item_ok(const char *item, void *arg)
+{
+	struct item_check *ic = arg;
+
+	if (ic->names ? !valid_name(item) : strlen(item) > ITEM_MAX) {
+		ic->bad = item;
+		return 1;
+	}
+	for (const char *p = item; *p; p++) {
+		if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+			ic->bad = item;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Stores a validated, normalised list: items joined by ','. */
+static int p_list(struct ld *st, const struct key *e, const char *val,
+		  void *base, int names)
+{
+	struct item_check ic = { names, NULL };
+	char *dst = field(e, base);
+	size_t n = 0;
+	int rc = split_items(val, item_ok, &ic);
+
+	if (rc == 1) {
+		kfail(st, st->line, e->name, "'%.100s' is not a valid entry; expected %s",
+		      ic.bad, expect_of(st, e));
+		return -1;
+	}
+	if (rc == -2 || !*val) {
+		bad(st, e, val, rc == -2 ? "has an empty entry" : "is empty");
+		return -1;
+	}
+	dst[0] = '\0';
+	for (const char *p = val; *p; p++) {
+		if (*p == ' ' || *p == '\t')
+			continue;
+		if (n + 1 >= e->size) {
+			bad(st, e, val, "is too long");
+			return -1;
+		}
+		dst[n++] = *p;
+	}
+	dst[n] = '\0';
+	return 0;
+}
+
+static int p_names(struct ld *st, const struct key *e, const char *val,
+		   void *base)
+{
+	return p_list(st, e, val, base, 1);
+}
+
+static int p_patterns(struct ld *st, const struct key *e, const char *val,
+		      void *base)
+{
+	return p_list(st, e, val, base, 0);
+}
+
 static int p_path(struct ld *st, const struct key *e, const char *val,
 		  void *base)
 {
@@ -901,14 +1155,26 @@ static const char *sec_title(int sec)
 		return "service";
 	case SEC_PEER:
 		return "peer";
+	case SEC_TEMPLATE:
+		return "template";
 	}
 	return "daemon";
 }
 
 static void valid_sections(struct ld *st, char *b, size_t n)
 {
-	snprintf(b, n, "[%s], [service NAME] or [peer NAME]",
-		 role_name(st->role));
+	snprintf(b, n, st->role == CFG_RELAY ?
+		 "[%s], [service NAME], [peer NAME] or [template NAME]" :
+		 "[%s], [service NAME] or [peer NAME]", role_name(st->role));
+}
+
+static const struct cfg_peer *template_find(const struct cfg *c,
+					    const char *name)
+{
+	for (size_t i = 0; i < c->n_templates; i++)
+		if (strcmp(c->templates[i].name, name) == 0)
+			return &c->templates[i];
+	return NULL;
 }
 
 static void *list_add(struct ld *st, void **arr, size_t *n, size_t *cap,
@@ -959,7 +1225,8 @@ static int open_named(struct ld *st, int sec, const char *arg)
 
 		prev = s ? s->line : 0;
 	} else {
-		const struct cfg_peer *p = cfg_peer_find(c, arg);
+		const struct cfg_peer *p = sec == SEC_PEER ?
+			cfg_peer_find(c, arg) : template_find(c, arg);
 
 		prev = p ? p->line : 0;
 	}
@@ -981,8 +1248,13 @@ static int open_named(struct ld *st, int sec, const char *arg)
 	} else {
 		struct cfg_peer *p;
 
-		item = list_add(st, (void **)&c->peers, &c->n_peers,
-				&st->cap_peers, sizeof(*p), what);
+		if (sec == SEC_PEER)
+			item = list_add(st, (void **)&c->peers, &c->n_peers,
+					&st->cap_peers, sizeof(*p), what);
+		else
+			item = list_add(st, (void **)&c->templates,
+					&c->n_templates, &st->cap_templates,
+					sizeof(*p), what);
 		if (!item)
 			return -1;
 		p = item;
@@ -1055,6 +1327,13 @@ static int section_open(struct ld *st, char *p)
 		return open_named(st, SEC_SERVICE, arg);
 	if (strcmp(inner, "peer") == 0)
 		return open_named(st, SEC_PEER, arg);
+	if (strcmp(inner, "template") == 0 && st->role == CFG_RELAY)
+		return open_named(st, SEC_TEMPLATE, arg);
+	if (strcmp(inner, "template") == 0) {
+		fail(st, st->line, "section '[template %.60s]' belongs in a relay configuration: templates admit unknown gateways; expected %s",
+		     arg, valid);
+		return -1;
+	}
 	fail(st, st->line, "unknown section '[%.60s%s%.60s]'; expected %s", inner,
 	     *arg ? " " : "", arg, valid);
 	return -1;
@@ -1336,16 +1615,17 @@ static int check_ranges(struct ld *st)
 				   dline(st, "redial_min"),
 				   dline(st, "redial_max"), a, b, "");
 	}
-	for (size_t i = 0; i < c->n_peers; i++) {
-		const struct cfg_peer *p = &c->peers[i];
+	for (size_t i = 0; i < c->n_peers + c->n_templates; i++) {
+		const struct cfg_peer *p = i < c->n_peers ? &c->peers[i] :
+					   &c->templates[i - c->n_peers];
 		int lo = p->min_tls != CFG_UNSET ? p->min_tls : c->min_tls;
 		int hi = p->max_tls != CFG_UNSET ? p->max_tls : c->max_tls;
 		char where[CFG_NAME_MAX + 40];
 
 		if (lo <= hi)
 			continue;
-		snprintf(where, sizeof(where), " (in or inherited by [peer %s])",
-			 p->name);
+		snprintf(where, sizeof(where), " (in or inherited by [%s %s])",
+			 i < c->n_peers ? "peer" : "template", p->name);
 		return check_order(st, "min_tls", "max_tls",
 				   p->min_tls != CFG_UNSET ? p->line : 0,
 				   p->max_tls != CFG_UNSET ? p->line : 0,
@@ -1387,6 +1667,14 @@ static bool tls_possible(struct ld *st, char *why, size_t n)
 			return true;
 		}
 	}
+	for (size_t i = 0; i < c->n_templates; i++) {
+		if (c->templates[i].tls > TLS_MODE_OFF ||
+		    c->templates[i].match_issuer[0]) {
+			snprintf(why, n, "[template %s] needs TLS",
+				 c->templates[i].name);
+			return true;
+		}
+	}
 	for (size_t i = 0; i < c->n_services; i++) {
 		if (c->services[i].tls > TLS_MODE_OFF) {
 			snprintf(why, n, "[service %s] sets tls",
@@ -1403,6 +1691,13 @@ static bool client_cert_wanted(const struct cfg *c)
 		return true;
 	for (size_t i = 0; i < c->n_peers; i++)
 		if (c->peers[i].client_cert > CERT_WANT_NONE)
+			return true;
+	for (size_t i = 0; i < c->n_templates; i++)
+		if (c->templates[i].client_cert > CERT_WANT_NONE ||
+		    c->templates[i].match_issuer[0])
+			return true;
+	for (size_t i = 0; i < c->n_services; i++)
+		if (c->services[i].client_cert > CERT_WANT_NONE)
 			return true;
 	return false;
 }
@@ -1484,6 +1779,54 @@ static int check_services(struct ld *st)
 	return 0;
 }
 
+static int check_partners(struct ld *st)
+{
+	struct cfg *c = st->c;
+	bool sticky = c->tls_sticky == 1;
+	const char *sticky_where = "[relay] or [gateway]";
+	char where[CFG_NAME_MAX + 16];
+
+	for (size_t i = 0; i < c->n_peers + c->n_templates; i++) {
+		struct cfg_peer *p = i < c->n_peers ? &c->peers[i] :
+				     &c->templates[i - c->n_peers];
+		const char *kind = i < c->n_peers ? "peer" : "template";
+		char list[CFG_LIST_MAX], *tok, *save = NULL;
+
+		if (p->tls_sticky == 1 && !sticky) {
+			sticky = true;
+			snprintf(where, sizeof(where), "[%s %s]", kind, p->name);
+			sticky_where = where;
+		}
+		snprintf(list, sizeof(list), "%s", p->services);
+		for (tok = strtok_r(list, ",", &save); tok;
+		     tok = strtok_r(NULL, ",", &save)) {
+			if (cfg_service_find(c, tok))
+				continue;
+			kfail(st, p->line, "services", "[%s %s] names service '%s', which has no [service %s] section; expected defined services",
+			      kind, p->name, tok, tok);
+			return -1;
+		}
+		if (i < c->n_peers)
+			continue;
+		if (p->match_issuer[0] &&
+		    ((p->tls != CFG_UNSET && p->tls != TLS_MODE_REQUIRE) ||
+		     (p->client_cert != CFG_UNSET &&
+		      p->client_cert != CERT_WANT_REQUIRE))) {
+			kfail(st, p->line, "match_issuer", "[template %s] checks the certificate issuer but lets a peer in without TLS or without a certificate; expected tls = require and client_cert = require, or neither set",
+			      p->name);
+			return -1;
+		}
+		p->any = (!p->match_name[0] || cfg_list_has(p->match_name, "*")) &&
+			 !p->match_issuer[0] && p->match_source.n == 0;
+	}
+	if (sticky && !c->state_file[0]) {
+		kfail(st, st->daemon_line, "state_file", "missing key in [%s]; expected a file to remember TLS peers in, because %s sets tls_sticky = yes",
+		      role_name(st->role), sticky_where);
+		return -1;
+	}
+	return 0;
+}
+
 static int finish(struct ld *st)
 {
 	char buf[CFG_ADDR_MAX];
@@ -1509,7 +1852,8 @@ static int finish(struct ld *st)
 		if (key_apply(st, e, buf, st->c) < 0)
 			return -1;
 	}
-	if (check_services(st) < 0 || check_ranges(st) < 0 ||
+	if (check_services(st) < 0 || check_partners(st) < 0 ||
+	    check_ranges(st) < 0 ||
 	    check_ciphers(st) < 0 || check_tls_files(st) < 0)
 		return -1;
 	st->c->ciphers_auto = st->dseen[key_index(SEC_DAEMON, "ciphers")] == 0;
@@ -1645,6 +1989,7 @@ void cfg_free(struct cfg *c)
 		return;
 	free(c->services);
 	free(c->peers);
+	free(c->templates);
 	free(c);
 }
 
@@ -1669,12 +2014,134 @@ const struct cfg_peer *cfg_peer_find(const struct cfg *c, const char *name)
 	return NULL;
 }
 
+const struct cfg_peer *cfg_template_find(const struct cfg *c,
+					 const char *name)
+{
+	return c && name ? template_find(c, name) : NULL;
+}
+
+/* The address of sa as a family-4 or family-6 network of full length;
+ * IPv4-mapped IPv6 addresses become IPv4.  Returns -1 for other
+ * families. */
+static int sa_cidr(const struct sockaddr *sa, struct cfg_cidr *n)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+					    0xff, 0xff };
+
+	memset(n, 0, sizeof(*n));
+	if (sa == NULL)
+		return -1;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		memcpy(n->addr, &in->sin_addr, 4);
+		n->family = 4;
+		n->bits = 32;
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		if (memcmp(in6->sin6_addr.s6_addr, mapped, 12) == 0) {
+			memcpy(n->addr, in6->sin6_addr.s6_addr + 12, 4);
+			n->family = 4;
+			n->bits = 32;
+		} else {
+			memcpy(n->addr, in6->sin6_addr.s6_addr, 16);
+			n->family = 6;
+			n->bits = 128;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+static bool cidr_contains(const struct cfg_cidr *net, const struct cfg_cidr *a)
+{
+	unsigned full = net->bits / 8, rest = net->bits % 8;
+
+	if (net->family != a->family)
+		return false;
+	if (memcmp(net->addr, a->addr, full) != 0)
+		return false;
+	return rest == 0 ||
+	       ((net->addr[full] ^ a->addr[full]) & (0xff00u >> rest)) == 0;
+}
+
+int cfg_acl_match(const struct cfg_acl *acl, const struct sockaddr *sa)
+{
+	struct cfg_cidr a;
+
+	if (acl == NULL || sa_cidr(sa, &a) < 0)
+		return 0;
+	for (unsigned i = 0; i < acl->n; i++)
+		if (cidr_contains(&acl->net[i], &a))
+			return 1;
+	return 0;
+}
+
+enum cfg_acl_verdict cfg_acl_check(const struct cfg_acl *allow,
+				   const struct cfg_acl *deny,
+				   const struct sockaddr *sa)
+{
+	struct cfg_cidr a;
+
+	if (sa_cidr(sa, &a) < 0)
+		return CFG_ACL_NOT_ALLOWED;
+	if (deny != NULL && cfg_acl_match(deny, sa))
+		return CFG_ACL_DENIED;
+	if (allow != NULL && allow->n > 0 && !cfg_acl_match(allow, sa))
+		return CFG_ACL_NOT_ALLOWED;
+	return CFG_ACL_PASS;
+}
+
+void cfg_cidr_format(const struct cfg_cidr *n, char *buf, size_t len)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	if (inet_ntop(n->family == 4 ? AF_INET : AF_INET6, n->addr, a,
+		      sizeof(a)) == NULL)
+		snprintf(a, sizeof(a), "?");
+	snprintf(buf, len, "%s/%u", a, n->bits);
+}
+
+int cfg_list_each(const char *list, int (*fn)(const char *item, void *arg),
+		  void *arg)
+{
+	char item[ITEM_MAX + 1];
+	const char *p = list;
+
+	while (p != NULL && *p) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		int rc;
+
+		snprintf(item, sizeof(item), "%.*s", (int)n, p);
+		rc = fn(item, arg);
+		if (rc != 0)
+			return rc;
+		p = comma ? comma + 1 : NULL;
+	}
+	return 0;
+}
+
+static int item_equal(const char *item, void *arg)
+{
+	return strcmp(item, arg) == 0;
+}
+
+int cfg_list_has(const char *list, const char *name)
+{
+	return cfg_list_each(list, item_equal, (void *)name);
+}
+
 void cfg_write_reference(FILE *out)
 {
 	static const struct { int sec; const char *title; } secs[] = {
 		{ SEC_DAEMON, "Daemon section: [relay] or [gateway]" },
 		{ SEC_SERVICE, "[service NAME]" },
-		{ SEC_PEER, "[peer NAME]" },
+		{ SEC_PEER, "[peer NAME] and [template NAME]" },
+		{ SEC_TEMPLATE, "[template NAME] only" },
 	};
 
 	for (size_t s = 0; s < sizeof(secs) / sizeof(secs[0]); s++) {
@@ -1685,7 +2152,8 @@ void cfg_write_reference(FILE *out)
 			const char *roles = e->roles == ROLE_BOTH ? "both" :
 					    role_name(e->roles);
 
-			if (!(e->sec & secs[s].sec))
+			if (!(e->sec & secs[s].sec) ||
+			    (secs[s].sec == SEC_TEMPLATE && e->sec != SEC_TEMPLATE))
 				continue;
 			fprintf(out, "| `%s` | %s | ", e->name, roles);
 			if (e->dflt_doc)

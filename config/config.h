@@ -13,6 +13,10 @@
 #define CFG_ADDR_MAX 300
 #define CFG_PATH_MAX 1024
 #define CFG_CIPHERS_MAX 32
+#define CFG_ACL_MAX 64      /* networks in one allow, deny or match_source */
+#define CFG_LIST_MAX 512    /* a comma-separated list of names or patterns */
+
+struct sockaddr;
 
 enum cfg_role {
 	CFG_RELAY = 1,
@@ -22,6 +26,19 @@ enum cfg_role {
 /* Value meaning "not set here; inherit from the daemon section". */
 #define CFG_UNSET (-1)
 
+/* An IPv4 or IPv6 network: family 4 or 6, prefix length bits. */
+struct cfg_cidr {
+	uint8_t family;
+	uint8_t bits;
+	uint8_t addr[16];
+};
+
+/* A list of networks, as set by allow, deny and match_source. */
+struct cfg_acl {
+	uint8_t n;
+	struct cfg_cidr net[CFG_ACL_MAX];
+};
+
 /* A [service NAME] section. */
 struct cfg_service {
 	char name[CFG_NAME_MAX + 1];
@@ -29,16 +46,33 @@ struct cfg_service {
 	char backend[CFG_ADDR_MAX]; /* relay: host:port streams connect to */
 	int tls;                    /* enum tls_mode or CFG_UNSET; require =
 				       never carried on a plaintext link */
+	struct cfg_acl allow, deny; /* gateway: clients admitted, beside the
+				       [gateway] lists */
+	uint32_t max_clients;       /* gateway: client connections at once */
+	int client_cert;            /* relay: enum cert_want or CFG_UNSET;
+				       require = streams only on links whose
+				       peer presented a verified certificate */
 	int line;                   /* where the section starts */
 };
 
-/* A [peer NAME] section: overrides for one node name. */
+/* A [peer NAME] section: a known partner and its overrides; or a
+ * [template NAME] section, which admits unknown partners that match it. */
 struct cfg_peer {
 	char name[CFG_NAME_MAX + 1];
 	int tls;          /* enum tls_mode or CFG_UNSET */
 	int min_tls;      /* TLSV_1_x or CFG_UNSET */
 	int max_tls;
 	int client_cert;  /* enum cert_want or CFG_UNSET */
+	char identity[CFG_LIST_MAX]; /* patterns the certificate must match;
+					"" = the node name itself */
+	char services[CFG_LIST_MAX]; /* relay: services it may open; "" = all */
+	uint32_t max_streams;        /* relay: 0 = the daemon's */
+	int tls_sticky;              /* 0, 1 or CFG_UNSET */
+	/* [template NAME] only; every condition that is set must hold. */
+	char match_name[CFG_LIST_MAX];   /* node name patterns */
+	char match_issuer[CFG_LIST_MAX]; /* certificate issuer patterns */
+	struct cfg_acl match_source;     /* source networks */
+	int any;          /* a template that admits every peer */
 	int line;
 };
 
@@ -72,10 +106,19 @@ struct cfg {
 	uint32_t redial_min_ms, redial_max_ms; /* gateway backoff */
 	char hook_file[CFG_PATH_MAX];    /* JSON Lines event sink; "" = none */
 	int log_level;                   /* 0 error .. 3 debug */
+	struct cfg_acl allow, deny;      /* relay: link sources; gateway:
+					    clients of every service */
+	uint32_t max_links;              /* relay: links at once */
+	uint32_t max_links_per_source;   /* relay: links from one address */
+	int tls_sticky;                  /* remember TLS peers, refuse
+					    plaintext from them later */
+	char state_file[CFG_PATH_MAX];   /* where sticky peers are kept */
 	struct cfg_service *services;
 	size_t n_services;
 	struct cfg_peer *peers;
 	size_t n_peers;
+	struct cfg_peer *templates;      /* relay: tried in file order */
+	size_t n_templates;
 };
 
 /*
@@ -93,6 +136,30 @@ void cfg_free(struct cfg *c);
 const struct cfg_service *cfg_service_find(const struct cfg *c,
 					   const char *name);
 const struct cfg_peer *cfg_peer_find(const struct cfg *c, const char *name);
+const struct cfg_peer *cfg_template_find(const struct cfg *c,
+					 const char *name);
+
+enum cfg_acl_verdict {
+	CFG_ACL_PASS = 0,
+	CFG_ACL_DENIED,      /* a deny entry matches */
+	CFG_ACL_NOT_ALLOWED, /* the allow list is set and nothing in it matches */
+};
+/* Judges address sa against deny, then allow (an empty allow list admits
+ * everyone).  Either list may be NULL.  IPv4-mapped IPv6 addresses are
+ * judged as IPv4.  Unknown address families are not allowed. */
+enum cfg_acl_verdict cfg_acl_check(const struct cfg_acl *allow,
+				   const struct cfg_acl *deny,
+				   const struct sockaddr *sa);
+/* Nonzero when acl has an entry matching sa. */
+int cfg_acl_match(const struct cfg_acl *acl, const struct sockaddr *sa);
+/* Writes network n as text, such as "10.0.0.0/8" or "::1/128". */
+void cfg_cidr_format(const struct cfg_cidr *n, char *buf, size_t len);
+/* Nonzero when name is one of the comma-separated entries of list. */
+int cfg_list_has(const char *list, const char *name);
+/* Calls fn for each comma-separated entry of list until fn returns
+ * nonzero; returns that value, or 0. */
+int cfg_list_each(const char *list, int (*fn)(const char *item, void *arg),
+		  void *arg);
 
 /* Writes the key reference (section, key, default, help) as Markdown. */
 void cfg_write_reference(FILE *out);

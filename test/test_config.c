@@ -6,12 +6,15 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -482,7 +485,8 @@ Test(config, syntax_errors)
 	expect_fail("[relay]\ntls = o\x01" "ff\n", CFG_RELAY, 2, NULL,
 		    "control character", NULL);
 	expect_fail("tls = off\n[relay]\n", CFG_RELAY, 1, "tls",
-		    "before any section", "[relay], [service NAME] or [peer NAME]");
+		    "before any section",
+		    "[relay], [service NAME], [peer NAME] or [template NAME]");
 }
 
 /* ---- error classes ---------------------------------------------------- */
@@ -503,9 +507,12 @@ Test(config, unknown_key)
 
 Test(config, unknown_section)
 {
-	expect_fail("[relay]\ntls = off\n[template t]\nx = 1\n", CFG_RELAY, 3, NULL,
-		    "unknown section '[template t]'",
-		    "expected [relay], [service NAME] or [peer NAME]");
+	expect_fail("[relay]\ntls = off\n[templates t]\nx = 1\n", CFG_RELAY, 3, NULL,
+		    "unknown section '[templates t]'",
+		    "expected [relay], [service NAME], [peer NAME] or [template NAME]");
+	expect_fail(GW_BASE "[template t]\n", CFG_GATEWAY, 4, NULL,
+		    "'[template t]' belongs in a relay configuration",
+		    "expected [gateway], [service NAME] or [peer NAME]");
 	expect_fail(GW_BASE "[templates]\n", CFG_GATEWAY, 4, NULL,
 		    "unknown section '[templates]'",
 		    "expected [gateway], [service NAME] or [peer NAME]");
@@ -924,7 +931,147 @@ Test(config, reference_matches_docs)
 			  "docs/CONFIG.md lacks this reference row (regenerate with cfg_write_reference):\n%s",
 			  line);
 	}
-	cr_assert_eq(rows, 32, "the table has %zu keys", rows);
+	cr_assert_eq(rows, 49, "the table has %zu keys", rows);
 	free(doc);
 	free(ref);
+}
+
+/* ---- stage 1 and 3 keys: lists, limits, partners --------------------- */
+
+static struct sockaddr_storage sa_of(const char *addr)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strchr(addr, ':')) {
+		struct sockaddr_in6 *in6 = (void *)&ss;
+
+		in6->sin6_family = AF_INET6;
+		cr_assert_eq(inet_pton(AF_INET6, addr, &in6->sin6_addr), 1, "%s", addr);
+	} else {
+		struct sockaddr_in *in = (void *)&ss;
+
+		in->sin_family = AF_INET;
+		cr_assert_eq(inet_pton(AF_INET, addr, &in->sin_addr), 1, "%s", addr);
+	}
+	return ss;
+}
+
+static enum cfg_acl_verdict judge(const struct cfg *c, const char *addr)
+{
+	struct sockaddr_storage ss = sa_of(addr);
+
+	return cfg_acl_check(&c->allow, &c->deny, (struct sockaddr *)&ss);
+}
+
+Test(config, allow_and_deny_lists_judge_v4_v6_and_mapped)
+{
+	struct cfg *c = load("[relay]\ntls = off\n"
+			     "allow = 10.0.0.0/8, 192.0.2.7 ,fd00::/8, 127.0.0.1\n"
+			     "deny = 10.9.1.2/16\n", CFG_RELAY);
+	char buf[64];
+
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->allow.n, 4);
+	cfg_cidr_format(&c->deny.net[0], buf, sizeof(buf));
+	cr_assert_str_eq(buf, "10.9.0.0/16", "host bits are cleared");
+	cr_assert_eq(judge(c, "10.1.2.3"), CFG_ACL_PASS);
+	cr_assert_eq(judge(c, "10.9.200.1"), CFG_ACL_DENIED, "deny wins over allow");
+	cr_assert_eq(judge(c, "192.0.2.7"), CFG_ACL_PASS);
+	cr_assert_eq(judge(c, "192.0.2.8"), CFG_ACL_NOT_ALLOWED);
+	cr_assert_eq(judge(c, "fd12::1"), CFG_ACL_PASS);
+	cr_assert_eq(judge(c, "fe80::1"), CFG_ACL_NOT_ALLOWED);
+	cr_assert_eq(judge(c, "::ffff:10.1.2.3"), CFG_ACL_PASS, "mapped IPv4 is IPv4");
+	cr_assert_eq(judge(c, "::ffff:10.9.0.1"), CFG_ACL_DENIED);
+	cfg_free(c);
+
+	c = load("[relay]\ntls = off\n", CFG_RELAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(judge(c, "203.0.113.9"), CFG_ACL_PASS, "empty lists admit all");
+	cr_assert_eq(c->max_links, 1024);
+	cr_assert_eq(c->max_links_per_source, 16);
+	cfg_free(c);
+}
+
+Test(config, bad_networks_are_named)
+{
+	expect_fail("[relay]\ntls = off\nallow = 10.0.0.0/33\n", CFG_RELAY, 3,
+		    "allow", "'10.0.0.0/33' is not an address or network", "10.0.0.0/8");
+	expect_fail("[relay]\ntls = off\ndeny = example.com\n", CFG_RELAY, 3,
+		    "deny", "'example.com' is not an address", NULL);
+	expect_fail("[relay]\ntls = off\nallow = 10.0.0.1,,10.0.0.2\n", CFG_RELAY, 3,
+		    "allow", "has an empty entry", NULL);
+	expect_fail("[relay]\ntls = off\nallow = ::1/129\n", CFG_RELAY, 3,
+		    "allow", "not an address or network", NULL);
+}
+
+Test(config, service_lists_and_max_clients)
+{
+	struct cfg *c = load(GW_BASE "deny = 10.0.0.0/8\n" GW_SVC
+			     "allow = 127.0.0.0/8\nmax_clients = 7\n"
+			     "[service t]\nlisten = 7402\n", CFG_GATEWAY);
+
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->services[0].allow.n, 1);
+	cr_assert_eq(c->services[0].max_clients, 7);
+	cr_assert_eq(c->services[1].max_clients, 4096, "the default");
+	cr_assert_eq(c->deny.n, 1);
+	cfg_free(c);
+	expect_fail(GW_BASE GW_SVC "max_clients = 0\n", CFG_GATEWAY, 6,
+		    "max_clients", "out of range", "1 to 1000000");
+	expect_fail("[relay]\ntls = off\n[service s]\nbackend = h:1\nmax_clients = 3\n",
+		    CFG_RELAY, 5, "max_clients", "is a gateway key", NULL);
+}
+
+Test(config, partners_and_templates)
+{
+	struct cfg *c = load("[relay]\ntls = off\nstate_file = state\n" RELAY_FILES
+			     "[service a]\nbackend = h:1\n[service b]\nbackend = h:2\n"
+			     "client_cert = require\n"
+			     "[peer gw1]\nidentity = gw1.example, spiffe://x/gw/*\n"
+			     "services = a\nmax_streams = 9\ntls_sticky = yes\n"
+			     "[template east]\nmatch_name = gw-e*\nmatch_source = 10.1.0.0/16\n"
+			     "tls = require\n"
+			     "[template anyone]\n", CFG_RELAY);
+	const struct cfg_peer *p, *t;
+
+	cr_assert_not_null(c, "%s", err);
+	p = cfg_peer_find(c, "gw1");
+	cr_assert_not_null(p);
+	cr_assert_str_eq(p->identity, "gw1.example,spiffe://x/gw/*");
+	cr_assert(cfg_list_has(p->services, "a") && !cfg_list_has(p->services, "b"));
+	cr_assert_eq(p->max_streams, 9);
+	cr_assert_eq(p->tls_sticky, 1);
+	cr_assert_eq(c->n_templates, 2);
+	t = cfg_template_find(c, "east");
+	cr_assert_not_null(t);
+	cr_assert_eq(t->tls, TLS_MODE_REQUIRE);
+	cr_assert_eq(t->tls_sticky, CFG_UNSET);
+	cr_assert_eq(t->any, 0);
+	cr_assert_eq(cfg_template_find(c, "anyone")->any, 1,
+		     "a template without conditions admits anyone");
+	cr_assert_eq(c->services[1].client_cert, CERT_WANT_REQUIRE);
+	cr_assert_eq(c->services[0].client_cert, CFG_UNSET);
+	cr_assert_null(cfg_peer_find(c, "east"), "templates are not peers");
+	cfg_free(c);
+}
+
+Test(config, partner_errors_are_named)
+{
+	expect_fail("[relay]\ntls = off\n[peer g]\nservices = nope\n", CFG_RELAY, 3,
+		    "services", "names service 'nope'", NULL);
+	expect_fail("[relay]\ntls = off\n[peer g]\ntls_sticky = yes\n", CFG_RELAY, 1,
+		    "state_file", "[peer g] sets tls_sticky = yes", NULL);
+	expect_fail("[relay]\ntls = off\ntls_sticky = yes\n", CFG_RELAY, 1,
+		    "state_file", "missing key", NULL);
+	expect_fail("[relay]\ntls = off\n[template t]\nmatch_issuer = *CA*\ntls = allow\n",
+		    CFG_RELAY, 3, "match_issuer", "without TLS or without a certificate", NULL);
+	expect_fail("[relay]\ntls = off\n[template t]\n[template t]\n", CFG_RELAY, 4,
+		    NULL, "'[template t]' repeats the one at line 3", NULL);
+	expect_fail("[relay]\ntls = off\n[peer g]\nidentity = a b\n", CFG_RELAY, 4,
+		    "identity", "'a b' is not a valid entry", NULL);
+	expect_fail("[relay]\ntls = off\n[peer g]\nmatch_name = x\n", CFG_RELAY, 4,
+		    "match_name", "unknown key in a [peer] section", NULL);
+	expect_fail("[relay]\ntls = off\n[template t]\nmin_tls = 1.3\nmax_tls = 1.2\n",
+		    CFG_RELAY, 3, "min_tls", "[template t]", NULL);
 }
