@@ -266,9 +266,11 @@ log_level = warn
 
 [service bench]
 listen = 127.0.0.1:$P_GW_BENCH
+max_clients = 100000
 
 [service http]
 listen = 127.0.0.1:$P_GW_HTTP
+max_clients = 100000
 EOF
 
 "$BIN/tlsplex-relay" -c "$TMP/relay.ini" -n >/dev/null || die "relay config check failed"

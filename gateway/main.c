@@ -20,16 +20,29 @@
 #include "link.h"
 #include "log.h"
 #include "frame.h"
+#include "guard.h"
 #include "net.h"
+#include "sticky.h"
 #include "tlsio.h"
 
 static const char *const prog = "tlsplex-gateway";
 
 struct gateway;
 
+/* What the gateway keeps per service name across reloads: its live
+ * clients (held or streaming) and its listener guard. */
+struct gw_svc_state {
+	TAILQ_ENTRY(gw_svc_state) entry;
+	char name[CFG_NAME_MAX + 1];
+	unsigned clients;
+	struct guard *guard;
+};
+TAILQ_HEAD(gw_svc_list, gw_svc_state);
+
 struct gw_listener {
 	struct gateway *gw;
 	const struct cfg_service *svc;
+	struct gw_svc_state *st;
 	struct evconnlistener *lis;
 	int taken;                 /* taken over from the running set */
 };
@@ -39,6 +52,7 @@ struct gw_held {
 	TAILQ_ENTRY(gw_held) entry;
 	struct gateway *gw;
 	const struct cfg_service *svc;
+	struct gw_svc_state *st;
 	evutil_socket_t fd;
 	struct event *timer;
 	char who[NET_ADDRSTR_MAX];
@@ -60,10 +74,53 @@ struct gateway {
 	size_t n_held;
 	struct event *drain_ev;    /* SIGUSR1 */
 	struct event *reload_ev;   /* SIGHUP */
+	struct gw_svc_list svcs;
+	struct sticky *sticky;     /* NULL unless state_file is set */
 };
 
 static void gw_client_start(struct gateway *gw, const struct cfg_service *svc,
-			    evutil_socket_t fd, const char *who);
+			    struct gw_svc_state *st, evutil_socket_t fd,
+			    const char *who);
+
+/* The state kept for service name, made on first use; NULL when out of
+ * memory (logged). */
+static struct gw_svc_state *
+gw_svc_state(struct gateway *gw, const char *name)
+{
+	struct gw_svc_state *st;
+	char what[CFG_NAME_MAX + 40], inner[CFG_NAME_MAX + 16];
+
+	TAILQ_FOREACH(st, &gw->svcs, entry)
+		if (strcmp(st->name, name) == 0)
+			return st;
+	snprintf(what, sizeof(what), "service %s", name);
+	snprintf(inner, sizeof(inner), "[service %s]", name);
+	st = calloc(1, sizeof(*st));
+	if (st == NULL || (st->guard = guard_new(what, "[gateway]", inner)) == NULL) {
+		log_err("service %s: out of memory", name);
+		free(st);
+		return NULL;
+	}
+	snprintf(st->name, sizeof(st->name), "%s", name);
+	TAILQ_INSERT_TAIL(&gw->svcs, st, entry);
+	return st;
+}
+
+/* The relay's [peer NAME] (named after server_name), or NULL. */
+static const struct cfg_peer *
+gw_relay_peer(const struct gateway *gw)
+{
+	return cfg_peer_find(gw->cfg, gw->cfg->server_name);
+}
+
+static int
+gw_sticky(const struct gateway *gw)
+{
+	const struct cfg_peer *p = gw_relay_peer(gw);
+
+	return p != NULL && p->tls_sticky != CFG_UNSET ? p->tls_sticky :
+	       gw->cfg->tls_sticky;
+}
 
 static void gw_dial(struct gateway *gw);
 
@@ -73,6 +130,7 @@ gw_held_unlink(struct gateway *gw, struct gw_held *h)
 {
 	TAILQ_REMOVE(&gw->held, h, entry);
 	gw->n_held--;
+	h->st->clients--;
 	event_free(h->timer);
 }
 
@@ -89,7 +147,7 @@ gw_on_up(void *ud, struct link *l)
 		 gw->n_held ? ", starting the held ones" : "");
 	while ((h = TAILQ_FIRST(&gw->held)) != NULL && link_is_up(gw->link)) {
 		gw_held_unlink(gw, h);
-		gw_client_start(gw, h->svc, h->fd, h->who);
+		gw_client_start(gw, h->svc, h->st, h->fd, h->who);
 		free(h);
 	}
 }
@@ -116,7 +174,7 @@ gw_held_expired(evutil_socket_t fd, short what, void *arg)
 /* Keeps a client until a link is up, within hold_timeout and hold_max. */
 static void
 gw_client_hold(struct gateway *gw, const struct cfg_service *svc,
-	       evutil_socket_t fd, const char *who)
+	       struct gw_svc_state *st, evutil_socket_t fd, const char *who)
 {
 	struct gw_held *h;
 	struct timeval tv;
@@ -138,6 +196,8 @@ gw_client_hold(struct gateway *gw, const struct cfg_service *svc,
 	}
 	h->gw = gw;
 	h->svc = svc;
+	h->st = st;
+	st->clients++;
 	h->fd = fd;
 	snprintf(h->who, sizeof(h->who), "%s", who);
 	tv.tv_sec = gw->cfg->hold_timeout_ms / 1000;
@@ -208,8 +268,29 @@ gw_on_draining(void *ud, struct link *l)
 	gw_dial(gw);
 }
 
+/* The relay's identity beyond server_name, and the sticky state. */
+static int
+gw_on_verify(void *ud, struct link *l, struct tls_conn *tls,
+	     const struct tls_info *info, char *why, size_t whylen)
+{
+	struct gateway *gw = ud;
+	const struct cfg_peer *p = gw_relay_peer(gw);
+	char partner[CFG_NAME_MAX + 16];
+
+	if (p != NULL && p->identity[0]) {
+		snprintf(partner, sizeof(partner), "[peer %s]", p->name);
+		if (daemon_verify_peer(tls, info, link_peer_node(l), p->identity,
+				       partner, why, whylen) < 0)
+			return -1;
+	}
+	if (gw_sticky(gw))
+		daemon_sticky_remember(gw->sticky, gw->cfg->server_name);
+	return 0;
+}
+
 static const struct link_ops gw_ops = {
 	.on_up = gw_on_up,
+	.on_verify = gw_on_verify,
 	.on_down = gw_on_down,
 	.on_draining = gw_on_draining,
 	.on_stream = gw_on_stream,
@@ -225,6 +306,7 @@ static void
 gw_dial(struct gateway *gw)
 {
 	struct sockaddr_storage ss;
+	struct link_config lc;
 	socklen_t sl;
 	char err[512];
 
@@ -233,9 +315,17 @@ gw_dial(struct gateway *gw)
 		gw_on_down(gw, NULL);
 		return;
 	}
+	lc = gw->lcfg;
+	if (gw_sticky(gw) && sticky_has(gw->sticky, gw->cfg->server_name) &&
+	    lc.params.tls_mode != TLS_MODE_REQUIRE) {
+		log_info("relay %s has completed TLS with this gateway before "
+			 "(tls_sticky): offering tls = require",
+			 gw->cfg->server_name);
+		lc.params.tls_mode = TLS_MODE_REQUIRE;
+	}
 	log_info("dialling the relay at %s", gw->cfg->relay);
 	gw->link = link_new(gw->base, -1, (struct sockaddr *)&ss, (int)sl,
-			    &gw->lcfg, &gw_ops, gw);
+			    &lc, &gw_ops, gw);
 	if (gw->link == NULL)
 		gw_on_down(gw, NULL);
 }
@@ -243,12 +333,12 @@ gw_dial(struct gateway *gw)
 /* Starts a stream for a client, or holds or refuses it. */
 static void
 gw_client_start(struct gateway *gw, const struct cfg_service *svc,
-		evutil_socket_t fd, const char *who)
+		struct gw_svc_state *st, evutil_socket_t fd, const char *who)
 {
 	struct bufferevent *bev;
 
 	if (!link_is_up(gw->link)) {
-		gw_client_hold(gw, svc, fd, who);
+		gw_client_hold(gw, svc, st, fd, who);
 		return;
 	}
 	if (svc->tls == TLS_MODE_REQUIRE && !link_is_tls(gw->link)) {
@@ -263,7 +353,7 @@ gw_client_start(struct gateway *gw, const struct cfg_service *svc,
 		net_close_reset(fd);
 		return;
 	}
-	if (link_open_stream(gw->link, svc->name, bev) < 0)
+	if (link_open_stream(gw->link, svc->name, bev, &st->clients) < 0)
 		log_warn("client %s for service %s refused", who, svc->name);
 }
 
@@ -272,11 +362,26 @@ gw_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 	     struct sockaddr *sa, int salen, void *arg)
 {
 	struct gw_listener *gl = arg;
-	char who[NET_ADDRSTR_MAX];
+	const struct cfg_service *svc = gl->svc;
+	const struct cfg *c = gl->gw->cfg;
+	struct gw_svc_state *st = gl->st;
+	char who[NET_ADDRSTR_MAX], why[96];
 
 	evutil_make_socket_closeonexec(fd);
+	if (guard_admit(st->guard, sa, &c->allow, &c->deny, &svc->allow,
+			&svc->deny) < 0) {
+		net_close_reset(fd);
+		return;
+	}
+	if (st->clients >= svc->max_clients) {
+		snprintf(why, sizeof(why), "max_clients (%u) clients are "
+			 "connected", svc->max_clients);
+		guard_refuse(st->guard, sa, why);
+		net_close_reset(fd);
+		return;
+	}
 	net_ntop(sa, who, sizeof(who));
-	gw_client_start(gl->gw, gl->svc, fd, who);
+	gw_client_start(gl->gw, svc, st, fd, who);
 }
 
 static void
@@ -343,6 +448,9 @@ gw_listeners_build(struct gateway *gw, const struct cfg *c,
 
 		gl->gw = gw;
 		gl->svc = &c->services[i];
+		gl->st = gw_svc_state(gw, gl->svc->name);
+		if (gl->st == NULL)
+			goto fail;
 		for (j = 0; j < gw->n_listeners; j++)
 			if (gw->listeners[j].lis != NULL &&
 			    strcmp(gw->listeners[j].svc->listen,
@@ -437,6 +545,7 @@ gw_reload_cb(evutil_socket_t sig, short what, void *arg)
 	struct gw_listener *next = NULL;
 	struct gw_held *h, *tmp;
 	struct tls_ctx *tls = NULL;
+	struct sticky *sticky = gw->sticky;
 	struct cfg *c, *old;
 	char err[1024];
 	int failed;
@@ -448,7 +557,9 @@ gw_reload_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	tls = gw_tls_new(c, &failed);
-	if (failed || gw_listeners_build(gw, c, &next) < 0)
+	if (failed || daemon_sticky_open(gw->sticky, c, &sticky) < 0)
+		goto reject;
+	if (gw_listeners_build(gw, c, &next) < 0)
 		goto reject;
 	if (strcmp(c->hook_file, gw->cfg->hook_file) != 0 &&
 	    daemon_open_hooks(c) < 0) {
@@ -469,6 +580,10 @@ gw_reload_cb(evutil_socket_t sig, short what, void *arg)
 		}
 		h->svc = svc;
 	}
+	if (sticky != gw->sticky) {
+		sticky_free(gw->sticky);
+		gw->sticky = sticky;
+	}
 	old = gw->cfg;
 	tls_ctx_free(gw->tls);
 	gw->cfg = c;
@@ -481,6 +596,8 @@ gw_reload_cb(evutil_socket_t sig, short what, void *arg)
 		 gw->cfg->n_services, gw->cfg->relay);
 	return;
 reject:
+	if (sticky != gw->sticky)
+		sticky_free(sticky);
 	tls_ctx_free(tls);
 	cfg_free(c);
 	log_err("SIGHUP: reload rejected, the running configuration stays");
@@ -497,6 +614,7 @@ main(int argc, char **argv)
 
 	memset(&gw, 0, sizeof(gw));
 	TAILQ_INIT(&gw.held);
+	TAILQ_INIT(&gw.svcs);
 	gw.cfg = daemon_start(argc, argv, prog, CFG_GATEWAY, &o, &status);
 	if (gw.cfg == NULL)
 		return status;
@@ -505,7 +623,8 @@ main(int argc, char **argv)
 	gw.tls = gw_tls_new(gw.cfg, &failed);
 	if (failed)
 		goto out;
-	if (daemon_open_hooks(gw.cfg) < 0)
+	if (daemon_open_hooks(gw.cfg) < 0 ||
+	    daemon_sticky_open(NULL, gw.cfg, &gw.sticky) < 0)
 		goto out;
 	gw.base = daemon_base_new();
 	if (gw.base == NULL) {
@@ -546,7 +665,15 @@ out:
 		if (gw.listeners[i].lis != NULL)
 			evconnlistener_free(gw.listeners[i].lis);
 	free(gw.listeners);
+	while (!TAILQ_EMPTY(&gw.svcs)) {
+		struct gw_svc_state *st = TAILQ_FIRST(&gw.svcs);
+
+		TAILQ_REMOVE(&gw.svcs, st, entry);
+		guard_free(st->guard);
+		free(st);
+	}
 	daemon_base_free(gw.base);
+	sticky_free(gw.sticky);
 	tls_ctx_free(gw.tls);
 	hook_reset();
 	cfg_free(gw.cfg);

@@ -11,6 +11,8 @@
 #include "hook.h"
 #include "link.h"
 #include "log.h"
+#include "match.h"
+#include "sticky.h"
 #include "tlsio.h"
 
 static struct event *daemon_sig_ev[3];
@@ -254,4 +256,115 @@ daemon_base_free(struct event_base *base)
 	}
 	if (base != NULL)
 		event_base_free(base);
+}
+
+struct match_arg {
+	const char *s;
+	int nocase;
+};
+
+static int
+daemon_match_one(const char *pattern, void *arg)
+{
+	const struct match_arg *m = arg;
+
+	return match_glob(pattern, m->s, m->nocase);
+}
+
+int
+daemon_match_any(const char *list, const char *s, int nocase)
+{
+	struct match_arg m = { s, nocase };
+
+	return cfg_list_each(list, daemon_match_one, &m);
+}
+
+/* Splits a comma-separated list into at most max pointers into buf. */
+static size_t
+daemon_split(const char *list, char *buf, size_t buflen, const char **out,
+	     size_t max)
+{
+	size_t n = 0;
+	char *p, *save = NULL;
+
+	snprintf(buf, buflen, "%s", list);
+	for (p = strtok_r(buf, ",", &save); p != NULL && n < max;
+	     p = strtok_r(NULL, ",", &save))
+		out[n++] = p;
+	return n;
+}
+
+int
+daemon_verify_peer(struct tls_conn *tls, const struct tls_info *info,
+		   const char *node, const char *identity, const char *partner,
+		   char *why, size_t whylen)
+{
+	char buf[CFG_LIST_MAX], seen[512];
+	const char *pat[64];
+	size_t n;
+	int rc;
+
+	if (info->subject[0] == '\0')
+		return 0;
+	if (identity[0] != '\0') {
+		n = daemon_split(identity, buf, sizeof(buf), pat, 64);
+	} else {
+		pat[0] = node;
+		n = 1;
+	}
+	rc = tls_conn_peer_identity(tls, pat, n, seen, sizeof(seen));
+	if (rc == 1)
+		return 0;
+	if (identity[0] != '\0')
+		snprintf(why, whylen, "the peer certificate names %s, none of "
+			 "which matches the identity '%s' that %s requires",
+			 seen[0] ? seen : "no identity", identity, partner);
+	else
+		snprintf(why, whylen, "the peer claims node name '%s' but its "
+			 "certificate names %s (set identity in %s if the "
+			 "names differ on purpose)", node,
+			 seen[0] ? seen : "no identity", partner);
+	return -1;
+}
+
+int
+daemon_sticky_open(struct sticky *cur, const struct cfg *c,
+		   struct sticky **next)
+{
+	char err[1200];
+
+	if (c->state_file[0] == '\0') {
+		*next = NULL;
+		return 0;
+	}
+	if (cur != NULL && strcmp(sticky_path(cur), c->state_file) == 0) {
+		*next = cur;
+		return 0;
+	}
+	*next = sticky_open(c->state_file, err, sizeof(err));
+	if (*next == NULL) {
+		log_err("%s", err);
+		return -1;
+	}
+	log_info("tls_sticky state %s: %zu peers remembered", c->state_file,
+		 sticky_count(*next));
+	return 0;
+}
+
+void
+daemon_sticky_remember(struct sticky *s, const char *name)
+{
+	char err[1200];
+	int rc;
+
+	if (s == NULL)
+		return;
+	rc = sticky_add(s, name, err, sizeof(err));
+	if (rc > 0)
+		log_info("tls_sticky: %s completed TLS; plaintext links with it "
+			 "are refused from now on (remembered in %s)", name,
+			 sticky_path(s));
+	else if (rc < 0)
+		log_err("tls_sticky: cannot remember %s: %s; it is remembered "
+			"only until this process ends", name, err);
 }

@@ -51,6 +51,36 @@ void daemon_apply_peer(const struct cfg_peer *peer, struct neg_params *p,
 
 struct link_config;
 struct tls_ctx;
+struct tls_conn;
+struct tls_info;
+struct sticky;
+
+/* Nonzero when s matches one of the comma-separated glob patterns of
+ * list (see match_glob); nocase for DNS-style names. */
+int daemon_match_any(const char *list, const char *s, int nocase);
+
+/*
+ * The identity binding of a peer that presented a certificate: it must
+ * carry an identity matching one of the patterns in identity, or, when
+ * identity is empty, the node name the peer claimed.  partner names the
+ * section that set identity, for the reason.  A peer without a
+ * certificate passes (the link's client_cert setting decides whether
+ * one is needed).  Returns 0, or -1 with a reason in why.
+ */
+int daemon_verify_peer(struct tls_conn *tls, const struct tls_info *info,
+		       const char *node, const char *identity,
+		       const char *partner, char *why, size_t whylen);
+
+/*
+ * The tls_sticky state that configuration c asks for: cur when it is
+ * already the file c names, a newly loaded one when c names another file,
+ * NULL when c sets no state_file.  Returns 0 with the state in *next, or
+ * -1 (logged) when the file cannot be loaded.
+ */
+int daemon_sticky_open(struct sticky *cur, const struct cfg *c,
+		       struct sticky **next);
+/* Remembers name as a TLS peer in s, logging the first time. */
+void daemon_sticky_remember(struct sticky *s, const char *name);
 
 /* The settings new links get from configuration c and TLS context tls
  * (NULL when TLS is off): role, negotiation parameters, timeouts. */

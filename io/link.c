@@ -66,6 +66,7 @@ struct stream {
 	struct event *rd_ev;     /* our own reads; see sock_read() */
 	struct evbuffer *in;     /* bytes read from the socket, not yet framed */
 	unsigned rd_on : 1;      /* rd_ev is added */
+	unsigned *count;         /* the opener's count of live connections */
 };
 TAILQ_HEAD(stream_list, stream);
 
@@ -108,6 +109,7 @@ struct link {
 	uint64_t t_start_us, t_hs_us, last_rx_us, last_ping_us;
 	int draining;          /* GOAWAY sent or received: close when empty */
 	int bound;             /* the peer's BIND arrived and matched */
+	void *data;            /* the daemon's, see link_set_data() */
 	struct tls_info tls_info;
 	struct stream_list streams;
 };
@@ -352,6 +354,8 @@ stream_release(struct stream *s, int reset)
 	if (s->freeing)
 		return;
 	s->freeing = 1;
+	if (s->count != NULL)
+		(*s->count)--;
 	if (s->link != NULL) {
 		TAILQ_REMOVE(&s->link->streams, s, entry);
 		s->link = NULL;
@@ -1071,6 +1075,16 @@ link_handshake_step(struct link *l)
 	}
 	/* handshake_done waits for the peer's BIND (link_on_bound). */
 	tls_conn_info(l->tls, &l->tls_info);
+	if (l->ops->on_verify != NULL) {
+		char why[512] = "";
+
+		if (l->ops->on_verify(l->ud, l, l->tls, &l->tls_info, why,
+				      sizeof(why)) < 0) {
+			link_handshake_failed(l, why[0] ? why :
+					      "the peer was not accepted");
+			return;
+		}
+	}
 	if (link_start_mux(l) == 0)
 		link_up_input(l);
 }
@@ -1225,6 +1239,7 @@ link_on_offer(struct link *l)
 	struct neg_msg m;
 	size_t extra = evbuffer_get_length(l->in);
 	uint16_t reason = 0;
+	char text[NEG_TEXT_MAX + 1] = "";
 
 	if (l->peer.type != NEG_OFFER) {
 		link_fail(l, LOG_ERR, "peer sent a %s where an OFFER was "
@@ -1239,8 +1254,9 @@ link_on_offer(struct link *l)
 	}
 	if (l->ops->on_offer != NULL &&
 	    l->ops->on_offer(l->ud, l, &l->peer.params, &l->mine,
-			     &l->cfg.client_cert, &reason) < 0) {
-		link_refuse(l, reason, NULL);
+			     &l->cfg.client_cert, &reason, text,
+			     sizeof(text)) < 0) {
+		link_refuse(l, reason, text[0] ? text : NULL);
 		return;
 	}
 	l->mine.cert_want = (uint8_t)l->cfg.client_cert;
@@ -1633,7 +1649,8 @@ fail_fd:
 }
 
 int
-link_open_stream(struct link *l, const char *service, struct bufferevent *bev)
+link_open_stream(struct link *l, const char *service, struct bufferevent *bev,
+		 unsigned *count)
 {
 	struct stream *s;
 	uint32_t id;
@@ -1660,6 +1677,9 @@ link_open_stream(struct link *l, const char *service, struct bufferevent *bev)
 		return -1;
 	}
 	s->id = id;
+	s->count = count;
+	if (count != NULL)
+		(*count)++;
 	bufferevent_enable(bev, EV_WRITE);
 	if (stream_read_start(s) < 0) {
 		mux_reset(l->mux, id, MUX_C_INTERNAL);
@@ -1669,6 +1689,50 @@ link_open_stream(struct link *l, const char *service, struct bufferevent *bev)
 		  service);
 	link_kick(l);
 	return 0;
+}
+
+void
+link_set_data(struct link *l, void *data)
+{
+	l->data = data;
+}
+
+void *
+link_data(const struct link *l)
+{
+	return l->data;
+}
+
+int
+link_peer_has_cert(const struct link *l)
+{
+	return l->tls != NULL && l->bound && l->tls_info.subject[0] != '\0';
+}
+
+void
+link_refuse_socket(int fd, const char *node, uint16_t reason,
+		   const char *text)
+{
+	struct neg_msg m;
+	uint8_t buf[NEG_MAX_LEN], junk[4096];
+	int n;
+
+	memset(&m, 0, sizeof(m));
+	m.type = NEG_REFUSE;
+	m.ver_min = m.ver_max = NEG_PROTO_VERSION;
+	snprintf(m.params.node, sizeof(m.params.node), "%s", node);
+	m.outcome.result = NEG_RESULT_REFUSE;
+	m.outcome.reason = reason;
+	snprintf(m.text, sizeof(m.text), "%s", text);
+	n = neg_encode(&m, buf, sizeof(buf));
+	if (n > 0 && send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("refusal to fd %d not sent: %s", fd, strerror(errno));
+	shutdown(fd, SHUT_WR);
+	/* What the peer already sent is read, so that close() sends FIN
+	 * rather than a reset that could destroy the refusal in flight. */
+	while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+		;
+	close(fd);
 }
 
 int

@@ -7,6 +7,7 @@
 #ifndef TLSPLEX_LINK_H
 #define TLSPLEX_LINK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "neg.h"
@@ -15,6 +16,8 @@ struct event_base;
 struct sockaddr;
 struct bufferevent;
 struct tls_ctx;
+struct tls_conn;
+struct tls_info;
 struct link;
 
 struct link_config {
@@ -31,11 +34,17 @@ struct link_config {
 
 struct link_ops {
 	/* Acceptor: the peer's offer arrived.  May adjust *mine and
-	 * *client_cert for this peer.  Return 0, or -1 with *reason set to
-	 * refuse the link. */
+	 * *client_cert for this peer.  Return 0, or -1 with *reason set,
+	 * and optionally text (a sentence for the peer), to refuse the
+	 * link. */
 	int (*on_offer)(void *ud, struct link *l, const struct neg_params *offer,
 			struct neg_params *mine, int *client_cert,
-			uint16_t *reason);
+			uint16_t *reason, char *text, size_t textlen);
+	/* The TLS handshake succeeded; info describes the session and the
+	 * peer certificate.  Return 0 to go on, or -1 with a reason in why
+	 * to fail the handshake (the link closes).  May be NULL. */
+	int (*on_verify)(void *ud, struct link *l, struct tls_conn *tls,
+			 const struct tls_info *info, char *why, size_t whylen);
 	/* The link carries streams now. */
 	void (*on_up)(void *ud, struct link *l);
 	/* The link is closing; it is freed when this returns. */
@@ -60,9 +69,23 @@ struct link *link_new(struct event_base *base, int fd,
 		      void *ud);
 
 /* Starts a stream to service for a local connection bev (which the link
- * then owns).  Returns 0, or -1 (bev freed) when the link cannot take it. */
+ * then owns).  Returns 0, or -1 (bev freed) when the link cannot take it.
+ * When count is not NULL it is incremented now and decremented when the
+ * connection is released, even after the link itself is gone. */
 int link_open_stream(struct link *l, const char *service,
-		     struct bufferevent *bev);
+		     struct bufferevent *bev, unsigned *count);
+
+/* Refuses a connection that never became a link: sends a REFUSE naming
+ * node, reason and text without waiting, and closes fd. */
+void link_refuse_socket(int fd, const char *node, uint16_t reason,
+			const char *text);
+
+/* The daemon's pointer for this link (NULL until set). */
+void link_set_data(struct link *l, void *data);
+void *link_data(const struct link *l);
+/* Nonzero when the link runs TLS and the peer presented a certificate
+ * that verified. */
+int link_peer_has_cert(const struct link *l);
 
 /* Closes the link from the event loop; reason goes to the log and the
  * link_closed event.  Safe to call more than once. */

@@ -121,6 +121,22 @@ net_ntop(const struct sockaddr *sa, char *buf, size_t len)
 	}
 }
 
+int
+net_same_host(const struct sockaddr *a, const struct sockaddr *b)
+{
+	if (a->sa_family != b->sa_family)
+		return 0;
+	if (a->sa_family == AF_INET)
+		return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+			      &((const struct sockaddr_in *)b)->sin_addr,
+			      sizeof(struct in_addr)) == 0;
+	if (a->sa_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			      &((const struct sockaddr_in6 *)b)->sin6_addr,
+			      sizeof(struct in6_addr)) == 0;
+	return 0;
+}
+
 /* Formats the address that get (getsockname or getpeername) returns. */
 static void
 net_sockaddr_str(int fd, int (*get)(int, struct sockaddr *, socklen_t *),

@@ -28,6 +28,8 @@ int net_listen(const char *addr, char *err, size_t errlen);
 
 /* Formats an address as "ip:port" or "[ip6]:port". */
 void net_ntop(const struct sockaddr *sa, char *buf, size_t len);
+/* Nonzero when a and b hold the same IP address (ports aside). */
+int net_same_host(const struct sockaddr *a, const struct sockaddr *b);
 /* The local and peer addresses of a connected socket, as text. */
 void net_local(int fd, char *buf, size_t len);
 void net_peer(int fd, char *buf, size_t len);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #include <event2/bufferevent.h>
@@ -20,7 +21,9 @@
 #include "link.h"
 #include "log.h"
 #include "frame.h"
+#include "guard.h"
 #include "net.h"
+#include "sticky.h"
 #include "tlsio.h"
 
 static const char *const prog = "tlsplex-relay";
@@ -31,8 +34,26 @@ struct relay_backend {
 	int sslen;                 /* 0: resolve by name for each stream */
 };
 
+/* What the relay knows of one link: where it came from and, once its
+ * offer is accepted, the partner settings that admitted it (copied, as
+ * the link outlives a reload). */
+struct relay_link {
+	TAILQ_ENTRY(relay_link) entry;
+	struct sockaddr_storage ss;
+	char partner[CFG_NAME_MAX + 16];   /* "[peer gw1]", "[template east]" */
+	char node[CFG_NAME_MAX + 1];
+	char identity[CFG_LIST_MAX];
+	char match_issuer[CFG_LIST_MAX];
+	char services[CFG_LIST_MAX];
+	int sticky;
+};
+TAILQ_HEAD(relay_link_list, relay_link);
+
 struct relay {
 	const char *path;          /* configuration file, for reloads */
+	struct relay_link_list links;
+	struct guard *guard;       /* the link listener's */
+	struct sticky *sticky;     /* NULL unless state_file is set */
 	struct cfg *cfg;
 	struct relay_backend *backends; /* one per cfg->services[i] */
 	struct event_base *base;
@@ -51,25 +72,128 @@ struct relay_conf {
 	struct relay_backend *backends;
 };
 
+/* The first template, in file order, that admits node from sa. */
+static const struct cfg_peer *
+relay_template(const struct cfg *c, const char *node,
+	       const struct sockaddr *sa)
+{
+	for (size_t i = 0; i < c->n_templates; i++) {
+		const struct cfg_peer *t = &c->templates[i];
+
+		if (t->match_name[0] && !daemon_match_any(t->match_name, node, 1))
+			continue;
+		if (t->match_source.n > 0 && !cfg_acl_match(&t->match_source, sa))
+			continue;
+		return t;
+	}
+	return NULL;
+}
+
 static int
 relay_on_offer(void *ud, struct link *l, const struct neg_params *offer,
-	       struct neg_params *mine, int *client_cert, uint16_t *reason)
+	       struct neg_params *mine, int *client_cert, uint16_t *reason,
+	       char *text, size_t textlen)
 {
 	struct relay *r = ud;
+	struct relay_link *rl = link_data(l);
+	const struct sockaddr *sa = (const struct sockaddr *)&rl->ss;
 	const struct cfg_peer *p = cfg_peer_find(r->cfg, offer->node);
+	const char *kind = "peer";
 
-	if (p == NULL)
-		return 0;
+	if (p == NULL) {
+		p = relay_template(r->cfg, offer->node, sa);
+		kind = "template";
+	}
+	if (p == NULL) {
+		log_warn("link %llu: node '%s' matches no [peer] or [template] "
+			 "section; refused (add [peer %s] to admit it)",
+			 (unsigned long long)link_id(l), offer->node,
+			 offer->node);
+		snprintf(text, textlen, "node '%s' is not a known partner of "
+			 "this relay", offer->node);
+		*reason = NEG_R_UNKNOWN_PEER;
+		return -1;
+	}
+	snprintf(rl->partner, sizeof(rl->partner), "[%s %s]", kind, p->name);
+	snprintf(rl->node, sizeof(rl->node), "%s", offer->node);
+	snprintf(rl->identity, sizeof(rl->identity), "%s", p->identity);
+	snprintf(rl->match_issuer, sizeof(rl->match_issuer), "%s",
+		 p->match_issuer);
+	snprintf(rl->services, sizeof(rl->services), "%s", p->services);
+	rl->sticky = p->tls_sticky != CFG_UNSET ? p->tls_sticky :
+		     r->cfg->tls_sticky;
+	if (p->any)
+		log_warn("link %llu: node '%s' admitted by %s, which admits any "
+			 "peer", (unsigned long long)link_id(l), offer->node,
+			 rl->partner);
 	daemon_apply_peer(p, mine, client_cert);
-	log_debug("link %llu: applying [peer %s] settings",
-		  (unsigned long long)link_id(l), p->name);
+	if (p->max_streams != 0)
+		mine->max_streams = p->max_streams;
+	if (p->match_issuer[0]) {
+		mine->tls_mode = TLS_MODE_REQUIRE;
+		*client_cert = CERT_WANT_REQUIRE;
+	}
+	if (rl->sticky && sticky_has(r->sticky, offer->node)) {
+		if (offer->tls_mode == TLS_MODE_OFF) {
+			log_warn("link %llu: node '%s' offers plaintext but has "
+				 "used TLS with this relay before (tls_sticky, "
+				 "%s); refused", (unsigned long long)link_id(l),
+				 offer->node, sticky_path(r->sticky));
+			snprintf(text, textlen, "node '%s' has used TLS with this "
+				 "relay before (tls_sticky); plaintext is refused",
+				 offer->node);
+			*reason = NEG_R_REQUIRED_BY_ACCEPTOR;
+			return -1;
+		}
+		mine->tls_mode = TLS_MODE_REQUIRE;
+	}
+	/* A template admission is news; a known peer's is routine. */
+	log_msg(p == cfg_peer_find(r->cfg, offer->node) || p->any ?
+		LOG_DEBUG : LOG_INFO, "link %llu: node '%s' admitted by %s",
+		(unsigned long long)link_id(l), offer->node, rl->partner);
 	return 0;
+}
+
+/* Identity, issuer and sticky state, once TLS is up. */
+static int
+relay_on_verify(void *ud, struct link *l, struct tls_conn *tls,
+		const struct tls_info *info, char *why, size_t whylen)
+{
+	struct relay *r = ud;
+	struct relay_link *rl = link_data(l);
+
+	if (daemon_verify_peer(tls, info, rl->node, rl->identity, rl->partner,
+			       why, whylen) < 0)
+		return -1;
+	if (rl->match_issuer[0] &&
+	    !daemon_match_any(rl->match_issuer, info->issuer, 0)) {
+		snprintf(why, whylen, "the certificate issuer '%s' matches no "
+			 "match_issuer pattern of %s", info->issuer,
+			 rl->partner);
+		return -1;
+	}
+	if (rl->sticky)
+		daemon_sticky_remember(r->sticky, rl->node);
+	return 0;
+}
+
+static void
+relay_on_down(void *ud, struct link *l)
+{
+	struct relay *r = ud;
+	struct relay_link *rl = link_data(l);
+
+	if (rl == NULL)
+		return;
+	TAILQ_REMOVE(&r->links, rl, entry);
+	free(rl);
 }
 
 static struct bufferevent *
 relay_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 {
 	struct relay *r = ud;
+	struct relay_link *rl = link_data(l);
 	const struct cfg_service *svc = cfg_service_find(r->cfg, service);
 	struct bufferevent *bev;
 	struct relay_backend *be;
@@ -81,6 +205,22 @@ relay_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 			 "refused; add a [service %s] section to serve it",
 			 (unsigned long long)link_id(l), link_peer_node(l),
 			 service, service);
+		*code = MUX_C_REFUSED;
+		return NULL;
+	}
+	if (rl->services[0] && !cfg_list_has(rl->services, service)) {
+		log_warn("link %llu (node %s): stream for service '%s' refused: "
+			 "%s does not list it in services",
+			 (unsigned long long)link_id(l), link_peer_node(l),
+			 service, rl->partner);
+		*code = MUX_C_REFUSED;
+		return NULL;
+	}
+	if (svc->client_cert == CERT_WANT_REQUIRE && !link_peer_has_cert(l)) {
+		log_warn("link %llu (node %s): stream for service '%s' refused: "
+			 "the service requires a client certificate and the "
+			 "peer presented none", (unsigned long long)link_id(l),
+			 link_peer_node(l), service);
 		*code = MUX_C_REFUSED;
 		return NULL;
 	}
@@ -189,17 +329,79 @@ relay_conf_install(struct relay *r, struct relay_conf *rc)
 
 static const struct link_ops relay_ops = {
 	.on_offer = relay_on_offer,
+	.on_verify = relay_on_verify,
+	.on_down = relay_on_down,
 	.on_stream = relay_on_stream,
 };
+
+/* Links open from the address of sa (any port). */
+static size_t
+relay_links_from(struct relay *r, const struct sockaddr *sa)
+{
+	struct relay_link *rl;
+	size_t n = 0;
+
+	TAILQ_FOREACH(rl, &r->links, entry)
+		n += net_same_host((const struct sockaddr *)&rl->ss, sa);
+	return n;
+}
 
 static void
 relay_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 		struct sockaddr *sa, int salen, void *arg)
 {
 	struct relay *r = arg;
+	struct relay_link *rl;
+	struct link *l;
+	char why[160];
 
 	evutil_make_socket_closeonexec(fd);
-	link_new(r->base, fd, NULL, 0, &r->lcfg, &relay_ops, r);
+	if (guard_admit(r->guard, sa, &r->cfg->allow, &r->cfg->deny, NULL,
+			NULL) < 0) {
+		net_close_reset(fd);
+		return;
+	}
+	if (link_count() >= r->cfg->max_links ||
+	    relay_links_from(r, sa) >= r->cfg->max_links_per_source) {
+		int all = link_count() >= r->cfg->max_links;
+
+		snprintf(why, sizeof(why), "%s (%u) links are open%s; "
+			 "refused as busy", all ? "max_links" :
+			 "max_links_per_source", all ? r->cfg->max_links :
+			 r->cfg->max_links_per_source, all ? "" :
+			 " from this address");
+		guard_refuse(r->guard, sa, why);
+		link_refuse_socket(fd, r->cfg->node_name, NEG_R_BUSY,
+				   "the relay has reached a link limit; try later");
+		return;
+	}
+	rl = calloc(1, sizeof(*rl));
+	if (rl == NULL || (size_t)salen > sizeof(rl->ss)) {
+		log_err("link from a new peer: out of memory; closed");
+		free(rl);
+		net_close_reset(fd);
+		return;
+	}
+	memcpy(&rl->ss, sa, (size_t)salen);
+	l = link_new(r->base, fd, NULL, 0, &r->lcfg, &relay_ops, r);
+	if (l == NULL) {
+		free(rl);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&r->links, rl, entry);
+	link_set_data(l, rl);
+}
+
+/* Logs a warning for every template that admits any peer. */
+static void
+relay_warn_templates(const struct cfg *c)
+{
+	for (size_t i = 0; i < c->n_templates; i++)
+		if (c->templates[i].any)
+			log_warn("[template %s] (line %d) admits any peer that "
+				 "reaches the link port: every node name, every "
+				 "source", c->templates[i].name,
+				 c->templates[i].line);
 }
 
 static void
@@ -250,6 +452,7 @@ relay_reload_cb(evutil_socket_t sig, short what, void *arg)
 	struct relay *r = arg;
 	struct relay_conf next, old;
 	struct evconnlistener *lis = NULL;
+	struct sticky *sticky = r->sticky;
 	char err[1024];
 
 	memset(&next, 0, sizeof(next));
@@ -259,7 +462,8 @@ relay_reload_cb(evutil_socket_t sig, short what, void *arg)
 			"stays: %s", err);
 		return;
 	}
-	if (relay_conf_build(&next) < 0)
+	if (relay_conf_build(&next) < 0 ||
+	    daemon_sticky_open(r->sticky, next.cfg, &sticky) < 0)
 		goto reject;
 	if (strcmp(next.cfg->listen, r->cfg->listen) != 0 &&
 	    (lis = relay_listen(r, next.cfg->listen)) == NULL)
@@ -274,8 +478,13 @@ relay_reload_cb(evutil_socket_t sig, short what, void *arg)
 	old.cfg = r->cfg;
 	old.tls = r->tls;
 	old.backends = r->backends;
+	if (sticky != r->sticky) {
+		sticky_free(r->sticky);
+		r->sticky = sticky;
+	}
 	relay_conf_install(r, &next);
 	relay_conf_free(&old);
+	relay_warn_templates(r->cfg);
 	log_set_level(r->cfg->log_level);
 	log_info("SIGHUP: configuration reloaded from %s: %zu services, %zu "
 		 "peers, listening on %s; running links keep their settings",
@@ -284,6 +493,8 @@ relay_reload_cb(evutil_socket_t sig, short what, void *arg)
 reject:
 	if (lis != NULL)
 		evconnlistener_free(lis);
+	if (sticky != r->sticky)
+		sticky_free(sticky);
 	relay_conf_free(&next);
 	log_err("SIGHUP: reload rejected, the running configuration stays");
 }
@@ -297,6 +508,7 @@ main(int argc, char **argv)
 	int status;
 
 	memset(&r, 0, sizeof(r));
+	TAILQ_INIT(&r.links);
 	memset(&boot, 0, sizeof(boot));
 	boot.cfg = daemon_start(argc, argv, prog, CFG_RELAY, &o, &status);
 	if (boot.cfg == NULL)
@@ -308,8 +520,10 @@ main(int argc, char **argv)
 		goto out;
 	}
 	relay_conf_install(&r, &boot);
-	if (daemon_open_hooks(r.cfg) < 0)
+	if (daemon_open_hooks(r.cfg) < 0 ||
+	    daemon_sticky_open(NULL, r.cfg, &r.sticky) < 0)
 		goto out;
+	relay_warn_templates(r.cfg);
 	r.base = daemon_base_new();
 	if (r.base == NULL) {
 		log_err("cannot create the event loop");
@@ -325,6 +539,11 @@ main(int argc, char **argv)
 	r.listener = relay_listen(&r, r.cfg->listen);
 	if (r.listener == NULL)
 		goto out;
+	r.guard = guard_new("link listener", "[relay]", NULL);
+	if (r.guard == NULL) {
+		log_err("out of memory");
+		goto out;
+	}
 	r.drain_ev = evsignal_new(r.base, SIGUSR1, relay_drain_cb, &r);
 	r.reload_ev = evsignal_new(r.base, SIGHUP, relay_reload_cb, &r);
 	if (r.drain_ev == NULL || evsignal_add(r.drain_ev, NULL) < 0 ||
@@ -340,6 +559,9 @@ main(int argc, char **argv)
 		 r.cfg->n_services);
 	event_base_dispatch(r.base);
 	link_close_all("the relay is stopping");
+	log_info("stopping: %llu connections were refused before negotiation "
+		 "(allow/deny lists and link limits)",
+		 (unsigned long long)guard_refused(r.guard));
 	status = 0;
 out:
 	if (r.drain_ev != NULL)
@@ -351,6 +573,8 @@ out:
 	if (r.dns != NULL)
 		evdns_base_free(r.dns, 0);
 	daemon_base_free(r.base);
+	guard_free(r.guard);
+	sticky_free(r.sticky);
 	boot.cfg = r.cfg;
 	boot.tls = r.tls;
 	boot.backends = r.backends;

@@ -87,11 +87,25 @@ start_echo(const char *mode)
 	cr_assert_eq(h_wait_port(P.backend_port, 5000), 0, "echo did not start");
 }
 
+/* Waits up to ms for path to hold needle more than n times. */
+static int
+wait_count_above(const char *path, const char *needle, int n, int ms)
+{
+	int64_t end = h_now_ms() + ms;
+
+	while (h_file_count(path, needle) <= n) {
+		if (h_now_ms() >= end)
+			return -1;
+		h_sleep_ms(20);
+	}
+	return 0;
+}
+
 void
-start_pair_with(const char *relay_extra, const char *gw_extra,
-		const char *relay_sections, const char *gw_sections)
+start_relay(const char *relay_extra, const char *relay_sections)
 {
 	char conf[600];
+	int before = h_file_count(P.relay_log, "listening for links");
 
 	snprintf(conf, sizeof(conf), "%s/relay.ini", P.dir);
 	cr_assert_eq(h_write_file(conf,
@@ -99,27 +113,47 @@ start_pair_with(const char *relay_extra, const char *gw_extra,
 		"ca = certs/ca.crt\nhook_file = relay-hooks.jsonl\n"
 		"negotiation_timeout = 2s\nhandshake_timeout = 3s\n%s\n"
 		"[service echo]\nbackend = 127.0.0.1:%d\n"
-		"[service dead]\nbackend = 127.0.0.1:%d\n%s",
+		"[service dead]\nbackend = 127.0.0.1:%d\n%s%s",
 		P.relay_port, relay_extra, P.backend_port,
-		P.dead_port ? P.dead_port : h_free_port(), relay_sections), 0);
+		P.dead_port ? P.dead_port : h_free_port(),
+		strstr(relay_sections, "[peer ") || strstr(relay_sections, "[template ") ?
+		"" : "[peer gw1]\n",
+		relay_sections), 0);
 	P.relay = spawn_bin("tlsplex-relay", conf, P.relay_log);
 	cr_assert_gt(P.relay, 0);
-	cr_assert_eq(h_wait_file_contains(P.relay_log, "listening for links", 10000),
-		     0, "relay did not start");
+	cr_assert_eq(wait_count_above(P.relay_log, "listening for links",
+				      before, 10000),
+		     0, "relay did not start; its log:\n%s",
+		     h_read_file(P.relay_log, NULL));
+}
+
+void
+start_gateway(const char *gw_extra, const char *gw_sections)
+{
+	char conf[600];
 
 	snprintf(conf, sizeof(conf), "%s/gateway.ini", P.dir);
 	cr_assert_eq(h_write_file(conf,
-		"[gateway]\nnode_name = gw1\nrelay = 127.0.0.1:%d\n"
+		"[gateway]\nnode_name = %s\nrelay = 127.0.0.1:%d\n"
 		"server_name = relay\nca = certs/ca.crt\n"
 		"hook_file = gw-hooks.jsonl\nredial_min = 200ms\nredial_max = 1s\n"
 		"hold_timeout = 1s\n"
 		"negotiation_timeout = 3s\nhandshake_timeout = 3s\n%s\n"
-		"[service echo]\nlisten = 127.0.0.1:%d\n"
+		"[service echo]\nlisten = 127.0.0.1:%d\n%s"
 		"[service dead]\nlisten = 127.0.0.1:%d\n%s",
+		P.gw_node ? P.gw_node : "gw1",
 		P.tap != NULL ? tap_port(P.tap) : P.relay_port, gw_extra, P.svc_port,
-		h_free_port(), gw_sections), 0);
+		P.echo_extra ? P.echo_extra : "", h_free_port(), gw_sections), 0);
 	P.gw = spawn_bin("tlsplex-gateway", conf, P.gw_log);
 	cr_assert_gt(P.gw, 0);
+}
+
+void
+start_pair_with(const char *relay_extra, const char *gw_extra,
+		const char *relay_sections, const char *gw_sections)
+{
+	start_relay(relay_extra, relay_sections);
+	start_gateway(gw_extra, gw_sections);
 }
 
 void

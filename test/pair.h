@@ -21,6 +21,8 @@ struct pair {
 	pid_t echo, relay, gw;
 	char relay_log[600], gw_log[600];
 	char relay_hooks[600], gw_hooks[600];
+	const char *echo_extra; /* more lines for the gateway's [service echo] */
+	const char *gw_node;    /* the gateway's node_name; NULL: gw1 */
 };
 
 /* The pair of the running test. */
@@ -44,13 +46,19 @@ void start_echo(const char *mode);
 void start_tap(void);
 /* Starts the relay with extra [relay] lines, and the gateway (dialling
  * through the tap when there is one, else the relay directly) with extra
- * [gateway] lines.  Services echo and dead exist on both sides. */
+ * [gateway] lines.  Services echo and dead exist on both sides; the relay
+ * knows the gateway as [peer gw1] unless relay_sections defines a [peer]
+ * or [template] itself. */
 void start_pair(const char *relay_extra, const char *gw_extra);
 /* start_pair() with more sections appended to each config, e.g.
  * "[service slow]\nbackend = 127.0.0.1:PORT\n" for the relay and
  * "[service slow]\nlisten = 127.0.0.1:PORT\n" for the gateway. */
 void start_pair_with(const char *relay_extra, const char *gw_extra,
 		     const char *relay_sections, const char *gw_sections);
+/* The two halves of start_pair_with(), for tests that restart one
+ * daemon; start_relay() waits until the new relay listens. */
+void start_relay(const char *relay_extra, const char *relay_sections);
+void start_gateway(const char *gw_extra, const char *gw_sections);
 /* Waits up to 15 s for the gateway to log that the link is up. */
 void wait_up(void);
 /* The number after "key": in a JSON line; asserts that it is there. */

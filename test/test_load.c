@@ -183,6 +183,7 @@ static void pair_up(int with_tap, const char *relay_sections, const char *gw_sec
 	start_echo("echo");
 	if (with_tap)
 		start_tap();
+	P.echo_extra = "max_clients = 16384\n";
 	start_pair_with(TLS_RELAY "max_streams = 16384\n", TLS_GW "max_streams = 16384\n",
 			relay_sections, gw_sections);
 	wait_up();
