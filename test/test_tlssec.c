@@ -16,7 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -245,16 +249,14 @@ static void
 crl_case(const char *gw, int want_ok)
 {
 	struct duo d;
+	char extra[700];
 	struct duo_opts o = {
-		.gw_cert = gw, .relay_ca = "ca.crt",
-		.relay_extra = "client_cert = require\ncrl = ca.crl\n",
+		.gw_cert = gw, .relay_ca = "ca.crt", .relay_extra = extra,
 		.client_cert = CERT_WANT_REQUIRE,
 	};
-	char extra[700];
 
 	snprintf(extra, sizeof(extra), "client_cert = require\ncrl = %s/ca.crl\n",
 		 certs);
-	o.relay_extra = extra;
 	duo_open(&d, &o);
 	if (want_ok) {
 		cr_assert(duo_handshake(&d), "%s: %s", gw, tls_conn_error(d.srv));
@@ -303,6 +305,31 @@ Test(tlssec, revoked_cert_passes_without_crl)
 	duo_open(&d, &o);
 	cr_assert(duo_handshake(&d), "%s", tls_conn_error(d.srv));
 	duo_close(&d);
+}
+
+Test(tlssec, crl_needs_ca_and_must_be_signed_by_it)
+{
+	char extra[700], err[512];
+	struct cfg *c;
+	struct tls_ctx *t;
+
+	snprintf(extra, sizeof(extra), "tls = off\nclient_cert = none\n"
+		 "crl = %s/ca.crl\n", certs);
+	c = load(CFG_RELAY, "relay", NULL, extra);
+	t = tls_ctx_new(c, 1, err, sizeof(err));
+	tls_ctx_free(t);
+	cfg_free(c);
+	cr_assert_null(t);
+	cr_assert(strstr(err, "key 'crl' is set but 'ca' is not") != NULL, "%s",
+		  err);
+
+	c = load(CFG_RELAY, "relay", "rogue-ca.crt", extra);
+	t = tls_ctx_new(c, 1, err, sizeof(err));
+	tls_ctx_free(t);
+	cfg_free(c);
+	cr_assert_null(t, "a CRL from another CA was accepted");
+	cr_assert(strstr(err, "cannot load CRL") != NULL && strstr(err, "ca.crl"),
+		  "%s", err);
 }
 
 /* ---- groups --------------------------------------------------------- */
@@ -685,6 +712,118 @@ Test(tlssec, client_renegotiation_kills_a_tls12_link)
 Test(tlssec, tls13_has_no_renegotiation)
 {
 	reneg_case(TLSV_1_3);
+}
+
+/*
+ * A server-side request (HelloRequest).  No wolfSSL build here can send
+ * one (SendHelloRequest needs HAVE_SECURE_RENEGOTIATION), so the relay
+ * side is `openssl s_server`, told to renegotiate with "r" on its
+ * standard input; it listens on a Unix socket in a directory of its
+ * own with a short name (s_server fails on a socket path of 32
+ * characters or more).
+ */
+Test(tlssec, server_renegotiation_request_kills_a_tls12_link)
+{
+	char sdir[] = "/tmp/tpxrXXXXXX", sock[64], crt[600], key[600], log[600], ca[600], err[512];
+	struct sockaddr_un sa;
+	struct tls_conn_params p;
+	struct tls_ctx *t;
+	struct tls_conn *c;
+	struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+	struct cfg *cfg;
+	int to_srv[2], fd = -1, hs = 0, n = 0, i, status;
+	uint8_t buf[64];
+	pid_t pid;
+
+	cr_assert_not_null(mkdtemp(sdir));
+	snprintf(sock, sizeof(sock), "%s/s", sdir);
+	cert_path(crt, sizeof(crt), "relay.crt");
+	cert_path(key, sizeof(key), "relay.key");
+	cert_path(ca, sizeof(ca), "ca.crt");
+	snprintf(log, sizeof(log), "%s/s_server.%d.log", certs, (int)getpid());
+	cr_assert_eq(pipe(to_srv), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int lfd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		dup2(to_srv[0], 0);
+		dup2(lfd, 1);
+		dup2(lfd, 2);
+		close(to_srv[1]);
+		execlp("openssl", "openssl", "s_server", "-unix", sock,
+		       "-unlink", "-naccept", "1", "-tls1_2",
+		       "-legacy_renegotiation", "-cert", crt, "-key", key,
+		       (char *)NULL);
+		_exit(127);
+	}
+	close(to_srv[0]);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	for (i = 0; i < 100 && fd < 0; i++) {
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			close(fd);
+			fd = -1;
+			usleep(50000);
+		}
+	}
+
+	cfg = load(CFG_GATEWAY, NULL, "ca.crt", "");
+	t = tls_ctx_new(cfg, 0, err, sizeof(err));
+	memset(&p, 0, sizeof(p));
+	p.tls_min = p.tls_max = TLSV_1_2;
+	p.ciphers = cfg->ciphers;
+	p.n_ciphers = cfg->n_ciphers;
+	p.server_name = "relay";
+	c = t != NULL ? tls_conn_new(t, in, out, &p, err, sizeof(err)) : NULL;
+
+	/* Handshake, then ask the server to renegotiate and read. */
+	for (i = 0; fd >= 0 && c != NULL && i < 200 && hs != -1 && n == 0; i++) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+
+		if (hs == 0) {
+			hs = tls_conn_handshake(c);
+			if (hs == 1 && write(to_srv[1], "r\n", 2) != 2)
+				break;
+		} else {
+			n = tls_conn_read(c, buf, sizeof(buf));
+		}
+		while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
+			;
+		if (n == 0 && hs != -1 && poll(&pf, 1, 50) == 1 &&
+		    evbuffer_read(in, fd, 4096) <= 0)
+			tls_conn_set_eof(c);
+	}
+	snprintf(err, sizeof(err), "%s", c != NULL ? tls_conn_error(c) : err);
+
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+	close(to_srv[1]);
+	if (fd >= 0)
+		close(fd);
+	unlink(sock);
+	rmdir(sdir);
+	tls_conn_free(c);
+	tls_ctx_free(t);
+	cfg_free(cfg);
+	evbuffer_free(in);
+	evbuffer_free(out);
+
+	if (hs != 1) {
+		char cmd[700];
+
+		snprintf(cmd, sizeof(cmd), "cat %s >&2", log);
+		if (system(cmd) != 0)
+			fprintf(stderr, "no s_server log\n");
+	}
+	cr_assert_eq(hs, 1, "handshake with s_server: %d (fd %d): %s", hs, fd,
+		     err);
+	cr_assert_eq(n, -1, "read after the HelloRequest returned %d", n);
+	cr_assert(strstr(err, "renegotiation (HelloRequest)") != NULL, "%s", err);
+	unlink(log);
 }
 
 /* ---- match_glob ----------------------------------------------------- */
