@@ -101,10 +101,14 @@ static int p_path(struct ld *, const struct key *, const char *, void *);
 static int p_acl(struct ld *, const struct key *, const char *, void *);
 static int p_names(struct ld *, const struct key *, const char *, void *);
 static int p_patterns(struct ld *, const struct key *, const char *, void *);
+static int p_issuers(struct ld *, const struct key *, const char *, void *);
+static int p_groups(struct ld *, const struct key *, const char *, void *);
 static int c_range(struct ld *, const struct key *, const char *,
 		   const void *);
 static int c_readable(struct ld *, const struct key *, const char *,
 		      const void *);
+static int c_file_or_dir(struct ld *, const struct key *, const char *,
+			 const void *);
 static int c_parent_dir(struct ld *, const struct key *, const char *,
 			const void *);
 static void d_node_name(struct ld *, char *, size_t);
@@ -134,6 +138,12 @@ static const struct choice cert_wants[] = {
 static const struct choice yes_no[] = {
 	{ "yes", 1 },
 	{ "no", 0 },
+	{ NULL, 0 },
+};
+
+static const struct choice key_perms_modes[] = {
+	{ "warn", CFG_KEY_PERMS_WARN },
+	{ "error", CFG_KEY_PERMS_ERROR },
 	{ NULL, 0 },
 };
 
@@ -195,8 +205,18 @@ static const struct key keys[] = {
 	  .dflt = "", .parse = p_path, .check = c_readable, DAE(key),
 	  .help = "PEM private key for `cert`." },
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "ca",
-	  .dflt = "", .parse = p_path, .check = c_readable, DAE(ca),
-	  .help = "PEM CA bundle that verifies the other side's certificate. Required on the gateway when TLS may be used, and on the relay when client certificates are wanted." },
+	  .dflt = "", .parse = p_path, .check = c_file_or_dir, DAE(ca),
+	  .help = "PEM CA bundle that verifies the other side's certificate, or a directory whose every file is a PEM CA certificate (all are loaded). Required on the gateway when TLS may be used, and on the relay when client certificates are wanted." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "crl",
+	  .dflt = "", .parse = p_path, .check = c_readable, DAE(crl),
+	  .help = "PEM certificate revocation list from the CA that issued the peers' certificates; needs `ca`. When set, the peer's certificate is checked against it and a revoked one fails the handshake. Empty: no revocation check." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "groups",
+	  .dflt = "X25519:P-256:P-384", .parse = p_groups, DAE(groups),
+	  .help = "Key-exchange groups in preference order, separated by ':' or ',': X25519, X448, P-256, P-384, P-521, ffdhe2048, ffdhe3072; at most 10. A handshake with a peer that offers none of them fails." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "key_perms",
+	  .dflt = "warn", .parse = p_enum, .choices = key_perms_modes,
+	  DAE(key_perms),
+	  .help = "What a private key file (`key`) readable or writable by group or others causes: warn (a log line naming the file and its mode) or error (the daemon, and `-n`, refuse to start)." },
 	{ .sec = SEC_DAEMON, .roles = CFG_RELAY, .name = "client_cert",
 	  .dflt = "require", .parse = p_enum, .choices = cert_wants,
 	  DAE(client_cert),
@@ -329,7 +349,7 @@ static const struct key keys[] = {
 	  .parse = p_patterns, PEER(match_name),
 	  .help = "Node names this template admits: names or patterns with '*', separated by ','. Unset: any name." },
 	{ .sec = SEC_TEMPLATE, .roles = CFG_RELAY, .name = "match_issuer",
-	  .parse = p_patterns, PEER(match_issuer),
+	  .parse = p_issuers, PEER(match_issuer),
 	  .help = "Issuer names the peer's certificate must carry, as the hook prints them (/C=../CN=..), patterns with '*' allowed, separated by ','. Checked after the handshake; a template with it demands TLS and a client certificate. Unset: any issuer." },
 	{ .sec = SEC_TEMPLATE, .roles = CFG_RELAY, .name = "match_source",
 	  .dflt = "", .parse = p_acl, PEER(match_source),
@@ -489,6 +509,8 @@ static const char *expect_of(struct ld *st, const struct key *e)
 		return "names of " NAME_RULE ", separated by ','";
 	if (e->parse == p_patterns)
 		return "names or patterns with '*', separated by ',', each 1 to 255 printable characters without blanks";
+	if (e->parse == p_issuers)
+		return "issuer names or patterns with '*', separated by ',', each 1 to 255 printable characters";
 	if (e->parse == p_path)
 		return e->check == c_parent_dir ?
 		       "a file path in an existing directory, or nothing" :
@@ -928,69 +950,76 @@ static int p_acl(struct ld *st, const struct key *e, const char *val,
 }
 
 struct item_check {
-	int names;        /* items must be valid names */
+	int kind;         /* 0 names, 1 patterns, 2 patterns with blanks */
 	const char *bad;
+	char *dst;        /* the normalised list: items joined by ',' */
+	size_t len, cap;
 };
 
 static int item_ok(const char *item, void *arg)
 {
 	struct item_check *ic = arg;
+	size_t n = strlen(item);
 
-	if (ic->names ? !valid_name(item) : strlen(item) > ITEM_MAX) {
+	if (ic->kind == 0 ? !valid_name(item) : n > ITEM_MAX) {
 		ic->bad = item;
 		return 1;
 	}
 	for (const char *p = item; *p; p++) {
-		if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+		if ((unsigned char)*p < ' ' || *p == 0x7f ||
+		    (*p == ' ' && ic->kind != 2)) {
 			ic->bad = item;
 			return 1;
 		}
 	}
+	if (ic->len + n + 2 > ic->cap)
+		return 3;
+	if (ic->len > 0)
+		ic->dst[ic->len++] = ',';
+	memcpy(ic->dst + ic->len, item, n + 1);
+	ic->len += n;
 	return 0;
 }
 
-/* Stores a validated, normalised list: items joined by ','. */
+/* Stores a validated list: items trimmed and joined by ','. */
 static int p_list(struct ld *st, const struct key *e, const char *val,
-		  void *base, int names)
+		  void *base, int kind)
 {
-	struct item_check ic = { names, NULL };
-	char *dst = field(e, base);
-	size_t n = 0;
-	int rc = split_items(val, item_ok, &ic);
+	struct item_check ic = { kind, NULL, field(e, base), 0, e->size };
+	int rc;
 
+	ic.dst[0] = '\0';
+	rc = split_items(val, item_ok, &ic);
 	if (rc == 1) {
 		kfail(st, st->line, e->name, "'%.100s' is not a valid entry; expected %s",
 		      ic.bad, expect_of(st, e));
 		return -1;
 	}
-	if (rc == -2 || !*val) {
-		bad(st, e, val, rc == -2 ? "has an empty entry" : "is empty");
+	if (rc != 0 || !*val) {
+		bad(st, e, val, rc == -2 ? "has an empty entry" :
+		    rc == 3 ? "is too long" : "is empty");
+		ic.dst[0] = '\0';
 		return -1;
 	}
-	dst[0] = '\0';
-	for (const char *p = val; *p; p++) {
-		if (*p == ' ' || *p == '\t')
-			continue;
-		if (n + 1 >= e->size) {
-			bad(st, e, val, "is too long");
-			return -1;
-		}
-		dst[n++] = *p;
-	}
-	dst[n] = '\0';
 	return 0;
 }
 
 static int p_names(struct ld *st, const struct key *e, const char *val,
 		   void *base)
 {
-	return p_list(st, e, val, base, 1);
+	return p_list(st, e, val, base, 0);
 }
 
 static int p_patterns(struct ld *st, const struct key *e, const char *val,
 		      void *base)
 {
-	return p_list(st, e, val, base, 0);
+	return p_list(st, e, val, base, 1);
+}
+
+static int p_issuers(struct ld *st, const struct key *e, const char *val,
+		     void *base)
+{
+	return p_list(st, e, val, base, 2);
 }
 
 static int p_path(struct ld *st, const struct key *e, const char *val,
@@ -1035,6 +1064,91 @@ static int c_readable(struct ld *st, const struct key *e, const char *val,
 	}
 	close(fd);
 	return rc;
+}
+
+static int c_file_or_dir(struct ld *st, const struct key *e, const char *val,
+			 const void *base)
+{
+	const char *path = field(e, base);
+	struct stat sb;
+
+	if (!*path)
+		return 0;
+	if (stat(path, &sb) != 0) {
+		kfail(st, st->line, e->name, "cannot read '%.300s': %s; expected a readable PEM file or a directory of PEM files",
+		      path, strerror(errno));
+		return -1;
+	}
+	if (S_ISDIR(sb.st_mode)) {
+		if (access(path, R_OK | X_OK) != 0) {
+			kfail(st, st->line, e->name, "cannot read directory '%.300s': %s; expected a readable PEM file or a directory of PEM files",
+			      path, strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	return c_readable(st, e, val, base);
+}
+
+static const struct {
+	const char *name;
+	uint16_t id;      /* IANA TLS named group */
+} group_names[] = {
+	{ "X25519", 29 }, { "X448", 30 },
+	{ "P-256", 23 }, { "secp256r1", 23 }, { "prime256v1", 23 },
+	{ "P-384", 24 }, { "secp384r1", 24 },
+	{ "P-521", 25 }, { "secp521r1", 25 },
+	{ "ffdhe2048", 256 }, { "ffdhe3072", 257 },
+};
+
+#define GROUPS_EXPECT "1 to 10 of X25519, X448, P-256, P-384, P-521, ffdhe2048, ffdhe3072 separated by ':' or ','"
+
+static int p_groups(struct ld *st, const struct key *e, const char *val,
+		    void *base)
+{
+	struct cfg *c = base;
+	const size_t max = sizeof(c->groups) / sizeof(c->groups[0]);
+	char list[LINE_MAX_LEN + 1];
+	uint16_t ids[sizeof(c->groups) / sizeof(c->groups[0])];
+	size_t n = 0, g;
+	char *save = NULL, *tok;
+
+	snprintf(list, sizeof(list), "%s", val);
+	for (tok = strtok_r(list, ":, \t", &save); tok;
+	     tok = strtok_r(NULL, ":, \t", &save)) {
+		for (g = 0; g < sizeof(group_names) / sizeof(group_names[0]); g++)
+			if (strcasecmp(tok, group_names[g].name) == 0)
+				break;
+		if (g == sizeof(group_names) / sizeof(group_names[0])) {
+			kfail(st, st->line, e->name,
+			      "unknown group '%.100s'; expected %s", tok,
+			      GROUPS_EXPECT);
+			return -1;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (ids[i] == group_names[g].id) {
+				kfail(st, st->line, e->name,
+				      "group '%.100s' is listed twice; expected each group once",
+				      tok);
+				return -1;
+			}
+		}
+		if (n == max) {
+			kfail(st, st->line, e->name,
+			      "'%.100s' lists too many groups; expected %s",
+			      val, GROUPS_EXPECT);
+			return -1;
+		}
+		ids[n++] = group_names[g].id;
+	}
+	if (n == 0) {
+		kfail(st, st->line, e->name, "'%.100s' lists no group; expected %s",
+		      val, GROUPS_EXPECT);
+		return -1;
+	}
+	memcpy(c->groups, ids, n * sizeof(ids[0]));
+	c->n_groups = (uint8_t)n;
+	return 0;
 }
 
 static int c_parent_dir(struct ld *st, const struct key *e, const char *val,

@@ -93,7 +93,17 @@ struct cfg {
 					    order the defaults for this CPU */
 	char cert[CFG_PATH_MAX];         /* PEM certificate chain; "" = none */
 	char key[CFG_PATH_MAX];          /* PEM private key */
-	char ca[CFG_PATH_MAX];           /* PEM CA bundle */
+	char ca[CFG_PATH_MAX];           /* PEM CA bundle, or a directory of
+					    PEM CA files */
+	char crl[CFG_PATH_MAX];          /* PEM CRL; "" = no revocation check */
+	uint8_t n_groups;
+	uint16_t groups[10];             /* key-exchange groups, IANA ids,
+					    preference order (wolfSSL takes
+					    at most 10) */
+	enum cfg_key_perms {
+		CFG_KEY_PERMS_WARN,      /* group/other access: log a warning */
+		CFG_KEY_PERMS_ERROR,     /* ... or refuse the key */
+	} key_perms;
 	uint32_t negotiation_timeout_ms;
 	uint32_t handshake_timeout_ms;
 	uint32_t keepalive_ms;           /* 0 = no keepalive */

@@ -1,24 +1,45 @@
 #include "tlsio.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <event2/buffer.h>
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/openssl/evp.h>
+#include <wolfssl/openssl/x509v3.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
 #include "config.h"
+#include "log.h"
+#include "match.h"
 #include "neg.h"
 #include "policy.h"
+
+/*
+ * Renegotiation stays impossible: these builds lack HAVE_SECURE_RENEGOTIATION
+ * (only HAVE_SERVER_RENEGOTIATION_INFO, the RFC 5746 signalling), so a
+ * server refuses a ClientHello after the handshake with a fatal
+ * unexpected_message and a client answers a HelloRequest with a
+ * no_renegotiation alert, after which tls_conn_read() fails the link.
+ * wolfSSL has no run-time switch to turn renegotiation off, so a build
+ * that could renegotiate is refused here.
+ */
+#if defined(HAVE_SECURE_RENEGOTIATION) || \
+    defined(WOLFSSL_SECURE_RENEGOTIATION_ON_BY_DEFAULT)
+#error "tlsplex needs a wolfSSL built without secure renegotiation"
+#endif
 
 struct tls_ctx {
 	WOLFSSL_CTX *ctx;
 	int server;
+	uint16_t groups[10];    /* allowed key-exchange groups; none = any */
+	size_t n_groups;
 	int refs;
 };
 
@@ -29,6 +50,8 @@ struct tls_conn {
 	int eof;
 	int server;
 	int client_cert;
+	uint16_t groups[10];    /* the context's allowed groups */
+	size_t n_groups;
 	char server_name[256];
 	char err[512];
 };
@@ -160,6 +183,158 @@ tls_err_string(int code, char *buf, size_t len)
 	snprintf(buf, len, "%s", tmp);
 }
 
+/* Warns about, or with key_perms = error refuses, a private key file
+ * that group or others may read or write. */
+static int
+tls_check_key_perms(const struct cfg *c, char *err, size_t errlen)
+{
+	struct stat sb;
+
+	if (stat(c->key, &sb) != 0) {
+		snprintf(err, errlen, "cannot read private key '%s' (key 'key'): %s",
+			 c->key, strerror(errno));
+		return -1;
+	}
+	if ((sb.st_mode & 077) == 0)
+		return 0;
+	if (c->key_perms == CFG_KEY_PERMS_ERROR) {
+		snprintf(err, errlen, "private key '%s' (key 'key') has mode "
+			 "%04o: group or others may access it; chmod 600 it "
+			 "(key_perms = error)", c->key,
+			 (unsigned)(sb.st_mode & 07777));
+		return -1;
+	}
+	log_warn("private key '%s' (key 'key') has mode %04o: group or others "
+		 "may access it; chmod 600 it", c->key,
+		 (unsigned)(sb.st_mode & 07777));
+	return 0;
+}
+
+/* Loads the CA file, or every file of the CA directory, at path. */
+static int
+tls_load_ca(WOLFSSL_CTX *ctx, const char *path, char *err, size_t errlen)
+{
+	struct stat sb;
+	int dir;
+
+	if (stat(path, &sb) != 0) {
+		snprintf(err, errlen, "cannot read CA '%s' (key 'ca'): %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	dir = S_ISDIR(sb.st_mode);
+	if (wolfSSL_CTX_load_verify_locations(ctx, dir ? NULL : path,
+					      dir ? path : NULL) !=
+	    WOLFSSL_SUCCESS) {
+		snprintf(err, errlen, dir ?
+			 "cannot load CA directory '%s' (key 'ca'): it must "
+			 "hold at least one file, and only PEM CA certificates" :
+			 "cannot load CA bundle '%s' (key 'ca'): no valid PEM "
+			 "certificate in it", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* wolfSSL's curve name for an elliptic-curve group, NULL for others. */
+static const char *
+tls_curve_name(uint16_t id)
+{
+	switch (id) {
+	case WOLFSSL_ECC_SECP256R1: return "P-256";
+	case WOLFSSL_ECC_SECP384R1: return "P-384";
+	case WOLFSSL_ECC_SECP521R1: return "P-521";
+	case WOLFSSL_ECC_X25519: return "X25519";
+	case WOLFSSL_ECC_X448: return "X448";
+	default: return NULL;
+	}
+}
+
+/* The IANA id of a group as wolfSSL_get_curve_name() names it; 0 if
+ * unknown. */
+static uint16_t
+tls_group_id(const char *name)
+{
+	static const struct {
+		const char *name;
+		uint16_t id;
+	} map[] = {
+		{ "SECP256R1", WOLFSSL_ECC_SECP256R1 },
+		{ "SECP384R1", WOLFSSL_ECC_SECP384R1 },
+		{ "SECP521R1", WOLFSSL_ECC_SECP521R1 },
+		{ "X25519", WOLFSSL_ECC_X25519 },
+		{ "X448", WOLFSSL_ECC_X448 },
+		{ "FFDHE_2048", WOLFSSL_FFDHE_2048 },
+		{ "FFDHE_3072", WOLFSSL_FFDHE_3072 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(map[i].name, name) == 0)
+			return map[i].id;
+	return 0;
+}
+
+/*
+ * After the handshake: the group the key exchange used must be one of
+ * `groups`.  wolfSSL's TLS 1.2 server falls back to a default curve
+ * when the client offers none it allows, and its client accepts that,
+ * so the lists alone do not enforce the setting.  Returns 0 or -1 with
+ * the reason in c->err.
+ */
+static int
+tls_check_group(struct tls_conn *c)
+{
+	const char *name;
+	uint16_t id;
+	size_t i;
+
+	if (c->n_groups == 0)
+		return 0;
+	name = wolfSSL_get_curve_name(c->ssl);
+	if (name == NULL)
+		return 0;      /* no (EC)DHE key exchange */
+	id = tls_group_id(name);
+	for (i = 0; id != 0 && i < c->n_groups; i++)
+		if (c->groups[i] == id)
+			return 0;
+	snprintf(c->err, sizeof(c->err), "no key-exchange group in common: "
+		 "the handshake used %s, which this side's key 'groups' does "
+		 "not list", name);
+	return -1;
+}
+
+/*
+ * The groups for TLS 1.3 key shares and the supported_groups extension
+ * (wolfSSL_CTX_set_groups), and the curves a TLS 1.2 server accepts for
+ * ECDHE (wolfSSL_CTX_set1_curves_list, which disables all others).
+ */
+static int
+tls_set_groups(WOLFSSL_CTX *ctx, const struct cfg *c, char *err,
+	       size_t errlen)
+{
+	int ids[sizeof(c->groups) / sizeof(c->groups[0])];
+	char curves[128] = "";
+	size_t i, len = 0;
+
+	for (i = 0; i < c->n_groups; i++) {
+		const char *name = tls_curve_name(c->groups[i]);
+
+		ids[i] = c->groups[i];
+		if (name != NULL)
+			len += (size_t)snprintf(curves + len, sizeof(curves) - len,
+						"%s%s", len ? ":" : "", name);
+	}
+	if (wolfSSL_CTX_set1_curves_list(ctx, curves) != WOLFSSL_SUCCESS ||
+	    wolfSSL_CTX_set_groups(ctx, ids, (int)c->n_groups) !=
+	    WOLFSSL_SUCCESS) {
+		snprintf(err, errlen, "the TLS library does not support one of "
+			 "the key-exchange groups (key 'groups')");
+		return -1;
+	}
+	return 0;
+}
+
 struct tls_ctx *
 tls_ctx_new(const struct cfg *c, int server, char *err, size_t errlen)
 {
@@ -180,6 +355,8 @@ tls_ctx_new(const struct cfg *c, int server, char *err, size_t errlen)
 		goto fail;
 	}
 	if (c->cert[0] != '\0') {
+		if (tls_check_key_perms(c, err, errlen) < 0)
+			goto fail;
 		rc = wolfSSL_CTX_use_certificate_chain_file(t->ctx, c->cert);
 		if (rc != WOLFSSL_SUCCESS) {
 			snprintf(err, errlen,
@@ -202,14 +379,31 @@ tls_ctx_new(const struct cfg *c, int server, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	if (c->ca[0] != '\0') {
-		rc = wolfSSL_CTX_load_verify_locations(t->ctx, c->ca, NULL);
-		if (rc != WOLFSSL_SUCCESS) {
-			snprintf(err, errlen,
-				 "cannot load CA bundle '%s' (key 'ca'): no valid "
-				 "PEM certificate in it", c->ca);
+	if (c->ca[0] != '\0' && tls_load_ca(t->ctx, c->ca, err, errlen) < 0)
+		goto fail;
+	if (c->crl[0] != '\0') {
+		if (c->ca[0] == '\0') {
+			snprintf(err, errlen, "key 'crl' is set but 'ca' is not: "
+				 "a CRL is checked against the CA that signed it");
 			goto fail;
 		}
+		if (wolfSSL_CTX_EnableCRL(t->ctx, 0) != WOLFSSL_SUCCESS ||
+		    wolfSSL_CTX_LoadCRLFile(t->ctx, c->crl,
+					    WOLFSSL_FILETYPE_PEM) !=
+		    WOLFSSL_SUCCESS) {
+			snprintf(err, errlen,
+				 "cannot load CRL '%s' (key 'crl'): not a valid "
+				 "PEM CRL signed by a CA in 'ca'", c->crl);
+			goto fail;
+		}
+	}
+	if (c->n_groups > 0) {
+		if (tls_set_groups(t->ctx, c, err, errlen) < 0)
+			goto fail;
+		_Static_assert(sizeof(t->groups) == sizeof(c->groups),
+			       "group lists differ");
+		memcpy(t->groups, c->groups, sizeof(t->groups));
+		t->n_groups = c->n_groups;
 	}
 	if (!server) {
 		/* The client always verifies the server. */
@@ -278,6 +472,8 @@ tls_conn_new(struct tls_ctx *ctx, struct evbuffer *in, struct evbuffer *out,
 	c->in = in;
 	c->out = out;
 	c->server = ctx->server;
+	memcpy(c->groups, ctx->groups, sizeof(c->groups));
+	c->n_groups = ctx->n_groups;
 	c->client_cert = p->client_cert;
 	c->ssl = wolfSSL_new(ctx->ctx);
 	if (c->ssl == NULL) {
@@ -405,6 +601,36 @@ tls_conn_explain(struct tls_conn *c, int code)
 	case ASN_AFTER_DATE_E:
 		what = "the peer's certificate has expired";
 		break;
+	case CRL_CERT_REVOKED:
+		what = "the peer's certificate is revoked by the CRL (key 'crl')";
+		break;
+	case CRL_MISSING:
+		what = "the CRL (key 'crl') is not from the CA that issued the "
+		       "peer's certificate, so its revocation cannot be checked";
+		break;
+	case CRL_CERT_DATE_ERR:
+		what = "the CRL (key 'crl') is out of date (its next update "
+		       "has passed); install a fresh one";
+		break;
+	case ECC_CURVE_ERROR:
+	case ECC_PEERKEY_ERROR:
+	case BAD_KEY_SHARE_DATA:
+		what = "no key-exchange group in common (key 'groups')";
+		break;
+	case BAD_FUNC_ARG:
+		/* What wolfSSL 5.5.4's TLS 1.3 server reports when the
+		 * client offers no group it allows. */
+		what = c->established ? "TLS error" :
+		       "the key exchange failed: most likely no key-exchange "
+		       "group in common (key 'groups')";
+		break;
+	case OUT_OF_ORDER_E:
+	case DUPLICATE_MSG_E:
+		what = c->established ?
+		       "the peer attempted a TLS renegotiation, which is "
+		       "disabled" :
+		       "the peer sent a TLS handshake message out of order";
+		break;
 	case ASN_BEFORE_DATE_E:
 		what = "the peer's certificate is not valid yet";
 		break;
@@ -414,7 +640,8 @@ tls_conn_explain(struct tls_conn *c, int code)
 		       "require";
 		break;
 	case MATCH_SUITE_ERROR:
-		what = "no cipher suite in common";
+		what = "no cipher suite and key-exchange group in common "
+		       "(keys 'ciphers' and 'groups')";
 		break;
 	case VERSION_ERROR:
 		what = "no TLS version in common";
@@ -433,6 +660,11 @@ tls_conn_explain(struct tls_conn *c, int code)
 				 tls_alert_str(h.last_rx.code),
 				 h.last_rx.code == 116 ? ": this side has no "
 				 "client certificate but the peer requires one" :
+				 h.last_rx.code == 44 ? ": the peer's CRL revokes "
+				 "this side's certificate" :
+				 h.last_rx.code == 40 ? ": no cipher suite or "
+				 "key-exchange group (key 'groups') in common, or "
+				 "another handshake mismatch" :
 				 h.last_rx.code == 48 || h.last_rx.code == 42 ?
 				 ": the peer does not trust this side's certificate" : "");
 			return;
@@ -453,6 +685,8 @@ tls_conn_handshake(struct tls_conn *c)
 
 	rc = c->server ? wolfSSL_accept(c->ssl) : wolfSSL_connect(c->ssl);
 	if (rc == WOLFSSL_SUCCESS) {
+		if (tls_check_group(c) < 0)
+			return -1;
 		c->established = 1;
 		return 1;
 	}
@@ -463,12 +697,29 @@ tls_conn_handshake(struct tls_conn *c)
 	return -1;
 }
 
+/* A HelloRequest is answered by wolfSSL with a no_renegotiation warning
+ * alert and the session would go on; tlsplex fails it instead. */
+static int
+tls_refused_renegotiation(struct tls_conn *c)
+{
+	WOLFSSL_ALERT_HISTORY h;
+
+	if (wolfSSL_get_alert_history(c->ssl, &h) != WOLFSSL_SUCCESS ||
+	    h.last_tx.code != no_renegotiation)
+		return 0;
+	snprintf(c->err, sizeof(c->err), "the peer asked for a TLS "
+		 "renegotiation (HelloRequest), which is disabled");
+	return 1;
+}
+
 int
 tls_conn_read(struct tls_conn *c, uint8_t *buf, size_t cap)
 {
 	int n, e;
 
 	n = wolfSSL_read(c->ssl, buf, (int)cap);
+	if (tls_refused_renegotiation(c))
+		return -1;
 	if (n > 0)
 		return n;
 	e = wolfSSL_get_error(c->ssl, n);
@@ -568,4 +819,83 @@ tls_sha256_pair(const void *a, size_t alen, const void *b, size_t blen,
 	wc_Sha256Update(&sha, b, (word32)blen);
 	wc_Sha256Final(&sha, out);
 	wc_Sha256Free(&sha);
+}
+
+/* Appends name to the comma-separated list in seen, marking a cut with
+ * "...". */
+static void
+tls_seen_add(char *seen, size_t seenlen, const char *name)
+{
+	size_t len;
+	int n;
+
+	if (seen == NULL || seenlen == 0)
+		return;
+	len = strlen(seen);
+	n = snprintf(seen + len, seenlen - len, "%s%s", len ? "," : "", name);
+	if (n < 0 || (size_t)n >= seenlen - len) {
+		if (seenlen >= 4)
+			memcpy(seen + seenlen - 4, "...", 4);
+	}
+}
+
+static int
+tls_match_any(const char *const *patterns, size_t n, const char *name,
+	      int nocase)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (patterns[i] != NULL && match_glob(patterns[i], name, nocase))
+			return 1;
+	return 0;
+}
+
+int
+tls_conn_peer_identity(struct tls_conn *c, const char *const *patterns,
+		       size_t n, char *seen, size_t seenlen)
+{
+	WOLFSSL_X509 *x;
+	WOLFSSL_STACK *sans;
+	char name[256];
+	int i, count, n_ids = 0, found = 0;
+
+	if (seen != NULL && seenlen > 0)
+		seen[0] = '\0';
+	x = wolfSSL_get_peer_certificate(c->ssl);
+	if (x == NULL)
+		return -1;
+	sans = wolfSSL_X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	count = sans != NULL ? wolfSSL_sk_GENERAL_NAME_num(sans) : 0;
+	for (i = 0; i < count; i++) {
+		WOLFSSL_GENERAL_NAME *gn = wolfSSL_sk_GENERAL_NAME_value(sans, i);
+		WOLFSSL_ASN1_STRING *s;
+		int nocase;
+
+		if (gn == NULL || (gn->type != GEN_DNS && gn->type != GEN_URI))
+			continue;
+		s = gn->d.ia5;
+		if (s == NULL || s->data == NULL || s->length <= 0 ||
+		    (size_t)s->length >= sizeof(name) ||
+		    memchr(s->data, '\0', (size_t)s->length) != NULL)
+			continue;
+		memcpy(name, s->data, (size_t)s->length);
+		name[s->length] = '\0';
+		n_ids++;
+		nocase = gn->type == GEN_DNS;
+		tls_seen_add(seen, seenlen, name);
+		if (!found && tls_match_any(patterns, n, name, nocase))
+			found = 1;
+	}
+	if (sans != NULL)
+		wolfSSL_GENERAL_NAMES_free(sans);
+	if (n_ids == 0 &&
+	    wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(x),
+					      NID_commonName, name,
+					      (int)sizeof(name)) > 0) {
+		tls_seen_add(seen, seenlen, name);
+		found = tls_match_any(patterns, n, name, 1);
+	}
+	wolfSSL_X509_free(x);
+	return found;
 }

@@ -41,7 +41,9 @@ void tls_order_ciphers(uint16_t *ids, size_t n, int aes_first);
 
 /*
  * Builds a context from the daemon settings: certificate chain and key
- * when set, CA for peer verification.  server selects the role.
+ * when set (a key file group or others may access is logged as a
+ * warning, or refused with key_perms = error), CA file or directory for
+ * peer verification, CRL, key-exchange groups.  server selects the role.
  * Returns NULL with a reason in err.
  */
 struct tls_ctx *tls_ctx_new(const struct cfg *c, int server, char *err,
@@ -74,8 +76,9 @@ void tls_conn_set_eof(struct tls_conn *c);
 
 /* Advances the handshake: 1 done, 0 needs more input, -1 failed. */
 int tls_conn_handshake(struct tls_conn *c);
-/* Reads plaintext: >0 bytes, 0 needs more input, -1 failed, -2 the peer
- * closed the TLS session, -3 the transport ended without close_notify. */
+/* Reads plaintext: >0 bytes, 0 needs more input, -1 failed (also when
+ * the peer attempted a renegotiation), -2 the peer closed the TLS
+ * session, -3 the transport ended without close_notify. */
 int tls_conn_read(struct tls_conn *c, uint8_t *buf, size_t cap);
 /* Encrypts n bytes into the output buffer.  Returns 0 or -1. */
 int tls_conn_write(struct tls_conn *c, const uint8_t *buf, size_t n);
@@ -102,5 +105,18 @@ struct tls_info {
 	int resumed;
 };
 void tls_conn_info(struct tls_conn *c, struct tls_info *info);
+
+/*
+ * Whether the verified peer certificate names one of n patterns (see
+ * match_glob): 1 it does, 0 it does not, -1 there is no peer certificate.
+ * The identities are every subjectAltName DNS name (matched ignoring
+ * case) and URI (case matters); the subject CN counts, ignoring case,
+ * only when the certificate has no SAN DNS name or URI at all.  seen
+ * (seenlen bytes, may be NULL) receives the identities the certificate
+ * carries, comma-separated and cut with "..." when too long, for a log
+ * line.  Call after tls_conn_handshake() returned 1.
+ */
+int tls_conn_peer_identity(struct tls_conn *c, const char *const *patterns,
+			   size_t n, char *seen, size_t seenlen);
 
 #endif

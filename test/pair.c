@@ -20,7 +20,7 @@ struct pair P;
 void
 pair_init(void)
 {
-	char cmd[1024];
+	char cmd[1024], out[600];
 	const char *argv[3];
 
 	memset(&P, 0, sizeof(P));
@@ -31,7 +31,9 @@ pair_init(void)
 	argv[0] = cmd;
 	argv[1] = P.certs;
 	argv[2] = NULL;
-	cr_assert_eq(h_run(argv, "/dev/null", 30000), 0, "mkcerts.sh failed");
+	snprintf(out, sizeof(out), "%s/mkcerts.log", P.dir);
+	cr_assert_eq(h_run(argv, out, 60000), 0, "mkcerts.sh failed:\n%s",
+		     h_read_file(out, NULL));
 	P.relay_port = h_free_port();
 	P.svc_port = h_free_port();
 	P.backend_port = h_free_port();

@@ -193,6 +193,97 @@ Test(config, relay_example_loads)
 	cfg_free(c);
 }
 
+/* ---- TLS security keys: ca directory, crl, groups, key_perms --------- */
+
+Test(config, tls_security_defaults)
+{
+	struct cfg *c = load(GW_BASE GW_SVC, CFG_GATEWAY);
+
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_str_eq(c->crl, "");
+	cr_assert_eq(c->n_groups, 3);
+	cr_assert_eq(c->groups[0], 29);  /* X25519 */
+	cr_assert_eq(c->groups[1], 23);  /* P-256 */
+	cr_assert_eq(c->groups[2], 24);  /* P-384 */
+	cr_assert_eq(c->key_perms, CFG_KEY_PERMS_WARN);
+	cfg_free(c);
+}
+
+Test(config, ca_may_be_a_directory)
+{
+	char want[PATH_MAX * 2];
+	struct cfg *c = load("[gateway]\nrelay = a:1\nca = certs\n" GW_SVC,
+			     CFG_GATEWAY);
+
+	cr_assert_not_null(c, "%s", err);
+	in_tmp(want, sizeof(want), "certs");
+	cr_assert_str_eq(c->ca, want);
+	cfg_free(c);
+	expect_fail("[gateway]\nrelay = a:1\nca = nodir/\n", CFG_GATEWAY, 3,
+		    "ca", "cannot read", "a directory of PEM files");
+}
+
+Test(config, crl_is_a_readable_file)
+{
+	char want[PATH_MAX * 2];
+	struct cfg *c;
+
+	put_file("certs/ca.crl", "-----BEGIN X509 CRL-----\n-----END X509 CRL-----\n");
+	c = load(GW_BASE "crl = certs/ca.crl\n" GW_SVC, CFG_GATEWAY);
+	cr_assert_not_null(c, "%s", err);
+	in_tmp(want, sizeof(want), "certs/ca.crl");
+	cr_assert_str_eq(c->crl, want);
+	cfg_free(c);
+	expect_fail(GW_BASE "crl = certs/none.crl\n", CFG_GATEWAY, 4, "crl",
+		    "cannot read", "none.crl");
+	expect_fail(GW_BASE "crl = certs\n", CFG_GATEWAY, 4, "crl",
+		    "not a regular file", NULL);
+}
+
+Test(config, groups_parse_in_order)
+{
+	struct cfg *c = load(GW_BASE "groups = x448, P-521:ffdhe2048 : secp256r1\n"
+			     GW_SVC, CFG_GATEWAY);
+
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->n_groups, 4);
+	cr_assert_eq(c->groups[0], 30);
+	cr_assert_eq(c->groups[1], 25);
+	cr_assert_eq(c->groups[2], 256);
+	cr_assert_eq(c->groups[3], 23);
+	cfg_free(c);
+	c = load("[relay]\ntls = off\ngroups = ffdhe3072\n", CFG_RELAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->n_groups, 1);
+	cr_assert_eq(c->groups[0], 257);
+	cfg_free(c);
+}
+
+Test(config, groups_rejected)
+{
+	expect_fail(GW_BASE "groups = X25519:P-192\n", CFG_GATEWAY, 4, "groups",
+		    "unknown group 'P-192'", "X25519, X448, P-256");
+	expect_fail(GW_BASE "groups = P-256:prime256v1\n", CFG_GATEWAY, 4,
+		    "groups", "listed twice", NULL);
+	expect_fail(GW_BASE "groups = :,\n", CFG_GATEWAY, 4, "groups",
+		    "lists no group", NULL);
+}
+
+Test(config, key_perms_choices)
+{
+	struct cfg *c = load(GW_BASE "key_perms = error\n" GW_SVC, CFG_GATEWAY);
+
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->key_perms, CFG_KEY_PERMS_ERROR);
+	cfg_free(c);
+	c = load("[relay]\ntls = off\nkey_perms = warn\n", CFG_RELAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->key_perms, CFG_KEY_PERMS_WARN);
+	cfg_free(c);
+	expect_fail(GW_BASE "key_perms = ignore\n", CFG_GATEWAY, 4, "key_perms",
+		    "'ignore' is not a valid value", "one of warn, error");
+}
+
 Test(config, gateway_example_loads)
 {
 	char path[PATH_MAX * 2], want[PATH_MAX * 2];
@@ -724,9 +815,9 @@ Test(config, missing_cert_file)
 		    want, "readable PEM file");
 	expect_fail("[relay]\nkey = /nonexistent/k.pem\n", CFG_RELAY, 2, "key",
 		    "cannot read '/nonexistent/k.pem'", NULL);
-	expect_fail("[gateway]\nrelay = a:1\nca = certs\n", CFG_GATEWAY, 3, "ca",
+	expect_fail("[gateway]\nrelay = a:1\ncert = certs\n", CFG_GATEWAY, 3, "cert",
 		    "not a regular file", NULL);
-	expect_fail("[gateway]\nrelay = a:1\nca = certs/\n", CFG_GATEWAY, 3, "ca",
+	expect_fail("[gateway]\nrelay = a:1\ncert = certs/\n", CFG_GATEWAY, 3, "cert",
 		    "not a regular file", NULL);
 }
 
@@ -931,7 +1022,7 @@ Test(config, reference_matches_docs)
 			  "docs/CONFIG.md lacks this reference row (regenerate with cfg_write_reference):\n%s",
 			  line);
 	}
-	cr_assert_eq(rows, 49, "the table has %zu keys", rows);
+	cr_assert_eq(rows, 52, "the table has %zu keys", rows);
 	free(doc);
 	free(ref);
 }

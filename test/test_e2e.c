@@ -513,8 +513,8 @@ Test(e2e, clients_are_held_until_the_link_is_up)
 	snprintf(conf, sizeof(conf), "%s/relay.ini", P.dir);
 	cr_assert_eq(h_write_file(conf,
 		"[relay]\nnode_name = relay\nlisten = 127.0.0.1:%d\n%s"
-		"ca = certs/ca.crt\n[service echo]\nbackend = 127.0.0.1:%d\n",
-		P.relay_port, TLS_RELAY, P.backend_port), 0);
+		"ca = certs/ca.crt\n[service echo]\nbackend = 127.0.0.1:%d\n"
+		"[peer gw1]\n", P.relay_port, TLS_RELAY, P.backend_port), 0);
 	P.relay = spawn_bin("tlsplex-relay", conf, P.relay_log);
 	cr_assert_eq(echo_once(fd, "held and then carried", 10000), 0,
 		     "%s", h_read_file(P.gw_log, NULL));
