@@ -655,6 +655,86 @@ fake_frames(const char *service, const char *data, uint8_t *out, size_t cap)
 	return a + b + c;
 }
 
+static const uint32_t sha_k[64] = {
+	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
+	0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
+	0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+	0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+	0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+	0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+	0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+	0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+	0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+	0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+	0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+#define ROR(x, n) ((x) >> (n) | (x) << (32 - (n)))
+
+static void
+sha_block(uint32_t h[8], const uint8_t p[64])
+{
+	uint32_t w[64], v[8], t1, t2;
+	int i;
+
+	for (i = 0; i < 16; i++)
+		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+		       (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+	for (; i < 64; i++)
+		w[i] = w[i - 16] + (ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3)) +
+		       w[i - 7] + (ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10));
+	memcpy(v, h, sizeof(v));
+	for (i = 0; i < 64; i++) {
+		t1 = v[7] + (ROR(v[4], 6) ^ ROR(v[4], 11) ^ ROR(v[4], 25)) +
+		     ((v[4] & v[5]) ^ (~v[4] & v[6])) + sha_k[i] + w[i];
+		t2 = (ROR(v[0], 2) ^ ROR(v[0], 13) ^ ROR(v[0], 22)) +
+		     ((v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]));
+		memmove(v + 1, v, 7 * sizeof(v[0]));
+		v[4] += t1;
+		v[0] = t1 + t2;
+	}
+	for (i = 0; i < 8; i++)
+		h[i] += v[i];
+}
+
+void
+fake_sha256(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32])
+{
+	uint32_t h[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+			  0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 };
+	uint8_t blk[64];
+	size_t fill = 0, total, i;
+	const uint8_t *parts[2] = { a, b };
+	size_t lens[2] = { alen, b != NULL ? blen : 0 };
+	int k;
+
+	total = lens[0] + lens[1];
+	for (k = 0; k < 2; k++)
+		for (i = 0; i < lens[k]; i++) {
+			blk[fill++] = parts[k][i];
+			if (fill == 64) {
+				sha_block(h, blk);
+				fill = 0;
+			}
+		}
+	blk[fill++] = 0x80;
+	if (fill > 56) {
+		memset(blk + fill, 0, 64 - fill);
+		sha_block(h, blk);
+		fill = 0;
+	}
+	memset(blk + fill, 0, 56 - fill);
+	for (i = 0; i < 8; i++)
+		blk[56 + i] = (uint8_t)((uint64_t)total * 8 >> (56 - 8 * i));
+	sha_block(h, blk);
+	for (i = 0; i < 8; i++) {
+		out[4 * i] = (uint8_t)(h[i] >> 24);
+		out[4 * i + 1] = (uint8_t)(h[i] >> 16);
+		out[4 * i + 2] = (uint8_t)(h[i] >> 8);
+		out[4 * i + 3] = (uint8_t)h[i];
+	}
+}
+
 /* --- a fake gateway ------------------------------------------------------ */
 
 int
@@ -827,6 +907,8 @@ fconn_main(void *arg)
 	struct fake_answer *a = calloc(1, sizeof(*a));
 	struct neg_decoder *dec = neg_decoder_new();
 	int answered = 0, offer_done = 0;
+	uint8_t offer[NEG_MAX_LEN];
+	size_t offer_len = 0;
 
 	if (a == NULL || dec == NULL)
 		goto done;
@@ -850,6 +932,10 @@ fconn_main(void *arg)
 		if (!offer_done) {
 			enum neg_status st = neg_decoder_feed(dec, buf, (size_t)n, &used);
 
+			if (offer_len + used <= sizeof(offer))
+				memcpy(offer + offer_len, buf, used);
+			offer_len += used;
+
 			if (st == NEG_NEED_MORE)
 				continue;
 			offer_done = 1;
@@ -861,6 +947,10 @@ fconn_main(void *arg)
 			if (!answered) {
 				answered = 1;
 				memset(a, 0, sizeof(*a));
+				if (st == NEG_DONE) {
+					a->offer = offer;
+					a->offer_len = offer_len;
+				}
 				fr->fn(c->idx, st == NEG_DONE ? neg_decoder_msg(dec) : NULL,
 				       a, fr->arg);
 				if (a->len > 0 && fconn_answer(c, a) < 0)

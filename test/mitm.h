@@ -99,6 +99,11 @@ int fake_refuse(uint16_t reason, const char *text, uint8_t *out, size_t cap);
  * plaintext link.  Returns the length or -1. */
 int fake_frames(const char *service, const char *data, uint8_t *out, size_t cap);
 
+/* SHA-256 of a then b (b may be NULL): the BIND hash of OFFER ‖ DECISION,
+ * which anyone who saw both messages can compute. */
+void fake_sha256(const void *a, size_t alen, const void *b, size_t blen,
+		 uint8_t out[32]);
+
 /* --- a fake gateway: plain blocking sockets -------------------------- */
 
 /* Reads one negotiation message from fd within timeout_ms.  1 when one
@@ -117,6 +122,8 @@ int fd_count(pid_t pid);
 /* --- a fake relay ---------------------------------------------------- */
 
 struct fake_answer {
+	const uint8_t *offer; /* in: the OFFER's bytes as received, or NULL */
+	size_t offer_len;
 	uint8_t bytes[8192]; /* sent in one send() */
 	size_t len;
 	int close_after;     /* close the connection once sent */

@@ -64,17 +64,25 @@ start_witness(void)
 	cr_assert_not_null(W);
 }
 
-/* Gateway -> tap -> MITM -> relay, with the pair's configurations. */
+/* Gateway -> tap -> MITM -> relay, with the pair's configurations and
+ * more sections for the relay. */
 static void
-start_pair_via_mitm(const char *relay_extra, const char *gw_extra, mitm_edit_fn fn,
-		    int flags)
+start_pair_via_mitm_with(const char *relay_extra, const char *gw_extra,
+			 const char *relay_sections, mitm_edit_fn fn, int flags)
 {
 	start_witness();
 	M = mitm_start(P.relay_port, fn, NULL, flags);
 	cr_assert_not_null(M);
 	P.tap = tap_start(0, mitm_port(M));
 	cr_assert_not_null(P.tap);
-	start_pair(relay_extra, gw_extra);
+	start_pair_with(relay_extra, gw_extra, relay_sections, "");
+}
+
+static void
+start_pair_via_mitm(const char *relay_extra, const char *gw_extra, mitm_edit_fn fn,
+		    int flags)
+{
+	start_pair_via_mitm_with(relay_extra, gw_extra, "", fn, flags);
 }
 
 /* A real gateway (and an idle real relay) with the gateway dialling the
@@ -312,6 +320,49 @@ Test(attack, plaintext_bind_mismatch_still_sends_our_bind, .disabled = true)
 	cr_assert_eq(after[3], FRAME_BIND);
 }
 
+/* A relay with tls = off, complete with the right BIND: anyone who
+ * sees the two messages can compute it. */
+static void
+answer_as_a_plaintext_relay(int conn, const struct neg_msg *offer,
+			    struct fake_answer *a, void *arg)
+{
+	uint8_t hash[FRAME_BIND_LEN];
+	int n, k;
+
+	if (offer == NULL || a->offer == NULL)
+		return;
+	fake_params(&relay_params, "relay", TLS_MODE_OFF);
+	n = fake_decision(&offer->params, &relay_params, a->bytes, sizeof(a->bytes));
+	if (n < 0)
+		return;
+	fake_sha256(a->offer, a->offer_len, a->bytes, (size_t)n, hash);
+	k = frame_encode_bind(a->bytes + n, sizeof(a->bytes) - (size_t)n, hash);
+	if (k > 0)
+		a->len = (size_t)(n + k);
+}
+
+Test(attack, fake_plaintext_relay_receives_the_clients_of_a_prefer_gateway)
+{
+	int fd = start_gateway_against(answer_as_a_plaintext_relay, TLS_GW);
+	int64_t end = h_now_ms() + 5000;
+	const uint8_t *after = NULL;
+	size_t len = 0;
+
+	/* Nothing authenticates a plaintext relay: the gateway's held
+	 * client goes to whoever answered. */
+	wait_log(P.gw_log, "is up (plaintext)", 10000);
+	while (h_now_ms() < end) {
+		after = fake_relay_after_offer(FR, 0, &len);
+		if (h_memmem(after, len, SECRET, strlen(SECRET)) != NULL)
+			break;
+		h_sleep_ms(10);
+	}
+	close(fd);
+	cr_assert_not_null(h_memmem(after, len, SECRET, strlen(SECRET)),
+			   "the client's bytes did not reach the fake relay");
+	cr_assert_eq(witness_conns(W), 0);
+}
+
 static void
 answer_decision_before_offer(int conn, const struct neg_msg *offer,
 			     struct fake_answer *a, void *arg)
@@ -543,6 +594,35 @@ Test(attack, mitm_rewriting_messages_and_bind_forces_plaintext_under_prefer)
 	/* Each side logged the reason it was given, which differ. */
 	wait_log(P.gw_log, "the accepting side has TLS off", 1000);
 	wait_log(P.relay_log, "the dialling side has TLS off", 1000);
+}
+
+static void
+rename_gateway(struct mitm_edit *e, void *arg)
+{
+	if (e->dir == MITM_C2S)
+		snprintf(e->msg.params.node, sizeof(e->msg.params.node), "legacy");
+}
+
+Test(attack, mitm_renaming_the_gateway_picks_the_weakest_peer_policy)
+{
+	const uint8_t *c2s;
+	size_t len;
+	int fd;
+
+	/* The relay requires TLS except from node "legacy".  The node name
+	 * travels in the clear, so a MITM claims it for gw1, and the relay
+	 * itself decides plaintext; a prefer gateway accepts that. */
+	start_pair_via_mitm_with(TLS_RELAY, TLS_GW, "[peer legacy]\ntls = off\n",
+				 rename_gateway, MITM_SWAP_BIND);
+	wait_up();
+	wait_log(P.gw_log, "is up (plaintext)", 1000);
+	wait_log(P.relay_log, "(node legacy): plaintext agreed", 1000);
+	fd = connect_port(P.svc_port);
+	cr_assert_eq(echo_once(fd, SECRET, 5000), 0);
+	close(fd);
+	c2s = mitm_bytes(M, 0, MITM_C2S, &len);
+	cr_assert_not_null(h_memmem(c2s, len, SECRET, strlen(SECRET)),
+			   "the MITM did not see the client's bytes in the clear");
 }
 
 /* conn 0: only the OFFER; conn 1 and later: both messages. */
