@@ -67,9 +67,10 @@ const uint8_t *mitm_bytes(struct mitm *m, int conn, enum mitm_dir dir, size_t *l
 /* Length of the first negotiation message received in dir, or 0 when
  * none was complete (or the stream did not start with one). */
 size_t mitm_neg_len(struct mitm *m, int conn, enum mitm_dir dir);
-/* Queues n bytes (at most 4096) to be sent to the destination of dir
- * on conn between two forwarded reads, within POLL time.  The caller
- * picks a moment when no frame is half-way through.  0 or -1. */
+/* Queues n bytes (at most 4096 pending) to be sent to the destination
+ * of dir on conn between two forwarded reads, within about 20 ms.  The
+ * caller picks a moment when no frame is half-way through.  0, or -1
+ * when conn is closed, unknown or the queue is full. */
 int mitm_inject(struct mitm *m, int conn, enum mitm_dir dir, const void *p, size_t n);
 /* 1 once both BIND frames of conn were swapped, else 0. */
 int mitm_bind_swapped(struct mitm *m, int conn);

@@ -511,12 +511,29 @@ Test(attack, offer_stripped_to_off_is_refused_by_a_require_relay)
 	assert_nothing_carried();
 }
 
+/* strip_both on the first link; later, the DECISION replaced by a
+ * REFUSE. */
+static void
+strip_then_refuse(struct mitm_edit *e, void *arg)
+{
+	int n;
+
+	if (e->conn == 0 || e->dir == MITM_C2S) {
+		strip_both(e, arg);
+		return;
+	}
+	n = fake_refuse(NEG_R_BUSY, "forged by the MITM", e->raw, sizeof(e->raw));
+	if (n > 0)
+		e->raw_len = (size_t)n;
+}
+
 Test(attack, stripped_decision_is_rejected_by_a_require_gateway)
 {
 	int fd;
 
-	start_pair_via_mitm(RELAY_PREFER, GW_REQUIRE, strip_both, 0);
+	start_pair_via_mitm(RELAY_PREFER, GW_REQUIRE, strip_then_refuse, 0);
 	wait_log(P.gw_log, "the relay's decision is not acceptable", 10000);
+	wait_log(P.gw_log, "it says: forged by the MITM", 5000);
 	assert_gateway_silent_after_offer(0);
 	fd = connect_port(P.svc_port);
 	cr_assert_geq(fd, 0);
