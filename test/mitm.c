@@ -163,6 +163,27 @@ mdir_neg_want(const struct mdir *d)
 	return NEG_HDR_LEN + body - d->msg_len;
 }
 
+/* Whether the answer as forwarded makes the link plaintext. */
+static int
+mitm_plaintext(const struct mitm_edit *e)
+{
+	struct neg_decoder *dec;
+	size_t used;
+	int plain;
+
+	if (e->raw_len == 0)
+		return e->msg.type == NEG_DECISION &&
+		       e->msg.outcome.result == NEG_RESULT_PLAINTEXT;
+	dec = neg_decoder_new();
+	if (dec == NULL)
+		return 0;
+	plain = neg_decoder_feed(dec, e->raw, e->raw_len, &used) == NEG_DONE &&
+		neg_decoder_msg(dec)->type == NEG_DECISION &&
+		neg_decoder_msg(dec)->outcome.result == NEG_RESULT_PLAINTEXT;
+	neg_decoder_free(dec);
+	return plain;
+}
+
 static int
 mconn_message_done(struct mconn *c, int di)
 {
@@ -212,6 +233,12 @@ mconn_message_done(struct mconn *c, int di)
 	if (send_all(d->to, out, out_len) < 0)
 		goto out;
 	d->phase = (m->flags & MITM_SWAP_BIND) ? PH_BIND : PH_PASS;
+	if (di == MITM_S2C && !mitm_plaintext(e)) {
+		/* TLS or a refusal follows: nothing to swap. */
+		d->phase = PH_PASS;
+		if (o->phase == PH_BIND)
+			o->phase = PH_PASS;
+	}
 	rc = 0;
 out:
 	free(out);

@@ -44,9 +44,10 @@ struct mitm_edit {
 /* Called on the MITM's thread for the first message each way. */
 typedef void (*mitm_edit_fn)(struct mitm_edit *e, void *arg);
 
-/* After both messages, also hold the first mux frame each way (BIND)
- * until both arrived, and forward each with the other's hash: what an
- * active MITM does to make the plaintext BIND check pass. */
+/* When the DECISION as forwarded is plaintext, also hold the first mux
+ * frame each way (BIND) until both arrived, and forward each with the
+ * other's hash: what an active MITM does to make the plaintext BIND
+ * check pass.  Links that go on to TLS are relayed as they are. */
 #define MITM_SWAP_BIND 0x1
 
 struct mitm;

@@ -33,13 +33,77 @@ static struct mitm *M;
 static struct fake_relay *FR;
 static struct witness *W;
 
+/*
+ * scripts/mkcerts.sh takes about 2 s, longer than most tests here: the
+ * runner makes one set of certificates before the first test, and each
+ * test copies it.  attack_init() is pair_init() with that copy.
+ */
+#define CERT_CACHE_ENV "TLSPLEX_ATTACK_CERTS"
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+	char tmpl[] = "/tmp/tlsplex-attack-certs-XXXXXX";
+	char cmd[1024], dir[600];
+	const char *argv[3];
+
+	if (mkdtemp(tmpl) == NULL)
+		return;
+	snprintf(cmd, sizeof(cmd), "%s/scripts/mkcerts.sh", h_source_dir());
+	snprintf(dir, sizeof(dir), "%s/certs", tmpl);
+	argv[0] = cmd;
+	argv[1] = dir;
+	argv[2] = NULL;
+	if (h_run(argv, "/dev/null", 60000) == 0)
+		setenv(CERT_CACHE_ENV, dir, 1);
+	else
+		h_rmtree(tmpl);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+	const char *dir = getenv(CERT_CACHE_ENV);
+	char *top;
+
+	if (dir == NULL)
+		return;
+	top = strdup(dir);
+	if (top != NULL && strrchr(top, '/') != NULL) {
+		*strrchr(top, '/') = '\0';
+		h_rmtree(top);
+	}
+	free(top);
+}
+
 static void
 attack_init(void)
 {
-	pair_init();
+	const char *cache = getenv(CERT_CACHE_ENV);
+	const char *argv[5];
+
 	M = NULL;
 	FR = NULL;
 	W = NULL;
+	if (cache == NULL) {
+		pair_init();
+		return;
+	}
+	memset(&P, 0, sizeof(P));
+	P.dir = h_tmpdir();
+	cr_assert_not_null(P.dir);
+	snprintf(P.certs, sizeof(P.certs), "%s/certs", P.dir);
+	argv[0] = "/bin/cp";
+	argv[1] = "-a";
+	argv[2] = cache;
+	argv[3] = P.certs;
+	argv[4] = NULL;
+	cr_assert_eq(h_run(argv, "/dev/null", 10000), 0, "cannot copy %s", cache);
+	P.relay_port = h_free_port();
+	P.svc_port = h_free_port();
+	P.backend_port = h_free_port();
+	snprintf(P.relay_log, sizeof(P.relay_log), "%s/relay.log", P.dir);
+	snprintf(P.gw_log, sizeof(P.gw_log), "%s/gateway.log", P.dir);
+	snprintf(P.relay_hooks, sizeof(P.relay_hooks), "%s/relay-hooks.jsonl", P.dir);
+	snprintf(P.gw_hooks, sizeof(P.gw_hooks), "%s/gw-hooks.jsonl", P.dir);
 }
 
 static void
@@ -426,7 +490,7 @@ offer_then_frames(void)
 	uint8_t buf[1024];
 	int n, fd;
 
-	fake_params(&gw, "gw-fake", TLS_MODE_PREFER);
+	fake_params(&gw, "gw1", TLS_MODE_PREFER); /* a name the relay admits */
 	n = fake_offer(&gw, buf, sizeof(buf));
 	cr_assert_gt(n, 0);
 	fd = connect_port(P.relay_port);
@@ -636,6 +700,32 @@ Test(attack, mitm_rewriting_messages_and_bind_forces_plaintext_under_prefer)
 	/* Each side logged the reason it was given, which differ. */
 	wait_log(P.gw_log, "the accepting side has TLS off", 1000);
 	wait_log(P.relay_log, "the dialling side has TLS off", 1000);
+}
+
+/* The first link passes untouched; later ones are stripped. */
+static void
+strip_after_first(struct mitm_edit *e, void *arg)
+{
+	if (e->conn > 0)
+		strip_both(e, arg);
+}
+
+Test(attack, sticky_gateway_defeats_forced_plaintext_after_first_contact)
+{
+	/* tls_sticky on a prefer gateway: once it has completed TLS with
+	 * the relay, it offers require, and the same MITM that forces
+	 * plaintext on a plain prefer gateway only denies service. */
+	start_pair_via_mitm(RELAY_PREFER, TLS_GW "tls_sticky = yes\nstate_file = gw.state\n",
+			    strip_after_first, MITM_SWAP_BIND);
+	wait_up();
+	wait_log(P.gw_log, "is up (TLS)", 1000);
+	cr_assert_eq(tap_kill(P.tap), 1);
+	wait_log(P.gw_log, "offering tls = require", 5000);
+	wait_log(P.gw_log, "the relay's decision is not acceptable", 5000);
+	assert_gateway_silent_after_offer(1);
+	cr_assert_eq(h_file_count(P.gw_log, UP), 1, "%s", h_read_file(P.gw_log, NULL));
+	cr_assert_eq(h_file_count(P.gw_hooks, "plaintext_agreed"), 0);
+	cr_assert_eq(witness_conns(W), 0);
 }
 
 static void
