@@ -877,10 +877,11 @@ link_mux_failed(struct link *l)
 			link_handshake_failed(l, "transcript mismatch: the peer "
 					      "saw different negotiation "
 					      "messages (altered in transit)");
-		else
-			link_fail(l, LOG_ERR, "transcript mismatch: the peer saw "
-				  "different negotiation messages (altered in "
-				  "transit)");
+		else	/* our BIND still goes out, so the peer sees it too */
+			link_close_after_flush(l, LOG_ERR, "transcript mismatch: "
+					       "the peer saw different "
+					       "negotiation messages (altered "
+					       "in transit)");
 		return;
 	}
 	if (e == MUX_ERR_FRAME)

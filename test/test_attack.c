@@ -377,13 +377,11 @@ answer_plaintext_decision_then_bad_bind(int conn, const struct neg_msg *offer,
 }
 
 /*
- * Shows a daemon bug, so disabled to keep CI green: on a plaintext link
- * the side that finds a BIND mismatch closes at once (link_fail in
- * link_mux_failed, io/link.c) and drops its own BIND, still queued, so
- * the peer sees only a close and cannot name the mismatch.  Over TLS
- * the same check closes after a flush and both sides log it.
+ * On a plaintext link the side that finds a BIND mismatch still sends its
+ * own BIND before it closes, so the peer can name the mismatch too (as
+ * over TLS).
  */
-Test(attack, plaintext_bind_mismatch_still_sends_our_bind, .disabled = true)
+Test(attack, plaintext_bind_mismatch_still_sends_our_bind)
 {
 	int fd = start_gateway_against(answer_plaintext_decision_then_bad_bind, TLS_GW);
 	int64_t end = h_now_ms() + 5000;
