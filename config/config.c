@@ -216,7 +216,7 @@ static const struct key keys[] = {
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "key_perms",
 	  .dflt = "warn", .parse = p_enum, .choices = key_perms_modes,
 	  DAE(key_perms),
-	  .help = "What a private key file (`key`) readable or writable by group or others causes: warn (a log line naming the file and its mode) or error (the daemon, and `-n`, refuse to start)." },
+	  .help = "What a private key file (`key`) that group or others may read or write, or that belongs to a user other than the daemon's and root, causes: warn (a log line naming the file and its mode or owner) or error (the daemon, and `-n`, refuse to start)." },
 	{ .sec = SEC_DAEMON, .roles = CFG_RELAY, .name = "client_cert",
 	  .dflt = "require", .parse = p_enum, .choices = cert_wants,
 	  DAE(client_cert),

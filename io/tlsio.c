@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <wolfssl/options.h>
@@ -184,29 +185,34 @@ tls_err_string(int code, char *buf, size_t len)
 }
 
 /* Warns about, or with key_perms = error refuses, a private key file
- * that group or others may read or write. */
+ * that group or others may read or write, or that belongs to a user
+ * other than this process's and root (who could replace it). */
 static int
 tls_check_key_perms(const struct cfg *c, char *err, size_t errlen)
 {
 	struct stat sb;
+	char why[128];
 
 	if (stat(c->key, &sb) != 0) {
 		snprintf(err, errlen, "cannot read private key '%s' (key 'key'): %s",
 			 c->key, strerror(errno));
 		return -1;
 	}
-	if ((sb.st_mode & 077) == 0)
+	if (sb.st_mode & 077)
+		snprintf(why, sizeof(why), "has mode %04o: group or others may "
+			 "access it; chmod 600 it", (unsigned)(sb.st_mode & 07777));
+	else if (sb.st_uid != 0 && sb.st_uid != geteuid())
+		snprintf(why, sizeof(why), "belongs to uid %u, neither this "
+			 "process's user (uid %u) nor root; chown it",
+			 (unsigned)sb.st_uid, (unsigned)geteuid());
+	else
 		return 0;
 	if (c->key_perms == CFG_KEY_PERMS_ERROR) {
-		snprintf(err, errlen, "private key '%s' (key 'key') has mode "
-			 "%04o: group or others may access it; chmod 600 it "
-			 "(key_perms = error)", c->key,
-			 (unsigned)(sb.st_mode & 07777));
+		snprintf(err, errlen, "private key '%s' (key 'key') %s "
+			 "(key_perms = error)", c->key, why);
 		return -1;
 	}
-	log_warn("private key '%s' (key 'key') has mode %04o: group or others "
-		 "may access it; chmod 600 it", c->key,
-		 (unsigned)(sb.st_mode & 07777));
+	log_warn("private key '%s' (key 'key') %s", c->key, why);
 	return 0;
 }
 

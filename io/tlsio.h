@@ -41,9 +41,10 @@ void tls_order_ciphers(uint16_t *ids, size_t n, int aes_first);
 
 /*
  * Builds a context from the daemon settings: certificate chain and key
- * when set (a key file group or others may access is logged as a
- * warning, or refused with key_perms = error), CA file or directory for
- * peer verification, CRL, key-exchange groups.  server selects the role.
+ * when set (a key file group or others may access, or another user
+ * owns, is logged as a warning, or refused with key_perms = error), CA
+ * file or directory for peer verification, CRL, key-exchange groups.
+ * server selects the role.
  * Returns NULL with a reason in err.
  */
 struct tls_ctx *tls_ctx_new(const struct cfg *c, int server, char *err,

@@ -612,6 +612,33 @@ Test(tlssec, key_readable_by_others_is_an_error_when_configured)
 	cr_assert(strstr(err, want) != NULL, "%s", err);
 }
 
+/* Only root can give a file away; elsewhere the case cannot be made. */
+Test(tlssec, key_owned_by_another_user_warns_or_fails)
+{
+	char key[700], err[512], want[800];
+	struct cfg *c;
+	struct tls_ctx *t;
+	const char *log;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to chown a file");
+	log_init("tlssec", LOG_INFO);
+	c = perm_cfg("owner", 0600, "", key, sizeof(key));
+	cr_assert_eq(chown(key, 65534, (gid_t)-1), 0, "%s", strerror(errno));
+	log = ctx_logged(c, &t, err, sizeof(err));
+	tls_ctx_free(t);
+	snprintf(want, sizeof(want), "private key '%s' (key 'key') belongs to "
+		 "uid 65534", key);
+	cr_assert_not_null(t, "%s", err);
+	cr_assert(strstr(log, want) != NULL, "log: '%s'", log);
+	c->key_perms = CFG_KEY_PERMS_ERROR;
+	t = tls_ctx_new(c, 0, err, sizeof(err));
+	tls_ctx_free(t);
+	cfg_free(c);
+	cr_assert_null(t);
+	cr_assert(strstr(err, want) != NULL, "%s", err);
+}
+
 /* ---- renegotiation -------------------------------------------------- */
 
 /* A plain wolfSSL client over the duo's buffers, so the test can ask
