@@ -1107,3 +1107,65 @@ Test(attack, gateway_facing_another_protocol_names_it_and_redials)
 	close(fd);
 	assert_nothing_carried();
 }
+
+/* --- the handshake deadline ------------------------------------------------ */
+
+Test(attack, gateway_silent_after_the_decision_is_dropped_at_the_handshake_deadline)
+{
+	struct neg_params gw;
+	struct neg_msg m;
+	uint8_t buf[NEG_MAX_LEN];
+	int fd, n, base;
+	int64_t t0, ms;
+
+	start_witness();
+	start_pair(TLS_RELAY, TLS_GW);
+	wait_up();
+	base = fd_count(P.relay);
+	fake_params(&gw, "gw1", TLS_MODE_PREFER);
+	n = fake_offer(&gw, buf, sizeof(buf));
+	cr_assert_gt(n, 20);
+	fd = connect_port(P.relay_port);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(send(fd, buf, (size_t)n, MSG_NOSIGNAL), n);
+	cr_assert_eq(fake_read_neg(fd, &m, 3000), 1, "no answer to the OFFER");
+	cr_assert_eq(m.type, NEG_DECISION);
+	cr_assert_eq(m.outcome.result, NEG_RESULT_TLS);
+	/* No ClientHello follows: handshake_timeout = 3s on the relay. */
+	t0 = h_now_ms();
+	cr_assert_geq(fake_wait_close(fd, 6000), 0, "the relay kept the silent peer");
+	ms = h_now_ms() - t0;
+	close(fd);
+	cr_assert(ms >= 2900 && ms < 4500, "closed after %lld ms", (long long)ms);
+	wait_log(P.relay_log, "TLS handshake not complete within handshake_timeout", 1000);
+	for (int64_t end = h_now_ms() + 2000; fd_count(P.relay) != base && h_now_ms() < end;)
+		h_sleep_ms(20);
+	cr_assert_eq(fd_count(P.relay), base, "the relay holds %d descriptors, %d before",
+		     fd_count(P.relay), base);
+	cr_assert_eq(witness_conns(W), 0);
+}
+
+static void
+answer_tls_decision_then_nothing(int conn, const struct neg_msg *offer,
+				 struct fake_answer *a, void *arg)
+{
+	int n;
+
+	if (offer == NULL)
+		return;
+	fake_params(&relay_params, "relay", TLS_MODE_REQUIRE);
+	n = fake_decision(&offer->params, &relay_params, a->bytes, sizeof(a->bytes));
+	if (n > 0)
+		a->len = (size_t)n;
+}
+
+Test(attack, relay_silent_in_the_handshake_is_dropped_by_the_gateway)
+{
+	int fd = start_gateway_against(answer_tls_decision_then_nothing, TLS_GW);
+
+	/* handshake_timeout = 3s on the gateway; it then redials. */
+	wait_log(P.gw_log, "TLS handshake not complete within handshake_timeout", 8000);
+	cr_assert_eq(fake_relay_wait_conns(FR, 2, 5000), 0, "the gateway did not redial");
+	cr_assert_eq(h_file_count(P.gw_log, ") is up ("), 0, "a link came up");
+	close(fd);
+}

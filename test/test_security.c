@@ -33,12 +33,13 @@ expect_log(const char *log, const char *text, int ms)
 }
 
 /* No link comes up within ms: the gateway log still holds only ups
- * "is up" lines, as many as before this phase of the test. */
+ * "link N to the relay (node R) is up (...)" lines, as many as before
+ * this phase of the test. */
 static void
 expect_no_link_after(int ups, int ms)
 {
 	h_sleep_ms(ms);
-	cr_assert_eq(h_file_count(P.gw_log, "is up"), ups,
+	cr_assert_eq(h_file_count(P.gw_log, ") is up ("), ups,
 		     "the link came up; gateway log:\n%s",
 		     h_read_file(P.gw_log, NULL));
 }
@@ -250,7 +251,7 @@ Test(security, template_issuer_is_checked_after_the_handshake)
 	close(echo_client(P.svc_port));
 	h_stop_all();
 
-	ups = h_file_count(P.gw_log, "is up");
+	ups = h_file_count(P.gw_log, ") is up (");
 	start_echo("echo");
 	start_pair_with(TLS_RELAY, TLS_GW,
 			"[template theirs]\nmatch_issuer = *rogue*\n", "");
@@ -374,7 +375,7 @@ Test(security, sticky_gateway_requires_tls_from_a_relay_it_knows)
 	start_pair(STICKY_RELAY, TLS_GW "tls_sticky = yes\nstate_file = gw.state\n");
 	wait_up();
 	expect_log(P.gw_log, "tls_sticky: relay completed TLS", 2000);
-	ups = h_file_count(P.gw_log, "is up");
+	ups = h_file_count(P.gw_log, ") is up (");
 	h_stop(P.gw, 5000);
 	cr_assert_eq(h_stop(P.relay, 5000), 0);
 	/* The relay now says off; the gateway still demands TLS. */
