@@ -9,9 +9,10 @@
  * a stream never holds more unconsumed bytes than the local window;
  * the session never sends more DATA on a stream than peer_window plus
  * the WINDOW increments the input holds for it, nor DATA after its FIN;
- * every session stream has exactly one application slot (on_close comes
- * once, on_fin at most once); read_data is never asked for 0 bytes or
- * more than max_frame.  Leaks and memory errors are the sanitizers'.
+ * every session stream has exactly one application slot, which is its
+ * user pointer (mux_stream_count, mux_stream_data); on_close comes once,
+ * on_fin at most once; read_data is never asked for 0 bytes or more than
+ * max_frame.  Leaks and memory errors are the sanitizers'.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -338,6 +339,17 @@ act(struct fz *f, unsigned a)
 	}
 }
 
+/* The session and the slots agree on which streams exist. */
+static void
+check_streams(struct fz *f)
+{
+	CHECK(mux_stream_count(f->m) == f->nused);
+	for (size_t i = 0; i < NSLOTS; i++)
+		if (f->slots[i].used)
+			CHECK(mux_stream_data(f->m, f->slots[i].id) ==
+			      &f->slots[i]);
+}
+
 static size_t
 step_len(unsigned c, size_t left)
 {
@@ -428,14 +440,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		off += len;
 		act(&f, c >> 5);
-		CHECK(mux_stream_count(f.m) == f.nused);
+		check_streams(&f);
 	}
 	if (mux_error(f.m) == MUX_ERR_NONE)
 		(void)mux_recv_eof(f.m);
 	for (int i = 0; i < 64 && mux_want_write(f.m); i++)
 		send_some(&f, BIG_CAP);
 	CHECK(frame_decoder_finish(f.out) == 0);
-	CHECK(mux_stream_count(f.m) == f.nused);
+	check_streams(&f);
 	if (bits & FM_CLOSE_ALL) {
 		mux_close_all(f.m, MUX_C_SHUTDOWN);
 		CHECK(f.nused == 0 && mux_stream_count(f.m) == 0);
