@@ -2,7 +2,8 @@
  * libFuzzer target: the negotiation decoder (proto/neg.h).
  *
  * The input is fed whole, then again split at a point taken from its
- * last byte, and the two runs must agree.  A decoded message must encode
+ * last byte, and the two runs must agree; then the same with the header's
+ * body_len set to the input's length.  A decoded message must encode
  * again, and decode(encode(m)) must equal m.
  */
 #include <stdint.h>
@@ -151,16 +152,15 @@ check_roundtrip(const struct neg_msg *m, size_t wire_len)
 	CHECK(n2 == n && memcmp(enc, enc2, (size_t)n) == 0);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* Runs the checks on one byte string. */
+static void
+check_input(const uint8_t *data, size_t size)
 {
 	static struct run whole, part;
 	size_t split;
 
 	if (size == 0)
-		return 0;
+		return;
 	split = data[size - 1] % (size + 1);
 	memset(&whole, 0, sizeof(whole));
 	memset(&part, 0, sizeof(part));
@@ -174,6 +174,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (whole.st == NEG_DONE) {
 		CHECK(msg_equal(&whole.msg, &part.msg));
 		check_roundtrip(&whole.msg, whole.consumed);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The input as it is, then (so that mutations of the fields reach the
+ * field parser) with body_len set to the bytes that follow the header. */
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static uint8_t fixed[NEG_MAX_LEN];
+
+	check_input(data, size);
+	if (size > NEG_HDR_LEN && size <= NEG_MAX_LEN) {
+		memcpy(fixed, data, size);
+		fixed[12] = (uint8_t)((size - NEG_HDR_LEN) >> 8);
+		fixed[13] = (uint8_t)(size - NEG_HDR_LEN);
+		if (memcmp(fixed + 12, data + 12, 2) != 0)
+			check_input(fixed, size);
 	}
 	return 0;
 }

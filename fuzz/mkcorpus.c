@@ -254,6 +254,28 @@ mux_seeds(void)
 		add(&b, frame_encode_data(ROOM(&b), id, (const uint8_t *)"hi", 2, 1));
 	put("mux", "dialer-many-streams", b.p, b.n);
 
+	/* Stream errors: DATA beyond the window, a WINDOW overflowing the
+	 * credit, DATA after FIN. */
+	static uint8_t kb[1024];
+	mb_start(&b, FM_SMALL_LWIN, all, sizeof(all));
+	add(&b, frame_encode_open(ROOM(&b), 1, "echo"));
+	add(&b, frame_encode_data(ROOM(&b), 1, kb, sizeof(kb), 0));
+	add(&b, frame_encode_data(ROOM(&b), 1, kb, 1, 0));
+	add(&b, frame_encode_data(ROOM(&b), 1, kb, 5, 1));
+	put("mux", "acceptor-over-window", b.p, b.n);
+
+	mb_start(&b, FM_DIALER, all, sizeof(all));
+	add(&b, frame_encode_open(ROOM(&b), 2, "echo"));
+	add(&b, frame_encode_window(ROOM(&b), 2, 0x7fffffff));
+	add(&b, frame_encode_window(ROOM(&b), 2, 1));
+	put("mux", "dialer-window-overflow", b.p, b.n);
+
+	mb_start(&b, 0, all, sizeof(all));
+	add(&b, frame_encode_open(ROOM(&b), 1, "echo"));
+	add(&b, frame_encode_data(ROOM(&b), 1, kb, 10, 1));
+	add(&b, frame_encode_data(ROOM(&b), 1, kb, 10, 0));
+	put("mux", "acceptor-data-after-fin", b.p, b.n);
+
 	/* Link errors: a first frame that is not BIND, a wrong hash, and a
 	 * frame for a stream never opened. */
 	b.n = 0;
