@@ -80,7 +80,7 @@ for t in $TARGETS; do
 	else
 		echo "fuzz_$t: FAILED ($MODE, exit $rc); log $log; last lines:" >&2
 		tail -n 30 "$log" >&2
-		ls "$art" 2>/dev/null | sed "s|^|fuzz_$t: artifact $art/|" >&2
+		find "$art" -type f | sed "s|^|fuzz_$t: artifact |" >&2
 		failed="$failed $t"
 	fi
 done
