@@ -22,7 +22,7 @@ WOLFSSL_ARGS = $$(if [ "$(WOLFSSL)" != system ] && \
 		echo "-DTLSPLEX_WOLFSSL=system -DTLSPLEX_WOLFSSL_PREFIX="; \
 	fi)
 
-.PHONY: all deps build test demo bench soak clean
+.PHONY: all deps build test demo bench soak fuzz clean
 
 all: build
 
@@ -46,12 +46,17 @@ test: deps
 		-DTLSPLEX_WOLFSSL=system -DTLSPLEX_WOLFSSL_PREFIX= >/dev/null
 	cmake --build $(SYSTEM_BUILD) -j $(JOBS) --target test_e2e test_hook test_tlsinfo test_tlssec test_security test_attack
 	cd $(SYSTEM_BUILD) && ctest --output-on-failure -R 'e2e|hook|tlsinfo|tlssec|security|attack'
+	scripts/fuzz.sh corpus
 
 demo: build
 	scripts/demo.sh $(BUILD)
 
 bench: build
 	bench/run.sh $(BUILD)
+
+# Each libFuzzer target (fuzz/, clang) for FUZZ_TIME seconds, default 60.
+fuzz: deps
+	FUZZ_TIME=$(FUZZ_TIME) scripts/fuzz.sh run
 
 # The load suite at full size (one million stream cycles, a 1 GiB slow
 # consumer), on the release build and then under ASan/LSan.

@@ -1051,7 +1051,9 @@ static int c_readable(struct ld *st, const struct key *e, const char *val,
 
 	if (!*path)
 		return 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must not make the load wait for a writer; it is
+	 * refused below as not a regular file. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		kfail(st, st->line, e->name, "cannot read '%.300s': %s; expected %s",
 		      path, strerror(errno), expect_of(st, e));

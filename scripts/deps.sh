@@ -1,11 +1,12 @@
 #!/bin/sh
 # Installs the Debian packages tlsplex needs to build, test and run the
 # demo, skipping those already present.  Needs root (or sudo) only when
-# something is missing.
+# something is missing.  clang and libclang-rt-dev (libFuzzer) build the
+# fuzz targets in fuzz/ (make fuzz, and make test runs them briefly).
 set -eu
 
 PKGS="build-essential cmake pkg-config libwolfssl-dev libevent-dev \
-libinih-dev libcriterion-dev openssl"
+libinih-dev libcriterion-dev openssl clang libclang-rt-dev"
 
 missing=""
 for p in $PKGS; do

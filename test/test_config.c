@@ -821,6 +821,19 @@ Test(config, missing_cert_file)
 		    "not a regular file", NULL);
 }
 
+/* Opening a FIFO for reading waits for a writer; the load must refuse it
+ * at once instead. */
+Test(config, fifo_pem_path_refused_without_blocking, .timeout = 10)
+{
+	char path[PATH_MAX * 2];
+
+	snprintf(path, sizeof(path), "%s/certs/pipe", tmp);
+	cr_assert_eq(mkfifo(path, 0600), 0, "mkfifo %s: %s", path,
+		     strerror(errno));
+	expect_fail("[gateway]\nrelay = a:1\nca = certs/pipe\n", CFG_GATEWAY, 3,
+		    "ca", "not a regular file", NULL);
+}
+
 Test(config, tls_material_required)
 {
 	expect_fail("[relay]\nlisten = 1.2.3.4:5\n", CFG_RELAY, 1, "cert",
