@@ -375,11 +375,14 @@ static int recv_open(struct mux *m, const struct frame_hdr *h,
 }
 
 /* Looks up the stream a RESET, WINDOW or DATA frame names.  Returns -1 for
- * a never-opened id (link-fatal); *sp is NULL for a stream already gone. */
+ * a never-opened id (link-fatal), which includes our own stream whose
+ * OPEN has not gone out yet: the peer can only have guessed its id.  *sp
+ * is NULL for a stream already gone. */
 static int lookup_known(struct mux *m, uint32_t id, struct mux_stream **sp)
 {
 	*sp = stream_find(m, id);
-	if (*sp == NULL && !id_known(m, id))
+	if ((*sp == NULL && !id_known(m, id)) ||
+	    (*sp != NULL && ((*sp)->flags & S_OPEN_PENDING)))
 		return fatal(m, MUX_ERR_BAD_STREAM);
 	return 0;
 }

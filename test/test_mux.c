@@ -809,6 +809,39 @@ Test(mux, frames_for_never_opened_ids)
 	expect_bad_stream(f, n);
 }
 
+/* A frame for our own stream before its OPEN went out: the peer guessed
+ * the id. */
+static void expect_guessed_id_fatal(int type)
+{
+	struct side b;
+	struct tap tb;
+	static uint8_t f[8192];
+	size_t off;
+	uint32_t id;
+	int n;
+
+	crafted_init(&b, &tb, &off, f);
+	cr_assert_eq(raw(&b, f, off), 0);
+	id = mux_open(b.m, "svc", NULL);
+	cr_assert_eq(id, 2);
+	n = type == FRAME_DATA ? frame_encode_data(f, 64, id, zeros, 1, 0) :
+	    type == FRAME_WINDOW ? frame_encode_window(f, 64, id, 10) :
+	    frame_encode_reset(f, 64, id, 0);
+	cr_assert_gt(n, 0);
+	cr_assert_eq(raw(&b, f, (size_t)n), -1, "frame type %d was taken", type);
+	cr_assert_eq(mux_error(b.m), MUX_ERR_BAD_STREAM, "got %s",
+		     mux_err_str(mux_error(b.m)));
+	tap_fini(&tb);
+	side_fini(&b);
+}
+
+Test(mux, frames_for_a_stream_not_yet_announced_are_fatal)
+{
+	expect_guessed_id_fatal(FRAME_DATA);
+	expect_guessed_id_fatal(FRAME_WINDOW);
+	expect_guessed_id_fatal(FRAME_RESET);
+}
+
 Test(mux, closed_known_ids_are_ignored)
 {
 	struct side b;
