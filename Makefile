@@ -64,4 +64,4 @@ soak: build
 	scripts/soak.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD) $(SYSTEM_BUILD) demo-run
+	rm -rf $(BUILD) $(TEST_BUILD) $(SYSTEM_BUILD) build-fuzz demo-run
