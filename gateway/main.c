@@ -513,8 +513,7 @@ gw_conf_install(struct gateway *gw)
 	daemon_link_config(gw->cfg, gw->tls, &gw->lcfg);
 	/* The gateway offers before it learns the relay's node name, so
 	 * its [peer NAME] is the one named after the relay it expects. */
-	daemon_apply_peer(cfg_peer_find(gw->cfg, gw->cfg->server_name),
-			  &gw->lcfg.params, NULL);
+	daemon_apply_peer(gw_relay_peer(gw), &gw->lcfg.params, NULL);
 }
 
 static struct tls_ctx *

@@ -187,6 +187,8 @@ daemon_apply_peer(const struct cfg_peer *peer, struct neg_params *p,
 		p->tls_max = (uint16_t)peer->max_tls;
 	if (client_cert != NULL && peer->client_cert != CFG_UNSET)
 		*client_cert = peer->client_cert;
+	if (peer->max_streams != 0)
+		p->max_streams = peer->max_streams;
 }
 
 void

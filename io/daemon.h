@@ -43,9 +43,9 @@ int daemon_open_hooks(const struct cfg *c);
 /* Our negotiation parameters as the config sets them (no nonce). */
 void daemon_params(const struct cfg *c, struct neg_params *p);
 
-/* Applies the overrides a [peer NAME] section sets (tls, min_tls,
- * max_tls, and client_cert when client_cert is not NULL) to our
- * parameters.  peer NULL changes nothing. */
+/* Applies the overrides a [peer NAME] or [template NAME] section sets
+ * (tls, min_tls, max_tls, max_streams, and client_cert when client_cert
+ * is not NULL) to our parameters.  peer NULL changes nothing. */
 void daemon_apply_peer(const struct cfg_peer *peer, struct neg_params *p,
 		       int *client_cert);
 

@@ -98,12 +98,10 @@ relay_on_offer(void *ud, struct link *l, const struct neg_params *offer,
 	struct relay_link *rl = link_data(l);
 	const struct sockaddr *sa = (const struct sockaddr *)&rl->ss;
 	const struct cfg_peer *p = cfg_peer_find(r->cfg, offer->node);
-	const char *kind = "peer";
+	int templ = p == NULL;
 
-	if (p == NULL) {
+	if (templ)
 		p = relay_template(r->cfg, offer->node, sa);
-		kind = "template";
-	}
 	if (p == NULL) {
 		log_warn("link %llu: node '%s' matches no [peer] or [template] "
 			 "section; refused (add [peer %s] to admit it)",
@@ -114,7 +112,8 @@ relay_on_offer(void *ud, struct link *l, const struct neg_params *offer,
 		*reason = NEG_R_UNKNOWN_PEER;
 		return -1;
 	}
-	snprintf(rl->partner, sizeof(rl->partner), "[%s %s]", kind, p->name);
+	snprintf(rl->partner, sizeof(rl->partner), "[%s %s]",
+		 templ ? "template" : "peer", p->name);
 	snprintf(rl->node, sizeof(rl->node), "%s", offer->node);
 	snprintf(rl->identity, sizeof(rl->identity), "%s", p->identity);
 	snprintf(rl->match_issuer, sizeof(rl->match_issuer), "%s",
@@ -127,8 +126,6 @@ relay_on_offer(void *ud, struct link *l, const struct neg_params *offer,
 			 "peer", (unsigned long long)link_id(l), offer->node,
 			 rl->partner);
 	daemon_apply_peer(p, mine, client_cert);
-	if (p->max_streams != 0)
-		mine->max_streams = p->max_streams;
 	if (p->match_issuer[0]) {
 		mine->tls_mode = TLS_MODE_REQUIRE;
 		*client_cert = CERT_WANT_REQUIRE;
@@ -148,8 +145,8 @@ relay_on_offer(void *ud, struct link *l, const struct neg_params *offer,
 		mine->tls_mode = TLS_MODE_REQUIRE;
 	}
 	/* A template admission is news; a known peer's is routine. */
-	log_msg(p == cfg_peer_find(r->cfg, offer->node) || p->any ?
-		LOG_DEBUG : LOG_INFO, "link %llu: node '%s' admitted by %s",
+	log_msg(templ && !p->any ? LOG_INFO : LOG_DEBUG,
+		"link %llu: node '%s' admitted by %s",
 		(unsigned long long)link_id(l), offer->node, rl->partner);
 	return 0;
 }
