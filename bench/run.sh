@@ -7,7 +7,8 @@
 # Knobs (environment): REPS, BULK_SIZE, PAR_STREAMS, PAR_SIZE, WRK_SECS,
 # WRK_CONNS, WRK_THREADS, PING_COUNT, PING_SIZE, PING_MAX_S, IDLE_NS, PAIRS, WORKLOADS
 # (any of: bulk par cps ping pingload mem), PORT_BASE, KEEP=1 (keep the
-# temp dir), RESULTS (output dir, default bench/results).
+# temp dir), RESULTS (output dir, default bench/results), TLSPLEX_EXTRA
+# (more lines for both daemon sections, e.g. "window = 64k").
 #
 # Writes RESULTS/latest.csv (every sample), RESULTS/latest.json (summary:
 # median/min/max per figure, ratios against the targets, machine and
@@ -238,6 +239,7 @@ ca = certs/ca.crt
 client_cert = require
 max_streams = 100000
 log_level = warn
+${TLSPLEX_EXTRA:-}
 
 [service bench]
 backend = 127.0.0.1:$P_BACK
@@ -263,6 +265,7 @@ key = certs/gw1.key
 ca = certs/ca.crt
 max_streams = 100000
 log_level = warn
+${TLSPLEX_EXTRA:-}
 
 [service bench]
 listen = 127.0.0.1:$P_GW_BENCH
