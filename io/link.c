@@ -1686,8 +1686,13 @@ link_open_stream(struct link *l, const char *service, struct bufferevent *bev,
 		mux_reset(l->mux, id, MUX_C_INTERNAL);
 		return -1;
 	}
-	log_debug("%s: stream %u opened for service %s", link_who(l), id,
-		  service);
+	if (log_get_level() >= LOG_DEBUG) {
+		char peer[NET_ADDRSTR_MAX];
+
+		net_peer(bufferevent_getfd(bev), peer, sizeof(peer));
+		log_debug("%s: stream %u opened for service %s (local "
+			  "connection from %s)", link_who(l), id, service, peer);
+	}
 	link_kick(l);
 	return 0;
 }

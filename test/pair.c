@@ -89,6 +89,20 @@ start_echo(const char *mode)
 	cr_assert_eq(h_wait_port(P.backend_port, 5000), 0, "echo did not start");
 }
 
+/* "log_level = LEVEL\n" when $TLSPLEX_DAEMON_LOG_LEVEL is set, for
+ * diagnosing a failure with the daemons' debug logs; else "". */
+static const char *
+daemon_log_line(void)
+{
+	static char line[64];
+	const char *v = getenv("TLSPLEX_DAEMON_LOG_LEVEL");
+
+	if (v == NULL || *v == '\0')
+		return "";
+	snprintf(line, sizeof(line), "log_level = %.20s\n", v);
+	return line;
+}
+
 /* Waits up to ms for path to hold needle more than n times. */
 static int
 wait_count_above(const char *path, const char *needle, int n, int ms)
@@ -113,10 +127,10 @@ start_relay(const char *relay_extra, const char *relay_sections)
 	cr_assert_eq(h_write_file(conf,
 		"[relay]\nnode_name = relay\nlisten = 127.0.0.1:%d\n"
 		"ca = certs/ca.crt\nhook_file = relay-hooks.jsonl\n"
-		"negotiation_timeout = 2s\nhandshake_timeout = 3s\n%s\n"
+		"negotiation_timeout = 2s\nhandshake_timeout = 3s\n%s%s\n"
 		"[service echo]\nbackend = 127.0.0.1:%d\n"
 		"[service dead]\nbackend = 127.0.0.1:%d\n%s%s",
-		P.relay_port, relay_extra, P.backend_port,
+		P.relay_port, daemon_log_line(), relay_extra, P.backend_port,
 		P.dead_port ? P.dead_port : h_free_port(),
 		strstr(relay_sections, "[peer ") || strstr(relay_sections, "[template ") ?
 		"" : "[peer gw1]\n",
@@ -140,11 +154,12 @@ start_gateway(const char *gw_extra, const char *gw_sections)
 		"server_name = relay\nca = certs/ca.crt\n"
 		"hook_file = gw-hooks.jsonl\nredial_min = 200ms\nredial_max = 1s\n"
 		"hold_timeout = 1s\n"
-		"negotiation_timeout = 3s\nhandshake_timeout = 3s\n%s\n"
+		"negotiation_timeout = 3s\nhandshake_timeout = 3s\n%s%s\n"
 		"[service echo]\nlisten = 127.0.0.1:%d\n%s"
 		"[service dead]\nlisten = 127.0.0.1:%d\n%s",
 		P.gw_node ? P.gw_node : "gw1",
-		P.tap != NULL ? tap_port(P.tap) : P.relay_port, gw_extra, P.svc_port,
+		P.tap != NULL ? tap_port(P.tap) : P.relay_port, daemon_log_line(),
+		gw_extra, P.svc_port,
 		P.echo_extra ? P.echo_extra : "", h_free_port(), gw_sections), 0);
 	P.gw = spawn_bin("tlsplex-gateway", conf, P.gw_log);
 	cr_assert_gt(P.gw, 0);

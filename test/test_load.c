@@ -120,6 +120,42 @@ static long env_long(const char *name, long dflt)
 	return n;
 }
 
+static int
+local_port(int fd)
+{
+	struct sockaddr_in me;
+	socklen_t ml = sizeof(me);
+
+	if (getsockname(fd, (struct sockaddr *)&me, &ml) < 0)
+		return -1;
+	return ntohs(me.sin_port);
+}
+
+/* Writes every TCP socket on this host with bytes queued in the kernel
+ * (established ones only), for a failure: it shows where a stalled
+ * stream's bytes are. */
+static void
+dump_tcp_queues(void)
+{
+	FILE *f = fopen("/proc/net/tcp", "r");
+	char line[512];
+	int shown = 0;
+
+	if (f == NULL)
+		return;
+	fprintf(stderr, "--- TCP sockets with queued bytes (local -> remote: tx rx) ---\n");
+	while (fgets(line, sizeof(line), f) != NULL && shown < 200) {
+		unsigned la, lp, ra, rp, st, tx, rx;
+
+		if (sscanf(line, " %*u: %x:%x %x:%x %x %x:%x", &la, &lp, &ra, &rp,
+			   &st, &tx, &rx) != 7 || st != 1 || (tx == 0 && rx == 0))
+			continue;
+		fprintf(stderr, "port %u -> %u: tx %u rx %u\n", lp, rp, tx, rx);
+		shown++;
+	}
+	fclose(f);
+}
+
 /* Writes the last 4 KiB of each daemon's log to stderr, for a failure. */
 static void dump_logs(void)
 {
@@ -313,10 +349,19 @@ Test(load, ten_thousand_idle_streams_over_one_link)
 	for (int i = 0; i < n; i += n / 10 > 0 ? n / 10 : 1) {
 		int r = echo_once(c[i].fd, "still here", 10000);
 
-		if (r != 0 && failed_len < sizeof(failed) - 16)
+		if (r != 0 && fails == 0) {
+			fprintf(stderr, "load: idle stream %d (client port %d) did "
+				"not echo; ports: gateway service %d, relay link %d, "
+				"backend %d\n", i, local_port(c[i].fd), P.svc_port,
+				P.relay_port, P.backend_port);
+			dump_tcp_queues();
+		}
+
+		if (r != 0 && failed_len < sizeof(failed) - 40)
 			failed_len += (size_t)snprintf(failed + failed_len,
 						       sizeof(failed) - failed_len,
-						       " %d", i);
+						       " %d (port %d)", i,
+						       local_port(c[i].fd));
 		fails += r != 0;
 	}
 	if (fails > 0)
