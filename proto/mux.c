@@ -726,13 +726,15 @@ size_t mux_send(struct mux *m, uint8_t *buf, size_t cap)
 	}
 	used += send_ctrl(m, buf + used, cap - used);
 
+	/* idle counts turns in a row that produced nothing and left their
+	 * stream on the list; a stream that parks leaves the list, so the
+	 * round goes on until every stream still ready has had its turn. */
 	while (m->ready_head != NULL && idle <= m->ready_count) {
 		struct mux_stream *s = m->ready_head;
 		int stop = 0;
 		size_t n = send_stream_turn(m, s, buf + used, cap - used,
 					    &stop);
 		used += n;
-		idle = n ? 0 : idle + 1;
 		if (stop) {
 			ready_update(m, s);
 			break;
@@ -745,6 +747,10 @@ size_t mux_send(struct mux *m, uint8_t *buf, size_t cap)
 		/* End of turn: back to the tail if still ready. */
 		ready_unlink(m, s);
 		ready_update(m, s);
+		if (n > 0)
+			idle = 0;
+		else if (s->flags & S_READY)
+			idle++;
 	}
 	return used;
 }

@@ -809,6 +809,36 @@ Test(mux, frames_for_never_opened_ids)
 	expect_bad_stream(f, n);
 }
 
+/* Streams that park on their turn must not end a send round before a
+ * later ready stream with data had its turn: one mux_send() call serves
+ * the stream with data behind four that have none. */
+Test(mux, parking_streams_do_not_end_the_round_early)
+{
+	struct side b;
+	struct tap tb;
+	static uint8_t f[8192];
+	size_t off, n;
+
+	crafted_init(&b, &tb, &off, f);
+	b.accept_send = 10;
+	cr_assert_eq(raw(&b, f, off), 0);
+	b.ts[0]->hold_send = 1;
+	drain(&b, &tb);
+	cr_assert_null(find_frame(&tb, FRAME_DATA, 1));
+	off = 0;
+	for (uint32_t id = 3; id <= 11; id += 2)
+		off += (size_t)frame_encode_open(f + off, sizeof(f) - off, id, "svc");
+	cr_assert_eq(raw(&b, f, off), 0);
+	for (size_t i = 1; i <= 4; i++)
+		b.ts[i]->hold_send = 1;
+	n = mux_send(b.m, wire, sizeof(wire));
+	cr_assert_gt(n, 0, "the round ended before stream 11 had its turn");
+	cr_assert_eq(frame_decoder_feed(tb.dec, wire, n), 0);
+	cr_assert_not_null(find_frame(&tb, FRAME_DATA, 11));
+	tap_fini(&tb);
+	side_fini(&b);
+}
+
 /* A frame for our own stream before its OPEN went out: the peer guessed
  * the id. */
 static void expect_guessed_id_fatal(int type)
