@@ -202,23 +202,54 @@ static int bind_loopback(int port, int *fdp)
 	return ntohs(sin.sin_port);
 }
 
+/* The lowest port the kernel hands out as an ephemeral local port, or
+ * -1 if unknown. */
+static int ephemeral_low(void)
+{
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	int low = -1, high;
+
+	if (f != NULL) {
+		if (fscanf(f, "%d %d", &low, &high) != 2)
+			low = -1;
+		fclose(f);
+	}
+	return low;
+}
+
+/*
+ * A port that was free a moment ago.  Tests bind it later (in a daemon
+ * they start), and an outgoing connection made meanwhile could take an
+ * ephemeral port as its local port; ports are therefore picked at random
+ * below the kernel's ephemeral range when there is room, and only fall
+ * back to the kernel's choice otherwise.
+ */
 int h_free_port(void)
 {
-	int port = -1;
+	static uint64_t seed;
+	int low = ephemeral_low(), lo = low - 12000, port = -1, fd;
 
 	pthread_mutex_lock(&port_mu);
+	if (seed == 0)
+		seed = (uint64_t)getpid() << 32 ^ (uint64_t)h_now_ms();
+	for (int tries = 0; lo >= 1024 && tries < 200; tries++) {
+		int p = lo + (int)(h_splitmix64(&seed) % (uint64_t)(low - lo));
+
+		if (port_given(p) || bind_loopback(p, &fd) < 0)
+			continue;
+		close(fd);
+		port = p;
+		break;
+	}
 	/* Ports handed out recently are skipped so that two calls in one
 	 * test do not return the same port before either is bound. */
-	for (int tries = 0; tries < 50; tries++) {
-		int fd;
-
+	for (int tries = 0; port < 0 && tries < 50; tries++) {
 		port = bind_loopback(0, &fd);
 		if (port < 0)
 			break;
 		close(fd);
-		if (!port_given(port))
-			break;
-		port = -1;
+		if (port_given(port))
+			port = -1;
 	}
 	if (port > 0)
 		ports_given[ports_next++ % 64] = port;
