@@ -202,6 +202,21 @@ static int bind_loopback(int port, int *fdp)
 	return ntohs(sin.sin_port);
 }
 
+int h_connect(int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* The lowest port the kernel hands out as an ephemeral local port, or
  * -1 if unknown. */
 static int ephemeral_low(void)

@@ -135,6 +135,8 @@ int h_wait_file_contains(const char *path, const char *needle, int timeout_ms);
 
 /* A TCP port on 127.0.0.1 that was free a moment ago, or -1. */
 int h_free_port(void);
+/* A blocking, close-on-exec connection to 127.0.0.1:port, or -1. */
+int h_connect(int port);
 /* Whether some socket listens on TCP port (any local address), judged
  * from /proc/net/tcp{,6} so that no connection is made.  1, 0, or -1
  * when /proc cannot be read. */

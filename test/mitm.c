@@ -47,25 +47,6 @@ listen_on(int port, int *bound)
 	return fd;
 }
 
-static int
-dial(int port)
-{
-	struct sockaddr_in sin;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -1;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* Accepts one connection if one is waiting within POLL_MS; -1 if not. */
 static int
 accept_poll(int lfd)
@@ -385,7 +366,7 @@ mitm_main(void *arg)
 
 		if (cfd < 0)
 			continue;
-		sfd = dial(m->target);
+		sfd = h_connect(m->target);
 		c = calloc(1, sizeof(*c));
 		if (sfd < 0 || c == NULL || m->n >= MITM_CONNS_MAX) {
 			close(cfd);

@@ -18,22 +18,31 @@
 struct pair P;
 
 void
-pair_init(void)
+pair_init_from(const char *certs)
 {
 	char cmd[1024], out[600];
-	const char *argv[3];
+	const char *argv[5];
 
 	memset(&P, 0, sizeof(P));
 	P.dir = h_tmpdir();
 	cr_assert_not_null(P.dir);
 	snprintf(P.certs, sizeof(P.certs), "%s/certs", P.dir);
-	snprintf(cmd, sizeof(cmd), "%s/scripts/mkcerts.sh", h_source_dir());
-	argv[0] = cmd;
-	argv[1] = P.certs;
-	argv[2] = NULL;
 	snprintf(out, sizeof(out), "%s/mkcerts.log", P.dir);
-	cr_assert_eq(h_run(argv, out, 60000), 0, "mkcerts.sh failed:\n%s",
-		     h_read_file(out, NULL));
+	if (certs != NULL) {
+		argv[0] = "/bin/cp";
+		argv[1] = "-a";
+		argv[2] = certs;
+		argv[3] = P.certs;
+		argv[4] = NULL;
+		cr_assert_eq(h_run(argv, out, 10000), 0, "cannot copy %s", certs);
+	} else {
+		snprintf(cmd, sizeof(cmd), "%s/scripts/mkcerts.sh", h_source_dir());
+		argv[0] = cmd;
+		argv[1] = P.certs;
+		argv[2] = NULL;
+		cr_assert_eq(h_run(argv, out, 60000), 0, "mkcerts.sh failed:\n%s",
+			     h_read_file(out, NULL));
+	}
 	P.relay_port = h_free_port();
 	P.svc_port = h_free_port();
 	P.backend_port = h_free_port();
@@ -41,6 +50,12 @@ pair_init(void)
 	snprintf(P.gw_log, sizeof(P.gw_log), "%s/gateway.log", P.dir);
 	snprintf(P.relay_hooks, sizeof(P.relay_hooks), "%s/relay-hooks.jsonl", P.dir);
 	snprintf(P.gw_hooks, sizeof(P.gw_hooks), "%s/gw-hooks.jsonl", P.dir);
+}
+
+void
+pair_init(void)
+{
+	pair_init_from(NULL);
 }
 
 void
@@ -229,18 +244,7 @@ hook_line(const char *file, const char *event)
 int
 connect_port(int port)
 {
-	struct sockaddr_in sin;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
+	return h_connect(port);
 }
 
 int

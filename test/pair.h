@@ -35,6 +35,9 @@ extern struct pair P;
 
 /* Criterion .init: fresh directory and certificates, free ports. */
 void pair_init(void);
+/* pair_init() with the certificates copied from directory certs (made
+ * once by scripts/mkcerts.sh) instead of made afresh. */
+void pair_init_from(const char *certs);
 /* Criterion .fini: stops every process and the tap, removes the
  * directory unless $TLSPLEX_KEEP is set. */
 void pair_fini(void);

@@ -77,33 +77,10 @@ ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 static void
 attack_init(void)
 {
-	const char *cache = getenv(CERT_CACHE_ENV);
-	const char *argv[5];
-
 	M = NULL;
 	FR = NULL;
 	W = NULL;
-	if (cache == NULL) {
-		pair_init();
-		return;
-	}
-	memset(&P, 0, sizeof(P));
-	P.dir = h_tmpdir();
-	cr_assert_not_null(P.dir);
-	snprintf(P.certs, sizeof(P.certs), "%s/certs", P.dir);
-	argv[0] = "/bin/cp";
-	argv[1] = "-a";
-	argv[2] = cache;
-	argv[3] = P.certs;
-	argv[4] = NULL;
-	cr_assert_eq(h_run(argv, "/dev/null", 10000), 0, "cannot copy %s", cache);
-	P.relay_port = h_free_port();
-	P.svc_port = h_free_port();
-	P.backend_port = h_free_port();
-	snprintf(P.relay_log, sizeof(P.relay_log), "%s/relay.log", P.dir);
-	snprintf(P.gw_log, sizeof(P.gw_log), "%s/gateway.log", P.dir);
-	snprintf(P.relay_hooks, sizeof(P.relay_hooks), "%s/relay-hooks.jsonl", P.dir);
-	snprintf(P.gw_hooks, sizeof(P.gw_hooks), "%s/gw-hooks.jsonl", P.dir);
+	pair_init_from(getenv(CERT_CACHE_ENV));
 }
 
 static void
