@@ -17,6 +17,7 @@
 #include <event2/event.h>
 
 #include "hook.h"
+#include "iobuf.h"
 #include "log.h"
 #include "mux.h"
 #include "net.h"
@@ -29,14 +30,15 @@
  * order of frames is decided by the mux scheduler, not by a queue. */
 #define LINK_OUT_HIGH (64 * 1024)
 #define LINK_OUT_LOW (16 * 1024)
-/* Input read from a stream's local socket and not yet framed. */
-#define STREAM_IN_HIGH (256 * 1024)
-/* Largest single read or write on a socket. */
+/* Largest single write of a stream's bufferevent. */
 #define SOCKET_IO_MAX (256 * 1024)
 /* Bytes of link input processed per turn before other events run, and
  * the most read ahead of processing. */
 #define LINK_READ_CHUNK (64 * 1024)
-#define LINK_IN_HIGH (256 * 1024)
+#define LINK_IN_HIGH (128 * 1024)
+/* Sealed records gathered by one link_flush() before they are written
+ * with one system call. */
+#define LINK_STAGE_CAP (64 * 1024)
 #define LINK_CLOSE_LINGER_MS 2000
 /* Largest TLS record payload: the unit the mux fills per write. */
 #define LINK_SEND_CHUNK 16384
@@ -63,9 +65,10 @@ struct stream {
 	unsigned freeing : 1;
 	unsigned orphan : 1;     /* on stream_orphans: the mux is done, the
 				    socket is still being written */
-	struct event *rd_ev;     /* our own reads; see sock_read() */
-	struct evbuffer *in;     /* bytes read from the socket, not yet framed */
+	struct event *rd_ev;     /* readiness only; see mux_read_data() */
 	unsigned rd_on : 1;      /* rd_ev is added */
+	unsigned readable : 1;   /* the socket has bytes the mux has not taken */
+	int rd_err;              /* errno of a failed read, reported by rd_ev */
 	unsigned *count;         /* the opener's count of live connections */
 };
 TAILQ_HEAD(stream_list, stream);
@@ -79,8 +82,10 @@ struct link {
 	struct event_base *base;
 	struct bufferevent *bev;
 	struct link_config cfg;
-	struct event *rd_ev;       /* our own reads; see sock_read() */
-	struct evbuffer *in;       /* bytes read from the socket */
+	struct event *rd_ev;       /* our own reads: link_sock_read_cb() */
+	struct iobuf in;           /* bytes read from the socket */
+	struct iobuf stage;        /* sealed records of one link_flush() */
+	int corked;                /* inside link_flush(): records go to stage */
 	int rd_on;
 	char server_name[256];     /* cfg.server_name points here */
 	const struct link_ops *ops;
@@ -325,7 +330,8 @@ link_destroy(struct link *l)
 		event_free(l->ka_ev);
 	if (l->rd_ev != NULL)
 		event_free(l->rd_ev);
-	evbuffer_free(l->in);
+	iobuf_free(&l->in);
+	iobuf_free(&l->stage);
 	free(l->sendbuf);
 	free(l);
 }
@@ -339,7 +345,6 @@ stream_free_deferred(evutil_socket_t fd, short what, void *arg)
 
 	if (s->rd_ev != NULL)
 		event_free(s->rd_ev);
-	evbuffer_free(s->in);
 	bufferevent_free(s->bev);
 	free(s);
 }
@@ -407,58 +412,9 @@ stream_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 	stream_maybe_finish(s);
 }
 
-/*
- * Reads up to max bytes from fd into buf with one readv().  libevent
- * 2.1's own socket reads stop at 4 KiB each, which makes a busy link
- * pay the event loop's fixed cost for every 4 KiB; bufferevents are kept
- * for writing only.  Returns the bytes read, 0 at end of stream, or -1
- * with errno set (EAGAIN when nothing is there).
- */
-static ssize_t
-sock_read(evutil_socket_t fd, struct evbuffer *buf, size_t max)
-{
-	struct evbuffer_iovec v[4];
-	struct iovec iov[4];
-	ssize_t r, left;
-	int i, n;
-
-	n = evbuffer_reserve_space(buf, (ev_ssize_t)max, v, 4);
-	if (n <= 0) {
-		errno = ENOMEM;
-		return -1;
-	}
-	for (i = 0; i < n; i++) {
-		if (v[i].iov_len > max)
-			v[i].iov_len = max;
-		max -= v[i].iov_len;
-		iov[i].iov_base = v[i].iov_base;
-		iov[i].iov_len = v[i].iov_len;
-	}
-	do
-		r = readv(fd, iov, n);
-	while (r < 0 && errno == EINTR);
-	if (r <= 0) {
-		int saved = errno;
-
-		evbuffer_commit_space(buf, v, 0);
-		errno = saved;
-		return r;
-	}
-	for (i = 0, left = r; i < n; i++) {
-		if ((ssize_t)v[i].iov_len >= left) {
-			v[i].iov_len = (size_t)left;
-			i++;
-			break;
-		}
-		left -= (ssize_t)v[i].iov_len;
-	}
-	evbuffer_commit_space(buf, v, i);
-	return r;
-}
-
 static void stream_event_cb(struct bufferevent *bev, short what, void *arg);
 
-/* Starts or stops reading the stream's socket. */
+/* Starts or stops polling the stream's socket. */
 static void
 stream_read_enable(struct stream *s, int on)
 {
@@ -473,47 +429,27 @@ stream_read_enable(struct stream *s, int on)
 }
 
 /*
- * Reads what fits below high into in.  Returns 0, or BEV_EVENT_EOF or
- * BEV_EVENT_ERROR (errno set) when the socket ended; *got is the byte
- * count and *full says in has reached high, so reading should pause.
+ * The socket is readable.  Nothing is read here: the mux pulls the bytes
+ * straight into the frame it is building when the stream's turn comes
+ * (mux_read_data), so a read neither allocates nor copies.  A stream
+ * still waiting for its turn stops polling until its bytes are taken.
  */
-static short
-sock_fill(evutil_socket_t fd, struct evbuffer *in, size_t high, size_t *got,
-	  int *full)
-{
-	size_t have = evbuffer_get_length(in);
-	ssize_t r;
-
-	*got = 0;
-	*full = have >= high;
-	if (*full)
-		return 0;
-	r = sock_read(fd, in, high - have);
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-		return 0;
-	if (r <= 0)
-		return r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR;
-	*got = (size_t)r;
-	*full = have + *got >= high;
-	return 0;
-}
-
-/* The socket is readable: take what fits under STREAM_IN_HIGH. */
 static void
 stream_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *s = arg;
-	size_t got;
-	int full;
-	short end = sock_fill(fd, s->in, STREAM_IN_HIGH, &got, &full);
 
-	if (full || end)
-		stream_read_enable(s, 0);
-	if (end) {
-		stream_event_cb(s->bev, BEV_EVENT_READING | end, s);
+	if (s->rd_err != 0) {
+		errno = s->rd_err;
+		stream_event_cb(s->bev, BEV_EVENT_READING | BEV_EVENT_ERROR, s);
 		return;
 	}
-	if (got > 0 && s->link != NULL && s->id != 0) {
+	if (s->readable) {
+		stream_read_enable(s, 0);
+		return;
+	}
+	s->readable = 1;
+	if (s->link != NULL && s->id != 0) {
 		mux_resume(s->link->mux, s->id);
 		link_kick(s->link);
 	}
@@ -554,14 +490,6 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
 		what = BEV_EVENT_ERROR;
 		err = ENOMEM;
 	}
-	if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING)) {
-		s->rd_eof = 1;
-		if (l != NULL && s->id != 0) {
-			mux_resume(l->mux, s->id);
-			link_kick(l);
-		}
-		return;
-	}
 	if (l == NULL || s->id == 0) {
 		stream_release(s, 1);
 		return;
@@ -589,11 +517,6 @@ stream_new(struct link *l, struct bufferevent *bev, const char *service)
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NULL;
-	s->in = evbuffer_new();
-	if (s->in == NULL) {
-		free(s);
-		return NULL;
-	}
 	s->link = l;
 	s->bev = bev;
 	net_nodelay(bufferevent_getfd(bev));
@@ -632,7 +555,6 @@ mux_on_open(void *ud, uint32_t id, const char *service, void **sud)
 		bufferevent_free(bev);
 		if (s->rd_ev != NULL)
 			event_free(s->rd_ev);
-		evbuffer_free(s->in);
 		free(s);
 		return MUX_C_INTERNAL;
 	}
@@ -642,11 +564,33 @@ mux_on_open(void *ud, uint32_t id, const char *service, void **sud)
 	return 0;
 }
 
+/* Writes the payload straight to the socket when nothing waits ahead
+ * of it, and returns the credit it used on the same turn; what the
+ * socket does not take waits in the bufferevent (stream_out_cb returns
+ * its credit as it drains). */
 static uint32_t
 mux_on_data(void *ud, uint32_t id, void *sud, const uint8_t *p, size_t n)
 {
+	struct link *l = ud;
 	struct stream *s = sud;
+	evutil_socket_t fd = bufferevent_getfd(s->bev);
+	ssize_t w;
 
+	if (n > 0 && !s->connecting && fd >= 0 &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+		do
+			w = send(fd, p, n, MSG_NOSIGNAL);
+		while (w < 0 && errno == EINTR);
+		if (w > 0) {
+			p += w;
+			n -= (size_t)w;
+			mux_consumed(l->mux, id, (size_t)w);
+		} else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			log_info("stream %u (service %s): local connection "
+				 "failed: %s", id, s->service, strerror(errno));
+			return MUX_C_CONN_RESET;
+		}
+	}
 	if (n > 0 && bufferevent_write(s->bev, p, n) < 0)
 		return MUX_C_INTERNAL;
 	return 0;
@@ -688,22 +632,49 @@ mux_on_close(void *ud, uint32_t id, void *sud, uint32_t code, int by_peer)
 	stream_maybe_finish(s);
 }
 
+/*
+ * The stream's turn: reads its socket straight into the frame.  A short
+ * read means the socket is drained, so polling resumes; a full one
+ * leaves the stream ready for its next turn without a poll in between.
+ */
 static size_t
 mux_read_data(void *ud, uint32_t id, void *sud, uint8_t *buf, size_t max,
 	      int *eof)
 {
 	struct stream *s = sud;
-	struct evbuffer *in = s->in;
-	int n;
+	ssize_t r;
 
-	n = evbuffer_remove(in, buf, max);
-	if (n < 0)
-		n = 0;
-	if (s->rd_eof && evbuffer_get_length(in) == 0)
+	if (s->rd_eof) {
 		*eof = 1;
-	else if (n > 0 && evbuffer_get_length(in) < STREAM_IN_HIGH)
+		return 0;
+	}
+	if (!s->readable || s->rd_err != 0) {
 		stream_read_enable(s, 1);
-	return (size_t)n;
+		return 0;
+	}
+	do
+		r = read(bufferevent_getfd(s->bev), buf, max);
+	while (r < 0 && errno == EINTR);
+	if (r > 0) {
+		if ((size_t)r < max) {
+			s->readable = 0;
+			stream_read_enable(s, 1);
+		}
+		return (size_t)r;
+	}
+	s->readable = 0;
+	if (r == 0) {
+		s->rd_eof = 1;
+		stream_read_enable(s, 0);
+		*eof = 1;
+	} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		stream_read_enable(s, 1);
+	} else {
+		/* Reported from the loop: a reset may not be sent from here. */
+		s->rd_err = errno;
+		event_active(s->rd_ev, EV_READ, 0);
+	}
+	return 0;
 }
 
 /* Stops new streams both ways; the link closes once its streams are
@@ -796,6 +767,73 @@ link_kick(struct link *l)
 		event_active(l->kick_ev, EV_WRITE, 0);
 }
 
+/* Writes to the link socket at once when nothing is queued ahead; what
+ * the socket does not take waits in the bufferevent's output, which
+ * also reports a failed socket.  Returns 0, or -1 when out of memory. */
+static int
+link_out(struct link *l, const uint8_t *p, size_t n)
+{
+	struct evbuffer *out = bufferevent_get_output(l->bev);
+	ssize_t w;
+
+	if (evbuffer_get_length(out) == 0) {
+		do
+			w = send(bufferevent_getfd(l->bev), p, n, MSG_NOSIGNAL);
+		while (w < 0 && errno == EINTR);
+		if (w > 0) {
+			l->bytes_out += (uint64_t)w;
+			p += w;
+			n -= (size_t)w;
+		}
+	}
+	return n > 0 ? evbuffer_add(out, p, n) : 0;
+}
+
+/* Writes what link_flush() gathered. */
+static int
+link_push(struct link *l)
+{
+	int rc = 0;
+
+	if (iobuf_len(&l->stage) > 0)
+		rc = link_out(l, iobuf_data(&l->stage), iobuf_len(&l->stage));
+	iobuf_drain(&l->stage, iobuf_len(&l->stage));
+	return rc;
+}
+
+/* Link bytes on their way out: gathered while link_flush() runs, so that
+ * its records leave in one write, written at once otherwise. */
+static int
+link_emit(struct link *l, const uint8_t *p, size_t n)
+{
+	if (l->corked) {
+		if (n > l->stage.cap - iobuf_len(&l->stage) && link_push(l) < 0)
+			return -1;
+		if (n <= l->stage.cap)
+			return iobuf_put(&l->stage, p, n);
+	}
+	return link_out(l, p, n);
+}
+
+static size_t
+link_tls_recv(void *arg, uint8_t *buf, size_t n)
+{
+	struct link *l = arg;
+
+	return iobuf_take(&l->in, buf, n);
+}
+
+static int
+link_tls_send(void *arg, const uint8_t *buf, size_t n)
+{
+	return link_emit(arg, buf, n);
+}
+
+static const struct tls_io link_tls_io = {
+	.recv = link_tls_recv,
+	.send = link_tls_send,
+};
+
 /* Puts n bytes of frames from sendbuf on the wire, through TLS when it
  * is up.  Returns 0, or -1 after failing the link. */
 static int
@@ -807,8 +845,7 @@ link_write_frames(struct link *l, size_t n)
 				  tls_conn_error(l->tls));
 			return -1;
 		}
-	} else if (evbuffer_add(bufferevent_get_output(l->bev), l->sendbuf,
-				n) < 0) {
+	} else if (link_emit(l, l->sendbuf, n) < 0) {
 		link_fail(l, LOG_ERR, "out of memory");
 		return -1;
 	}
@@ -816,30 +853,32 @@ link_write_frames(struct link *l, size_t n)
 }
 
 /* Moves frames from the mux to the socket until the output is above its
- * high-water mark or the mux has nothing to send. */
+ * high-water mark or the mux has nothing to send; the records of one
+ * call leave in one write. */
 static void
 link_flush(struct link *l)
 {
 	struct evbuffer *out = bufferevent_get_output(l->bev);
+	/* Draining and no stream left: the last frames, then close. */
+	int last = l->state == LS_UP && l->draining &&
+		   mux_stream_count(l->mux) == 0;
 	size_t n;
 
-	if (l->state == LS_UP && l->draining && mux_stream_count(l->mux) == 0) {
-		/* Queue the last frames, then close once they are out. */
-		while ((n = mux_send(l->mux, l->sendbuf, LINK_SEND_CHUNK)) > 0)
-			if (link_write_frames(l, n) < 0)
-				return;
+	l->corked = 1;
+	while (l->state == LS_UP &&
+	       (last || evbuffer_get_length(out) < LINK_OUT_HIGH)) {
+		n = mux_send(l->mux, l->sendbuf, LINK_SEND_CHUNK);
+		if (n == 0 || link_write_frames(l, n) < 0)
+			break;
+	}
+	l->corked = 0;
+	if (link_push(l) < 0)
+		link_fail(l, LOG_ERR, "out of memory");
+	if (last && l->state == LS_UP) {
 		if (l->tls != NULL)
 			tls_conn_close_notify(l->tls);
 		link_close_after_flush(l, LOG_INFO, "drained: every stream "
 				       "finished after GOAWAY");
-		return;
-	}
-	while (l->state == LS_UP && evbuffer_get_length(out) < LINK_OUT_HIGH) {
-		n = mux_send(l->mux, l->sendbuf, LINK_SEND_CHUNK);
-		if (n == 0)
-			break;
-		if (link_write_frames(l, n) < 0)
-			return;
 	}
 }
 
@@ -938,7 +977,7 @@ link_tls_read_failed(struct link *l, const char *why)
 static void
 link_up_input(struct link *l)
 {
-	struct evbuffer *in = l->in;
+	struct iobuf *in = &l->in;
 	uint8_t buf[16384];
 	size_t done = 0;
 	int n;
@@ -970,19 +1009,17 @@ link_up_input(struct link *l)
 			}
 			done += (size_t)n;
 		} else {
-			size_t len = evbuffer_get_length(in);
-			unsigned char *p;
+			size_t len = iobuf_len(in);
 
 			if (len == 0)
 				break;
-			if (len > sizeof(buf))
-				len = sizeof(buf);
-			p = evbuffer_pullup(in, (ev_ssize_t)len);
-			if (mux_recv(l->mux, p, len) < 0) {
+			if (len > LINK_READ_CHUNK - done)
+				len = LINK_READ_CHUNK - done;
+			if (mux_recv(l->mux, iobuf_data(in), len) < 0) {
 				link_mux_failed(l);
 				return;
 			}
-			evbuffer_drain(in, len);
+			iobuf_drain(in, len);
 			done += len;
 		}
 		if (!l->bound && mux_bound(l->mux))
@@ -991,7 +1028,7 @@ link_up_input(struct link *l)
 	/* More may be waiting; come back after other events had a turn. */
 	if (l->state == LS_UP && done >= LINK_READ_CHUNK)
 		event_active(l->kick_ev, EV_READ, 0);
-	if (l->state == LS_UP && evbuffer_get_length(in) < LINK_IN_HIGH)
+	if (l->state == LS_UP && iobuf_len(in) < LINK_IN_HIGH)
 		link_read_enable(l, 1);
 	link_flush(l);
 }
@@ -1023,7 +1060,8 @@ link_start_mux(struct link *l)
 	/* Each mux_send() fills at most one TLS record's worth. */
 	l->sendbuf = malloc(LINK_SEND_CHUNK);
 	l->mux = mux_new(&ms, &link_mux_cb, l);
-	if (l->sendbuf == NULL || l->mux == NULL) {
+	if (l->sendbuf == NULL || l->mux == NULL ||
+	    iobuf_reserve(&l->stage, LINK_STAGE_CAP) < 0) {
 		link_fail(l, LOG_ERR, "out of memory starting the stream mux");
 		return -1;
 	}
@@ -1119,9 +1157,8 @@ link_start_tls(struct link *l)
 	p.n_ciphers = l->outcome.n_ciphers;
 	p.server_name = l->cfg.server_name;
 	p.client_cert = l->cfg.client_cert;
-	l->tls = tls_conn_new(l->cfg.tls, l->in,
-			      bufferevent_get_output(l->bev), &p, err,
-			      sizeof(err));
+	l->tls = tls_conn_new_io(l->cfg.tls, &link_tls_io, l, &p, err,
+				 sizeof(err));
 	if (l->tls == NULL) {
 		link_handshake_failed(l, err);
 		return;
@@ -1238,7 +1275,7 @@ static void
 link_on_offer(struct link *l)
 {
 	struct neg_msg m;
-	size_t extra = evbuffer_get_length(l->in);
+	size_t extra = iobuf_len(&l->in);
 	uint16_t reason = 0;
 	char text[NEG_TEXT_MAX + 1] = "";
 
@@ -1280,7 +1317,7 @@ link_on_offer(struct link *l)
 static void
 link_on_decision(struct link *l)
 {
-	size_t extra = evbuffer_get_length(l->in);
+	size_t extra = iobuf_len(&l->in);
 	uint16_t reason = 0;
 
 	if (l->peer.type == NEG_REFUSE) {
@@ -1337,22 +1374,21 @@ link_neg_failed(struct link *l)
 static void
 link_neg_input(struct link *l)
 {
-	struct evbuffer *in = l->in;
+	struct iobuf *in = &l->in;
 	enum neg_status st = NEG_NEED_MORE;
 
-	while (l->state == LS_NEGOTIATING && evbuffer_get_length(in) > 0) {
-		size_t len = evbuffer_get_length(in), used = 0;
-		unsigned char *p;
+	while (l->state == LS_NEGOTIATING && iobuf_len(in) > 0) {
+		size_t len = iobuf_len(in), used = 0;
+		const uint8_t *p = iobuf_data(in);
 
 		if (len > NEG_MAX_LEN)
 			len = NEG_MAX_LEN;
-		p = evbuffer_pullup(in, (ev_ssize_t)len);
 		st = neg_decoder_feed(l->dec, p, len, &used);
 		if (l->rx_neg_len + used <= sizeof(l->rx_neg)) {
 			memcpy(l->rx_neg + l->rx_neg_len, p, used);
 			l->rx_neg_len += used;
 		}
-		evbuffer_drain(in, used);
+		iobuf_drain(in, used);
 		if (st == NEG_FAIL) {
 			link_neg_failed(l);
 			return;
@@ -1393,18 +1429,29 @@ link_sock_read_cb(evutil_socket_t fd, short what, void *arg)
 	struct link *l = arg;
 	/* During negotiation a peer can make us hold at most 8 KiB. */
 	size_t high = l->state == LS_NEGOTIATING ? 2 * NEG_MAX_LEN : LINK_IN_HIGH;
-	size_t got;
-	int full;
-	short end = sock_fill(fd, l->in, high, &got, &full);
+	ssize_t r;
 
-	if (full || end)
-		link_read_enable(l, 0);
-	if (end) {
-		link_event_cb(l->bev, BEV_EVENT_READING | end, l);
+	if (iobuf_reserve(&l->in, high) < 0) {
+		link_fail(l, LOG_ERR, "out of memory for the link input");
 		return;
 	}
-	if (got > 0)
-		link_read_cb(l->bev, l);
+	r = iobuf_read_fd(&l->in, fd, high);
+	if (r < 0 && errno == ENOBUFS) {
+		link_read_enable(l, 0);
+		return;
+	}
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (r <= 0) {
+		link_read_enable(l, 0);
+		link_event_cb(l->bev, BEV_EVENT_READING |
+			      (r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), l);
+		return;
+	}
+	l->bytes_in += (uint64_t)r;
+	if (iobuf_len(&l->in) >= high)
+		link_read_enable(l, 0);
+	link_read_cb(l->bev, l);
 }
 
 /* Creates the read event for the connected socket and starts reading. */
@@ -1440,7 +1487,7 @@ link_read_cb(struct bufferevent *bev, void *arg)
 		link_up_input(l);
 		break;
 	default:
-		evbuffer_drain(l->in, evbuffer_get_length(l->in));
+		iobuf_drain(&l->in, iobuf_len(&l->in));
 		break;
 	}
 }
@@ -1536,15 +1583,6 @@ link_deadline_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-link_in_count(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-	      void *arg)
-{
-	struct link *l = arg;
-
-	l->bytes_in += info->n_added;
-}
-
-static void
 link_out_count(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 	       void *arg)
 {
@@ -1582,12 +1620,11 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 	l->t_start_us = l->last_rx_us = now_us();
 	TAILQ_INIT(&l->streams);
 	l->dec = neg_decoder_new();
-	l->in = evbuffer_new();
 	l->deadline_ev = evtimer_new(base, link_deadline_cb, l);
 	l->kick_ev = event_new(base, -1, 0, link_kick_cb, l);
 	l->free_ev = event_new(base, -1, 0, link_free_cb, l);
 	l->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (l->dec == NULL || l->in == NULL || l->deadline_ev == NULL ||
+	if (l->dec == NULL || l->deadline_ev == NULL ||
 	    l->kick_ev == NULL || l->free_ev == NULL || l->bev == NULL)
 		goto fail;
 	if (cfg->dialer) {
@@ -1602,7 +1639,6 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 	bufferevent_setcb(l->bev, link_read_cb, link_write_cb, link_event_cb, l);
 	bufferevent_setwatermark(l->bev, EV_WRITE, LINK_OUT_LOW, 0);
 	bufferevent_set_max_single_write(l->bev, SOCKET_IO_MAX);
-	evbuffer_add_cb(l->in, link_in_count, l);
 	evbuffer_add_cb(bufferevent_get_output(l->bev), link_out_count, l);
 	TAILQ_INSERT_TAIL(&link_all, l, entry);
 	link_n++;
@@ -1638,8 +1674,6 @@ fail:
 	if (l->deadline_ev != NULL)
 		event_free(l->deadline_ev);
 	neg_decoder_free(l->dec);
-	if (l->in != NULL)
-		evbuffer_free(l->in);
 	tls_ctx_free(l->cfg.tls);
 	free(l);
 fail_fd:
@@ -1673,7 +1707,6 @@ link_open_stream(struct link *l, const char *service, struct bufferevent *bev,
 		TAILQ_REMOVE(&l->streams, s, entry);
 		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 		bufferevent_free(bev);
-		evbuffer_free(s->in);
 		free(s);
 		return -1;
 	}

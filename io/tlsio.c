@@ -47,7 +47,9 @@ struct tls_ctx {
 struct tls_conn {
 	WOLFSSL *ssl;
 	int established;
-	struct evbuffer *in, *out;
+	struct tls_io io;
+	void *io_arg;
+	struct evbuffer *in, *out; /* tls_conn_new() only */
 	int eof;
 	int server;
 	int client_cert;
@@ -442,12 +444,12 @@ static int
 tls_io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
 {
 	struct tls_conn *c = arg;
-	int n;
+	size_t n;
 
 	(void)ssl;
-	n = evbuffer_remove(c->in, buf, (size_t)sz);
+	n = c->io.recv(c->io_arg, (uint8_t *)buf, (size_t)sz);
 	if (n > 0)
-		return n;
+		return (int)n;
 	return c->eof ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
 }
 
@@ -457,14 +459,50 @@ tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *arg)
 	struct tls_conn *c = arg;
 
 	(void)ssl;
-	if (evbuffer_add(c->out, buf, (size_t)sz) < 0)
+	if (c->io.send(c->io_arg, (const uint8_t *)buf, (size_t)sz) < 0)
 		return WOLFSSL_CBIO_ERR_GENERAL;
 	return sz;
+}
+
+static size_t
+tls_evbuffer_recv(void *arg, uint8_t *buf, size_t n)
+{
+	struct tls_conn *c = arg;
+	int r = evbuffer_remove(c->in, buf, n);
+
+	return r > 0 ? (size_t)r : 0;
+}
+
+static int
+tls_evbuffer_send(void *arg, const uint8_t *buf, size_t n)
+{
+	struct tls_conn *c = arg;
+
+	return evbuffer_add(c->out, buf, n);
 }
 
 struct tls_conn *
 tls_conn_new(struct tls_ctx *ctx, struct evbuffer *in, struct evbuffer *out,
 	     const struct tls_conn_params *p, char *err, size_t errlen)
+{
+	static const struct tls_io evbuffer_io = {
+		.recv = tls_evbuffer_recv,
+		.send = tls_evbuffer_send,
+	};
+	struct tls_conn *c;
+
+	c = tls_conn_new_io(ctx, &evbuffer_io, NULL, p, err, errlen);
+	if (c != NULL) {
+		c->io_arg = c;
+		c->in = in;
+		c->out = out;
+	}
+	return c;
+}
+
+struct tls_conn *
+tls_conn_new_io(struct tls_ctx *ctx, const struct tls_io *io, void *arg,
+		const struct tls_conn_params *p, char *err, size_t errlen)
 {
 	struct tls_conn *c;
 	char list[1024];
@@ -475,8 +513,8 @@ tls_conn_new(struct tls_ctx *ctx, struct evbuffer *in, struct evbuffer *out,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	c->in = in;
-	c->out = out;
+	c->io = *io;
+	c->io_arg = arg;
 	c->server = ctx->server;
 	memcpy(c->groups, ctx->groups, sizeof(c->groups));
 	c->n_groups = ctx->n_groups;

@@ -1,8 +1,8 @@
 /*
- * wolfSSL adapter.  TLS runs over libevent buffers through wolfSSL's
- * custom I/O callbacks: ciphertext is taken from an input evbuffer and
- * appended to an output evbuffer, so the link owns the socket throughout
- * and no bytes change hands between stacks at the upgrade.
+ * wolfSSL adapter.  TLS runs through wolfSSL's custom I/O callbacks over
+ * buffers the caller owns (struct tls_io, or two evbuffers), so the link
+ * owns the socket throughout and no bytes change hands between stacks at
+ * the upgrade.
  */
 #ifndef TLSPLEX_TLSIO_H
 #define TLSPLEX_TLSIO_H
@@ -64,8 +64,24 @@ struct tls_conn_params {
 	int client_cert;            /* server: enum cert_want */
 };
 
-/* Creates a connection reading ciphertext from in and writing it to out.
- * Returns NULL with a reason in err. */
+/*
+ * Where a connection's ciphertext comes from and goes to.  recv copies
+ * up to n bytes into buf and returns the count, 0 when nothing is there
+ * now; send takes all n bytes (written or queued) and returns 0, or -1
+ * when it cannot.  arg is passed back.
+ */
+struct tls_io {
+	size_t (*recv)(void *arg, uint8_t *buf, size_t n);
+	int (*send)(void *arg, const uint8_t *buf, size_t n);
+};
+
+/* Creates a connection doing its I/O through io.  Returns NULL with a
+ * reason in err. */
+struct tls_conn *tls_conn_new_io(struct tls_ctx *ctx, const struct tls_io *io,
+				 void *arg, const struct tls_conn_params *p,
+				 char *err, size_t errlen);
+/* The same over two evbuffers: ciphertext is taken from in and appended
+ * to out. */
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx, struct evbuffer *in,
 			      struct evbuffer *out,
 			      const struct tls_conn_params *p, char *err,
