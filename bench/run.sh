@@ -323,6 +323,8 @@ start_pair() {
 		tail -n 5 "$TMP"/stunnel_*.log "$TMP"/relay.log "$TMP"/gateway.log 2>/dev/null >&2
 		die "pair $1 did not come up"
 	}
+	# A listener left by someone else on our ports would answer too.
+	check_pair "$1"
 }
 
 stop_pair() {
@@ -363,6 +365,32 @@ cpu_ticks() {
 }
 HZ=$(getconf CLK_TCK)
 
+# cpu_each PIDS...: utime+stime of each process in clock ticks, in order
+cpu_each() {
+	local p
+	for p in "$@"; do
+		echo -n "$(cpu_ticks "$p") "
+	done
+}
+
+# record_cpu REP WORKLOAD PAIR METRIC SCALE "BEFORE" "AFTER": from two
+# cpu_each readings of the pair, records METRIC = the pair's CPU seconds
+# times SCALE, and METRIC_gw / METRIC_relay for its two processes
+# (tlsplex-gateway or the client-side stunnel, tlsplex-relay or the
+# server-side stunnel)
+record_cpu() {
+	local rep=$1 wl=$2 pair=$3 m=$4 scale=$5 a b g r
+	read -ra a <<<"$6"
+	read -ra b <<<"$7"
+	[ ${#a[@]} = 2 ] && [ ${#b[@]} = 2 ] || return 0
+	g=$((b[0] - a[0]))
+	r=$((b[1] - a[1]))
+	cpu_fmt() { awk -v t="$1" -v hz="$HZ" -v s="$scale" 'BEGIN {printf "%.3f", t / hz * s}'; }
+	record "$rep" "$wl" "$pair" "$m" "$(cpu_fmt $((g + r)))"
+	record "$rep" "$wl" "$pair" "${m}_gw" "$(cpu_fmt "$g")"
+	record "$rep" "$wl" "$pair" "${m}_relay" "$(cpu_fmt "$r")"
+}
+
 RAW=$TMP/raw.csv
 echo "rep,workload,pair,metric,value" >"$RAW"
 # record REP WORKLOAD PAIR METRIC VALUE
@@ -386,9 +414,9 @@ size_bytes() {
 w_bulk() {
 	local rep=$1 pair=$2 dir=$3 size=$4 n=$5 wl=$6 out c0 c1 pids
 	pids=$(pair_pids "$pair")
-	c0=$(cpu_ticks $pids)
+	c0=$(cpu_each $pids)
 	out=$(timeout 600 "$TOOLS/bclient" "$dir" "$(bench_addr "$pair")" "$size" "$n" 120)
-	c1=$(cpu_ticks $pids)
+	c1=$(cpu_each $pids)
 	if [ "$(kv "$out" ok)" != 1 ]; then
 		log "$wl $dir $pair rep $rep failed: $out"
 		record "$rep" "$wl" "$pair" "${dir}_fail" 1
@@ -399,10 +427,7 @@ w_bulk() {
 	mbps=$(kv "$out" mbps)
 	bytes=$(kv "$out" bytes)
 	record "$rep" "$wl" "$pair" "${dir}_MBps" "$mbps"
-	if [ -n "$pids" ]; then
-		record "$rep" "$wl" "$pair" "${dir}_cpu_s_per_GB" \
-			"$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v b="$bytes" 'BEGIN {printf "%.3f", t / hz / (b / 1e9)}')"
-	fi
+	record_cpu "$rep" "$wl" "$pair" "${dir}_cpu_s_per_GB" "$(awk -v b="$bytes" 'BEGIN {print 1e9 / b}')" "$c0" "$c1"
 	log "$wl $dir $pair rep $rep: $mbps MB/s"
 }
 
