@@ -12,7 +12,7 @@
 # RESULTS (output dir, default bench/results), TLSPLEX_EXTRA (more lines for
 # both daemon sections, e.g. "window = 64k").
 #
-# Workloads (WORKLOADS, default "bulk par cps ping pingload rr mixed mem"):
+# Workloads (WORKLOADS, default "bulk par cps ping pingload rr mixed kv mem"):
 #   bulk      one upload, then one download of BULK_SIZE (workload bulk1):
 #             MB/s, CPU s per GB of the pair and of each of its processes
 #   par       the same with PAR_STREAMS streams of PAR_SIZE (bulkN)
@@ -25,8 +25,9 @@
 #   mixed     MIX_CLIENTS connections, each sending MIX_RATE MIX_SIZE-byte
 #             echo requests per second on a schedule (latency from the
 #             scheduled time), beside MIX_BULK downloads, for MIX_SECS
-#   kv        (not in the default list) redis-server behind each pair,
-#             redis-benchmark -c KV_CLIENTS -n KV_N -t get,set -d KV_SIZE
+#   kv        redis-server (installed with apt-get if missing, no
+#             persistence) behind each pair: redis-benchmark -c KV_CLIENTS
+#             -n KV_N -t get,set -d KV_SIZE -q, GET and SET req/s and p50
 #   mem       the pair restarted, N idle connections for each N in IDLE_NS:
 #             PSS KiB per connection
 # Per-process CPU figures end in _gw (tlsplex-gateway, or the client-side
@@ -72,7 +73,7 @@ KV_CLIENTS=${KV_CLIENTS:-50}
 KV_N=${KV_N:-100000}
 KV_SIZE=${KV_SIZE:-64}
 PAIRS=${PAIRS:-direct stunnel tlsplex}
-WORKLOADS=${WORKLOADS:-bulk par cps ping pingload rr mixed mem}
+WORKLOADS=${WORKLOADS:-bulk par cps ping pingload rr mixed kv mem}
 PORT_BASE=${PORT_BASE:-18600}
 RESULTS=${RESULTS:-$ROOT/bench/results}
 TOOLS=$ROOT/bench/tools/bin
