@@ -2,13 +2,36 @@
 # Benchmark: direct vs stunnel vs tlsplex, interleaved in one run.
 #
 #   bench/run.sh [BUILD_DIR]          full run (about 20 minutes)
-#   QUICK=1 bench/run.sh [BUILD_DIR]  quick run (under 3 minutes)
+#   QUICK=1 bench/run.sh [BUILD_DIR]  quick run (under 4 minutes)
 #
 # Knobs (environment): REPS, BULK_SIZE, PAR_STREAMS, PAR_SIZE, WRK_SECS,
-# WRK_CONNS, WRK_THREADS, PING_COUNT, PING_SIZE, PING_MAX_S, IDLE_NS, PAIRS, WORKLOADS
-# (any of: bulk par cps ping pingload mem), PORT_BASE, KEEP=1 (keep the
-# temp dir), RESULTS (output dir, default bench/results), TLSPLEX_EXTRA
-# (more lines for both daemon sections, e.g. "window = 64k").
+# WRK_CONNS, WRK_THREADS, PING_COUNT, PING_SIZE, PING_MAX_S, IDLE_NS,
+# RR_CLIENTS, RR_MIN, RR_MAX, RR_SECS, MIX_CLIENTS, MIX_RATE, MIX_SIZE,
+# MIX_BULK, MIX_SECS, WARM_S (uncounted warm-up of rr and mixed), KV_CLIENTS,
+# KV_N, KV_SIZE, PAIRS, WORKLOADS, PORT_BASE, KEEP=1 (keep the temp dir),
+# RESULTS (output dir, default bench/results), TLSPLEX_EXTRA (more lines for
+# both daemon sections, e.g. "window = 64k").
+#
+# Workloads (WORKLOADS, default "bulk par cps ping pingload rr mixed kv mem"):
+#   bulk      one upload, then one download of BULK_SIZE (workload bulk1):
+#             MB/s, CPU s per GB of the pair and of each of its processes
+#   par       the same with PAR_STREAMS streams of PAR_SIZE (bulkN)
+#   cps       wrk, one new connection per request, against nginx: conn/s
+#   ping      PING_COUNT ping-pongs of PING_SIZE bytes on one connection
+#   pingload  the same beside one download through the pair (ping_bulk)
+#   rr        RR_CLIENTS connections, each doing back-to-back echo requests
+#             of RR_MIN..RR_MAX random bytes for RR_SECS: req/s, latency
+#             over all requests, CPU us per request (pair and each process)
+#   mixed     MIX_CLIENTS connections, each sending MIX_RATE MIX_SIZE-byte
+#             echo requests per second on a schedule (latency from the
+#             scheduled time), beside MIX_BULK downloads, for MIX_SECS
+#   kv        redis-server (installed with apt-get if missing, no
+#             persistence) behind each pair: redis-benchmark -c KV_CLIENTS
+#             -n KV_N -t get,set -d KV_SIZE -q, GET and SET req/s and p50
+#   mem       the pair restarted, N idle connections for each N in IDLE_NS:
+#             PSS KiB per connection
+# Per-process CPU figures end in _gw (tlsplex-gateway, or the client-side
+# stunnel) and _relay (tlsplex-relay, or the server-side stunnel).
 #
 # Writes RESULTS/latest.csv (every sample), RESULTS/latest.json (summary:
 # median/min/max per figure, ratios against the targets, machine and
@@ -23,6 +46,7 @@ QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
 	: "${REPS:=1}" "${BULK_SIZE:=512m}" "${PAR_SIZE:=64m}" "${WRK_SECS:=2}"
 	: "${PING_COUNT:=5000}" "${IDLE_NS:=500 2000}"
+	: "${RR_SECS:=2}" "${MIX_SECS:=3}" "${WARM_S:=0.5}" "${KV_N:=20000}"
 fi
 REPS=${REPS:-3}
 BULK_SIZE=${BULK_SIZE:-2g}
@@ -35,14 +59,28 @@ PING_COUNT=${PING_COUNT:-20000}
 PING_SIZE=${PING_SIZE:-64}
 export PING_MAX_S=${PING_MAX_S:-25}
 IDLE_NS=${IDLE_NS:-2000 9000}
+RR_CLIENTS=${RR_CLIENTS:-64}
+RR_MIN=${RR_MIN:-64}
+RR_MAX=${RR_MAX:-512}
+RR_SECS=${RR_SECS:-5}
+MIX_CLIENTS=${MIX_CLIENTS:-32}
+MIX_RATE=${MIX_RATE:-200}
+MIX_SIZE=${MIX_SIZE:-64}
+MIX_BULK=${MIX_BULK:-2}
+MIX_SECS=${MIX_SECS:-5}
+WARM_S=${WARM_S:-1}
+KV_CLIENTS=${KV_CLIENTS:-50}
+KV_N=${KV_N:-100000}
+KV_SIZE=${KV_SIZE:-64}
 PAIRS=${PAIRS:-direct stunnel tlsplex}
-WORKLOADS=${WORKLOADS:-bulk par cps ping pingload mem}
+WORKLOADS=${WORKLOADS:-bulk par cps ping pingload rr mixed kv mem}
 PORT_BASE=${PORT_BASE:-18600}
 RESULTS=${RESULTS:-$ROOT/bench/results}
 TOOLS=$ROOT/bench/tools/bin
 
 log() { echo "bench: $*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
+has() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------- setup
 
@@ -51,6 +89,9 @@ command -v stunnel4 >/dev/null 2>&1 || need_pkgs+=(stunnel4)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+if has kv; then
+	{ command -v redis-server && command -v redis-benchmark; } >/dev/null 2>&1 || need_pkgs+=(redis-server)
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	log "installing ${need_pkgs[*]}"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >/dev/null ||
@@ -113,14 +154,19 @@ start_proc() {
 
 P_BACK=$PORT_BASE
 P_HTTP=$((PORT_BASE + 1))
+P_KV=$((PORT_BASE + 2))
 P_SC_BENCH=$((PORT_BASE + 10))
 P_SC_HTTP=$((PORT_BASE + 11))
 P_SS_BENCH=$((PORT_BASE + 12))
 P_SS_HTTP=$((PORT_BASE + 13))
+P_SC_KV=$((PORT_BASE + 14))
+P_SS_KV=$((PORT_BASE + 15))
 P_LINK=$((PORT_BASE + 20))
 P_GW_BENCH=$((PORT_BASE + 21))
 P_GW_HTTP=$((PORT_BASE + 22))
-for p in $P_BACK $P_HTTP $P_SC_BENCH $P_SC_HTTP $P_SS_BENCH $P_SS_HTTP $P_LINK $P_GW_BENCH $P_GW_HTTP; do
+P_GW_KV=$((PORT_BASE + 23))
+for p in $P_BACK $P_HTTP $P_KV $P_SC_BENCH $P_SC_HTTP $P_SS_BENCH $P_SS_HTTP $P_SC_KV $P_SS_KV \
+	$P_LINK $P_GW_BENCH $P_GW_HTTP $P_GW_KV; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 		die "port $p on 127.0.0.1 is in use; set PORT_BASE"
 	fi
@@ -138,6 +184,13 @@ http_port() {
 	direct) echo "$P_HTTP" ;;
 	stunnel) echo "$P_SC_HTTP" ;;
 	tlsplex) echo "$P_GW_HTTP" ;;
+	esac
+}
+kv_port() {
+	case $1 in
+	direct) echo "$P_KV" ;;
+	stunnel) echo "$P_SC_KV" ;;
+	tlsplex) echo "$P_GW_KV" ;;
 	esac
 }
 # pair_pids PAIR: the processes that make up the pair (none for direct)
@@ -175,6 +228,32 @@ http {
 }
 EOF
 
+# The kv service (redis) is configured only when the kv workload runs.
+kv_sc= kv_ss= kv_relay= kv_gw=
+if has kv; then
+	kv_sc="[kv]
+client = yes
+accept = 127.0.0.1:$P_SC_KV
+connect = 127.0.0.1:$P_SS_KV
+cert = $CERTS/gw1.crt
+key = $CERTS/gw1.key
+checkHost = relay"
+	kv_ss="[kv]
+accept = 127.0.0.1:$P_SS_KV
+connect = 127.0.0.1:$P_KV
+cert = $CERTS/relay.crt
+key = $CERTS/relay.key
+checkHost = gw1"
+	kv_relay="[service kv]
+backend = 127.0.0.1:$P_KV
+
+"
+	kv_gw="[service kv]
+listen = 127.0.0.1:$P_GW_KV
+max_clients = 100000
+"
+fi
+
 stunnel_common="sslVersionMin = TLSv1.3
 sslVersionMax = TLSv1.3
 ciphersuites = TLS_AES_128_GCM_SHA256
@@ -203,6 +282,8 @@ cert = $CERTS/gw1.crt
 key = $CERTS/gw1.key
 checkHost = relay
 $stunnel_common
+${kv_sc:+$kv_sc
+$stunnel_common}
 EOF
 
 cat >"$TMP/stunnel-server.conf" <<EOF
@@ -223,6 +304,8 @@ cert = $CERTS/relay.crt
 key = $CERTS/relay.key
 checkHost = gw1
 $stunnel_common
+${kv_ss:+$kv_ss
+$stunnel_common}
 EOF
 
 cat >"$TMP/relay.ini" <<EOF
@@ -247,7 +330,7 @@ backend = 127.0.0.1:$P_BACK
 [service http]
 backend = 127.0.0.1:$P_HTTP
 
-[peer gw1]
+${kv_relay}[peer gw1]
 client_cert = require
 EOF
 
@@ -274,6 +357,8 @@ max_clients = 100000
 [service http]
 listen = 127.0.0.1:$P_GW_HTTP
 max_clients = 100000
+${kv_gw:+
+$kv_gw}
 EOF
 
 "$BIN/tlsplex-relay" -c "$TMP/relay.ini" -n >/dev/null || die "relay config check failed"
@@ -305,6 +390,12 @@ start_backends() {
 	start_proc nginx "$NGINX" -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf"
 	wait_path "127.0.0.1:$P_BACK" 5 || die "backend did not start: $(tail -3 "$TMP/backend.log")"
 	wait_http "$P_HTTP" 5 || die "nginx did not start: $(tail -3 "$TMP/nginx/error.log")"
+	if has kv; then
+		mkdir -p "$TMP/redis"
+		start_proc redis redis-server --bind 127.0.0.1 --port "$P_KV" --save '' --appendonly no \
+			--protected-mode no --daemonize no --dir "$TMP/redis"
+		wait_http "$P_KV" 5 || die "redis-server did not start: $(tail -3 "$TMP/redis.log")"
+	fi
 }
 
 start_pair() {
@@ -323,6 +414,8 @@ start_pair() {
 		tail -n 5 "$TMP"/stunnel_*.log "$TMP"/relay.log "$TMP"/gateway.log 2>/dev/null >&2
 		die "pair $1 did not come up"
 	}
+	# A listener left by someone else on our ports would answer too.
+	check_pair "$1"
 }
 
 stop_pair() {
@@ -363,6 +456,32 @@ cpu_ticks() {
 }
 HZ=$(getconf CLK_TCK)
 
+# cpu_each PIDS...: utime+stime of each process in clock ticks, in order
+cpu_each() {
+	local p
+	for p in "$@"; do
+		echo -n "$(cpu_ticks "$p") "
+	done
+}
+
+# record_cpu REP WORKLOAD PAIR METRIC SCALE "BEFORE" "AFTER": from two
+# cpu_each readings of the pair, records METRIC = the pair's CPU seconds
+# times SCALE, and METRIC_gw / METRIC_relay for its two processes
+# (tlsplex-gateway or the client-side stunnel, tlsplex-relay or the
+# server-side stunnel)
+record_cpu() {
+	local rep=$1 wl=$2 pair=$3 m=$4 scale=$5 a b g r
+	read -ra a <<<"$6"
+	read -ra b <<<"$7"
+	[ ${#a[@]} = 2 ] && [ ${#b[@]} = 2 ] || return 0
+	g=$((b[0] - a[0]))
+	r=$((b[1] - a[1]))
+	cpu_fmt() { awk -v t="$1" -v hz="$HZ" -v s="$scale" 'BEGIN {printf "%.3f", t / hz * s}'; }
+	record "$rep" "$wl" "$pair" "$m" "$(cpu_fmt $((g + r)))"
+	record "$rep" "$wl" "$pair" "${m}_gw" "$(cpu_fmt "$g")"
+	record "$rep" "$wl" "$pair" "${m}_relay" "$(cpu_fmt "$r")"
+}
+
 RAW=$TMP/raw.csv
 echo "rep,workload,pair,metric,value" >"$RAW"
 # record REP WORKLOAD PAIR METRIC VALUE
@@ -386,9 +505,9 @@ size_bytes() {
 w_bulk() {
 	local rep=$1 pair=$2 dir=$3 size=$4 n=$5 wl=$6 out c0 c1 pids
 	pids=$(pair_pids "$pair")
-	c0=$(cpu_ticks $pids)
+	c0=$(cpu_each $pids)
 	out=$(timeout 600 "$TOOLS/bclient" "$dir" "$(bench_addr "$pair")" "$size" "$n" 120)
-	c1=$(cpu_ticks $pids)
+	c1=$(cpu_each $pids)
 	if [ "$(kv "$out" ok)" != 1 ]; then
 		log "$wl $dir $pair rep $rep failed: $out"
 		record "$rep" "$wl" "$pair" "${dir}_fail" 1
@@ -399,10 +518,7 @@ w_bulk() {
 	mbps=$(kv "$out" mbps)
 	bytes=$(kv "$out" bytes)
 	record "$rep" "$wl" "$pair" "${dir}_MBps" "$mbps"
-	if [ -n "$pids" ]; then
-		record "$rep" "$wl" "$pair" "${dir}_cpu_s_per_GB" \
-			"$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v b="$bytes" 'BEGIN {printf "%.3f", t / hz / (b / 1e9)}')"
-	fi
+	record_cpu "$rep" "$wl" "$pair" "${dir}_cpu_s_per_GB" "$(awk -v b="$bytes" 'BEGIN {print 1e9 / b}')" "$c0" "$c1"
 	log "$wl $dir $pair rep $rep: $mbps MB/s"
 }
 
@@ -449,6 +565,67 @@ w_ping() {
 	log "$wl $pair rep $rep: $out"
 }
 
+# w_rr REP PAIR: RR_CLIENTS connections doing back-to-back requests
+w_rr() {
+	local rep=$1 pair=$2 out c0 c1 pids k
+	pids=$(pair_pids "$pair")
+	c0=$(cpu_each $pids)
+	out=$(timeout $((${RR_SECS%.*} + 60)) "$TOOLS/bclient" rr "$(bench_addr "$pair")" \
+		"$RR_CLIENTS" "$RR_MIN" "$RR_MAX" "$RR_SECS" "$WARM_S")
+	c1=$(cpu_each $pids)
+	if [ "$(kv "$out" ok)" != 1 ]; then
+		log "rr $pair rep $rep failed: $out"
+		record "$rep" rr "$pair" fail 1
+		check_pair "$pair"
+		return
+	fi
+	for k in req_per_s p50_us p99_us p999_us; do
+		record "$rep" rr "$pair" "$k" "$(kv "$out" $k)"
+	done
+	# CPU over the whole run (warm-up included) per request answered in it
+	record_cpu "$rep" rr "$pair" cpu_us_per_req "$(awk -v n="$(kv "$out" total)" 'BEGIN {print 1e6 / n}')" "$c0" "$c1"
+	log "rr $pair rep $rep: $out"
+}
+
+# w_mixed REP PAIR: paced requests beside MIX_BULK downloads
+w_mixed() {
+	local rep=$1 pair=$2 out k
+	out=$(timeout $((${MIX_SECS%.*} + 60)) "$TOOLS/bclient" mixed "$(bench_addr "$pair")" \
+		"$MIX_CLIENTS" "$MIX_RATE" "$MIX_SIZE" "$MIX_BULK" "$MIX_SECS" "$WARM_S")
+	if [ "$(kv "$out" ok)" != 1 ]; then
+		log "mixed $pair rep $rep failed: $out"
+		record "$rep" mixed "$pair" fail 1
+		check_pair "$pair"
+		return
+	fi
+	for k in p50_us p99_us p999_us bulk_mbps late; do
+		[ -n "$(kv "$out" $k)" ] && record "$rep" mixed "$pair" "$k" "$(kv "$out" $k)"
+	done
+	record "$rep" mixed "$pair" requests "$(kv "$out" n)"
+	log "mixed $pair rep $rep: $out"
+}
+
+# w_kv REP PAIR: redis-benchmark GET and SET through the pair to redis-server
+w_kv() {
+	local rep=$1 pair=$2 out op rps p50 line=
+	out=$(timeout 120 redis-benchmark -h 127.0.0.1 -p "$(kv_port "$pair")" -c "$KV_CLIENTS" -n "$KV_N" \
+		-t get,set -d "$KV_SIZE" -q 2>&1 | tr '\r' '\n')
+	for op in SET GET; do
+		rps=$(sed -nE "s/^$op: ([0-9.]+) requests per second.*/\\1/p" <<<"$out" | tail -n 1)
+		p50=$(sed -nE "s/^$op: .*p50=([0-9.]+) msec.*/\\1/p" <<<"$out" | tail -n 1)
+		if [ -z "$rps" ]; then
+			log "kv $pair rep $rep failed: $(grep -v '^$' <<<"$out" | tail -n 3)"
+			record "$rep" kv "$pair" fail 1
+			check_pair "$pair"
+			return
+		fi
+		record "$rep" kv "$pair" "${op,,}_req_per_s" "$rps"
+		[ -n "$p50" ] && record "$rep" kv "$pair" "${op,,}_p50_us" "$(awk -v m="$p50" 'BEGIN {printf "%.1f", m * 1000}')"
+		line+=" $op $rps req/s (p50 ${p50:-?} ms)"
+	done
+	log "kv $pair rep $rep:$line"
+}
+
 # w_mem REP PAIR N: restarts the pair, opens N idle connections through it
 w_mem() {
 	local rep=$1 pair=$2 n=$3 before after out i line=
@@ -488,8 +665,6 @@ w_mem() {
 }
 
 # ---------------------------------------------------------------- run
-
-has() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 T_START=$(date +%s)
@@ -538,6 +713,21 @@ for rep in $(seq "$REPS"); do
 			w_ping "$rep" "$pair" ping_bulk bulk
 		done
 	fi
+	if has rr; then
+		for pair in "${order[@]}"; do
+			w_rr "$rep" "$pair"
+		done
+	fi
+	if has mixed; then
+		for pair in "${order[@]}"; do
+			w_mixed "$rep" "$pair"
+		done
+	fi
+	if has kv; then
+		for pair in "${order[@]}"; do
+			w_kv "$rep" "$pair"
+		done
+	fi
 	if has mem; then
 		for n in $IDLE_NS; do
 			for pair in "${order[@]}"; do
@@ -566,12 +756,13 @@ rm -f "$RESULTS/partial.csv"
 	echo "stunnel=$("$STUNNEL" -version 2>&1 | grep -E '^stunnel|Running' | tr '\n' ';')"
 	echo "nginx=$("$NGINX" -v 2>&1)"
 	echo "wrk=$(wrk -v 2>&1 | head -n 1)"
+	has kv && echo "redis=$(redis-server --version 2>&1 | head -n 1)"
 	echo "git_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
 	echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "duration_s=$((T_END - T_START))"
 	echo "loadavg_start=$LOAD_START"
 	echo "loadavg_end=$LOAD_END"
-	echo "params=QUICK=$QUICK REPS=$REPS BULK_SIZE=$BULK_SIZE PAR_STREAMS=$PAR_STREAMS PAR_SIZE=$PAR_SIZE WRK_SECS=$WRK_SECS WRK_CONNS=$WRK_CONNS WRK_THREADS=$WRK_THREADS PING_COUNT=$PING_COUNT PING_SIZE=$PING_SIZE PING_MAX_S=$PING_MAX_S IDLE_NS=$IDLE_NS"
+	echo "params=QUICK=$QUICK REPS=$REPS BULK_SIZE=$BULK_SIZE PAR_STREAMS=$PAR_STREAMS PAR_SIZE=$PAR_SIZE WRK_SECS=$WRK_SECS WRK_CONNS=$WRK_CONNS WRK_THREADS=$WRK_THREADS PING_COUNT=$PING_COUNT PING_SIZE=$PING_SIZE PING_MAX_S=$PING_MAX_S IDLE_NS=$IDLE_NS RR_CLIENTS=$RR_CLIENTS RR_MIN=$RR_MIN RR_MAX=$RR_MAX RR_SECS=$RR_SECS MIX_CLIENTS=$MIX_CLIENTS MIX_RATE=$MIX_RATE MIX_SIZE=$MIX_SIZE MIX_BULK=$MIX_BULK MIX_SECS=$MIX_SECS WARM_S=$WARM_S KV_CLIENTS=$KV_CLIENTS KV_N=$KV_N KV_SIZE=$KV_SIZE WORKLOADS=$WORKLOADS"
 	echo "note=Shared 2-core machine: other engineers' builds and tests can disturb these numbers; compare medians, and ratios from the same run."
 } >"$TMP/meta.txt"
 python3 "$ROOT/bench/summarize.py" "$RAW" "$TMP/meta.txt" "$RESULTS/latest.json" || die "summarize failed"

@@ -8,6 +8,15 @@
  *   bclient idle ADDR N [INFLIGHT] [TIMEOUT_S]    open N connections, one echo
  *                                                byte each, print "ready N",
  *                                                hold until stdin closes
+ *   bclient rr ADDR NCLIENTS MIN MAX SECS [WARM_S]
+ *                                                NCLIENTS connections doing
+ *                                                back-to-back echo requests
+ *                                                of MIN..MAX random bytes
+ *   bclient mixed ADDR NCLIENTS RATE MSGSIZE NBULK SECS [WARM_S [BULK_ADDR]]
+ *                                                NCLIENTS connections sending
+ *                                                RATE echo requests/s each on
+ *                                                a schedule, beside NBULK
+ *                                                downloads
  *
  * Output is one line of key=value pairs; the exit status is 0 on success. */
 #define _GNU_SOURCE
@@ -19,7 +28,9 @@
 #include <signal.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <netinet/tcp.h>
 
 #define CHUNK (256 * 1024)
@@ -175,22 +186,28 @@ static int cmd_bulk(char mode, int argc, char **argv)
 static volatile int g_bulk_stop;
 static struct bulk g_bg;
 
+/* Background download (ping beside bulk, mixed): reads until
+ * g_bulk_stop; b->done counts the bytes, b->ok is cleared on a read
+ * error or end of stream before the stop. */
 static void *bg_run(void *arg)
 {
-	(void)arg;
-	static unsigned char buf[CHUNK];
+	struct bulk *b = arg;
+	static __thread unsigned char buf[CHUNK];
 	unsigned char h[HDR_LEN];
 	hdr_make(h, 'D', 1ull << 50);
-	if (send_all(g_bg.fd, h, HDR_LEN) < 0)
+	if (send_all(b->fd, h, HDR_LEN) < 0)
 		return NULL;
+	b->ok = 1;
 	while (!g_bulk_stop) {
-		ssize_t r = recv(g_bg.fd, buf, sizeof(buf), 0);
+		ssize_t r = recv(b->fd, buf, sizeof(buf), 0);
 		if (r <= 0) {
 			if (r < 0 && errno == EINTR)
 				continue;
+			if (!g_bulk_stop)
+				b->ok = 0;
 			break;
 		}
-		g_bg.done += (uint64_t)r;
+		__atomic_fetch_add(&b->done, (uint64_t)r, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
@@ -224,7 +241,7 @@ static int cmd_ping(int argc, char **argv)
 			printf("ok=0 err=bulk_connect\n");
 			return 1;
 		}
-		pthread_create(&g_bg.th, NULL, bg_run, NULL);
+		pthread_create(&g_bg.th, NULL, bg_run, &g_bg);
 		usleep(500000);
 		bg_t0 = now_s();
 		g_bg.size = g_bg.done;
@@ -279,6 +296,443 @@ out:
 	if (fd >= 0)
 		close(fd);
 	free(rtt);
+	return !ok;
+}
+
+/* ---- many request/response connections (rr, mixed) ---- */
+
+/* One echo connection of rr or mixed, at most one request outstanding.
+ * A request is random bytes; the backend's echo must match it byte for
+ * byte, or the run fails. */
+struct rq {
+	int fd, idx;
+	int busy;      /* a request is outstanding */
+	int out_armed; /* EPOLLOUT is in the interest set */
+	uint64_t rng;
+	size_t len, sent, got;
+	uint64_t t_start; /* send time (rr) or scheduled send time (mixed), ns */
+	uint64_t due;     /* mixed: scheduled time of the next request, ns */
+	long done;        /* requests completed in the measured window */
+	unsigned char *req;
+};
+
+static const char *g_rq_err;
+
+/* xorshift64*: request sizes and contents */
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 2685821657736338717ull;
+}
+
+struct lat {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static int lat_add(struct lat *l, uint64_t ns)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : (size_t)1 << 16;
+		uint64_t *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -1;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = ns;
+	return 0;
+}
+
+/* Prints " p50_us=... p99_us=... p999_us=... max_us=... mean_us=..." */
+static void lat_print(struct lat *l)
+{
+	size_t n = l->n;
+	double sum = 0;
+	qsort(l->v, n, sizeof(*l->v), cmp_u64);
+	for (size_t i = 0; i < n; i++)
+		sum += (double)l->v[i];
+	printf(" p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f mean_us=%.1f", l->v[n / 2] / 1e3,
+	       l->v[(size_t)(n * 0.99)] / 1e3, l->v[(size_t)(n * 0.999)] / 1e3, l->v[n - 1] / 1e3,
+	       sum / (double)n / 1e3);
+}
+
+static void rq_events(int ep, struct rq *c, uint32_t ev)
+{
+	struct epoll_event e = { .events = ev, .data.ptr = c };
+	epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e);
+}
+
+/* Connects, sends the echo header, makes the socket nonblocking and adds
+ * it to ep (EPOLLIN). */
+static int rq_open(struct rq *c, int ep, int idx, size_t maxlen)
+{
+	unsigned char h[HDR_LEN];
+	c->idx = idx;
+	c->rng = 0x9e3779b97f4a7c15ull * (uint64_t)(idx + 1) ^ now_ns();
+	c->req = malloc(maxlen);
+	c->fd = dial(&g_sa, 30);
+	if (!c->req || c->fd < 0) {
+		g_rq_err = "connect";
+		return -1;
+	}
+	hdr_make(h, 'P', 0);
+	if (send_all(c->fd, h, HDR_LEN) < 0) {
+		g_rq_err = "send_header";
+		return -1;
+	}
+	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+	struct epoll_event e = { .events = EPOLLIN, .data.ptr = c };
+	return epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e);
+}
+
+/* Sends what is left of the request; arms EPOLLOUT while the socket is full. */
+static int rq_send(int ep, struct rq *c)
+{
+	while (c->sent < c->len) {
+		ssize_t w = send(c->fd, c->req + c->sent, c->len - c->sent, MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				if (!c->out_armed)
+					rq_events(ep, c, EPOLLIN | EPOLLOUT);
+				c->out_armed = 1;
+				return 0;
+			}
+			g_rq_err = "send";
+			return -1;
+		}
+		c->sent += (size_t)w;
+	}
+	if (c->out_armed)
+		rq_events(ep, c, EPOLLIN);
+	c->out_armed = 0;
+	return 0;
+}
+
+/* Starts a request of len random bytes, timed from t_start. */
+static int rq_begin(int ep, struct rq *c, size_t len, uint64_t t_start)
+{
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t x = rng_next(&c->rng);
+		memcpy(c->req + i, &x, len - i < 8 ? len - i : 8);
+	}
+	c->len = len;
+	c->sent = c->got = 0;
+	c->busy = 1;
+	c->t_start = t_start;
+	return rq_send(ep, c);
+}
+
+/* Reads echoed bytes and checks them; returns 1 when the whole response
+ * is in, 0 if more must come, -1 on error or wrong bytes. */
+static int rq_read(struct rq *c)
+{
+	unsigned char buf[65536];
+	for (;;) {
+		size_t want = c->busy ? c->len - c->got : 1;
+		ssize_t r = recv(c->fd, buf, want, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			g_rq_err = "recv";
+			return -1;
+		}
+		if (r == 0) {
+			g_rq_err = "closed";
+			return -1;
+		}
+		if (!c->busy || c->got + (size_t)r > c->sent) {
+			g_rq_err = "unexpected_bytes";
+			return -1;
+		}
+		if (memcmp(buf, c->req + c->got, (size_t)r) != 0) {
+			g_rq_err = "wrong_bytes";
+			return -1;
+		}
+		c->got += (size_t)r;
+		if (c->got == c->len) {
+			c->busy = 0;
+			return 1;
+		}
+	}
+}
+
+static void rq_close_all(struct rq *cs, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (cs[i].fd > 0)
+			close(cs[i].fd);
+		free(cs[i].req);
+	}
+	free(cs);
+}
+
+/* bclient rr ADDR NCLIENTS MIN MAX SECS [WARM_S]: NCLIENTS connections,
+ * each sending a request of MIN..MAX random bytes and waiting for its
+ * echo, back to back; one epoll loop drives them all.  Counted: the
+ * responses that arrive within the SECS window after WARM_S (rate), and
+ * the latencies of the requests sent and answered within it. */
+static int cmd_rr(int argc, char **argv)
+{
+	if (argc < 5)
+		return 2;
+	int n = atoi(argv[1]);
+	size_t mn = (size_t)atoi(argv[2]), mx = (size_t)atoi(argv[3]);
+	double secs = atof(argv[4]), warm = argc > 5 ? atof(argv[5]) : 1.0;
+	if (n < 1 || n > 8192 || mn < 1 || mx < mn || mx > 65536 || secs <= 0 || warm < 0)
+		return 2;
+	struct rq *cs = calloc((size_t)n, sizeof(*cs));
+	struct lat lat = { 0 };
+	int ep = epoll_create1(EPOLL_CLOEXEC), ok = 0, bad = -1;
+	for (int i = 0; i < n; i++) {
+		cs[i].fd = -1;
+		if (rq_open(&cs[i], ep, i, mx) < 0) {
+			bad = i;
+			goto out;
+		}
+	}
+	uint64_t t0 = now_ns(), t_warm = t0 + (uint64_t)(warm * 1e9), t_end = t_warm + (uint64_t)(secs * 1e9);
+	long total = 0, in_win = 0;
+	for (int i = 0; i < n; i++) {
+		if (rq_begin(ep, &cs[i], mn + rng_next(&cs[i].rng) % (mx - mn + 1), t0) < 0) {
+			bad = i;
+			goto out;
+		}
+	}
+	struct epoll_event evs[256];
+	while (now_ns() < t_end) {
+		int k = epoll_wait(ep, evs, 256, 100);
+		for (int i = 0; i < k; i++) {
+			struct rq *c = evs[i].data.ptr;
+			if ((evs[i].events & EPOLLOUT) && rq_send(ep, c) < 0) {
+				bad = c->idx;
+				goto out;
+			}
+			if (!(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+				continue;
+			int r = rq_read(c);
+			if (r < 0) {
+				bad = c->idx;
+				goto out;
+			}
+			if (r == 0)
+				continue;
+			uint64_t t = now_ns();
+			total++;
+			if (t >= t_warm && t <= t_end) {
+				in_win++;
+				c->done++;
+				if (c->t_start >= t_warm && lat_add(&lat, t - c->t_start) < 0) {
+					g_rq_err = "oom";
+					goto out;
+				}
+			}
+			if (rq_begin(ep, c, mn + rng_next(&c->rng) % (mx - mn + 1), t) < 0) {
+				bad = c->idx;
+				goto out;
+			}
+		}
+	}
+	/* A connection whose request has waited a second is stalled: its
+	 * missing answers would otherwise just not be counted. */
+	uint64_t t = now_ns();
+	long min_done = -1;
+	for (int i = 0; i < n; i++) {
+		if (cs[i].busy && t - cs[i].t_start > 1000000000ull) {
+			g_rq_err = "stalled";
+			bad = i;
+			goto out;
+		}
+		if (min_done < 0 || cs[i].done < min_done)
+			min_done = cs[i].done;
+	}
+	if (lat.n == 0) {
+		g_rq_err = "no_requests";
+		goto out;
+	}
+	ok = 1;
+	printf("ok=1 clients=%d n=%ld secs=%.3f req_per_s=%.1f", n, in_win, secs, (double)in_win / secs);
+	lat_print(&lat);
+	printf(" total=%ld min_conn_n=%ld\n", total, min_done);
+out:
+	if (!ok)
+		printf("ok=0 err=%s conn=%d\n", g_rq_err ? g_rq_err : "io", bad);
+	rq_close_all(cs, n);
+	close(ep);
+	free(lat.v);
+	return !ok;
+}
+
+/* bclient mixed ADDR NCLIENTS RATE MSGSIZE NBULK SECS [WARM_S [BULK_ADDR]]:
+ * NBULK downloads through BULK_ADDR (default ADDR), and NCLIENTS echo
+ * connections, each sending MSGSIZE-byte requests RATE times a second on
+ * a fixed schedule (staggered across connections).  A request whose
+ * predecessor is still outstanding at its scheduled time is sent as soon
+ * as that one is answered, and every latency is measured from the
+ * scheduled time, so queueing is not hidden (no coordinated omission).
+ * Counted: the requests scheduled within the SECS window after WARM_S;
+ * after the window the loop waits for all of them to be answered. */
+static int cmd_mixed(int argc, char **argv)
+{
+	if (argc < 6)
+		return 2;
+	int n = atoi(argv[1]), nbulk = atoi(argv[4]);
+	double rate = atof(argv[2]), secs = atof(argv[5]), warm = argc > 6 ? atof(argv[6]) : 1.0;
+	size_t msz = (size_t)atoi(argv[3]);
+	struct sockaddr_in bsa = g_sa;
+	if (argc > 7 && addr_parse(argv[7], &bsa) < 0)
+		return 2;
+	if (n < 1 || n > 8192 || rate <= 0 || msz < 1 || msz > 65536 || nbulk < 0 || nbulk > 64 ||
+	    secs <= 0 || warm < 0)
+		return 2;
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	struct bulk *bg = calloc((size_t)nbulk + 1, sizeof(*bg));
+	struct rq *cs = calloc((size_t)n, sizeof(*cs));
+	struct lat lat = { 0 };
+	int ep = epoll_create1(EPOLL_CLOEXEC), ok = 0, bad = -1, started = 0;
+	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	struct epoll_event te = { .events = EPOLLIN, .data.ptr = NULL };
+	epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &te);
+	for (int i = 0; i < n; i++)
+		cs[i].fd = -1;
+	for (int i = 0; i < nbulk; i++, started++) {
+		bg[i].fd = dial(&bsa, 30);
+		if (bg[i].fd < 0) {
+			g_rq_err = "bulk_connect";
+			goto out;
+		}
+		pthread_create(&bg[i].th, NULL, bg_run, &bg[i]);
+	}
+	if (nbulk)
+		usleep(500000);
+	for (int i = 0; i < n; i++) {
+		if (rq_open(&cs[i], ep, i, msz) < 0) {
+			bad = i;
+			goto out;
+		}
+	}
+	uint64_t period = (uint64_t)(1e9 / rate);
+	uint64_t t0 = now_ns(), t_warm = t0 + (uint64_t)(warm * 1e9), t_end = t_warm + (uint64_t)(secs * 1e9);
+	uint64_t drain_end = t_end + 10000000000ull, armed = 0, bulk0 = 0, bulk1 = 0, tb0 = 0, tb1 = 0;
+	long sched = 0, answered = 0, late = 0;
+	for (int i = 0; i < n; i++)
+		cs[i].due = t0 + period * (uint64_t)i / (uint64_t)n;
+	struct epoll_event evs[256];
+	for (;;) {
+		uint64_t now = now_ns(), next = UINT64_MAX;
+		if (!tb0 && now >= t_warm) {
+			tb0 = now;
+			for (int i = 0; i < nbulk; i++)
+				bulk0 += __atomic_load_n(&bg[i].done, __ATOMIC_RELAXED);
+		}
+		if (!tb1 && now >= t_end) {
+			tb1 = now;
+			for (int i = 0; i < nbulk; i++)
+				bulk1 += __atomic_load_n(&bg[i].done, __ATOMIC_RELAXED);
+		}
+		int pending = 0;
+		for (int i = 0; i < n; i++) {
+			struct rq *c = &cs[i];
+			if (!c->busy && c->due < t_end && c->due <= now) {
+				if (c->due >= t_warm)
+					sched++;
+				if (now - c->due > 1000000)
+					late++;
+				if (rq_begin(ep, c, msz, c->due) < 0) {
+					bad = i;
+					goto out;
+				}
+				c->due += period;
+			}
+			if (c->busy || c->due < t_end)
+				pending = 1;
+			if (!c->busy && c->due < t_end && c->due < next)
+				next = c->due;
+		}
+		if (!pending && tb1)
+			break;
+		if (now > drain_end) {
+			g_rq_err = "drain_timeout";
+			goto out;
+		}
+		if (next == UINT64_MAX && !tb1)
+			next = t_end;
+		if (next != UINT64_MAX && next != armed) {
+			struct itimerspec its = { .it_value = { .tv_sec = (time_t)(next / 1000000000ull),
+								.tv_nsec = (long)(next % 1000000000ull) } };
+			timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+			armed = next;
+		}
+		int k = epoll_wait(ep, evs, 256, next <= now ? 0 : 100);
+		for (int i = 0; i < k; i++) {
+			struct rq *c = evs[i].data.ptr;
+			if (!c) {
+				uint64_t x;
+				if (read(tfd, &x, sizeof(x)) < 0 && errno != EAGAIN)
+					goto out;
+				armed = 0;
+				continue;
+			}
+			if ((evs[i].events & EPOLLOUT) && rq_send(ep, c) < 0) {
+				bad = c->idx;
+				goto out;
+			}
+			if (!(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+				continue;
+			int r = rq_read(c);
+			if (r < 0) {
+				bad = c->idx;
+				goto out;
+			}
+			if (r == 1 && c->t_start >= t_warm) {
+				answered++;
+				if (lat_add(&lat, now_ns() - c->t_start) < 0) {
+					g_rq_err = "oom";
+					goto out;
+				}
+			}
+		}
+	}
+	for (int i = 0; i < nbulk; i++) {
+		if (!bg[i].ok) {
+			g_rq_err = "bulk_io";
+			goto out;
+		}
+	}
+	if (lat.n == 0 || answered != sched) {
+		g_rq_err = "no_requests";
+		goto out;
+	}
+	ok = 1;
+	printf("ok=1 clients=%d rate=%.0f n=%ld secs=%.3f req_per_s=%.1f", n, rate, answered, secs,
+	       (double)answered / secs);
+	lat_print(&lat);
+	printf(" late=%ld", late);
+	if (nbulk)
+		printf(" bulk_mbps=%.1f", (double)(bulk1 - bulk0) / ((double)(tb1 - tb0) / 1e9) / 1e6);
+	printf("\n");
+out:
+	if (!ok)
+		printf("ok=0 err=%s conn=%d\n", g_rq_err ? g_rq_err : "io", bad);
+	g_bulk_stop = 1;
+	for (int i = 0; i < started; i++) {
+		shutdown(bg[i].fd, SHUT_RDWR);
+		pthread_join(bg[i].th, NULL);
+		close(bg[i].fd);
+	}
+	rq_close_all(cs, n);
+	close(tfd);
+	close(ep);
+	free(lat.v);
+	free(bg);
 	return !ok;
 }
 
@@ -390,11 +844,17 @@ int main(int argc, char **argv)
 		rc = cmd_ping(argc - 2, argv + 2);
 	else if (!strcmp(argv[1], "idle"))
 		rc = cmd_idle(argc - 2, argv + 2);
+	else if (!strcmp(argv[1], "rr"))
+		rc = cmd_rr(argc - 2, argv + 2);
+	else if (!strcmp(argv[1], "mixed"))
+		rc = cmd_mixed(argc - 2, argv + 2);
 	if (rc != 2)
 		return rc;
 usage:
 	fprintf(stderr, "usage: bclient up|down ADDR SIZE NSTREAMS [TIMEOUT_S]\n"
 			"       bclient ping ADDR COUNT MSGSIZE [BULK_ADDR]\n"
-			"       bclient idle ADDR N [INFLIGHT] [TIMEOUT_S]\n");
+			"       bclient idle ADDR N [INFLIGHT] [TIMEOUT_S]\n"
+			"       bclient rr ADDR NCLIENTS MIN MAX SECS [WARM_S]\n"
+			"       bclient mixed ADDR NCLIENTS RATE MSGSIZE NBULK SECS [WARM_S [BULK_ADDR]]\n");
 	return 2;
 }

@@ -20,6 +20,7 @@
 #define MAXFD 65536
 #define IOBUF (256 * 1024)
 #define ECHOBUF (64 * 1024)
+#define DOWN_ROUNDS 4
 
 struct conn {
 	unsigned char hdr[HDR_LEN];
@@ -60,7 +61,13 @@ static void set_events(int fd, uint32_t ev)
 static int conn_flush(int fd, struct conn *c)
 {
 	if (c->mode == 'D') {
-		while (c->left > 0) {
+		/* At most DOWN_ROUNDS sends per wakeup: a reader that keeps up
+		 * with us would otherwise keep this loop from ever reaching the
+		 * other connections (an echo waited up to 400 ms beside a
+		 * direct download). */
+		for (int rounds = 0; c->left > 0; rounds++) {
+			if (rounds == DOWN_ROUNDS)
+				return 0;
 			size_t n = c->left < IOBUF ? (size_t)c->left : IOBUF;
 			ssize_t w = send(fd, iobuf, n, MSG_NOSIGNAL);
 			if (w < 0) {
