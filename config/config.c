@@ -912,7 +912,7 @@ static int cidr_parse(const char *s, struct cfg_cidr *n)
 
 struct acl_fill {
 	struct cfg_acl *acl;
-	const char *bad;
+	char bad[101]; /* the refused item: split_items' copy is gone after it */
 };
 
 static int acl_item(const char *item, void *arg)
@@ -922,7 +922,7 @@ static int acl_item(const char *item, void *arg)
 	if (f->acl->n == CFG_ACL_MAX)
 		return 2;
 	if (cidr_parse(item, &f->acl->net[f->acl->n]) < 0) {
-		f->bad = item;
+		snprintf(f->bad, sizeof(f->bad), "%s", item);
 		return 1;
 	}
 	f->acl->n++;
@@ -933,7 +933,7 @@ static int p_acl(struct ld *st, const struct key *e, const char *val,
 		 void *base)
 {
 	struct cfg_acl *acl = field(e, base);
-	struct acl_fill f = { acl, NULL };
+	struct acl_fill f = { .acl = acl };
 	int rc;
 
 	acl->n = 0;
