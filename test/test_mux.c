@@ -1613,3 +1613,205 @@ Test(mux, link_ack_probe_answered_bytewise_and_coalesced)
 	tap_fini(&tb);
 	side_fini(&b);
 }
+
+/* ---- sparse streams first (new list) ---- */
+
+/* a with sparse_quantum, bulk streams already flowing and one small
+ * stream parked; returns the small stream. */
+static struct tstream *sparse_setup(struct side *a, struct side *b,
+				    struct tap *ta, int nbulk)
+{
+	struct mux_settings sa = settings(1), sb = settings(0);
+	sa.peer_window = sb.local_window = 0x7fffffff;
+	sa.max_frame = sb.max_frame = 16384;
+	sa.sparse_quantum = MUX_SPARSE_QUANTUM;
+	side_init(a, "dialer", &sa);
+	side_init(b, "acceptor", &sb);
+	tap_init(ta, sa.max_frame);
+	for (int i = 0; i < nbulk; i++) {
+		struct tstream *t = ts_new(a, 0, SIZE_MAX);
+		t->id = mux_open(a->m, "svc", t);
+	}
+	struct tstream *small = ts_new(a, 0, SIZE_MAX);
+	small->allow = 0;
+	small->id = mux_open(a->m, "svc", small);
+	for (int i = 0; i < 10; i++)
+		move(a, b, ta, 0);
+	return small;
+}
+
+/* Decodes one mux_send() output into the tap and returns the index of
+ * its first frame. */
+static size_t send_one(struct side *a, struct side *b, struct tap *ta,
+		       size_t *n)
+{
+	size_t first = ta->n;
+	*n = move(a, b, ta, 0);
+	return first;
+}
+
+Test(mux, sparse_stream_goes_first_in_its_own_send)
+{
+	struct side a, b;
+	struct tap ta;
+	struct tstream *small = sparse_setup(&a, &b, &ta, 4);
+
+	cr_assert_gt(ta.by_type[FRAME_DATA], 30, "bulk is flowing");
+	for (int round = 0; round < 20; round++) {
+		for (int k = 0; k < round % 3; k++)
+			move(&a, &b, &ta, 0);
+		uint64_t served = mux_sparse_served(a.m);
+		small->allow = 64;
+		mux_resume(a.m, small->id);
+		size_t n, first = send_one(&a, &b, &ta, &n);
+		cr_assert_gt(ta.n, first);
+		/* its frame is the first DATA and the last frame */
+		const struct tapf *last = &ta.f[ta.n - 1];
+		cr_assert_eq(last->stream, small->id, "round %d: the record goes on after the small frame", round);
+		cr_assert_eq(last->type, FRAME_DATA);
+		cr_assert_eq(last->len, 64);
+		for (size_t i = first; i + 1 < ta.n; i++)
+			cr_assert_neq(ta.f[i].type, FRAME_DATA, "bulk before the small frame");
+		cr_assert_lt(n, 200, "the buffer holds more than the small frame");
+		cr_assert_eq(mux_sparse_served(a.m), served + 1);
+	}
+	cr_assert_eq(b.ts[4]->received, 20 * 64);
+	/* bulk goes on afterwards */
+	size_t before = ta.by_type[FRAME_DATA];
+	move(&a, &b, &ta, 0);
+	cr_assert_gt(ta.by_type[FRAME_DATA], before + 2);
+	tap_fini(&ta);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, sparse_stream_is_demoted_after_its_quantum)
+{
+	struct side a, b;
+	struct tap ta;
+	struct tstream *small = sparse_setup(&a, &b, &ta, 3);
+
+	small->allow = 100000;
+	mux_resume(a.m, small->id);
+	size_t n, first = send_one(&a, &b, &ta, &n);
+	(void)first;
+	const struct tapf *last = &ta.f[ta.n - 1];
+	cr_assert_eq(last->stream, small->id);
+	cr_assert_eq(last->len, MUX_SPARSE_QUANTUM, "first burst is one quantum");
+	uint64_t served = mux_sparse_served(a.m);
+	/* now it is bulk: it waits its round-robin turn behind the others,
+	 * and sends full frames */
+	first = send_one(&a, &b, &ta, &n);
+	size_t idx = SIZE_MAX;
+	for (size_t i = first; i < ta.n; i++)
+		if (ta.f[i].stream == small->id && ta.f[i].type == FRAME_DATA) {
+			idx = i - first;
+			cr_assert_gt(ta.f[i].len, MUX_SPARSE_QUANTUM);
+			break;
+		}
+	cr_assert_eq(idx, 3, "demoted stream at index %zu", idx);
+	for (int i = 0; i < 20; i++)
+		move(&a, &b, &ta, 0);
+	cr_assert_eq(mux_sparse_served(a.m), served, "bulk counted as sparse");
+	cr_assert_gt(small->sent, 50000);
+	tap_fini(&ta);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, sparse_round_robin_among_bulk_unchanged)
+{
+	struct side a, b;
+	struct tap ta;
+	sparse_setup(&a, &b, &ta, 5);
+	size_t start = ta.n;
+	for (int i = 0; i < 20; i++)
+		move(&a, &b, &ta, 0);
+	/* strict rotation over the five bulk streams, full frames */
+	uint32_t prev = 0;
+	int seen = 0;
+	for (size_t i = start; i < ta.n; i++) {
+		if (ta.f[i].type != FRAME_DATA)
+			continue;
+		cr_assert_gt(ta.f[i].len, 1024, "not a bulk frame");
+		if (prev)
+			cr_assert_eq(ta.f[i].stream, prev == 9 ? 1 : prev + 2,
+				     "out of turn: %u after %u", ta.f[i].stream, prev);
+		prev = ta.f[i].stream;
+		seen++;
+	}
+	cr_assert_gt(seen, 50);
+	tap_fini(&ta);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+/* Credit returning after zero is not a wake-up: the stream keeps its
+ * round-robin place and nothing counts as sparse. */
+Test(mux, sparse_credit_return_is_not_new)
+{
+	struct side a, b;
+	struct mux_settings sa = settings(1), sb = settings(0);
+	sa.sparse_quantum = sb.sparse_quantum = MUX_SPARSE_QUANTUM;
+	side_init(&a, "dialer", &sa);
+	side_init(&b, "acceptor", &sb);
+	b.accept_hold_consume = 1;
+	struct tstream *t = ts_new(&a, 0, 200000);
+	t->id = mux_open(a.m, "svc", t);
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert_eq(t->sent, a.set.peer_window, "stopped at the window");
+	uint64_t served = mux_sparse_served(a.m);
+	cr_assert_eq(served, 1, "the opening burst is sparse");
+	b.ts[0]->hold_consume = 0;
+	mux_consumed(b.m, t->id, b.ts[0]->unconsumed);
+	b.ts[0]->unconsumed = 0;
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert_eq(b.ts[0]->received, 200000);
+	cr_assert_eq(mux_sparse_served(a.m), served);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+/* The new list under a link budget: the small frame still goes first,
+ * and a budget-blocked sender holds it like any DATA. */
+Test(mux, sparse_with_link_budget)
+{
+	struct side a, b;
+	struct mux_settings sa = settings(1), sb = settings(0);
+	sa.peer_window = sb.local_window = 0x7fffffff;
+	sa.max_frame = sb.max_frame = 16384;
+	sa.sparse_quantum = MUX_SPARSE_QUANTUM;
+	sa.link_ack = sb.link_ack = 1;
+	side_init(&a, "dialer", &sa);
+	side_init(&b, "acceptor", &sb);
+	set_budget(&a, 64 * 1024);
+	for (int i = 0; i < 3; i++) {
+		struct tstream *t = ts_new(&a, 0, SIZE_MAX);
+		t->id = mux_open(a.m, "svc", t);
+	}
+	struct tstream *small = ts_new(&a, 0, SIZE_MAX);
+	small->allow = 0;
+	small->id = mux_open(a.m, "svc", small);
+	for (int r = 0; r < 10; r++) {
+		burst(&a, &b, NULL, 0);
+		small->allow = 64;
+		mux_resume(a.m, small->id);
+		cr_assert(!mux_want_write(a.m), "blocked, the probe is out");
+		cr_assert_eq(small->sent, (size_t)r * 64);
+		move(&b, &a, NULL, 0);
+		struct tap ta;
+		tap_init(&ta, 16384);
+		size_t n = mux_send(a.m, wire, sizeof(wire));
+		check_output(&a, wire, n);
+		a.produced += n;
+		deliver(&b, wire, n, 0);
+		cr_assert_eq(frame_decoder_feed(ta.dec, wire, n), 0);
+		cr_assert_eq(ta.f[ta.n - 1].stream, small->id);
+		cr_assert_eq(ta.by_type[FRAME_DATA], 1);
+		tap_fini(&ta);
+	}
+	cr_assert(!a.fail && !b.fail);
+	cr_assert_leq(a.max_inflight, bound(&a));
+	side_fini(&a);
+	side_fini(&b);
+}
