@@ -910,9 +910,22 @@ static int cidr_parse(const char *s, struct cfg_cidr *n)
 	return 0;
 }
 
+/* The item a list parser rejected, copied: split_items() hands out
+ * pointers into its own stack buffer, gone once it returns. */
+struct bad_item {
+	char text[101];
+};
+
+static const char *bad_keep(struct bad_item *b, const char *item)
+{
+	snprintf(b->text, sizeof(b->text), "%s", item);
+	return b->text;
+}
+
 struct acl_fill {
 	struct cfg_acl *acl;
 	const char *bad;
+	struct bad_item keep;
 };
 
 static int acl_item(const char *item, void *arg)
@@ -922,7 +935,7 @@ static int acl_item(const char *item, void *arg)
 	if (f->acl->n == CFG_ACL_MAX)
 		return 2;
 	if (cidr_parse(item, &f->acl->net[f->acl->n]) < 0) {
-		f->bad = item;
+		f->bad = bad_keep(&f->keep, item);
 		return 1;
 	}
 	f->acl->n++;
@@ -933,7 +946,7 @@ static int p_acl(struct ld *st, const struct key *e, const char *val,
 		 void *base)
 {
 	struct cfg_acl *acl = field(e, base);
-	struct acl_fill f = { acl, NULL };
+	struct acl_fill f = { acl, NULL, { "" } };
 	int rc;
 
 	acl->n = 0;
@@ -954,6 +967,7 @@ struct item_check {
 	const char *bad;
 	char *dst;        /* the normalised list: items joined by ',' */
 	size_t len, cap;
+	struct bad_item keep;
 };
 
 static int item_ok(const char *item, void *arg)
@@ -962,13 +976,13 @@ static int item_ok(const char *item, void *arg)
 	size_t n = strlen(item);
 
 	if (ic->kind == 0 ? !valid_name(item) : n > ITEM_MAX) {
-		ic->bad = item;
+		ic->bad = bad_keep(&ic->keep, item);
 		return 1;
 	}
 	for (const char *p = item; *p; p++) {
 		if ((unsigned char)*p < ' ' || *p == 0x7f ||
 		    (*p == ' ' && ic->kind != 2)) {
-			ic->bad = item;
+			ic->bad = bad_keep(&ic->keep, item);
 			return 1;
 		}
 	}
@@ -985,7 +999,7 @@ static int item_ok(const char *item, void *arg)
 static int p_list(struct ld *st, const struct key *e, const char *val,
 		  void *base, int kind)
 {
-	struct item_check ic = { kind, NULL, field(e, base), 0, e->size };
+	struct item_check ic = { kind, NULL, field(e, base), 0, e->size, { "" } };
 	int rc;
 
 	ic.dst[0] = '\0';
