@@ -147,6 +147,12 @@ static const struct choice key_perms_modes[] = {
 	{ NULL, 0 },
 };
 
+static const struct choice link_budgets[] = {
+	{ "auto", CFG_LINK_BUDGET_AUTO },
+	{ "off", CFG_LINK_BUDGET_OFF },
+	{ NULL, 0 },
+};
+
 static const struct choice log_levels[] = {
 	{ "error", 0 },
 	{ "warn", 1 },
@@ -257,6 +263,10 @@ static const struct key keys[] = {
 	  .dflt = "16375", .parse = p_size, .check = c_range,
 	  .lo = 1u << 10, .hi = 16777215, DAE(max_frame),
 	  .help = "Largest DATA frame payload in bytes, 1k to 16777215. The default makes a full frame exactly one TLS record, the scheduling quantum." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "link_budget",
+	  .dflt = "auto", .parse = p_enum, .choices = link_budgets,
+	  DAE(link_budget),
+	  .help = "Bound on the link's bytes in flight, so that bulk streams cannot queue a whole window per stream ahead of an interactive stream's frames: auto (announce the LINK_ACK capability in negotiation; the bound applies when the peer announces it too) or off (do not announce it; the link carries data as versions without it do, bounded by the per-stream windows only)." },
 	{ .sec = SEC_DAEMON, .roles = CFG_GATEWAY, .name = "redial_min",
 	  .dflt = "500ms", .parse = p_duration, .check = c_range,
 	  .lo = 100, .hi = MS_HOUR, DAE(redial_min_ms),
