@@ -147,6 +147,12 @@ static const struct choice key_perms_modes[] = {
 	{ NULL, 0 },
 };
 
+static const struct choice link_budgets[] = {
+	{ "auto", CFG_LINK_BUDGET_AUTO },
+	{ "off", CFG_LINK_BUDGET_OFF },
+	{ NULL, 0 },
+};
+
 static const struct choice log_levels[] = {
 	{ "error", 0 },
 	{ "warn", 1 },
@@ -257,6 +263,10 @@ static const struct key keys[] = {
 	  .dflt = "16375", .parse = p_size, .check = c_range,
 	  .lo = 1u << 10, .hi = 16777215, DAE(max_frame),
 	  .help = "Largest DATA frame payload in bytes, 1k to 16777215. The default makes a full frame exactly one TLS record, the scheduling quantum." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "link_budget",
+	  .dflt = "auto", .parse = p_enum, .choices = link_budgets,
+	  DAE(link_budget),
+	  .help = "Bound on the link's bytes in flight, so that bulk streams cannot queue a whole window per stream ahead of an interactive stream's frames: auto (announce the LINK_ACK capability in negotiation; the bound applies when the peer announces it too) or off (do not announce it; the link carries data as versions without it do, bounded by the per-stream windows only)." },
 	{ .sec = SEC_DAEMON, .roles = CFG_GATEWAY, .name = "redial_min",
 	  .dflt = "500ms", .parse = p_duration, .check = c_range,
 	  .lo = 100, .hi = MS_HOUR, DAE(redial_min_ms),
@@ -910,9 +920,22 @@ static int cidr_parse(const char *s, struct cfg_cidr *n)
 	return 0;
 }
 
+/* The item a list parser rejected, copied: split_items() hands out
+ * pointers into its own stack buffer, gone once it returns. */
+struct bad_item {
+	char text[101];
+};
+
+static const char *bad_keep(struct bad_item *b, const char *item)
+{
+	snprintf(b->text, sizeof(b->text), "%s", item);
+	return b->text;
+}
+
 struct acl_fill {
 	struct cfg_acl *acl;
-	char bad[101]; /* the refused item: split_items' copy is gone after it */
+	const char *bad;
+	struct bad_item keep;
 };
 
 static int acl_item(const char *item, void *arg)
@@ -922,7 +945,7 @@ static int acl_item(const char *item, void *arg)
 	if (f->acl->n == CFG_ACL_MAX)
 		return 2;
 	if (cidr_parse(item, &f->acl->net[f->acl->n]) < 0) {
-		snprintf(f->bad, sizeof(f->bad), "%s", item);
+		f->bad = bad_keep(&f->keep, item);
 		return 1;
 	}
 	f->acl->n++;
@@ -933,7 +956,7 @@ static int p_acl(struct ld *st, const struct key *e, const char *val,
 		 void *base)
 {
 	struct cfg_acl *acl = field(e, base);
-	struct acl_fill f = { .acl = acl };
+	struct acl_fill f = { acl, NULL, { "" } };
 	int rc;
 
 	acl->n = 0;
@@ -954,6 +977,7 @@ struct item_check {
 	const char *bad;
 	char *dst;        /* the normalised list: items joined by ',' */
 	size_t len, cap;
+	struct bad_item keep;
 };
 
 static int item_ok(const char *item, void *arg)
@@ -962,13 +986,13 @@ static int item_ok(const char *item, void *arg)
 	size_t n = strlen(item);
 
 	if (ic->kind == 0 ? !valid_name(item) : n > ITEM_MAX) {
-		ic->bad = item;
+		ic->bad = bad_keep(&ic->keep, item);
 		return 1;
 	}
 	for (const char *p = item; *p; p++) {
 		if ((unsigned char)*p < ' ' || *p == 0x7f ||
 		    (*p == ' ' && ic->kind != 2)) {
-			ic->bad = item;
+			ic->bad = bad_keep(&ic->keep, item);
 			return 1;
 		}
 	}
@@ -985,7 +1009,7 @@ static int item_ok(const char *item, void *arg)
 static int p_list(struct ld *st, const struct key *e, const char *val,
 		  void *base, int kind)
 {
-	struct item_check ic = { kind, NULL, field(e, base), 0, e->size };
+	struct item_check ic = { kind, NULL, field(e, base), 0, e->size, { "" } };
 	int rc;
 
 	ic.dst[0] = '\0';

@@ -113,6 +113,10 @@ struct cfg {
 	uint32_t max_streams;
 	uint32_t window;                 /* per-stream receive window, bytes */
 	uint32_t max_frame;              /* largest DATA frame payload */
+	enum cfg_link_budget {
+		CFG_LINK_BUDGET_AUTO,    /* announce NEG_FLOW_LINK_ACK */
+		CFG_LINK_BUDGET_OFF,     /* do not: no link-level bound */
+	} link_budget;
 	uint32_t redial_min_ms, redial_max_ms; /* gateway backoff */
 	char hook_file[CFG_PATH_MAX];    /* JSON Lines event sink; "" = none */
 	int log_level;                   /* 0 error .. 3 debug */

@@ -12,7 +12,11 @@
  * every session stream has exactly one application slot, which is its
  * user pointer (mux_stream_count, mux_stream_data); on_close comes once,
  * on_fin at most once; read_data is never asked for 0 bytes or more than
- * max_frame.  Leaks and memory errors are the sanitizers'.
+ * max_frame.  Link budget: no LINK_ACK frame without link_ack; a probe
+ * carries the count of bytes sent up to its end; DATA starts only below
+ * the budget; never more than MUX_LINK_PROBES_MAX probes outstanding; an
+ * answer accepted names one of them; inflight is sent minus acknowledged
+ * and at most sent.  Leaks and memory errors are the sanitizers'.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,6 +52,11 @@ struct fz {
 	struct mux *m;
 	struct mux_settings set;
 	int eager;
+	uint32_t budget;   /* as in effect, after raising to the minimum */
+	uint64_t produced; /* bytes mux_send returned */
+	uint64_t acked;
+	uint64_t probes[MUX_LINK_PROBES_MAX]; /* outstanding, oldest first */
+	size_t nprobes;
 	struct slot slots[NSLOTS];
 	size_t nused;
 	struct frame_decoder *out;   /* decodes what mux_send wrote */
@@ -231,8 +240,40 @@ cb_pong(void *ud, uint64_t opaque)
 {
 }
 
+static void
+cb_link_probe(void *ud, uint64_t offset)
+{
+	struct fz *f = ud;
+
+	CHECK(f->set.link_ack && f->budget > 0);
+	CHECK(f->nprobes < MUX_LINK_PROBES_MAX);
+	CHECK(f->nprobes == 0 || offset > f->probes[f->nprobes - 1]);
+	CHECK(offset > f->produced);
+	f->probes[f->nprobes++] = offset;
+}
+
+static void
+cb_link_ack(void *ud, uint64_t offset, uint64_t inflight)
+{
+	struct fz *f = ud;
+	size_t i;
+
+	CHECK(f->set.link_ack);
+	for (i = 0; i < f->nprobes && f->probes[i] != offset; i++)
+		;
+	CHECK(i < f->nprobes);
+	memmove(f->probes, f->probes + i + 1,
+		(f->nprobes - i - 1) * sizeof(f->probes[0]));
+	f->nprobes -= i + 1;
+	CHECK(offset >= f->acked && offset <= f->produced);
+	f->acked = offset;
+	CHECK(inflight == f->produced - offset);
+	CHECK(mux_link_inflight(f->m) == inflight);
+}
+
 static const struct mux_callbacks mux_cb = {
 	cb_open, cb_data, cb_fin, cb_close, cb_read, cb_goaway, cb_pong,
+	cb_link_probe, cb_link_ack,
 };
 
 /* ---- checks of what the session sends ---- */
@@ -249,7 +290,8 @@ o_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
 	}
 	if (h->type == FRAME_OPEN)
 		CHECK((h->stream & 1) == (f->set.dialer ? 1u : 0u));
-	CHECK(h->type <= FRAME_BIND);
+	CHECK(h->type <= FRAME_LINK_ACK);
+	CHECK(h->type != FRAME_LINK_ACK || f->set.link_ack);
 	return 0;
 }
 
@@ -274,6 +316,36 @@ o_data(void *ud, const struct frame_hdr *h, const uint8_t *p, size_t n,
 
 static const struct frame_callbacks out_cb = { o_frame, o_data };
 
+static uint64_t
+get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* The frames of one mux_send() output, against the link budget. */
+static void
+check_budget(struct fz *f, const uint8_t *buf, size_t n)
+{
+	for (size_t pos = 0; pos < n;) {
+		size_t len;
+
+		CHECK(n - pos >= FRAME_HDR_LEN);
+		len = (size_t)buf[pos] << 16 | (size_t)buf[pos + 1] << 8 |
+		      buf[pos + 2];
+		CHECK(n - pos - FRAME_HDR_LEN >= len);
+		if (buf[pos + 3] == FRAME_LINK_ACK && !(buf[pos + 4] & 1))
+			CHECK(get64(buf + pos + FRAME_HDR_LEN) ==
+			      f->produced + pos + FRAME_HDR_LEN + len);
+		if (buf[pos + 3] == FRAME_DATA && f->set.link_ack && f->budget)
+			CHECK(f->produced + pos - f->acked < f->budget);
+		pos += FRAME_HDR_LEN + len;
+	}
+}
+
 static void
 send_some(struct fz *f, size_t cap)
 {
@@ -281,7 +353,47 @@ send_some(struct fz *f, size_t cap)
 	size_t n = mux_send(f->m, buf, cap);
 
 	CHECK(n <= cap);
+	check_budget(f, buf, n);
+	f->produced += n;
+	CHECK(mux_link_inflight(f->m) == f->produced - f->acked);
+	CHECK(mux_link_inflight(f->m) <= f->produced);
 	CHECK(frame_decoder_feed(f->out, buf, n) == 0);
+}
+
+static void
+set_budget(struct fz *f, uint32_t bytes)
+{
+	mux_set_link_budget(f->m, bytes);
+	f->budget = bytes && bytes < MUX_LINK_BUDGET_MIN ? MUX_LINK_BUDGET_MIN
+							 : bytes;
+}
+
+/* After the link bytes: the peer answers our probes (as a well-behaved
+ * peer, but maybe late and only the oldest), so data flows on. */
+static void
+answer_phase(struct fz *f, uint8_t flow)
+{
+	static const uint32_t budgets[] = { 0, 1, 64 * 1024, 1 << 20 };
+
+	for (int i = 0; i < 256 && mux_error(f->m) == MUX_ERR_NONE; i++) {
+		uint8_t fr[FRAME_HDR_LEN + FRAME_LINK_ACK_LEN];
+
+		if (mux_want_write(f->m))
+			send_some(f, i & 1 ? BIG_CAP : SMALL_CAP);
+		else if (f->nprobes == 0)
+			break;
+		if ((flow & FF_REBUDGET) && i % 7 == 3)
+			set_budget(f, budgets[(f->counter++ + i) % 4]);
+		if (f->nprobes == 0)
+			continue;
+		frame_encode_link_ack(fr, sizeof(fr),
+				      flow & FF_ANSWER_OLDEST
+					      ? f->probes[0]
+					      : f->probes[f->nprobes - 1],
+				      1);
+		CHECK(mux_recv(f->m, fr, sizeof(fr)) == 0);
+	}
+	CHECK(f->nprobes <= MUX_LINK_PROBES_MAX);
 }
 
 static void
@@ -397,17 +509,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct fz f;
 	const uint8_t *script, *link;
 	size_t k, n, off = 0;
-	uint8_t bits;
+	uint8_t bits, flow;
 
-	if (size < 2)
+	if (size < 3)
 		return 0;
 	bits = data[0];
-	k = data[1];
-	if (k > size - 2)
-		k = size - 2;
-	script = data + 2;
-	link = data + 2 + k;
-	n = size - 2 - k;
+	flow = data[1];
+	k = data[2];
+	if (k > size - 3)
+		k = size - 3;
+	script = data + 3;
+	link = data + 3 + k;
+	n = size - 3 - k;
 
 	memset(&f, 0, sizeof(f));
 	f.set.dialer = bits & FM_DIALER;
@@ -419,6 +532,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < FRAME_BIND_LEN; i++)
 		f.set.bind[i] = FM_BIND_BYTE(i);
 	f.eager = !!(bits & FM_EAGER);
+	f.set.link_ack = flow & FF_LINK_ACK;
+	f.set.sparse_quantum = flow & FF_SPARSE ? MUX_SPARSE_QUANTUM : 0;
 
 	check_chunking(&f, script, k, link, n, f.set.max_frame);
 
@@ -426,6 +541,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	f.out = frame_decoder_new(f.set.max_frame, &out_cb, &f);
 	if (!f.m || !f.out)
 		abort();
+	{
+		static const uint32_t budgets[] = { 0, 1, 64 * 1024, 1 << 20 };
+		set_budget(&f, budgets[(flow & FF_BUDGET) >> FF_BUDGET_SHIFT]);
+	}
 	for (size_t i = 0; off < n; i++) {
 		unsigned c = k ? script[i % k] : FM_STEP(FM_FEED_ALL, FM_ACT_SEND_BIG);
 		size_t len = step_len(c, n - off);
@@ -442,8 +561,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		act(&f, c >> 5);
 		check_streams(&f);
 	}
-	if (mux_error(f.m) == MUX_ERR_NONE)
-		(void)mux_recv_eof(f.m);
+	if (mux_error(f.m) == MUX_ERR_NONE && mux_recv_eof(f.m) == 0 &&
+	    (flow & FF_ANSWER) && mux_bound(f.m))
+		answer_phase(&f, flow);
 	for (int i = 0; i < 64 && mux_want_write(f.m); i++)
 		send_some(&f, BIG_CAP);
 	CHECK(frame_decoder_finish(f.out) == 0);

@@ -1,8 +1,9 @@
 /*
  * Input layout shared by fuzz_mux.c and the corpus generator:
  *   byte 0        settings bits (FM_*)
- *   byte 1        K, the length of the script
- *   bytes 2..2+K  script: one byte per step, cycled
+ *   byte 1        link budget and scheduler bits (FF_*)
+ *   byte 2        K, the length of the script
+ *   bytes 3..3+K  script: one byte per step, cycled
  *   the rest      link bytes from the peer, starting with BIND
  * A script byte's low 5 bits pick how many link bytes the step feeds
  * (31: all that remain, else n*n+1); its high 3 bits (FM_ACT_*) an action
@@ -19,6 +20,14 @@
 #define FM_FEW_PEER 0x20      /* peer_max_streams 1, else 100 */
 #define FM_EAGER 0x40         /* on_data consumes at once */
 #define FM_CLOSE_ALL 0x80     /* mux_close_all before mux_free */
+
+#define FF_LINK_ACK 0x01      /* settings.link_ack */
+#define FF_BUDGET 0x06        /* budget: 0 none, 1 the minimum, 2 64k, 3 1m */
+#define FF_BUDGET_SHIFT 1
+#define FF_SPARSE 0x08        /* sparse_quantum MUX_SPARSE_QUANTUM, else 0 */
+#define FF_ANSWER 0x10        /* after the link bytes, answer our probes */
+#define FF_ANSWER_OLDEST 0x20 /* ... the oldest outstanding, else the newest */
+#define FF_REBUDGET 0x40      /* ... and change the budget between sends */
 
 #define FM_FEED_ALL 31
 #define FM_ACT_NONE 0

@@ -35,7 +35,8 @@ params_equal(const struct neg_params *a, const struct neg_params *b)
 	       a->max_streams == b->max_streams && a->window == b->window &&
 	       a->max_frame == b->max_frame &&
 	       a->keepalive_ms == b->keepalive_ms &&
-	       memcmp(a->nonce, b->nonce, NEG_NONCE_LEN) == 0;
+	       memcmp(a->nonce, b->nonce, NEG_NONCE_LEN) == 0 &&
+	       a->flow_caps == b->flow_caps;
 }
 
 static int

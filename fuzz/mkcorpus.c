@@ -97,6 +97,12 @@ neg_seeds(void)
 	b[n] = 0x80;
 	put("neg", "offer-unknown-critical", b, (size_t)n + 7);
 
+	/* The link-ack capability, and a future bit. */
+	m.params.flow_caps = NEG_FLOW_LINK_ACK | 0x100;
+	n = enc(&m, b);
+	put("neg", "offer-flow", b, (size_t)n);
+	m.params.flow_caps = 0;
+
 	m.params.n_ciphers = 0;
 	m.params.tls_mode = TLS_MODE_OFF;
 	m.params.keepalive_ms = 0;
@@ -166,18 +172,26 @@ add(struct mb *b, int len)
 }
 
 static void
-mb_start(struct mb *b, uint8_t bits, const uint8_t *script, uint8_t k)
+mb_start_flow(struct mb *b, uint8_t bits, uint8_t flow,
+	      const uint8_t *script, uint8_t k)
 {
 	uint8_t hash[FRAME_BIND_LEN];
 
 	b->n = 0;
 	b->p[b->n++] = bits;
+	b->p[b->n++] = flow;
 	b->p[b->n++] = k;
 	memcpy(b->p + b->n, script, k);
 	b->n += k;
 	for (int i = 0; i < FRAME_BIND_LEN; i++)
 		hash[i] = FM_BIND_BYTE(i);
 	add(b, frame_encode_bind(b->p + b->n, sizeof(b->p) - b->n, hash));
+}
+
+static void
+mb_start(struct mb *b, uint8_t bits, const uint8_t *script, uint8_t k)
+{
+	mb_start_flow(b, bits, 0, script, k);
 }
 
 #define ROOM(b) ((b)->p + (b)->n), (sizeof((b)->p) - (b)->n)
@@ -281,6 +295,7 @@ mux_seeds(void)
 	b.n = 0;
 	b.p[b.n++] = 0;
 	b.p[b.n++] = 0;
+	b.p[b.n++] = 0;
 	add(&b, frame_encode_ping(ROOM(&b), 1, 0));
 	put("mux", "no-bind", b.p, b.n);
 	mb_start(&b, 0, all, sizeof(all));
@@ -289,6 +304,38 @@ mux_seeds(void)
 	mb_start(&b, 0, all, sizeof(all));
 	add(&b, frame_encode_window(ROOM(&b), 9, 1));
 	put("mux", "unknown-stream", b.p, b.n);
+
+	/* Link budget: the peer probes us (answers coalesced), and then
+	 * answers our probes so that DATA under the budget flows on. */
+	mb_start_flow(&b, FM_EAGER, FF_LINK_ACK | (1 << FF_BUDGET_SHIFT) |
+		      FF_ANSWER, mixed, sizeof(mixed));
+	mb_stream(&b, 1, "echo", 2000);
+	for (uint64_t off = 100; off <= 400; off += 100)
+		add(&b, frame_encode_link_ack(ROOM(&b), off, 0));
+	mb_stream(&b, 3, "rev", 500);
+	put("mux", "acceptor-link-ack", b.p, b.n);
+
+	mb_start_flow(&b, FM_DIALER | FM_SMALL_FRAME, FF_LINK_ACK |
+		      (2 << FF_BUDGET_SHIFT) | FF_ANSWER | FF_ANSWER_OLDEST |
+		      FF_REBUDGET | FF_SPARSE, closing, sizeof(closing));
+	mb_stream(&b, 2, "echo", 1024);
+	add(&b, frame_encode_link_ack(ROOM(&b), 7, 0));
+	mb_stream(&b, 4, "svc", 100);
+	put("mux", "dialer-link-ack-sparse", b.p, b.n);
+
+	/* An answer to nothing is link-fatal; without link_ack both kinds
+	 * are skipped. */
+	mb_start_flow(&b, 0, FF_LINK_ACK | (3 << FF_BUDGET_SHIFT), all,
+		      sizeof(all));
+	add(&b, frame_encode_open(ROOM(&b), 1, "echo"));
+	add(&b, frame_encode_link_ack(ROOM(&b), 41, 1));
+	put("mux", "link-ack-forged-answer", b.p, b.n);
+	mb_start_flow(&b, 0, (1 << FF_BUDGET_SHIFT) | FF_ANSWER | FF_SPARSE,
+		      mixed, sizeof(mixed));
+	mb_stream(&b, 1, "echo", 700);
+	add(&b, frame_encode_link_ack(ROOM(&b), 41, 1));
+	add(&b, frame_encode_link_ack(ROOM(&b), 42, 0));
+	put("mux", "link-ack-not-negotiated", b.p, b.n);
 }
 
 int

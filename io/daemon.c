@@ -171,6 +171,8 @@ daemon_params(const struct cfg *c, struct neg_params *p)
 	p->window = c->window;
 	p->max_frame = c->max_frame;
 	p->keepalive_ms = c->keepalive_ms;
+	p->flow_caps = c->link_budget == CFG_LINK_BUDGET_AUTO ? NEG_FLOW_LINK_ACK
+							   : 0;
 }
 
 void

@@ -221,6 +221,17 @@ int frame_encode_bind(uint8_t *out, size_t cap,
 	return FRAME_HDR_LEN + FRAME_BIND_LEN;
 }
 
+int frame_encode_link_ack(uint8_t *out, size_t cap, uint64_t offset,
+			  int ack)
+{
+	if (encode_hdr(out, cap, FRAME_LINK_ACK, ack ? FRAME_FLAG_ACK : 0, 0,
+		       FRAME_LINK_ACK_LEN) < 0)
+		return -1;
+	put_u32(out + FRAME_HDR_LEN, (uint32_t)(offset >> 32));
+	put_u32(out + FRAME_HDR_LEN + 4, (uint32_t)offset);
+	return FRAME_HDR_LEN + FRAME_LINK_ACK_LEN;
+}
+
 struct frame_decoder *frame_decoder_new(uint32_t max_payload,
 					const struct frame_callbacks *cb,
 					void *ud)
@@ -271,6 +282,7 @@ static enum frame_err check_header(const struct frame_decoder *dec,
 	case FRAME_PING:
 	case FRAME_GOAWAY:
 	case FRAME_BIND:
+	case FRAME_LINK_ACK:
 		if (h->stream != 0)
 			return FRAME_ERR_BAD_STREAM;
 		break;
@@ -285,6 +297,9 @@ static enum frame_err check_header(const struct frame_decoder *dec,
 		return h->len != 4 ? FRAME_ERR_BAD_LENGTH : FRAME_ERR_NONE;
 	case FRAME_PING:
 		return h->len != 8 ? FRAME_ERR_BAD_LENGTH : FRAME_ERR_NONE;
+	case FRAME_LINK_ACK:
+		return h->len != FRAME_LINK_ACK_LEN ? FRAME_ERR_BAD_LENGTH
+						    : FRAME_ERR_NONE;
 	case FRAME_GOAWAY:
 		return h->len < 8 || h->len > 8 + GOAWAY_TEXT_MAX
 			       ? FRAME_ERR_BAD_LENGTH

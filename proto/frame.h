@@ -16,6 +16,7 @@
 #define FRAME_CTRL_MAX 1024 /* bound on any non-DATA payload */
 #define FRAME_BIND_LEN 32
 #define FRAME_SERVICE_MAX 64
+#define FRAME_LINK_ACK_LEN 8 /* LINK_ACK payload: u64 link byte offset */
 
 enum frame_type {
 	FRAME_DATA = 0,   /* stream data; FIN flag half-closes */
@@ -25,10 +26,12 @@ enum frame_type {
 	FRAME_PING = 4,   /* 8 opaque bytes; ACK flag on the answer */
 	FRAME_GOAWAY = 5, /* u32 last stream id, u32 code, text */
 	FRAME_BIND = 6,   /* 32-byte transcript hash; first frame each way */
+	FRAME_LINK_ACK = 7, /* u64 link byte offset: a probe, or with the ACK
+			       flag its answer (only when negotiated) */
 };
 
 #define FRAME_FLAG_FIN 0x01 /* DATA */
-#define FRAME_FLAG_ACK 0x01 /* PING */
+#define FRAME_FLAG_ACK 0x01 /* PING, LINK_ACK */
 
 /* Stream reset codes and GOAWAY codes. */
 enum mux_code {
@@ -70,6 +73,11 @@ int frame_encode_goaway(uint8_t *out, size_t cap, uint32_t last_stream,
 			uint32_t code, const char *text);
 int frame_encode_bind(uint8_t *out, size_t cap,
 		      const uint8_t hash[FRAME_BIND_LEN]);
+/* A LINK_ACK probe (ack = 0) carrying the sender's link byte count up to
+ * and including the probe, or (ack != 0) the answer echoing a probe's
+ * offset. */
+int frame_encode_link_ack(uint8_t *out, size_t cap, uint64_t offset,
+			  int ack);
 
 enum frame_err {
 	FRAME_ERR_NONE = 0,

@@ -3,10 +3,17 @@
  *
  * Streams live in an open-addressing hash table keyed by id (linear
  * probing, backward-shift deletion, grown at half load).  Streams with
- * something to send sit on an intrusive doubly-linked ready list that
- * mux_send() serves round-robin, one DATA frame per stream per turn.
- * Encoded link-level frames (RESET, PING, GOAWAY) wait in a bounded
- * byte queue that goes out before any stream frame.
+ * something to send sit on one of two intrusive doubly-linked lists: the
+ * new list (streams that woke up from idle, served first, each for at
+ * most sparse_quantum DATA bytes) and the ready list that mux_send()
+ * serves round-robin, one DATA frame per stream per turn.  Encoded
+ * link-level frames (RESET, PING, GOAWAY, LINK_ACK answers) wait in a
+ * bounded byte queue that goes out before any stream frame.
+ *
+ * Link budget: mux_send() counts every byte it produces; LINK_ACK probes
+ * (written straight into the output, never queued) carry that count, and
+ * their answers say how much of it the peer has processed.  Outstanding
+ * probes sit in a fixed ring.
  */
 #include "mux.h"
 
@@ -18,6 +25,7 @@
 #define CQ_BASE (64u * 1024u)
 #define CQ_PER_STREAM 16u
 #define PING_FRAME_LEN (FRAME_HDR_LEN + 8)
+#define LACK_FRAME_LEN (FRAME_HDR_LEN + FRAME_LINK_ACK_LEN)
 
 enum {
 	S_LOCAL = 1 << 0,        /* we opened it */
@@ -29,7 +37,9 @@ enum {
 	S_READY = 1 << 6,        /* on the ready list */
 	S_IN_READ = 1 << 7,      /* inside read_data() */
 	S_RESUMED = 1 << 8,      /* mux_resume() ran inside read_data() */
+	S_NEW = 1 << 9,          /* on the new list rather than the ready list */
 };
+#define S_CTL_PENDING (S_OPEN_PENDING | S_WIN_PENDING)
 
 struct mux_stream {
 	uint32_t id;
@@ -39,6 +49,7 @@ struct mux_stream {
 	uint32_t recv_credit;  /* bytes the peer may still send */
 	uint32_t unconsumed;   /* received, not yet passed to mux_consumed */
 	uint32_t consumed_acc; /* consumed, not yet granted back */
+	uint32_t quantum;      /* DATA bytes left on the new list */
 	struct mux_stream *prev, *next;
 	char service[FRAME_SERVICE_MAX + 1];
 };
@@ -63,11 +74,24 @@ struct mux {
 
 	struct mux_stream *ready_head, *ready_tail;
 	size_t ready_count;
+	struct mux_stream *new_head, *new_tail;
+	size_t new_count;
+	size_t ctl_streams;    /* streams with an OPEN or WINDOW pending */
+	uint64_t sparse_served;
 
 	/* queue of encoded control frames: bytes [cq_head, cq_len) */
 	uint8_t *cq;
 	size_t cq_head, cq_len, cq_alloc, cq_max;
-	size_t ack_pos; /* offset of the pending PING ACK, or SIZE_MAX */
+	size_t ack_pos;  /* offset of the pending PING ACK, or SIZE_MAX */
+	size_t lack_pos; /* offset of the pending LINK_ACK answer, or SIZE_MAX */
+
+	/* link budget */
+	uint32_t budget;       /* 0: no bound */
+	uint64_t produced;     /* bytes mux_send() returned, in total */
+	uint64_t acked;        /* offset of the newest answered probe */
+	uint64_t last_probe;   /* offset of the newest probe sent, 0 = none */
+	uint64_t probes[MUX_LINK_PROBES_MAX]; /* outstanding, a ring */
+	size_t probe_first, probe_n;
 
 	int bind_sent, bind_recv;
 	int goaway_sent, goaway_recv;
@@ -163,34 +187,67 @@ static void tab_remove(struct mux *m, struct mux_stream *s)
 
 /* ---- ready list ---------------------------------------------------- */
 
+/* Takes s off whichever list holds it. */
 static void ready_unlink(struct mux *m, struct mux_stream *s)
 {
+	int is_new = (s->flags & S_NEW) != 0;
+	struct mux_stream **head = is_new ? &m->new_head : &m->ready_head;
+	struct mux_stream **tail = is_new ? &m->new_tail : &m->ready_tail;
+
 	if (!(s->flags & S_READY))
 		return;
 	if (s->prev)
 		s->prev->next = s->next;
 	else
-		m->ready_head = s->next;
+		*head = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
 	else
-		m->ready_tail = s->prev;
+		*tail = s->prev;
 	s->prev = s->next = NULL;
-	s->flags &= ~(uint32_t)S_READY;
-	m->ready_count--;
+	s->flags &= ~(uint32_t)(S_READY | S_NEW);
+	if (is_new)
+		m->new_count--;
+	else
+		m->ready_count--;
+}
+
+/* Appends s, which is on no list, to the ready list or the new list. */
+static void list_append(struct mux *m, struct mux_stream *s, int is_new)
+{
+	struct mux_stream **head = is_new ? &m->new_head : &m->ready_head;
+	struct mux_stream **tail = is_new ? &m->new_tail : &m->ready_tail;
+
+	s->next = NULL;
+	s->prev = *tail;
+	if (*tail)
+		(*tail)->next = s;
+	else
+		*head = s;
+	*tail = s;
+	s->flags |= S_READY | (is_new ? S_NEW : 0);
+	if (is_new)
+		m->new_count++;
+	else
+		m->ready_count++;
 }
 
 static void ready_append(struct mux *m, struct mux_stream *s)
 {
-	s->next = NULL;
-	s->prev = m->ready_tail;
-	if (m->ready_tail)
-		m->ready_tail->next = s;
-	else
-		m->ready_head = s;
-	m->ready_tail = s;
-	s->flags |= S_READY;
-	m->ready_count++;
+	list_append(m, s, 0);
+}
+
+/* Sets and clears OPEN/WINDOW-pending flags, keeping ctl_streams. */
+static void ctl_flags(struct mux *m, struct mux_stream *s, uint32_t set,
+		      uint32_t clear)
+{
+	int was = (s->flags & S_CTL_PENDING) != 0;
+	s->flags = (s->flags | set) & ~clear;
+	int now = (s->flags & S_CTL_PENDING) != 0;
+	if (was && !now)
+		m->ctl_streams--;
+	else if (!was && now)
+		m->ctl_streams++;
 }
 
 static int stream_wants_send(const struct mux_stream *s)
@@ -209,6 +266,21 @@ static void ready_update(struct mux *m, struct mux_stream *s)
 		ready_append(m, s);
 	else if (!want && (s->flags & S_READY))
 		ready_unlink(m, s);
+}
+
+/* A stream woke up from idle (opened, or resumed by the application):
+ * with a sparse quantum it joins the new list instead of the ready list.
+ * A stream already on a list stays where it is. */
+static void ready_wake(struct mux *m, struct mux_stream *s)
+{
+	if ((s->flags & S_READY) || !stream_wants_send(s))
+		return;
+	if (m->set.sparse_quantum == 0) {
+		ready_append(m, s);
+		return;
+	}
+	s->quantum = m->set.sparse_quantum;
+	list_append(m, s, 1);
 }
 
 /* ---- stream life ----------------------------------------------------- */
@@ -238,6 +310,7 @@ static struct mux_stream *stream_new(struct mux *m, uint32_t id, int local)
 static void stream_drop(struct mux *m, struct mux_stream *s)
 {
 	ready_unlink(m, s);
+	ctl_flags(m, s, 0, S_CTL_PENDING);
 	tab_remove(m, s);
 	if (s->flags & S_LOCAL)
 		m->local_open--;
@@ -271,6 +344,8 @@ static uint8_t *cq_reserve(struct mux *m, size_t n)
 		m->cq_len -= m->cq_head;
 		if (m->ack_pos != SIZE_MAX)
 			m->ack_pos -= m->cq_head;
+		if (m->lack_pos != SIZE_MAX)
+			m->lack_pos -= m->cq_head;
 		m->cq_head = 0;
 	}
 	if (m->cq_len + n > m->cq_alloc) {
@@ -318,6 +393,11 @@ static uint32_t rd32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
 	       (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+	return (uint64_t)rd32(p) << 32 | rd32(p + 4);
 }
 
 static int fatal(struct mux *m, enum mux_err err)
@@ -370,7 +450,7 @@ static int recv_open(struct mux *m, const struct frame_hdr *h,
 		return cq_reset(m, id, code);
 	}
 	s->sud = sud;
-	ready_update(m, s);
+	ready_wake(m, s);
 	return 0;
 }
 
@@ -419,7 +499,7 @@ static int recv_ping(struct mux *m, const struct frame_hdr *h,
 {
 	if (h->flags & FRAME_FLAG_ACK) {
 		if (m->cb.on_pong)
-			m->cb.on_pong(m->ud, (uint64_t)rd32(p) << 32 | rd32(p + 4));
+			m->cb.on_pong(m->ud, rd64(p));
 		return 0;
 	}
 	if (m->ack_pos != SIZE_MAX) {
@@ -432,6 +512,43 @@ static int recv_ping(struct mux *m, const struct frame_hdr *h,
 	m->ack_pos = (size_t)(q - m->cq);
 	frame_encode_ping(q, PING_FRAME_LEN, 0, 1);
 	memcpy(q + FRAME_HDR_LEN, p, 8);
+	return 0;
+}
+
+/* A probe gets one queued answer, which later probes overwrite until it
+ * is sent.  An answer must name an outstanding probe; it settles that
+ * probe and every older one. */
+static int recv_link_ack(struct mux *m, const struct frame_hdr *h,
+			 const uint8_t *p)
+{
+	uint64_t off = rd64(p);
+	size_t i;
+
+	if (!m->set.link_ack)
+		return 0; /* not negotiated: skipped like an unknown type */
+	if (!(h->flags & FRAME_FLAG_ACK)) {
+		if (m->lack_pos != SIZE_MAX) {
+			memcpy(m->cq + m->lack_pos + FRAME_HDR_LEN, p,
+			       FRAME_LINK_ACK_LEN);
+			return 0;
+		}
+		uint8_t *q = cq_reserve(m, LACK_FRAME_LEN);
+		if (q == NULL)
+			return -1;
+		m->lack_pos = (size_t)(q - m->cq);
+		frame_encode_link_ack(q, LACK_FRAME_LEN, off, 1);
+		return 0;
+	}
+	for (i = 0; i < m->probe_n; i++)
+		if (m->probes[(m->probe_first + i) % MUX_LINK_PROBES_MAX] == off)
+			break;
+	if (i == m->probe_n)
+		return fatal(m, MUX_ERR_FLOW);
+	m->probe_first = (m->probe_first + i + 1) % MUX_LINK_PROBES_MAX;
+	m->probe_n -= i + 1;
+	m->acked = off;
+	if (m->cb.on_link_ack)
+		m->cb.on_link_ack(m->ud, off, m->produced - off);
 	return 0;
 }
 
@@ -471,6 +588,9 @@ static int on_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
 		break;
 	case FRAME_GOAWAY:
 		rc = recv_goaway(m, h, p);
+		break;
+	case FRAME_LINK_ACK:
+		rc = recv_link_ack(m, h, p);
 		break;
 	default:
 		break; /* a repeated BIND, or a type from a newer version */
@@ -535,7 +655,7 @@ static int on_data(void *ud, const struct frame_hdr *h, const uint8_t *chunk,
 	}
 	if (last && (h->flags & FRAME_FLAG_FIN)) {
 		s->flags |= S_FIN_RECV;
-		s->flags &= ~(uint32_t)S_WIN_PENDING;
+		ctl_flags(m, s, 0, S_WIN_PENDING);
 		s->consumed_acc = 0;
 		ready_update(m, s);
 		if (m->cb.on_fin)
@@ -570,6 +690,7 @@ struct mux *mux_new(const struct mux_settings *s,
 	m->ud = ud;
 	m->next_id = s->dialer ? 1 : 2;
 	m->ack_pos = SIZE_MAX;
+	m->lack_pos = SIZE_MAX;
 	m->cq_max = CQ_BASE + (size_t)CQ_PER_STREAM * s->local_max_streams;
 	m->dec = frame_decoder_new(s->max_frame, &fcb, m);
 	if (m->dec == NULL)
@@ -617,6 +738,60 @@ int mux_recv_eof(struct mux *m)
 	return 0;
 }
 
+/* ---- sending ---------------------------------------------------------- */
+
+/* The output of one mux_send() call.  reserve bytes stay free for a
+ * LINK_ACK probe whenever probes may be sent, so one always fits. */
+struct out {
+	uint8_t *buf;
+	size_t cap, used, reserve;
+	int blocked; /* DATA was held back by the link budget */
+};
+
+static size_t out_room(const struct out *o)
+{
+	size_t left = o->cap - o->used;
+	return left > o->reserve ? left - o->reserve : 0;
+}
+
+static int flow_active(const struct mux *m)
+{
+	return m->set.link_ack && m->budget > 0;
+}
+
+/* DATA may not go out when `at` bytes have been produced. */
+static int flow_blocked(const struct mux *m, uint64_t at)
+{
+	return flow_active(m) && at - m->acked >= m->budget;
+}
+
+/* A probe is due at `at` produced bytes: a ring slot is free, bytes were
+ * produced since the last probe, and either DATA is held back or a
+ * quarter of the budget went out since the last probe. */
+static int probe_due(const struct mux *m, uint64_t at, int held)
+{
+	return flow_active(m) && m->probe_n < MUX_LINK_PROBES_MAX &&
+	       at > m->last_probe &&
+	       (held || at - m->last_probe >= m->budget / 4);
+}
+
+/* Writes a probe into the reserved room when one is due. */
+static void probe_maybe(struct mux *m, struct out *o, int held)
+{
+	uint64_t off = m->produced + o->used + LACK_FRAME_LEN;
+
+	if (!probe_due(m, m->produced + o->used, held) ||
+	    o->cap - o->used < LACK_FRAME_LEN)
+		return;
+	frame_encode_link_ack(o->buf + o->used, LACK_FRAME_LEN, off, 0);
+	o->used += LACK_FRAME_LEN;
+	m->probes[(m->probe_first + m->probe_n) % MUX_LINK_PROBES_MAX] = off;
+	m->probe_n++;
+	m->last_probe = off;
+	if (m->cb.on_link_probe)
+		m->cb.on_link_probe(m->ud, off);
+}
+
 /* Copies whole queued control frames while they fit. */
 static size_t send_ctrl(struct mux *m, uint8_t *buf, size_t cap)
 {
@@ -631,6 +806,8 @@ static size_t send_ctrl(struct mux *m, uint8_t *buf, size_t cap)
 		memcpy(buf + used, f, flen);
 		if (m->ack_pos == m->cq_head)
 			m->ack_pos = SIZE_MAX;
+		if (m->lack_pos == m->cq_head)
+			m->lack_pos = SIZE_MAX;
 		m->cq_head += flen;
 		used += flen;
 	}
@@ -639,9 +816,10 @@ static size_t send_ctrl(struct mux *m, uint8_t *buf, size_t cap)
 	return used;
 }
 
-/* One DATA frame for s.  Returns bytes written; *stop when out of room. */
+/* One DATA frame for s, of at most quota payload bytes.  Returns bytes
+ * written; *stop when out of room. */
 static size_t send_data(struct mux *m, struct mux_stream *s, uint8_t *out,
-			size_t room, int *stop)
+			size_t room, size_t quota, int *stop)
 {
 	if (room < FRAME_HDR_LEN + 1) {
 		*stop = 1;
@@ -652,6 +830,8 @@ static size_t send_data(struct mux *m, struct mux_stream *s, uint8_t *out,
 		max = s->send_credit;
 	if (max > m->set.max_frame)
 		max = m->set.max_frame;
+	if (max > quota)
+		max = quota;
 
 	int eof = 0;
 	s->flags = (s->flags | S_IN_READ) & ~(uint32_t)S_RESUMED;
@@ -680,51 +860,111 @@ static size_t send_data(struct mux *m, struct mux_stream *s, uint8_t *out,
 	return FRAME_HDR_LEN + n;
 }
 
-/* Serves s for one turn.  Returns bytes written; *stop when out of room. */
-static size_t send_stream_turn(struct mux *m, struct mux_stream *s,
-			       uint8_t *out, size_t room, int *stop)
+/* The pending OPEN, then the pending WINDOW, of s: frames the budget
+ * never holds back.  Returns 0, or -1 when out of room. */
+static int send_stream_ctl(struct mux *m, struct mux_stream *s,
+			   struct out *o)
 {
-	size_t used = 0;
-
 	if (s->flags & S_OPEN_PENDING) {
-		int n = frame_encode_open(out, room, s->id, s->service);
-		if (n < 0) {
-			*stop = 1;
-			return 0;
-		}
-		s->flags &= ~(uint32_t)S_OPEN_PENDING;
-		used += (size_t)n;
+		int n = frame_encode_open(o->buf + o->used, out_room(o), s->id,
+					  s->service);
+		if (n < 0)
+			return -1;
+		ctl_flags(m, s, 0, S_OPEN_PENDING);
+		o->used += (size_t)n;
 	}
 	if (s->flags & S_WIN_PENDING) {
-		int n = frame_encode_window(out + used, room - used, s->id,
-					    s->consumed_acc);
-		if (n < 0) {
-			*stop = 1;
-			return used;
-		}
+		int n = frame_encode_window(o->buf + o->used, out_room(o),
+					    s->id, s->consumed_acc);
+		if (n < 0)
+			return -1;
 		s->recv_credit += s->consumed_acc;
 		s->consumed_acc = 0;
-		s->flags &= ~(uint32_t)S_WIN_PENDING;
-		used += (size_t)n;
+		ctl_flags(m, s, 0, S_WIN_PENDING);
+		o->used += (size_t)n;
 	}
-	if (!(s->flags & (S_PARKED | S_FIN_SENT)) && s->send_credit > 0)
-		used += send_data(m, s, out + used, room - used, stop);
-	return used;
+	return 0;
 }
 
-size_t mux_send(struct mux *m, uint8_t *buf, size_t cap)
+/* Serves s for one turn: OPEN, WINDOW, then one DATA frame of at most
+ * quota bytes unless the budget holds DATA back (o->blocked).  Returns
+ * bytes written; *data is the DATA frame's size (0: none); *stop when
+ * out of room. */
+static size_t send_stream_turn(struct mux *m, struct mux_stream *s,
+			       struct out *o, size_t quota, size_t *data,
+			       int *stop)
 {
-	size_t used = 0;
-	size_t idle = 0;
+	size_t start = o->used;
 
-	if (!m->bind_sent) {
-		int n = frame_encode_bind(buf, cap, m->set.bind);
-		if (n < 0)
-			return 0;
-		m->bind_sent = 1;
-		used = (size_t)n;
+	*data = 0;
+	if (send_stream_ctl(m, s, o) < 0) {
+		*stop = 1;
+		return o->used - start;
 	}
-	used += send_ctrl(m, buf + used, cap - used);
+	if (!(s->flags & (S_PARKED | S_FIN_SENT)) && s->send_credit > 0) {
+		if (flow_blocked(m, m->produced + o->used)) {
+			o->blocked = 1;
+		} else {
+			*data = send_data(m, s, o->buf + o->used, out_room(o),
+					  quota, stop);
+			o->used += *data;
+		}
+	}
+	return o->used - start;
+}
+
+/* Both directions finished: the stream is done. */
+static int stream_done(struct mux *m, struct mux_stream *s)
+{
+	if ((s->flags & (S_FIN_SENT | S_FIN_RECV)) !=
+	    (S_FIN_SENT | S_FIN_RECV))
+		return 0;
+	stream_close(m, s, MUX_C_NO_ERROR, 0);
+	return 1;
+}
+
+/* Serves the new list: each stream sends until it parks, runs out of
+ * quantum (it then joins the ready list's tail: it is bulk) or of room.
+ * Returns nonzero when any frame went out. */
+static int send_new(struct mux *m, struct out *o)
+{
+	int served = 0;
+
+	while (m->new_head != NULL) {
+		struct mux_stream *s = m->new_head;
+		int stop = 0;
+		size_t data;
+		size_t n = send_stream_turn(m, s, o, s->quantum, &data, &stop);
+
+		if (n > 0)
+			served = 1;
+		if (data > 0)
+			m->sparse_served++;
+		if (stop || o->blocked) {
+			ready_update(m, s);
+			break;
+		}
+		if (stream_done(m, s))
+			continue;
+		if (data > FRAME_HDR_LEN)
+			s->quantum -= (uint32_t)(data - FRAME_HDR_LEN);
+		if (stream_wants_send(s) && (s->quantum == 0 || n == 0)) {
+			/* Quantum used up, or woken without anything to
+			 * send: round-robin from now on. */
+			ready_unlink(m, s);
+			ready_append(m, s);
+		} else {
+			ready_update(m, s);
+		}
+		probe_maybe(m, o, 0);
+	}
+	return served;
+}
+
+/* One round over the ready list, as long as there is room. */
+static void send_round(struct mux *m, struct out *o)
+{
+	size_t idle = 0;
 
 	/* idle counts turns in a row that produced nothing and left their
 	 * stream on the list; a stream that parks leaves the list, so the
@@ -732,18 +972,16 @@ size_t mux_send(struct mux *m, uint8_t *buf, size_t cap)
 	while (m->ready_head != NULL && idle <= m->ready_count) {
 		struct mux_stream *s = m->ready_head;
 		int stop = 0;
-		size_t n = send_stream_turn(m, s, buf + used, cap - used,
-					    &stop);
-		used += n;
-		if (stop) {
+		size_t data;
+		size_t n = send_stream_turn(m, s, o, SIZE_MAX, &data, &stop);
+
+		if (stop || o->blocked) {
+			/* Out of room, or DATA held back: s keeps its place. */
 			ready_update(m, s);
 			break;
 		}
-		if ((s->flags & (S_FIN_SENT | S_FIN_RECV)) ==
-		    (S_FIN_SENT | S_FIN_RECV)) {
-			stream_close(m, s, MUX_C_NO_ERROR, 0);
+		if (stream_done(m, s))
 			continue;
-		}
 		/* End of turn: back to the tail if still ready. */
 		ready_unlink(m, s);
 		ready_update(m, s);
@@ -751,13 +989,83 @@ size_t mux_send(struct mux *m, uint8_t *buf, size_t cap)
 			idle = 0;
 		else if (s->flags & S_READY)
 			idle++;
+		probe_maybe(m, o, 0);
 	}
-	return used;
+}
+
+/* While DATA is held back, OPEN and WINDOW frames still go out, from
+ * every stream that has one, without changing any stream's place. */
+static void send_held_ctl(struct mux *m, struct out *o)
+{
+	for (int list = 0; list < 2; list++) {
+		struct mux_stream *s = list == 0 ? m->new_head : m->ready_head;
+
+		while (s != NULL && m->ctl_streams > 0) {
+			struct mux_stream *next = s->next;
+			if ((s->flags & S_CTL_PENDING) &&
+			    send_stream_ctl(m, s, o) < 0)
+				return;
+			ready_update(m, s);
+			s = next;
+		}
+	}
+}
+
+size_t mux_send(struct mux *m, uint8_t *buf, size_t cap)
+{
+	struct out o = {
+		.buf = buf,
+		.cap = cap,
+		.reserve = flow_active(m) ? LACK_FRAME_LEN : 0,
+	};
+
+	if (!m->bind_sent) {
+		int n = frame_encode_bind(buf, out_room(&o), m->set.bind);
+		if (n < 0)
+			return 0;
+		m->bind_sent = 1;
+		o.used = (size_t)n;
+	}
+	o.used += send_ctrl(m, buf + o.used, out_room(&o));
+	probe_maybe(m, &o, 0);
+	/* Frames of freshly woken streams end the call: the caller seals
+	 * them into a record of their own. */
+	if (!send_new(m, &o) && !o.blocked)
+		send_round(m, &o);
+	if (o.blocked && m->ctl_streams > 0)
+		send_held_ctl(m, &o);
+	/* Whenever DATA is held back, a probe covers every byte sent. */
+	probe_maybe(m, &o, o.blocked);
+	m->produced += o.used;
+	return o.used;
 }
 
 int mux_want_write(const struct mux *m)
 {
-	return !m->bind_sent || m->cq_head < m->cq_len || m->ready_head != NULL;
+	if (!m->bind_sent || m->cq_head < m->cq_len || m->ctl_streams > 0)
+		return 1;
+	if (m->ready_head == NULL && m->new_head == NULL)
+		return probe_due(m, m->produced, 0);
+	if (!flow_blocked(m, m->produced))
+		return 1;
+	return probe_due(m, m->produced, 1);
+}
+
+void mux_set_link_budget(struct mux *m, uint32_t bytes)
+{
+	m->budget = bytes > 0 && bytes < MUX_LINK_BUDGET_MIN
+			    ? MUX_LINK_BUDGET_MIN
+			    : bytes;
+}
+
+uint64_t mux_link_inflight(const struct mux *m)
+{
+	return m->produced - m->acked;
+}
+
+uint64_t mux_sparse_served(const struct mux *m)
+{
+	return m->sparse_served;
 }
 
 uint32_t mux_open(struct mux *m, const char *service, void *sud)
@@ -772,11 +1080,11 @@ uint32_t mux_open(struct mux *m, const char *service, void *sud)
 	if (s == NULL)
 		return 0;
 	s->sud = sud;
-	s->flags |= S_OPEN_PENDING;
+	ctl_flags(m, s, S_OPEN_PENDING, 0);
 	strcpy(s->service, service);
 	m->local_high = s->id;
 	m->next_id = s->id <= 0xffffffffu - 2 ? s->id + 2 : 0;
-	ready_update(m, s);
+	ready_wake(m, s);
 	return s->id;
 }
 
@@ -788,7 +1096,7 @@ void mux_resume(struct mux *m, uint32_t id)
 	if (s->flags & S_IN_READ)
 		s->flags |= S_RESUMED;
 	s->flags &= ~(uint32_t)S_PARKED;
-	ready_update(m, s);
+	ready_wake(m, s);
 }
 
 void mux_consumed(struct mux *m, uint32_t id, size_t n)
@@ -807,7 +1115,7 @@ void mux_consumed(struct mux *m, uint32_t id, size_t n)
 	 * do not each cost a frame. */
 	uint32_t half = m->set.local_window / 2;
 	if (s->consumed_acc >= (half > 0 ? half : 1)) {
-		s->flags |= S_WIN_PENDING;
+		ctl_flags(m, s, S_WIN_PENDING, 0);
 		ready_update(m, s);
 	}
 }
@@ -831,6 +1139,9 @@ void mux_close_all(struct mux *m, uint32_t code)
 	m->local_open = m->peer_open = 0;
 	m->ready_head = m->ready_tail = NULL;
 	m->ready_count = 0;
+	m->new_head = m->new_tail = NULL;
+	m->new_count = 0;
+	m->ctl_streams = 0;
 	for (size_t i = 0; i < size; i++) {
 		struct mux_stream *s = tab[i];
 		if (s == NULL)
@@ -915,6 +1226,8 @@ const char *mux_err_str(enum mux_err err)
 		return "peer makes us queue too many control frames (is the link being written?)";
 	case MUX_ERR_NOMEM:
 		return "out of memory in the mux session";
+	case MUX_ERR_FLOW:
+		return "peer acknowledged link bytes that were never sent";
 	}
 	return "unknown mux error";
 }

@@ -17,6 +17,10 @@
 
 struct mux;
 
+#define MUX_LINK_BUDGET_MIN (32u * 1024u) /* smallest nonzero link budget */
+#define MUX_LINK_PROBES_MAX 8   /* LINK_ACK probes outstanding at most */
+#define MUX_SPARSE_QUANTUM 2048 /* suggested sparse_quantum, bytes */
+
 struct mux_settings {
 	int dialer;                   /* nonzero: this side opens odd ids */
 	uint32_t max_frame;           /* largest DATA payload either way */
@@ -25,6 +29,11 @@ struct mux_settings {
 	uint32_t local_max_streams;   /* streams the peer may hold open to us */
 	uint32_t peer_max_streams;    /* streams we may hold open to the peer */
 	uint8_t bind[FRAME_BIND_LEN]; /* transcript hash both sides must send */
+	int link_ack;                 /* nonzero: both sides speak LINK_ACK
+					 (struct mux_limits.link_ack) */
+	uint32_t sparse_quantum;      /* bytes a freshly woken stream sends
+					 ahead of the round-robin streams;
+					 0: no such priority */
 };
 
 /*
@@ -60,6 +69,15 @@ struct mux_callbacks {
 			  const char *text);
 	/* A PING we sent was answered. */
 	void (*on_pong)(void *ud, uint64_t opaque);
+	/* Optional.  The mux_send() call running now wrote a LINK_ACK probe;
+	 * offset counts every link byte mux_send() produced up to and
+	 * including it, so the probe leaves with the bytes that call
+	 * returns. */
+	void (*on_link_probe)(void *ud, uint64_t offset);
+	/* Optional.  The peer answered the probe at offset (and every older
+	 * one): it has processed every frame up to there.  inflight is
+	 * what mux_link_inflight() returns from now on. */
+	void (*on_link_ack)(void *ud, uint64_t offset, uint64_t inflight);
 };
 
 enum mux_err {
@@ -70,6 +88,7 @@ enum mux_err {
 	MUX_ERR_BAD_STREAM,    /* frame names a stream that never existed */
 	MUX_ERR_OVERLOAD,      /* peer makes us queue unbounded control frames */
 	MUX_ERR_NOMEM,
+	MUX_ERR_FLOW,          /* LINK_ACK answer for bytes never probed */
 };
 
 /* Returns a session, or NULL on allocation failure or bad settings. */
@@ -89,8 +108,22 @@ int mux_recv_eof(struct mux *m);
  * least FRAME_HDR_LEN + FRAME_CTRL_MAX).  Returns the byte count, 0 when
  * there is nothing to send now. */
 size_t mux_send(struct mux *m, uint8_t *buf, size_t cap);
-/* Nonzero when mux_send() may have bytes to produce. */
+/* Nonzero when mux_send() may have bytes to produce.  DATA held back by
+ * the link budget does not count, so the caller may wait for input; it
+ * counts again once an answer frees the budget. */
 int mux_want_write(const struct mux *m);
+
+/* Sets the link budget: how many link bytes may be produced and not yet
+ * acknowledged before DATA is held back.  0 means no bound; a nonzero
+ * value below MUX_LINK_BUDGET_MIN is raised to it.  It applies only when
+ * settings.link_ack is set, and may change at any time.  A new session
+ * has no bound. */
+void mux_set_link_budget(struct mux *m, uint32_t bytes);
+/* Bytes mux_send() produced that the peer has not acknowledged yet (with
+ * link_ack off nothing is ever acknowledged: every byte produced). */
+uint64_t mux_link_inflight(const struct mux *m);
+/* How many turns of freshly woken (sparse) streams produced DATA. */
+uint64_t mux_sparse_served(const struct mux *m);
 
 /* Opens a stream to service.  Returns its id, or 0 when the peer's
  * stream limit is reached, a GOAWAY was received, or name is invalid. */

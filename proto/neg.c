@@ -15,7 +15,7 @@ const uint8_t neg_magic[NEG_MAGIC_LEN] = {
 
 #define NEG_PREFIX_MAX 16
 #define NEG_TLV_HDR 4
-#define NEG_F_LAST NEG_F_TEXT
+#define NEG_F_LAST NEG_F_FLOW
 
 #define MUX_WINDOW_MIN 1024u
 #define MUX_FRAME_MIN 1024u
@@ -140,14 +140,17 @@ static int type_ok(uint8_t type)
 		      BIT(NEG_F_CERT) | BIT(NEG_F_MUX) | BIT(NEG_F_KEEPALIVE) | \
 		      BIT(NEG_F_NONCE))
 
+/* Parameter fields that may be absent (a peer of an older version). */
+#define PARAM_OPTIONAL BIT(NEG_F_FLOW)
+
 /* Known fields a message type may carry. */
 static uint32_t fields_allowed(uint8_t type)
 {
 	switch (type) {
 	case NEG_OFFER:
-		return PARAM_FIELDS;
+		return PARAM_FIELDS | PARAM_OPTIONAL;
 	case NEG_DECISION:
-		return PARAM_FIELDS | BIT(NEG_F_OUTCOME) |
+		return PARAM_FIELDS | PARAM_OPTIONAL | BIT(NEG_F_OUTCOME) |
 		       BIT(NEG_F_COMMON_CIPHERS) | BIT(NEG_F_TEXT);
 	case NEG_REFUSE:
 		return BIT(NEG_F_OUTCOME) | BIT(NEG_F_NODE) | BIT(NEG_F_TEXT);
@@ -250,6 +253,10 @@ static void encode_params(struct wbuf *w, const struct neg_params *pp)
 	if ((v = tlv_begin(w, NEG_F_KEEPALIVE, 4)))
 		put32(v, pp->keepalive_ms);
 	tlv_bytes(w, NEG_F_NONCE, pp->nonce, NEG_NONCE_LEN);
+	/* Only when nonzero: a side without capabilities sends the bytes
+	 * an older version sends. */
+	if (pp->flow_caps && (v = tlv_begin(w, NEG_F_FLOW, 4)))
+		put32(v, pp->flow_caps);
 }
 
 static void encode_outcome(struct wbuf *w, const struct neg_outcome *o)
@@ -426,6 +433,11 @@ static int parse_field(struct neg_msg *m, uint16_t f, const uint8_t *v,
 		if (len != NEG_NONCE_LEN)
 			return -1;
 		memcpy(pp->nonce, v, NEG_NONCE_LEN);
+		return 0;
+	case NEG_F_FLOW:
+		if (len != 4)
+			return -1;
+		pp->flow_caps = get32(v);
 		return 0;
 	case NEG_F_OUTCOME:
 		if (len != 7 || !outcome_ok(m->type, v[0], get16(v + 1),

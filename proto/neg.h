@@ -62,8 +62,13 @@ enum neg_field {
 	NEG_F_OUTCOME = 9,     /* u8 result, u16 reason, u16 tls_min, u16 tls_max */
 	NEG_F_COMMON_CIPHERS = 10, /* u16 suite ids both sides accept */
 	NEG_F_TEXT = 11,       /* UTF-8 text for a person, <= 255 bytes */
+	NEG_F_FLOW = 12,       /* u32 capability bits NEG_FLOW_*; absent = 0 */
 };
 #define NEG_F_CRITICAL 0x8000
+
+/* NEG_F_FLOW capability bits.  Unknown bits are kept on decode and mean
+ * nothing to this version. */
+#define NEG_FLOW_LINK_ACK 0x00000001u /* speaks LINK_ACK probes and answers */
 
 enum neg_result {
 	NEG_RESULT_PLAINTEXT = 0,
@@ -105,6 +110,8 @@ struct neg_params {
 	uint32_t max_frame;
 	uint32_t keepalive_ms;
 	uint8_t nonce[NEG_NONCE_LEN];
+	uint32_t flow_caps;   /* NEG_FLOW_* bits; 0 when the field is absent
+				 (an older peer), and then not encoded */
 };
 
 /* The accepting side's verdict. */

@@ -226,4 +226,6 @@ void policy_mux_limits(const struct neg_params *local,
 	out->peer_window = peer->window;
 	out->local_max_streams = local->max_streams;
 	out->peer_max_streams = peer->max_streams;
+	out->link_ack = (local->flow_caps & NEG_FLOW_LINK_ACK) &&
+			(peer->flow_caps & NEG_FLOW_LINK_ACK);
 }

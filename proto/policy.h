@@ -40,12 +40,14 @@ int policy_check_decision(const struct neg_params *mine,
 			  const struct neg_msg *decision, uint16_t *reason);
 
 /* The mux limits both sides use: the smaller max_frame and keepalive
- * (ignoring 0), each side's own max_streams and window as it sent them. */
+ * (ignoring 0), each side's own max_streams and window as it sent them,
+ * and link_ack when both sides announced NEG_FLOW_LINK_ACK. */
 struct mux_limits {
 	uint32_t max_frame;
 	uint32_t keepalive_ms;
 	uint32_t local_window, peer_window;
 	uint32_t local_max_streams, peer_max_streams;
+	int link_ack;
 };
 void policy_mux_limits(const struct neg_params *local,
 		       const struct neg_params *peer, struct mux_limits *out);

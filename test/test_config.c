@@ -383,6 +383,7 @@ static void assert_common_defaults(const struct cfg *c)
 	cr_assert_eq(c->ciphers_auto, 1);
 	cr_assert_eq(c->window, 256 * 1024);
 	cr_assert_eq(c->max_frame, 16375);
+	cr_assert_eq(c->link_budget, CFG_LINK_BUDGET_AUTO);
 	cr_assert_str_eq(c->hook_file, "");
 	cr_assert_eq(c->log_level, 2);
 }
@@ -1007,6 +1008,32 @@ Test(config, null_and_small_error_buffers)
 	cr_assert(strstr(err, "unknown role"), "%s", err);
 }
 
+Test(config, link_budget)
+{
+	struct cfg *c = load("[relay]\ntls = off\nlink_budget = off\n", CFG_RELAY);
+
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->link_budget, CFG_LINK_BUDGET_OFF);
+	cfg_free(c);
+	c = load("[gateway]\ntls = off\nrelay = 127.0.0.1:7400\nlink_budget = auto\n"
+		 GW_SVC, CFG_GATEWAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->link_budget, CFG_LINK_BUDGET_AUTO);
+	cfg_free(c);
+	c = load("[gateway]\ntls = off\nrelay = 127.0.0.1:7400\nlink_budget = off\n"
+		 GW_SVC, CFG_GATEWAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->link_budget, CFG_LINK_BUDGET_OFF);
+	cfg_free(c);
+	expect_fail("[relay]\ntls = off\nlink_budget = 64k\n", CFG_RELAY, 3,
+		    "link_budget", "'64k' is not a valid value", "auto");
+	expect_fail("[relay]\ntls = off\n[peer a]\nlink_budget = off\n", CFG_RELAY, 4,
+		    "link_budget", "not valid in a [peer] section", NULL);
+	expect_fail("[gateway]\ntls = off\nrelay = 127.0.0.1:7400\n"
+		    "[service s]\nlisten = 7401\nlink_budget = off\n", CFG_GATEWAY, 6,
+		    "link_budget", NULL, NULL);
+}
+
 /* ---- the reference ---------------------------------------------------- */
 
 Test(config, reference_matches_docs)
@@ -1035,7 +1062,7 @@ Test(config, reference_matches_docs)
 			  "docs/CONFIG.md lacks this reference row (regenerate with cfg_write_reference):\n%s",
 			  line);
 	}
-	cr_assert_eq(rows, 52, "the table has %zu keys", rows);
+	cr_assert_eq(rows, 53, "the table has %zu keys", rows);
 	free(doc);
 	free(ref);
 }

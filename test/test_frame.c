@@ -172,6 +172,12 @@ static void build_sample(struct sample *s)
 	memcpy(u + FRAME_HDR_LEN, "\x03" "abc" "\x01\x02\x03\x04", 8);
 	add(s, FRAME_HDR_LEN + 8);
 	add(s, frame_encode_data(tail(s), room(s), 0xffffffffu, s->data, 1, 1));
+	/* LINK_ACK probe and answer; unknown flags are carried */
+	add(s, frame_encode_link_ack(tail(s), room(s), 0x0000000100000011ull, 0));
+	add(s, frame_encode_link_ack(tail(s), room(s), UINT64_MAX, 1));
+	u = tail(s);
+	add(s, frame_encode_link_ack(u, room(s), 41, 1));
+	u[4] |= 0x80;
 }
 
 static uint32_t be32(const uint8_t *p)
@@ -243,6 +249,16 @@ static void check_sample(const struct sample *s, const struct rec *r)
 	cr_assert_eq(f[13].h.stream, 0xffffffffu);
 	cr_assert_eq(f[13].h.flags, FRAME_FLAG_FIN);
 	cr_assert_eq(f[13].n, 1);
+
+	cr_assert_eq(f[14].h.type, FRAME_LINK_ACK);
+	cr_assert_eq(f[14].h.flags, 0);
+	cr_assert_eq(f[14].h.stream, 0);
+	cr_assert_eq(f[14].n, FRAME_LINK_ACK_LEN);
+	cr_assert_eq(memcmp(f[14].p, "\0\0\0\x01\0\0\0\x11", 8), 0);
+	cr_assert_eq(f[15].h.flags, FRAME_FLAG_ACK);
+	cr_assert_eq(memcmp(f[15].p, "\xff\xff\xff\xff\xff\xff\xff\xff", 8), 0);
+	cr_assert_eq(f[16].h.flags, FRAME_FLAG_ACK | 0x80);
+	cr_assert_eq(be32(f[16].p + 4), 41);
 }
 
 static void round_trip(enum mode mode, uint64_t seed)
@@ -319,6 +335,12 @@ Test(frame, encoders_reject_bad_arguments)
 	cr_assert_eq(frame_encode_goaway(b, sizeof(b), 1, 1, longtext), 9 + 8 + 255);
 	cr_assert_eq(frame_encode_bind(b, 40, hash), -1);
 	cr_assert_eq(frame_encode_bind(b, 41, hash), 41);
+	cr_assert_eq(frame_encode_link_ack(b, 16, 1, 0), -1);
+	cr_assert_eq(frame_encode_link_ack(b, 17, 0x0102030405060708ull, 1), 17);
+	cr_assert_eq(memcmp(b, "\0\0\x08\x07\x01\0\0\0\0"
+			    "\x01\x02\x03\x04\x05\x06\x07\x08", 17), 0);
+	cr_assert_eq(frame_encode_link_ack(b, 17, 5, 0), 17);
+	cr_assert_eq(b[4], 0, "a probe has no ACK flag");
 }
 
 /* ---- errors ---- */
@@ -350,6 +372,8 @@ static const struct bad bads[] = {
 	{ "ping stream 1", FRAME_PING, 0, 1, 8, P(""), 8, FRAME_ERR_BAD_STREAM },
 	{ "goaway stream 1", FRAME_GOAWAY, 0, 1, 8, P(""), 8, FRAME_ERR_BAD_STREAM },
 	{ "bind stream 1", FRAME_BIND, 0, 1, 32, P(""), 32, FRAME_ERR_BAD_STREAM },
+	{ "link_ack stream 1", FRAME_LINK_ACK, 0, 1, 8, P(""), 8, FRAME_ERR_BAD_STREAM },
+	{ "link_ack answer stream 3", FRAME_LINK_ACK, FRAME_FLAG_ACK, 3, 8, P(""), 8, FRAME_ERR_BAD_STREAM },
 	{ "open len 0", FRAME_OPEN, 0, 1, 0, NULL, 0, 0, FRAME_ERR_BAD_LENGTH },
 	{ "open len 1", FRAME_OPEN, 0, 1, 1, P("\x01"), 1, FRAME_ERR_BAD_LENGTH },
 	{ "open name past end", FRAME_OPEN, 0, 1, 4, P("\x05" "abc"), 4, FRAME_ERR_BAD_LENGTH },
@@ -363,6 +387,10 @@ static const struct bad bads[] = {
 	{ "goaway text 256", FRAME_GOAWAY, 0, 0, 8 + 256, P(""), 8 + 256, FRAME_ERR_BAD_LENGTH },
 	{ "bind len 31", FRAME_BIND, 0, 0, 31, P(""), 31, FRAME_ERR_BAD_LENGTH },
 	{ "bind len 33", FRAME_BIND, 0, 0, 33, P(""), 33, FRAME_ERR_BAD_LENGTH },
+	{ "link_ack len 0", FRAME_LINK_ACK, 0, 0, 0, NULL, 0, 0, FRAME_ERR_BAD_LENGTH },
+	{ "link_ack len 7", FRAME_LINK_ACK, 0, 0, 7, P(""), 7, FRAME_ERR_BAD_LENGTH },
+	{ "link_ack len 9", FRAME_LINK_ACK, FRAME_FLAG_ACK, 0, 9, P(""), 9, FRAME_ERR_BAD_LENGTH },
+	{ "link_ack len 1024", FRAME_LINK_ACK, 0, 0, 1024, P(""), 1024, FRAME_ERR_BAD_LENGTH },
 	{ "window 0", FRAME_WINDOW, 0, 1, 4, P("\0\0\0\0"), 4, FRAME_ERR_BAD_VALUE },
 	{ "window 2^31", FRAME_WINDOW, 0, 1, 4, P("\x80\0\0\0"), 4, FRAME_ERR_BAD_VALUE },
 	{ "open name len 0", FRAME_OPEN, 0, 1, 2, P("\0x"), 2, FRAME_ERR_BAD_VALUE },

@@ -48,6 +48,14 @@ struct side {
 	char goaway_text[256];
 	int fail;                /* mux_recv failed */
 	size_t max_unconsumed;
+	/* link budget */
+	uint32_t budget;         /* as set with mux_set_link_budget */
+	uint64_t produced;       /* bytes mux_send returned */
+	uint64_t acked;          /* offset of the last on_link_ack */
+	uint64_t last_probe;     /* offset of the last on_link_probe */
+	int probes, acks;
+	uint64_t max_inflight;
+	uint64_t sent_bytes[8];  /* bytes sent per frame type */
 };
 
 static uint8_t pattern(uint32_t id, int dir, size_t i)
@@ -185,6 +193,25 @@ static void cb_pong(void *ud, uint64_t opaque)
 	s->last_pong = opaque;
 }
 
+static void cb_link_probe(void *ud, uint64_t offset)
+{
+	struct side *s = ud;
+	cr_assert_gt(offset, s->last_probe, "probe offsets must increase");
+	s->last_probe = offset;
+	s->probes++;
+}
+
+static void cb_link_ack(void *ud, uint64_t offset, uint64_t inflight)
+{
+	struct side *s = ud;
+	cr_assert_geq(offset, s->acked);
+	cr_assert_leq(offset, s->last_probe);
+	cr_assert_eq(inflight, s->produced - offset);
+	cr_assert_eq(inflight, mux_link_inflight(s->m));
+	s->acked = offset;
+	s->acks++;
+}
+
 static const struct mux_callbacks tcb = {
 	.on_open = cb_open,
 	.on_data = cb_data,
@@ -193,6 +220,8 @@ static const struct mux_callbacks tcb = {
 	.read_data = cb_read,
 	.on_goaway = cb_goaway,
 	.on_pong = cb_pong,
+	.on_link_probe = cb_link_probe,
+	.on_link_ack = cb_link_ack,
 };
 
 static struct mux_settings settings(int dialer)
@@ -266,7 +295,7 @@ static int tap_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
 	uint32_t arg = h->len >= 4 ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
 					     (uint32_t)p[2] << 8 | p[3]
 				   : 0;
-	if (h->type == FRAME_PING)
+	if (h->type == FRAME_PING || h->type == FRAME_LINK_ACK)
 		arg = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
 	tap_add(ud, h, arg);
 	return 0;
@@ -299,6 +328,39 @@ static void tap_fini(struct tap *t)
 /* ---- pump ---- */
 
 static uint8_t wire[CAP];
+static size_t send_cap = CAP; /* the buffer move() hands to mux_send */
+
+/* Checks the frames one mux_send() wrote: each probe carries the
+ * sender's byte count up to its own end, DATA starts only below the
+ * budget, and LINK_ACK frames appear only with link_ack. */
+static void check_output(struct side *from, const uint8_t *p, size_t n)
+{
+	size_t pos = 0;
+
+	while (pos < n) {
+		cr_assert_geq(n - pos, FRAME_HDR_LEN, "partial frame header");
+		size_t len = (size_t)p[pos] << 16 | (size_t)p[pos + 1] << 8 | p[pos + 2];
+		uint8_t type = p[pos + 3];
+		size_t end = pos + FRAME_HDR_LEN + len;
+		cr_assert_leq(end, n, "partial frame");
+		if (type < 8)
+			from->sent_bytes[type] += FRAME_HDR_LEN + len;
+		if (type == FRAME_LINK_ACK) {
+			cr_assert(from->set.link_ack, "LINK_ACK without link_ack");
+			if (!(p[pos + 4] & FRAME_FLAG_ACK)) {
+				uint64_t off = 0;
+				for (int i = 0; i < 8; i++)
+					off = off << 8 | p[pos + FRAME_HDR_LEN + i];
+				cr_assert_eq(off, from->produced + end,
+					     "probe offset is not the byte count");
+			}
+		}
+		if (type == FRAME_DATA && from->set.link_ack && from->budget)
+			cr_assert_lt(from->produced + pos - from->acked,
+				     from->budget, "DATA beyond the budget");
+		pos = end;
+	}
+}
 
 static void deliver(struct side *to, const uint8_t *p, size_t n, int bytewise)
 {
@@ -319,10 +381,15 @@ static void deliver(struct side *to, const uint8_t *p, size_t n, int bytewise)
 static size_t move(struct side *from, struct side *to, struct tap *tap,
 		   int bytewise)
 {
-	size_t n = mux_send(from->m, wire, sizeof(wire));
+	size_t n = mux_send(from->m, wire, send_cap);
 	if (n == 0)
 		return 0;
-	cr_assert_leq(n, sizeof(wire));
+	cr_assert_leq(n, send_cap);
+	check_output(from, wire, n);
+	from->produced += n;
+	cr_assert_eq(mux_link_inflight(from->m), from->produced - from->acked);
+	if (from->produced - from->acked > from->max_inflight)
+		from->max_inflight = from->produced - from->acked;
 	if (tap)
 		cr_assert_eq(frame_decoder_feed(tap->dec, wire, n), 0);
 	deliver(to, wire, n, bytewise);
@@ -1130,6 +1197,621 @@ Test(mux, hundred_thousand_cycles)
 	cr_assert_eq(mux_stream_count(b.m), 0);
 	cr_assert_eq(mux_streams_total(a.m), 100000);
 	cr_assert_eq(a.closes, 100000);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+/* ---- link budget (LINK_ACK) ---- */
+
+static void set_budget(struct side *s, uint32_t bytes)
+{
+	mux_set_link_budget(s->m, bytes);
+	s->budget = bytes > 0 && bytes < MUX_LINK_BUDGET_MIN ? MUX_LINK_BUDGET_MIN
+							     : bytes;
+}
+
+/* Two sides with link_ack as given, windows large enough that the
+ * budget, not the credit, bounds a bulk stream. */
+static void link_pair(struct side *a, struct side *b, int link_ack,
+		      uint32_t max_frame, uint32_t window)
+{
+	struct mux_settings sa = settings(1), sb = settings(0);
+	sa.link_ack = sb.link_ack = link_ack;
+	sa.max_frame = sb.max_frame = max_frame;
+	sa.local_window = sa.peer_window = window;
+	sb.local_window = sb.peer_window = window;
+	side_init(a, "dialer", &sa);
+	side_init(b, "acceptor", &sb);
+}
+
+/* Moves a's output to b until a stops (b answers nothing meanwhile).
+ * Returns the bytes moved. */
+static size_t burst(struct side *a, struct side *b, struct tap *ta,
+		    int bytewise)
+{
+	size_t total = 0, n;
+	for (int i = 0; (n = move(a, b, ta, bytewise)) > 0; i++) {
+		cr_assert_lt(i, 100000, "sender does not stop");
+		total += n;
+	}
+	return total;
+}
+
+/* Bound on inflight: the budget, one DATA frame that started below it,
+ * and a few small control frames (WINDOW, answers, probes). */
+static uint64_t bound(const struct side *s)
+{
+	return (uint64_t)s->budget + FRAME_HDR_LEN + s->set.max_frame + 256;
+}
+
+static void bulk_under_budget(int bytewise, size_t size)
+{
+	struct side a, b;
+	struct tap ta;
+	link_pair(&a, &b, 1, 4096, 1 << 20);
+	set_budget(&a, 1); /* raised to the minimum */
+	cr_assert_eq(a.budget, MUX_LINK_BUDGET_MIN);
+	tap_init(&ta, a.set.max_frame);
+	struct tstream *t = ts_new(&a, 0, size);
+	t->id = mux_open(a.m, "svc", t);
+
+	int rounds = 0, blocked = 0;
+	while (!t->closed) {
+		cr_assert_lt(rounds++, 10000, "transfer does not finish");
+		burst(&a, &b, &ta, bytewise);
+		cr_assert_leq(a.max_inflight, bound(&a), "inflight %llu",
+			      (unsigned long long)a.max_inflight);
+		if (mux_link_inflight(a.m) >= a.budget && !mux_want_write(a.m))
+			blocked++;
+		/* blocked: a probe covering every byte is outstanding */
+		if (!mux_want_write(a.m) && t->sent < size)
+			cr_assert_eq(a.last_probe, a.produced);
+		move(&b, &a, NULL, bytewise); /* answers free the budget */
+		if (t->sent < size && !a.fail)
+			cr_assert(mux_want_write(a.m), "freed budget not reported");
+	}
+	pump(&a, &b, &ta, NULL, bytewise);
+	cr_assert(!a.fail && !b.fail, "%s / %s", mux_err_str(mux_error(a.m)),
+		  mux_err_str(mux_error(b.m)));
+	cr_assert_eq(b.ts[0]->received, size);
+	cr_assert_gt(blocked, 3, "the budget never held data back");
+	cr_assert_gt(a.max_inflight, a.budget);
+	cr_assert_gt(a.acks, 3);
+	cr_assert_eq(ta.by_type[FRAME_LINK_ACK] > 0, 1);
+	cr_assert_eq(b.probes, 0, "b sent no DATA and has no budget");
+	tap_fini(&ta);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, link_budget_bounds_bulk)
+{
+	bulk_under_budget(0, 2 << 20);
+}
+
+Test(mux, link_budget_bounds_bulk_bytewise)
+{
+	bulk_under_budget(1, 300 * 1024);
+}
+
+Test(mux, link_budget_change_at_run_time)
+{
+	struct side a, b;
+	link_pair(&a, &b, 1, 16384, 0x7fffffff);
+	set_budget(&a, 256 * 1024);
+	struct tstream *t = ts_new(&a, 0, SIZE_MAX);
+	t->id = mux_open(a.m, "svc", t);
+
+	size_t n = burst(&a, &b, NULL, 0);
+	cr_assert_geq(n, 256 * 1024);
+	cr_assert_leq(a.max_inflight, bound(&a));
+	cr_assert(!mux_want_write(a.m), "blocked sender wants to write");
+	move(&b, &a, NULL, 0);
+	cr_assert_eq(mux_link_inflight(a.m), 0, "the last probe covered all");
+
+	/* lower: the next burst stops at the new bound */
+	set_budget(&a, 40000);
+	a.max_inflight = 0;
+	n = burst(&a, &b, NULL, 0);
+	cr_assert_geq(n, 40000);
+	cr_assert_leq(a.max_inflight, bound(&a));
+	/* lower while blocked, below what is in flight: still no DATA */
+	set_budget(&a, 32768);
+	cr_assert(!mux_want_write(a.m));
+	cr_assert_eq(mux_send(a.m, wire, sizeof(wire)), 0);
+	move(&b, &a, NULL, 0);
+	cr_assert(mux_want_write(a.m));
+
+	/* raise, while blocked: DATA resumes at once */
+	a.max_inflight = 0;
+	burst(&a, &b, NULL, 0);
+	set_budget(&a, 1 << 20);
+	cr_assert(mux_want_write(a.m), "raised budget not reported");
+	burst(&a, &b, NULL, 0);
+	cr_assert_gt(a.max_inflight, 900 * 1024);
+	cr_assert_leq(a.max_inflight, bound(&a));
+
+	/* no bound at all: a 16-frame buffer goes out whole */
+	set_budget(&a, 0);
+	cr_assert(mux_want_write(a.m));
+	uint64_t before = mux_link_inflight(a.m);
+	for (int i = 0; i < 20; i++)
+		move(&a, &b, NULL, 0);
+	cr_assert_gt(mux_link_inflight(a.m), before + 1000000);
+	int probes = a.probes;
+	move(&b, &a, NULL, 0);
+	for (int i = 0; i < 5; i++)
+		move(&a, &b, NULL, 0);
+	cr_assert_eq(a.probes, probes, "probes without a budget");
+	cr_assert(!a.fail && !b.fail);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+/* Both directions, many streams, the smallest budget and tiny frames,
+ * small send buffers: everything arrives. */
+static void no_deadlock(int bytewise, int nstreams, size_t size)
+{
+	struct side a, b;
+	link_pair(&a, &b, 1, 64, 1 << 20);
+	set_budget(&a, MUX_LINK_BUDGET_MIN);
+	set_budget(&b, 1000);
+	b.accept_send = size;
+	send_cap = FRAME_HDR_LEN + FRAME_CTRL_MAX;
+	for (int i = 0; i < nstreams; i++) {
+		struct tstream *t = ts_new(&a, 0, size);
+		t->id = mux_open(a.m, "svc", t);
+	}
+	pump(&a, &b, NULL, NULL, bytewise);
+	send_cap = CAP;
+	cr_assert(!a.fail && !b.fail, "%s / %s", mux_err_str(mux_error(a.m)),
+		  mux_err_str(mux_error(b.m)));
+	for (size_t i = 0; i < a.nts; i++) {
+		cr_assert(a.ts[i]->closed, "stream %u stalled", a.ts[i]->id);
+		cr_assert_eq(a.ts[i]->received, size);
+	}
+	cr_assert_eq(mux_stream_count(a.m), 0);
+	cr_assert_eq(mux_stream_count(b.m), 0);
+	cr_assert_gt(a.acks, 0);
+	cr_assert_gt(b.acks, 0);
+	cr_assert_leq(a.max_inflight, bound(&a) + send_cap);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, link_budget_no_deadlock_tiny_frames)
+{
+	no_deadlock(0, 20, 100 * 1024);
+}
+
+Test(mux, link_budget_no_deadlock_bytewise)
+{
+	no_deadlock(1, 3, 40 * 1024);
+}
+
+/* a with a budget and an endless stream; b's BIND is in. */
+static struct side *probe_setup(struct side *a, struct side *b, uint32_t budget)
+{
+	link_pair(a, b, 1, 4096, 1 << 20);
+	move(b, a, NULL, 0);
+	set_budget(a, budget);
+	struct tstream *t = ts_new(a, 0, SIZE_MAX);
+	t->id = mux_open(a->m, "svc", t);
+	return a;
+}
+
+static int feed_answer(struct side *a, uint64_t off)
+{
+	uint8_t f[32];
+	int n = frame_encode_link_ack(f, sizeof(f), off, 1);
+	return mux_recv(a->m, f, (size_t)n);
+}
+
+Test(mux, link_ack_coalesced_answers_settle_older_probes)
+{
+	struct side a, b;
+
+	probe_setup(&a, &b, 64 * 1024);
+	/* b's first answer is for a's BIND..OPEN probe, then it is cut off:
+	 * a stops at the budget with its probes outstanding */
+	burst(&a, &b, NULL, 0);
+	cr_assert_geq(a.probes, 4, "a probe each quarter budget");
+	cr_assert_leq(a.probes, MUX_LINK_PROBES_MAX);
+	cr_assert_eq(a.last_probe, a.produced);
+	/* collect the probe offsets from b's answer: b coalesced them all
+	 * into one answer, for the newest */
+	size_t n = mux_send(b.m, wire, sizeof(wire));
+	struct tap tb;
+	tap_init(&tb, 4096);
+	cr_assert_eq(frame_decoder_feed(tb.dec, wire, n), 0);
+	cr_assert_eq(tb.by_type[FRAME_LINK_ACK], 1, "answers not coalesced");
+	const struct tapf *ans = find_frame(&tb, FRAME_LINK_ACK, 0);
+	cr_assert_eq(ans->flags, FRAME_FLAG_ACK);
+	cr_assert_eq(ans->arg, (uint32_t)a.last_probe, "answer is not the newest probe");
+	/* one answer settles every probe */
+	cr_assert_eq(mux_recv(a.m, wire, n), 0);
+	cr_assert_eq(a.acks, 1);
+	cr_assert_eq(mux_link_inflight(a.m), 0);
+	/* an older offset now names no outstanding probe */
+	cr_assert_eq(feed_answer(&a, a.last_probe), -1);
+	cr_assert_eq(mux_error(a.m), MUX_ERR_FLOW);
+	tap_fini(&tb);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, link_ack_answer_to_a_middle_probe)
+{
+	struct side a, b;
+	uint64_t mid = 0;
+
+	probe_setup(&a, &b, 64 * 1024);
+	size_t n = mux_send(a.m, wire, sizeof(wire));
+	a.produced += n;
+	/* within one call: probes each quarter, every one in the output */
+	uint64_t found[MUX_LINK_PROBES_MAX];
+	int nf = 0;
+	for (size_t pos = 0; pos < n;) {
+		size_t len = (size_t)wire[pos] << 16 | (size_t)wire[pos + 1] << 8 | wire[pos + 2];
+		if (wire[pos + 3] == FRAME_LINK_ACK) {
+			uint64_t off = 0;
+			for (int i = 0; i < 8; i++)
+				off = off << 8 | wire[pos + FRAME_HDR_LEN + i];
+			cr_assert_eq(off, pos + FRAME_HDR_LEN + len);
+			cr_assert_lt(nf, MUX_LINK_PROBES_MAX);
+			found[nf++] = off;
+		}
+		pos += FRAME_HDR_LEN + len;
+	}
+	cr_assert_geq(nf, 3, "%d probes", nf);
+	mid = found[1];
+	cr_assert_eq(feed_answer(&a, mid), 0);
+	cr_assert_eq(a.acked, mid);
+	cr_assert_eq(mux_link_inflight(a.m), a.produced - mid);
+	/* the first probe was settled by the answer to the second */
+	cr_assert_eq(feed_answer(&a, found[0]), -1);
+	cr_assert_eq(mux_error(a.m), MUX_ERR_FLOW);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, link_ack_forged_answers_are_fatal)
+{
+	struct side a, b;
+
+	/* no probe outstanding at all */
+	link_pair(&a, &b, 1, 4096, 1 << 20);
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert_eq(feed_answer(&a, 0), -1);
+	cr_assert_eq(mux_error(a.m), MUX_ERR_FLOW);
+	cr_assert_str_eq(mux_err_str(MUX_ERR_FLOW),
+			 "peer acknowledged link bytes that were never sent");
+	cr_assert_eq(mux_recv(a.m, wire, 1), -1, "a failed session takes input");
+	side_fini(&a);
+	side_fini(&b);
+
+	/* probes outstanding, but the answer names bytes never probed */
+	probe_setup(&a, &b, 32 * 1024);
+	burst(&a, &b, NULL, 0);
+	cr_assert_gt(a.probes, 0);
+	cr_assert_eq(feed_answer(&a, a.last_probe + 1), -1);
+	cr_assert_eq(mux_error(a.m), MUX_ERR_FLOW);
+	side_fini(&a);
+	side_fini(&b);
+
+	/* an answer repeated */
+	probe_setup(&a, &b, 32 * 1024);
+	burst(&a, &b, NULL, 0);
+	cr_assert_eq(feed_answer(&a, a.last_probe), 0);
+	cr_assert_eq(feed_answer(&a, a.last_probe), -1);
+	cr_assert_eq(mux_error(a.m), MUX_ERR_FLOW);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+/* The bytes a sends for a fixed workload, with or without a budget set
+ * on a session whose peer did not announce the capability. */
+static size_t capture(uint8_t *out, size_t cap, int set_budget_call)
+{
+	struct side a, b;
+	size_t len = 0, n;
+	link_pair(&a, &b, 0, 4096, 65536);
+	if (set_budget_call)
+		set_budget(&a, 32768);
+	b.accept_send = 100000;
+	for (int i = 0; i < 3; i++) {
+		struct tstream *t = ts_new(&a, 0, 200000);
+		t->id = mux_open(a.m, "svc", t);
+	}
+	mux_ping(a.m, 7);
+	for (int r = 0; r < 100000; r++) {
+		n = mux_send(a.m, wire, sizeof(wire));
+		cr_assert_leq(len + n, cap);
+		memcpy(out + len, wire, n);
+		len += n;
+		deliver(&b, wire, n, 0);
+		size_t m = move(&b, &a, NULL, 0);
+		if (n == 0 && m == 0)
+			break;
+	}
+	cr_assert(!a.fail && !b.fail);
+	cr_assert_eq(a.ts[0]->received, 100000);
+	cr_assert_eq(a.probes, 0);
+	cr_assert_eq(a.sent_bytes[FRAME_LINK_ACK], 0);
+	cr_assert_eq(b.sent_bytes[FRAME_LINK_ACK], 0);
+	side_fini(&a);
+	side_fini(&b);
+	return len;
+}
+
+Test(mux, link_ack_off_is_todays_behaviour)
+{
+	static uint8_t x[2 << 20], y[2 << 20];
+	size_t nx = capture(x, sizeof(x), 0), ny = capture(y, sizeof(y), 1);
+	cr_assert_eq(nx, ny);
+	cr_assert_eq(memcmp(x, y, nx), 0, "a budget changed an old peer's bytes");
+	/* no LINK_ACK frame anywhere in them */
+	struct tap t;
+	tap_init(&t, 4096);
+	cr_assert_eq(frame_decoder_feed(t.dec, x, nx), 0);
+	cr_assert_eq(t.by_type[FRAME_LINK_ACK], 0);
+	cr_assert_gt(t.by_type[FRAME_DATA], 100);
+	tap_fini(&t);
+}
+
+Test(mux, link_ack_frames_skipped_when_not_negotiated)
+{
+	struct side b;
+	struct tap tb;
+	static uint8_t f[8192];
+	size_t off;
+	crafted_init(&b, &tb, &off, f);
+	cr_assert(!b.set.link_ack);
+	off += (size_t)frame_encode_link_ack(f + off, 64, 12345, 0);
+	off += (size_t)frame_encode_link_ack(f + off, 64, 99, 1); /* forged */
+	off += (size_t)frame_encode_link_ack(f + off, 64, 0, 1);
+	cr_assert_eq(raw(&b, f, off), 0, "%s", mux_err_str(mux_error(b.m)));
+	drain(&b, &tb);
+	cr_assert_eq(tb.by_type[FRAME_LINK_ACK], 0, "answered without link_ack");
+	cr_assert_eq(mux_error(b.m), MUX_ERR_NONE);
+	/* still checked by the codec */
+	struct frame_hdr h = { .len = 7, .type = FRAME_LINK_ACK };
+	frame_hdr_encode(&h, f);
+	cr_assert_eq(raw(&b, f, FRAME_HDR_LEN + 7), -1);
+	cr_assert_eq(mux_frame_error(b.m), FRAME_ERR_BAD_LENGTH);
+	tap_fini(&tb);
+	side_fini(&b);
+}
+
+Test(mux, link_ack_probe_answered_bytewise_and_coalesced)
+{
+	struct side b;
+	struct tap tb;
+	static uint8_t f[8192];
+	size_t off;
+	struct mux_settings sb = settings(0);
+	sb.link_ack = 1;
+	side_init(&b, "acceptor", &sb);
+	tap_init(&tb, sb.max_frame);
+	off = raw_bind(f, 0x5a);
+	for (uint64_t i = 1; i <= 50; i++)
+		off += (size_t)frame_encode_link_ack(f + off, 64, i * 1000, 0);
+	for (size_t i = 0; i < off; i++)
+		cr_assert_eq(raw(&b, f + i, 1), 0);
+	drain(&b, &tb);
+	cr_assert_eq(tb.by_type[FRAME_LINK_ACK], 1, "answers not coalesced");
+	const struct tapf *a = find_frame(&tb, FRAME_LINK_ACK, 0);
+	cr_assert_eq(a->flags, FRAME_FLAG_ACK);
+	cr_assert_eq(a->arg, 50000, "the answer carries the newest probe");
+	/* after the first answer went out, a probe gets its own answer */
+	off = (size_t)frame_encode_link_ack(f, 64, 0x1122334455667788ull, 0);
+	cr_assert_eq(raw(&b, f, off), 0);
+	size_t n = mux_send(b.m, wire, sizeof(wire));
+	cr_assert_eq(n, 17, "a second probe gets its own answer");
+	cr_assert_eq(memcmp(wire, "\0\0\x08\x07\x01\0\0\0\0\x11\x22\x33\x44\x55\x66\x77\x88", 17), 0);
+	cr_assert(!mux_want_write(b.m));
+	tap_fini(&tb);
+	side_fini(&b);
+}
+
+/* ---- sparse streams first (new list) ---- */
+
+/* a with sparse_quantum, bulk streams already flowing and one small
+ * stream parked; returns the small stream. */
+static struct tstream *sparse_setup(struct side *a, struct side *b,
+				    struct tap *ta, int nbulk)
+{
+	struct mux_settings sa = settings(1), sb = settings(0);
+	sa.peer_window = sb.local_window = 0x7fffffff;
+	sa.max_frame = sb.max_frame = 16384;
+	sa.sparse_quantum = MUX_SPARSE_QUANTUM;
+	side_init(a, "dialer", &sa);
+	side_init(b, "acceptor", &sb);
+	tap_init(ta, sa.max_frame);
+	for (int i = 0; i < nbulk; i++) {
+		struct tstream *t = ts_new(a, 0, SIZE_MAX);
+		t->id = mux_open(a->m, "svc", t);
+	}
+	struct tstream *small = ts_new(a, 0, SIZE_MAX);
+	small->allow = 0;
+	small->id = mux_open(a->m, "svc", small);
+	for (int i = 0; i < 10; i++)
+		move(a, b, ta, 0);
+	return small;
+}
+
+/* Decodes one mux_send() output into the tap and returns the index of
+ * its first frame. */
+static size_t send_one(struct side *a, struct side *b, struct tap *ta,
+		       size_t *n)
+{
+	size_t first = ta->n;
+	*n = move(a, b, ta, 0);
+	return first;
+}
+
+Test(mux, sparse_stream_goes_first_in_its_own_send)
+{
+	struct side a, b;
+	struct tap ta;
+	struct tstream *small = sparse_setup(&a, &b, &ta, 4);
+
+	cr_assert_gt(ta.by_type[FRAME_DATA], 30, "bulk is flowing");
+	for (int round = 0; round < 20; round++) {
+		for (int k = 0; k < round % 3; k++)
+			move(&a, &b, &ta, 0);
+		uint64_t served = mux_sparse_served(a.m);
+		small->allow = 64;
+		mux_resume(a.m, small->id);
+		size_t n, first = send_one(&a, &b, &ta, &n);
+		cr_assert_gt(ta.n, first);
+		/* its frame is the first DATA and the last frame */
+		const struct tapf *last = &ta.f[ta.n - 1];
+		cr_assert_eq(last->stream, small->id, "round %d: the record goes on after the small frame", round);
+		cr_assert_eq(last->type, FRAME_DATA);
+		cr_assert_eq(last->len, 64);
+		for (size_t i = first; i + 1 < ta.n; i++)
+			cr_assert_neq(ta.f[i].type, FRAME_DATA, "bulk before the small frame");
+		cr_assert_lt(n, 200, "the buffer holds more than the small frame");
+		cr_assert_eq(mux_sparse_served(a.m), served + 1);
+	}
+	cr_assert_eq(b.ts[4]->received, 20 * 64);
+	/* bulk goes on afterwards */
+	size_t before = ta.by_type[FRAME_DATA];
+	move(&a, &b, &ta, 0);
+	cr_assert_gt(ta.by_type[FRAME_DATA], before + 2);
+	tap_fini(&ta);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, sparse_stream_is_demoted_after_its_quantum)
+{
+	struct side a, b;
+	struct tap ta;
+	struct tstream *small = sparse_setup(&a, &b, &ta, 3);
+
+	small->allow = 100000;
+	mux_resume(a.m, small->id);
+	size_t n, first = send_one(&a, &b, &ta, &n);
+	(void)first;
+	const struct tapf *last = &ta.f[ta.n - 1];
+	cr_assert_eq(last->stream, small->id);
+	cr_assert_eq(last->len, MUX_SPARSE_QUANTUM, "first burst is one quantum");
+	uint64_t served = mux_sparse_served(a.m);
+	/* now it is bulk: it waits its round-robin turn behind the others,
+	 * and sends full frames */
+	first = send_one(&a, &b, &ta, &n);
+	size_t idx = SIZE_MAX;
+	for (size_t i = first; i < ta.n; i++)
+		if (ta.f[i].stream == small->id && ta.f[i].type == FRAME_DATA) {
+			idx = i - first;
+			cr_assert_gt(ta.f[i].len, MUX_SPARSE_QUANTUM);
+			break;
+		}
+	cr_assert_eq(idx, 3, "demoted stream at index %zu", idx);
+	for (int i = 0; i < 20; i++)
+		move(&a, &b, &ta, 0);
+	cr_assert_eq(mux_sparse_served(a.m), served, "bulk counted as sparse");
+	cr_assert_gt(small->sent, 50000);
+	tap_fini(&ta);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, sparse_round_robin_among_bulk_unchanged)
+{
+	struct side a, b;
+	struct tap ta;
+	sparse_setup(&a, &b, &ta, 5);
+	size_t start = ta.n;
+	for (int i = 0; i < 20; i++)
+		move(&a, &b, &ta, 0);
+	/* strict rotation over the five bulk streams, full frames */
+	uint32_t prev = 0;
+	int seen = 0;
+	for (size_t i = start; i < ta.n; i++) {
+		if (ta.f[i].type != FRAME_DATA)
+			continue;
+		cr_assert_gt(ta.f[i].len, 1024, "not a bulk frame");
+		if (prev)
+			cr_assert_eq(ta.f[i].stream, prev == 9 ? 1 : prev + 2,
+				     "out of turn: %u after %u", ta.f[i].stream, prev);
+		prev = ta.f[i].stream;
+		seen++;
+	}
+	cr_assert_gt(seen, 50);
+	tap_fini(&ta);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+/* Credit returning after zero is not a wake-up: the stream keeps its
+ * round-robin place and nothing counts as sparse. */
+Test(mux, sparse_credit_return_is_not_new)
+{
+	struct side a, b;
+	struct mux_settings sa = settings(1), sb = settings(0);
+	sa.sparse_quantum = sb.sparse_quantum = MUX_SPARSE_QUANTUM;
+	side_init(&a, "dialer", &sa);
+	side_init(&b, "acceptor", &sb);
+	b.accept_hold_consume = 1;
+	struct tstream *t = ts_new(&a, 0, 200000);
+	t->id = mux_open(a.m, "svc", t);
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert_eq(t->sent, a.set.peer_window, "stopped at the window");
+	uint64_t served = mux_sparse_served(a.m);
+	cr_assert_eq(served, 1, "the opening burst is sparse");
+	b.ts[0]->hold_consume = 0;
+	mux_consumed(b.m, t->id, b.ts[0]->unconsumed);
+	b.ts[0]->unconsumed = 0;
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert_eq(b.ts[0]->received, 200000);
+	cr_assert_eq(mux_sparse_served(a.m), served);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+/* The new list under a link budget: the small frame still goes first,
+ * and a budget-blocked sender holds it like any DATA. */
+Test(mux, sparse_with_link_budget)
+{
+	struct side a, b;
+	struct mux_settings sa = settings(1), sb = settings(0);
+	sa.peer_window = sb.local_window = 0x7fffffff;
+	sa.max_frame = sb.max_frame = 16384;
+	sa.sparse_quantum = MUX_SPARSE_QUANTUM;
+	sa.link_ack = sb.link_ack = 1;
+	side_init(&a, "dialer", &sa);
+	side_init(&b, "acceptor", &sb);
+	set_budget(&a, 64 * 1024);
+	for (int i = 0; i < 3; i++) {
+		struct tstream *t = ts_new(&a, 0, SIZE_MAX);
+		t->id = mux_open(a.m, "svc", t);
+	}
+	struct tstream *small = ts_new(&a, 0, SIZE_MAX);
+	small->allow = 0;
+	small->id = mux_open(a.m, "svc", small);
+	for (int r = 0; r < 10; r++) {
+		burst(&a, &b, NULL, 0);
+		small->allow = 64;
+		mux_resume(a.m, small->id);
+		cr_assert(!mux_want_write(a.m), "blocked, the probe is out");
+		cr_assert_eq(small->sent, (size_t)r * 64);
+		move(&b, &a, NULL, 0);
+		struct tap ta;
+		tap_init(&ta, 16384);
+		size_t n = mux_send(a.m, wire, sizeof(wire));
+		check_output(&a, wire, n);
+		a.produced += n;
+		deliver(&b, wire, n, 0);
+		cr_assert_eq(frame_decoder_feed(ta.dec, wire, n), 0);
+		cr_assert_eq(ta.f[ta.n - 1].stream, small->id);
+		cr_assert_eq(ta.by_type[FRAME_DATA], 1);
+		tap_fini(&ta);
+	}
+	cr_assert(!a.fail && !b.fail);
+	cr_assert_leq(a.max_inflight, bound(&a));
 	side_fini(&a);
 	side_fini(&b);
 }

@@ -91,10 +91,23 @@ static void make_refuse_bare(struct neg_msg *m)
 	m->outcome.reason = NEG_R_BUSY;
 }
 
+/* A side with the link-ack capability, and a future bit kept as is. */
+static void make_offer_flow(struct neg_msg *m)
+{
+	make_offer(m);
+	m->params.flow_caps = NEG_FLOW_LINK_ACK | 0x80000000u;
+}
+
+static void make_decision_flow(struct neg_msg *m)
+{
+	make_decision_tls(m);
+	m->params.flow_caps = NEG_FLOW_LINK_ACK;
+}
+
 typedef void (*maker_fn)(struct neg_msg *);
 static const maker_fn makers[] = {
 	make_offer, make_decision_tls, make_decision_plain, make_refuse,
-	make_refuse_bare,
+	make_refuse_bare, make_offer_flow, make_decision_flow,
 };
 #define N_MAKERS (sizeof(makers) / sizeof(makers[0]))
 
@@ -118,6 +131,7 @@ static void assert_msg_eq(const struct neg_msg *a, const struct neg_msg *b)
 	cr_assert_eq(p->max_frame, q->max_frame);
 	cr_assert_eq(p->keepalive_ms, q->keepalive_ms);
 	cr_assert_arr_eq(p->nonce, q->nonce, NEG_NONCE_LEN);
+	cr_assert_eq(p->flow_caps, q->flow_caps);
 	cr_assert_eq(a->outcome.result, b->outcome.result);
 	cr_assert_eq(a->outcome.reason, b->outcome.reason);
 	cr_assert_eq(a->outcome.tls_min, b->outcome.tls_min);
@@ -1256,4 +1270,147 @@ Test(neg, strings)
 	cr_assert_str_eq(neg_type_str(NEG_DECISION), "DECISION");
 	cr_assert_str_eq(neg_type_str(NEG_REFUSE), "REFUSE");
 	cr_assert_str_eq(neg_type_str(0), "unknown");
+}
+
+/* ---- NEG_F_FLOW --------------------------------------------------------- */
+
+/* The value of the first TLV of type f, or NULL; *len gets its length. */
+static const uint8_t *find_tlv(const uint8_t *m, size_t len, uint16_t f,
+			       size_t *vlen)
+{
+	size_t i = NEG_HDR_LEN;
+
+	while (i + 4 <= len) {
+		uint16_t t = (uint16_t)(m[i] << 8 | m[i + 1]);
+		size_t l = (size_t)(m[i + 2] << 8 | m[i + 3]);
+
+		if ((t & 0x7fff) == f) {
+			*vlen = l;
+			return m + i + 4;
+		}
+		i += 4 + l;
+	}
+	return NULL;
+}
+
+Test(neg, flow_field_encoded_only_when_nonzero)
+{
+	uint8_t buf[BIG], plain[BIG];
+	struct neg_msg m, got;
+	size_t len, plen, vlen;
+	const uint8_t *v;
+
+	/* Capability off: exactly the bytes of a side that has no such
+	 * field, and the decoder reads 0 (an older peer). */
+	make_offer(&m);
+	plen = encode_ok(&m, plain);
+	cr_assert_null(find_tlv(plain, plen, NEG_F_FLOW, &vlen));
+	expect_done(plain, plen, &got);
+	cr_assert_eq(got.params.flow_caps, 0);
+
+	make_offer_flow(&m);
+	len = encode_ok(&m, buf);
+	cr_assert_eq(len, plen + 8, "one 4-byte TLV more");
+	cr_assert_arr_eq(buf + NEG_HDR_LEN, plain + NEG_HDR_LEN,
+			 plen - NEG_HDR_LEN, "the other fields changed");
+	v = find_tlv(buf, len, NEG_F_FLOW, &vlen);
+	cr_assert_not_null(v);
+	cr_assert_eq(vlen, 4);
+	cr_assert_arr_eq(v, "\x80\x00\x00\x01", 4);
+	cr_assert_eq(buf[len - 8], 0x00, "not critical");
+	expect_done(buf, len, &got);
+	cr_assert_eq(got.params.flow_caps, NEG_FLOW_LINK_ACK | 0x80000000u);
+
+	make_decision_flow(&m);
+	len = encode_ok(&m, buf);
+	expect_done(buf, len, &got);
+	assert_msg_eq(&m, &got);
+	cr_assert_eq(got.params.flow_caps, NEG_FLOW_LINK_ACK);
+
+	/* REFUSE carries no parameters, so no capabilities either. */
+	make_refuse(&m);
+	m.params.flow_caps = NEG_FLOW_LINK_ACK;
+	len = encode_ok(&m, buf);
+	cr_assert_null(find_tlv(buf, len, NEG_F_FLOW, &vlen));
+}
+
+Test(neg, flow_field_one_byte_at_a_time)
+{
+	uint8_t buf[BIG];
+	struct neg_msg m;
+	size_t i, len, used;
+	struct neg_decoder *d = neg_decoder_new();
+	enum neg_status st = NEG_NEED_MORE;
+
+	make_decision_flow(&m);
+	len = encode_ok(&m, buf);
+	for (i = 0; i < len; i++) {
+		st = neg_decoder_feed(d, buf + i, 1, &used);
+		cr_assert_eq(used, 1);
+		if (i + 1 < len)
+			cr_assert_eq(st, NEG_NEED_MORE, "done early at %zu", i);
+	}
+	cr_assert_eq(st, NEG_DONE);
+	cr_assert_eq(neg_decoder_msg(d)->params.flow_caps, NEG_FLOW_LINK_ACK);
+	neg_decoder_free(d);
+}
+
+/* Decodes buf one byte at a time and expects err on field. */
+static void expect_fail_bytewise(const uint8_t *buf, size_t len,
+				 enum neg_err err, uint16_t field)
+{
+	struct neg_decoder *d = neg_decoder_new();
+	enum neg_status st = NEG_NEED_MORE;
+	size_t i, used;
+
+	for (i = 0; i < len && st == NEG_NEED_MORE; i++)
+		st = neg_decoder_feed(d, buf + i, 1, &used);
+	cr_assert_eq(st, NEG_FAIL);
+	cr_assert_eq(i, len, "failed before the last byte");
+	cr_assert_eq(neg_decoder_error(d), err, "got '%s'",
+		     neg_err_str(neg_decoder_error(d)));
+	cr_assert_eq(neg_decoder_error_field(d), field);
+	neg_decoder_free(d);
+}
+
+Test(neg, flow_field_malformed)
+{
+	static const struct {
+		const char *val;
+		int len;
+	} bad[] = {
+		{ "", 0 }, { "\x01", 1 }, { "\0\0\x01", 3 },
+		{ "\0\0\0\x01\0", 5 }, { "\0\0\0\0\0\0\0\x01", 8 },
+	};
+	uint8_t buf[BIG], out[BIG];
+	struct neg_msg m, got;
+	size_t len, n, i, k;
+
+	for (k = 5; k < N_MAKERS; k++) { /* the two flow makers */
+		makers[k](&m);
+		len = encode_ok(&m, buf);
+		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			n = with_field(buf, len, NEG_F_FLOW, bad[i].val,
+				       bad[i].len, out);
+			expect_fail(out, n, NEG_ERR_BAD_FIELD, NEG_F_FLOW);
+			expect_fail_bytewise(out, n, NEG_ERR_BAD_FIELD,
+					     NEG_F_FLOW);
+		}
+		/* An explicit 0 is the same as no field. */
+		n = with_field(buf, len, NEG_F_FLOW, "\0\0\0\0", 4, out);
+		expect_done(out, n, &got);
+		cr_assert_eq(got.params.flow_caps, 0);
+		/* Twice is a duplicate, critical or not. */
+		n = append_tlv(buf, len, NEG_F_FLOW, "\0\0\0\1", 4, out);
+		expect_fail(out, n, NEG_ERR_DUPLICATE_FIELD, NEG_F_FLOW);
+		n = append_tlv(buf, len, NEG_F_FLOW | NEG_F_CRITICAL,
+			       "\0\0\0\1", 4, out);
+		expect_fail(out, n, NEG_ERR_DUPLICATE_FIELD, NEG_F_FLOW);
+	}
+	/* Not a field of REFUSE. */
+	make_refuse(&m);
+	len = encode_ok(&m, buf);
+	n = append_tlv(buf, len, NEG_F_FLOW, "\0\0\0\1", 4, out);
+	expect_fail(out, n, NEG_ERR_BAD_FIELD, NEG_F_FLOW);
+	expect_fail_bytewise(out, n, NEG_ERR_BAD_FIELD, NEG_F_FLOW);
 }

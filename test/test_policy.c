@@ -555,6 +555,38 @@ Test(policy, mux_limits)
 	cr_assert_eq(m.max_frame, 16777215);
 }
 
+Test(policy, mux_limits_link_ack)
+{
+	struct neg_params l, p;
+	struct mux_limits m;
+	static const uint32_t caps[] = { 0, NEG_FLOW_LINK_ACK, 0xfffffffeu,
+					 0xffffffffu };
+
+	default_dialer(&l, TLS_MODE_OFF);
+	default_acceptor(&p, TLS_MODE_OFF);
+	for (size_t i = 0; i < 4; i++) {
+		for (size_t j = 0; j < 4; j++) {
+			int want = (caps[i] & 1) && (caps[j] & 1);
+
+			l.flow_caps = caps[i];
+			p.flow_caps = caps[j];
+			memset(&m, 0xa5, sizeof(m));
+			policy_mux_limits(&l, &p, &m);
+			cr_assert_eq(m.link_ack, want, "caps %x / %x", caps[i], caps[j]);
+			policy_mux_limits(&p, &l, &m);
+			cr_assert_eq(m.link_ack, want);
+		}
+	}
+	/* the decision does not depend on the capability */
+	struct neg_outcome o1, o2;
+	l.flow_caps = NEG_FLOW_LINK_ACK;
+	p.flow_caps = 0;
+	policy_decide(&l, &p, &o1);
+	l.flow_caps = 0;
+	policy_decide(&l, &p, &o2);
+	cr_assert_eq(memcmp(&o1, &o2, sizeof(o1)), 0);
+}
+
 /* ---- cipher table ------------------------------------------------------- */
 
 Test(policy, cipher_table)
