@@ -43,6 +43,36 @@
 /* Largest TLS record payload: the unit the mux fills per write. */
 #define LINK_SEND_CHUNK 16384
 
+/*
+ * The link budget (LINK_ACK, when both sides announce it): the bytes that
+ * may be in flight, sent and not yet processed by the peer.  It is sized
+ * from the measured delivery rate and the smallest round trip, the
+ * bandwidth-delay product (BDP): while an interactive stream was served
+ * in the last FLOW_SPARSE_US, twice the BDP within [FLOW_LAT_MIN,
+ * FLOW_LAT_MAX], so that about one BDP of bulk waits ahead of an
+ * interactive frame; otherwise four times the BDP within [FLOW_BULK_MIN,
+ * FLOW_BULK_MAX], so that bulk is bound by the path, not by the budget.
+ */
+#define FLOW_LAT_MIN (32 * 1024)
+#define FLOW_LAT_MAX (256 * 1024)
+#define FLOW_BULK_MIN (1024 * 1024)
+#define FLOW_BULK_MAX (16 * 1024 * 1024)
+#define FLOW_SPARSE_US 100000
+#define FLOW_RTT_WINDOW_US 10000000 /* a minimum round trip is kept 10 s */
+#define FLOW_RATE_WINDOW_US 1000000 /* a maximum rate is kept 1 s */
+#define FLOW_SAMPLE_US 1000 /* a rate sample spans at least this */
+
+struct link_flow {
+	uint64_t probe_off[MUX_LINK_PROBES_MAX];
+	uint64_t probe_us[MUX_LINK_PROBES_MAX];
+	unsigned first, n;          /* ring of probes not yet answered */
+	uint64_t min_rtt_us, min_rtt_at;
+	uint64_t rate, rate_at;     /* bytes per second, windowed maximum */
+	uint64_t span_off, span_us; /* start of the current rate sample */
+	uint64_t sparse_seen, sparse_at;
+	uint32_t budget;
+};
+
 enum link_state {
 	LS_CONNECTING,  /* dialler: TCP connect in progress */
 	LS_NEGOTIATING, /* waiting for the peer's negotiation message */
@@ -117,6 +147,7 @@ struct link {
 	void *data;            /* the daemon's, see link_set_data() */
 	struct tls_info tls_info;
 	struct stream_list streams;
+	struct link_flow flow;
 };
 TAILQ_HEAD(link_list, link);
 
@@ -730,6 +761,101 @@ mux_on_pong(void *ud, uint64_t opaque)
 		  (unsigned long long)(now_us() - opaque));
 }
 
+/* ---- the link budget ------------------------------------------------- */
+
+static uint64_t
+flow_clamp(uint64_t v, uint64_t lo, uint64_t hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Chooses the budget from the measurements and tells the mux. */
+static void
+link_flow_update(struct link *l, uint64_t now)
+{
+	struct link_flow *f = &l->flow;
+	uint64_t sparse = mux_sparse_served(l->mux), bdp, budget;
+
+	if (sparse != f->sparse_seen) {
+		f->sparse_seen = sparse;
+		f->sparse_at = now;
+	}
+	bdp = f->rate * f->min_rtt_us / 1000000;
+	if (f->sparse_at != 0 && now - f->sparse_at < FLOW_SPARSE_US)
+		budget = flow_clamp(2 * bdp, FLOW_LAT_MIN, FLOW_LAT_MAX);
+	else
+		budget = flow_clamp(4 * bdp, FLOW_BULK_MIN, FLOW_BULK_MAX);
+	if (budget != f->budget) {
+		log_debug("%s: link budget %llu bytes (%s; %llu B/s, min round "
+			  "trip %llu us)", link_who(l), (unsigned long long)budget,
+			  budget <= FLOW_LAT_MAX ? "interactive" : "bulk",
+			  (unsigned long long)f->rate,
+			  (unsigned long long)f->min_rtt_us);
+		f->budget = (uint32_t)budget;
+		mux_set_link_budget(l->mux, f->budget);
+	}
+}
+
+static void
+mux_on_link_probe(void *ud, uint64_t offset)
+{
+	struct link_flow *f = &((struct link *)ud)->flow;
+	unsigned i;
+
+	if (f->n == MUX_LINK_PROBES_MAX) {
+		f->first = (f->first + 1) % MUX_LINK_PROBES_MAX;
+		f->n--;
+	}
+	i = (f->first + f->n) % MUX_LINK_PROBES_MAX;
+	f->probe_off[i] = offset;
+	f->probe_us[i] = now_us();
+	f->n++;
+}
+
+/* An answer: a round-trip sample from its probe, and, once at least
+ * FLOW_SAMPLE_US or two round trips have passed since the last sample,
+ * a delivery-rate sample over that span (so that answers arriving
+ * bunched together do not inflate it). */
+static void
+mux_on_link_ack(void *ud, uint64_t offset, uint64_t inflight)
+{
+	struct link *l = ud;
+	struct link_flow *f = &l->flow;
+	uint64_t now = now_us(), sent_us = 0;
+
+	(void)inflight;
+	while (f->n > 0 && f->probe_off[f->first] <= offset) {
+		sent_us = f->probe_us[f->first];
+		f->first = (f->first + 1) % MUX_LINK_PROBES_MAX;
+		f->n--;
+	}
+	if (sent_us != 0) {
+		uint64_t rtt = now - sent_us + 1;
+
+		if (f->min_rtt_us == 0 || rtt <= f->min_rtt_us ||
+		    now - f->min_rtt_at > FLOW_RTT_WINDOW_US) {
+			f->min_rtt_us = rtt;
+			f->min_rtt_at = now;
+		}
+	}
+	if (f->span_us == 0) {
+		f->span_off = offset;
+		f->span_us = now;
+	} else if (now - f->span_us >= FLOW_SAMPLE_US &&
+		   now - f->span_us >= 2 * f->min_rtt_us) {
+		uint64_t rate = (offset - f->span_off) * 1000000 /
+				(now - f->span_us);
+
+		if (rate >= f->rate || now - f->rate_at > FLOW_RATE_WINDOW_US) {
+			f->rate = rate;
+			f->rate_at = now;
+		}
+		f->span_off = offset;
+		f->span_us = now;
+	}
+	link_flow_update(l, now);
+}
+
 static const struct mux_callbacks link_mux_cb = {
 	.on_open = mux_on_open,
 	.on_data = mux_on_data,
@@ -738,6 +864,8 @@ static const struct mux_callbacks link_mux_cb = {
 	.read_data = mux_read_data,
 	.on_goaway = mux_on_goaway,
 	.on_pong = mux_on_pong,
+	.on_link_probe = mux_on_link_probe,
+	.on_link_ack = mux_on_link_ack,
 };
 
 /* ---- the link data path ---------------------------------------------- */
@@ -864,6 +992,8 @@ link_flush(struct link *l)
 		   mux_stream_count(l->mux) == 0;
 	size_t n;
 
+	if (l->flow.budget != 0)
+		link_flow_update(l, now_us());
 	l->corked = 1;
 	while (l->state == LS_UP &&
 	       (last || evbuffer_get_length(out) < LINK_OUT_HIGH)) {
@@ -1049,6 +1179,8 @@ link_start_mux(struct link *l)
 	ms.peer_window = lim.peer_window;
 	ms.local_max_streams = lim.local_max_streams;
 	ms.peer_max_streams = lim.peer_max_streams;
+	ms.link_ack = lim.link_ack;
+	ms.sparse_quantum = MUX_SPARSE_QUANTUM;
 	if (l->cfg.dialer) {
 		offer = l->tx_neg, offer_len = l->tx_neg_len;
 		decision = l->rx_neg, decision_len = l->rx_neg_len;
@@ -1065,6 +1197,8 @@ link_start_mux(struct link *l)
 		link_fail(l, LOG_ERR, "out of memory starting the stream mux");
 		return -1;
 	}
+	if (lim.link_ack)
+		link_flow_update(l, now_us());
 	if (l->tls == NULL)
 		evtimer_del(l->deadline_ev);
 	l->state = LS_UP;

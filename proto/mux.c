@@ -759,10 +759,15 @@ static int flow_active(const struct mux *m)
 	return m->set.link_ack && m->budget > 0;
 }
 
-/* DATA may not go out when `at` bytes have been produced. */
-static int flow_blocked(const struct mux *m, uint64_t at)
+/* DATA may not go out when `at` bytes have been produced.  A freshly
+ * woken stream's quantum may go half a budget beyond: an interactive
+ * frame does not wait for the bulk ahead of it to be acknowledged, and
+ * what such frames can add in flight stays bounded. */
+static int flow_blocked(const struct mux *m, uint64_t at, int sparse)
 {
-	return flow_active(m) && at - m->acked >= m->budget;
+	uint64_t limit = (uint64_t)m->budget + (sparse ? m->budget / 2 : 0);
+
+	return flow_active(m) && at - m->acked >= limit;
 }
 
 /* A probe is due at `at` produced bytes: a ring slot is free, bytes were
@@ -902,7 +907,7 @@ static size_t send_stream_turn(struct mux *m, struct mux_stream *s,
 		return o->used - start;
 	}
 	if (!(s->flags & (S_PARKED | S_FIN_SENT)) && s->send_credit > 0) {
-		if (flow_blocked(m, m->produced + o->used)) {
+		if (flow_blocked(m, m->produced + o->used, quota != SIZE_MAX)) {
 			o->blocked = 1;
 		} else {
 			*data = send_data(m, s, o->buf + o->used, out_room(o),
@@ -938,16 +943,18 @@ static int send_new(struct mux *m, struct out *o)
 
 		if (n > 0)
 			served = 1;
-		if (data > 0)
-			m->sparse_served++;
 		if (stop || o->blocked) {
 			ready_update(m, s);
 			break;
 		}
-		if (stream_done(m, s))
-			continue;
 		if (data > FRAME_HDR_LEN)
 			s->quantum -= (uint32_t)(data - FRAME_HDR_LEN);
+		/* A burst that ended within the quantum: interactive. */
+		int sparse = s->quantum < m->set.sparse_quantum;
+		if (stream_done(m, s)) {
+			m->sparse_served += sparse;
+			continue;
+		}
 		if (stream_wants_send(s) && (s->quantum == 0 || n == 0)) {
 			/* Quantum used up, or woken without anything to
 			 * send: round-robin from now on. */
@@ -955,6 +962,8 @@ static int send_new(struct mux *m, struct out *o)
 			ready_append(m, s);
 		} else {
 			ready_update(m, s);
+			if (!(s->flags & S_READY))
+				m->sparse_served += sparse;
 		}
 		probe_maybe(m, o, 0);
 	}
@@ -1046,7 +1055,8 @@ int mux_want_write(const struct mux *m)
 		return 1;
 	if (m->ready_head == NULL && m->new_head == NULL)
 		return probe_due(m, m->produced, 0);
-	if (!flow_blocked(m, m->produced))
+	if (!flow_blocked(m, m->produced, 0) ||
+	    (m->new_head != NULL && !flow_blocked(m, m->produced, 1)))
 		return 1;
 	return probe_due(m, m->produced, 1);
 }

@@ -122,7 +122,8 @@ void mux_set_link_budget(struct mux *m, uint32_t bytes);
 /* Bytes mux_send() produced that the peer has not acknowledged yet (with
  * link_ack off nothing is ever acknowledged: every byte produced). */
 uint64_t mux_link_inflight(const struct mux *m);
-/* How many turns of freshly woken (sparse) streams produced DATA. */
+/* How many bursts of freshly woken streams ended within the quantum:
+ * the stream sent what it had and went idle (interactive traffic). */
 uint64_t mux_sparse_served(const struct mux *m);
 
 /* Opens a stream to service.  Returns its id, or 0 when the peer's
