@@ -422,6 +422,45 @@ Test(attack, fake_plaintext_relay_receives_the_clients_of_a_prefer_gateway)
 	cr_assert_eq(witness_conns(W), 0);
 }
 
+/* A plaintext relay that agrees to LINK_ACK (both sides announce it),
+ * binds correctly, and then answers a probe the gateway never sent. */
+static void
+answer_with_a_forged_link_ack(int conn, const struct neg_msg *offer,
+			      struct fake_answer *a, void *arg)
+{
+	uint8_t hash[FRAME_BIND_LEN];
+	int n, k, f;
+
+	if (offer == NULL || a->offer == NULL)
+		return;
+	cr_assert(offer->params.flow_caps & NEG_FLOW_LINK_ACK,
+		  "the gateway did not announce LINK_ACK");
+	fake_params(&relay_params, "relay", TLS_MODE_OFF);
+	relay_params.flow_caps = NEG_FLOW_LINK_ACK;
+	n = fake_decision(&offer->params, &relay_params, a->bytes, sizeof(a->bytes));
+	if (n < 0)
+		return;
+	fake_sha256(a->offer, a->offer_len, a->bytes, (size_t)n, hash);
+	k = frame_encode_bind(a->bytes + n, sizeof(a->bytes) - (size_t)n, hash);
+	if (k < 0)
+		return;
+	f = frame_encode_link_ack(a->bytes + n + k, sizeof(a->bytes) - (size_t)(n + k),
+				  123456789, 1);
+	if (f > 0)
+		a->len = (size_t)(n + k + f);
+}
+
+Test(attack, forged_link_ack_answer_kills_the_link)
+{
+	int fd = start_gateway_against(answer_with_a_forged_link_ack, TLS_GW);
+
+	/* Believing it would let the peer make the gateway send beyond the
+	 * link budget; it is a protocol error that ends the link. */
+	wait_log(P.gw_log, "acknowledged link bytes that were never sent", 10000);
+	close(fd);
+	cr_assert_eq(witness_conns(W), 0);
+}
+
 static void
 answer_decision_before_offer(int conn, const struct neg_msg *offer,
 			     struct fake_answer *a, void *arg)

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "frame.h"
 #include "harness.h"
 #include "pair.h"
 
@@ -139,6 +140,95 @@ Test(e2e, off_with_off_is_plaintext)
 	c2s = tap_bytes(P.tap, 0, TAP_C2S, &len);
 	h_payload_fill(pay, sizeof(pay), 7, 3);
 	cr_assert_not_null(h_memmem(c2s, len, pay + 1000, 64));
+}
+
+struct lack_count {
+	size_t probes, answers, data;
+};
+
+static int
+lack_on_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
+{
+	struct lack_count *c = ud;
+
+	if (h->type == FRAME_LINK_ACK)
+		(h->flags & FRAME_FLAG_ACK) ? c->answers++ : c->probes++;
+	return 0;
+}
+
+static int
+lack_on_data(void *ud, const struct frame_hdr *h, const uint8_t *chunk,
+	     size_t n, int last)
+{
+	((struct lack_count *)ud)->data += n;
+	return 0;
+}
+
+/* Counts the LINK_ACK frames of one direction of a plaintext link. */
+static struct lack_count
+count_link_acks(int dir)
+{
+	static const struct frame_callbacks cb = {
+		.on_frame = lack_on_frame,
+		.on_data = lack_on_data,
+	};
+	struct lack_count c = { 0, 0, 0 };
+	const uint8_t *p;
+	size_t len, off;
+	struct frame_decoder *dec = frame_decoder_new(FRAME_MAX_PAYLOAD, &cb, &c);
+
+	cr_assert_not_null(dec);
+	p = tap_bytes(P.tap, 0, dir, &len);
+	off = neg_len(p, len);
+	cr_assert_eq(frame_decoder_feed(dec, p + off, len - off), 0,
+		     "the link's frames do not parse");
+	frame_decoder_free(dec);
+	return c;
+}
+
+/* Both sides announce LINK_ACK by default: the sender of bulk data
+ * probes and the receiver answers. */
+Test(e2e, link_budget_probes_are_answered)
+{
+	char err[4096];
+	struct lack_count up, down;
+
+	start_echo("echo");
+	start_tap();
+	start_pair("tls = off\n", "tls = off\n");
+	wait_up();
+	cr_assert_eq(h_echo_clients(P.svc_port, 8, 1 << 20, 9, 60000, err,
+				    sizeof(err)), 0, "%s", err);
+	up = count_link_acks(TAP_C2S);
+	down = count_link_acks(TAP_S2C);
+	cr_assert_geq(up.data, 8u << 20);
+	cr_assert_gt(up.probes, 0, "the gateway sent no probe");
+	cr_assert_gt(down.probes, 0, "the relay sent no probe");
+	cr_assert_gt(down.answers, 0, "the relay answered no probe");
+	cr_assert_gt(up.answers, 0, "the gateway answered no probe");
+	cr_assert_leq(down.answers, up.probes);
+	cr_assert_leq(up.answers, down.probes);
+}
+
+/* A side that does not announce it (link_budget = off, or an older
+ * version): no LINK_ACK frame either way, the data arrives as before. */
+Test(e2e, link_budget_off_on_one_side_sends_no_link_ack)
+{
+	char err[4096];
+	struct lack_count up, down;
+
+	start_echo("echo");
+	start_tap();
+	start_pair("tls = off\n", "tls = off\nlink_budget = off\n");
+	wait_up();
+	cr_assert_eq(h_echo_clients(P.svc_port, 8, 1 << 20, 9, 60000, err,
+				    sizeof(err)), 0, "%s", err);
+	up = count_link_acks(TAP_C2S);
+	down = count_link_acks(TAP_S2C);
+	cr_assert_geq(up.data, 8u << 20);
+	cr_assert_geq(down.data, 8u << 20);
+	cr_assert_eq(up.probes + up.answers + down.probes + down.answers, 0,
+		     "LINK_ACK frames with link_budget = off on the gateway");
 }
 
 static void
