@@ -46,12 +46,15 @@
 /*
  * The link budget (LINK_ACK, when both sides announce it): the bytes that
  * may be in flight, sent and not yet processed by the peer.  It is sized
- * from the measured delivery rate and the smallest round trip, the
+ * from the peak delivery rate and the smallest round trip, the
  * bandwidth-delay product (BDP): while an interactive stream was served
- * in the last FLOW_SPARSE_US, twice the BDP within [FLOW_LAT_MIN,
- * FLOW_LAT_MAX], so that about one BDP of bulk waits ahead of an
- * interactive frame; otherwise four times the BDP within [FLOW_BULK_MIN,
+ * in the last FLOW_SPARSE_US, one BDP within [FLOW_LAT_MIN, FLOW_LAT_MAX],
+ * so that no more than the path holds waits ahead of an interactive
+ * frame; otherwise four times the BDP within [FLOW_BULK_MIN,
  * FLOW_BULK_MAX], so that bulk is bound by the path, not by the budget.
+ * The peak rate (largest FLOW_SAMPLE_US sample of the last second) reads
+ * above the mean, so one BDP of it keeps bulk moving; measurements in
+ * bench/RESULTS.md.
  */
 #define FLOW_LAT_MIN (32 * 1024)
 #define FLOW_LAT_MAX (256 * 1024)
@@ -782,7 +785,7 @@ link_flow_update(struct link *l, uint64_t now)
 	}
 	bdp = f->rate * f->min_rtt_us / 1000000;
 	if (f->sparse_at != 0 && now - f->sparse_at < FLOW_SPARSE_US)
-		budget = flow_clamp(2 * bdp, FLOW_LAT_MIN, FLOW_LAT_MAX);
+		budget = flow_clamp(bdp, FLOW_LAT_MIN, FLOW_LAT_MAX);
 	else
 		budget = flow_clamp(4 * bdp, FLOW_BULK_MIN, FLOW_BULK_MAX);
 	if (budget != f->budget) {

@@ -38,7 +38,11 @@ enum {
 	S_IN_READ = 1 << 7,      /* inside read_data() */
 	S_RESUMED = 1 << 8,      /* mux_resume() ran inside read_data() */
 	S_NEW = 1 << 9,          /* on the new list rather than the ready list */
+	S_BULK = 1 << 10,        /* used up its quantum in a recent burst */
 };
+/* Short bursts in a row after which a bulk stream counts as interactive
+ * again. */
+#define SPARSE_AGAIN 8
 #define S_CTL_PENDING (S_OPEN_PENDING | S_WIN_PENDING)
 
 struct mux_stream {
@@ -50,6 +54,7 @@ struct mux_stream {
 	uint32_t unconsumed;   /* received, not yet passed to mux_consumed */
 	uint32_t consumed_acc; /* consumed, not yet granted back */
 	uint32_t quantum;      /* DATA bytes left on the new list */
+	uint8_t short_bursts;  /* S_BULK: short bursts since the last long */
 	struct mux_stream *prev, *next;
 	char service[FRAME_SERVICE_MAX + 1];
 };
@@ -918,14 +923,35 @@ static size_t send_stream_turn(struct mux *m, struct mux_stream *s,
 	return o->used - start;
 }
 
+static int stream_finished(const struct mux_stream *s)
+{
+	return (s->flags & (S_FIN_SENT | S_FIN_RECV)) ==
+	       (S_FIN_SENT | S_FIN_RECV);
+}
+
 /* Both directions finished: the stream is done. */
 static int stream_done(struct mux *m, struct mux_stream *s)
 {
-	if ((s->flags & (S_FIN_SENT | S_FIN_RECV)) !=
-	    (S_FIN_SENT | S_FIN_RECV))
+	if (!stream_finished(s))
 		return 0;
 	stream_close(m, s, MUX_C_NO_ERROR, 0);
 	return 1;
+}
+
+/* A new-list burst of s ended within its quantum.  It counts as
+ * interactive unless s used up its quantum recently: a bulk stream
+ * whose source ran dry for a moment is still bulk, until SPARSE_AGAIN
+ * short bursts in a row. */
+static void count_sparse(struct mux *m, struct mux_stream *s)
+{
+	if (s->quantum == m->set.sparse_quantum)
+		return; /* sent no DATA */
+	if (s->flags & S_BULK) {
+		if (++s->short_bursts < SPARSE_AGAIN)
+			return;
+		s->flags &= ~(uint32_t)S_BULK;
+	}
+	m->sparse_served++;
 }
 
 /* Serves the new list: each stream sends until it parks, runs out of
@@ -949,21 +975,24 @@ static int send_new(struct mux *m, struct out *o)
 		}
 		if (data > FRAME_HDR_LEN)
 			s->quantum -= (uint32_t)(data - FRAME_HDR_LEN);
-		/* A burst that ended within the quantum: interactive. */
-		int sparse = s->quantum < m->set.sparse_quantum;
-		if (stream_done(m, s)) {
-			m->sparse_served += sparse;
+		if (stream_finished(s)) {
+			count_sparse(m, s); /* before s is freed */
+			stream_done(m, s);
 			continue;
 		}
 		if (stream_wants_send(s) && (s->quantum == 0 || n == 0)) {
 			/* Quantum used up, or woken without anything to
 			 * send: round-robin from now on. */
+			if (s->quantum == 0) {
+				s->flags |= S_BULK;
+				s->short_bursts = 0;
+			}
 			ready_unlink(m, s);
 			ready_append(m, s);
 		} else {
 			ready_update(m, s);
 			if (!(s->flags & S_READY))
-				m->sparse_served += sparse;
+				count_sparse(m, s);
 		}
 		probe_maybe(m, o, 0);
 	}

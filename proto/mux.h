@@ -123,7 +123,9 @@ void mux_set_link_budget(struct mux *m, uint32_t bytes);
  * link_ack off nothing is ever acknowledged: every byte produced). */
 uint64_t mux_link_inflight(const struct mux *m);
 /* How many bursts of freshly woken streams ended within the quantum:
- * the stream sent what it had and went idle (interactive traffic). */
+ * the stream sent what it had and went idle (interactive traffic).  A
+ * stream that used up its quantum in a recent burst is bulk: its short
+ * bursts count again only after 8 in a row. */
 uint64_t mux_sparse_served(const struct mux *m);
 
 /* Opens a stream to service.  Returns its id, or 0 when the peer's

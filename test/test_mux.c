@@ -1727,6 +1727,43 @@ Test(mux, sparse_stream_is_demoted_after_its_quantum)
 	side_fini(&b);
 }
 
+/* A bulk stream whose source runs dry for a moment is not interactive:
+ * its short bursts count again only after 8 of them in a row. */
+Test(mux, sparse_dry_bulk_stream_is_not_counted)
+{
+	struct side a, b;
+	struct tap ta;
+	struct tstream *t = sparse_setup(&a, &b, &ta, 0);
+
+	t->allow = 100000;
+	mux_resume(a.m, t->id);
+	for (int i = 0; i < 20; i++)
+		move(&a, &b, &ta, 0);
+	cr_assert_eq(t->sent, 100000);
+	uint64_t served = mux_sparse_served(a.m);
+	for (int i = 0; i < 7; i++) {
+		t->allow = 100;
+		mux_resume(a.m, t->id);
+		move(&a, &b, &ta, 0);
+	}
+	cr_assert_eq(t->sent, 100700);
+	cr_assert_eq(mux_sparse_served(a.m), served, "a bulk stream's short burst counted");
+	t->allow = 100;
+	mux_resume(a.m, t->id);
+	move(&a, &b, &ta, 0);
+	cr_assert_eq(mux_sparse_served(a.m), served + 1, "8 short bursts in a row are interactive");
+	t->allow = 5000;
+	mux_resume(a.m, t->id);
+	move(&a, &b, &ta, 0);
+	t->allow = 100;
+	mux_resume(a.m, t->id);
+	move(&a, &b, &ta, 0);
+	cr_assert_eq(mux_sparse_served(a.m), served + 1, "bulk again after a long burst");
+	tap_fini(&ta);
+	side_fini(&a);
+	side_fini(&b);
+}
+
 Test(mux, sparse_round_robin_among_bulk_unchanged)
 {
 	struct side a, b;
