@@ -14,7 +14,8 @@
  * on_fin at most once; read_data is never asked for 0 bytes or more than
  * max_frame.  Link budget: no LINK_ACK frame without link_ack; a probe
  * carries the count of bytes sent up to its end; DATA starts only below
- * the budget; never more than MUX_LINK_PROBES_MAX probes outstanding; an
+ * the budget (a frame of at most the sparse quantum below one and a half
+ * budgets); never more than MUX_LINK_PROBES_MAX probes outstanding; an
  * answer accepted names one of them; inflight is sent minus acknowledged
  * and at most sent.  Leaks and memory errors are the sanitizers'.
  */
@@ -340,8 +341,15 @@ check_budget(struct fz *f, const uint8_t *buf, size_t n)
 		if (buf[pos + 3] == FRAME_LINK_ACK && !(buf[pos + 4] & 1))
 			CHECK(get64(buf + pos + FRAME_HDR_LEN) ==
 			      f->produced + pos + FRAME_HDR_LEN + len);
-		if (buf[pos + 3] == FRAME_DATA && f->set.link_ack && f->budget)
-			CHECK(f->produced + pos - f->acked < f->budget);
+		/* A freshly woken stream's frame (at most its quantum) may
+		 * start up to half a budget beyond; bulk never. */
+		if (buf[pos + 3] == FRAME_DATA && f->set.link_ack && f->budget) {
+			uint64_t at = f->produced + pos - f->acked;
+
+			CHECK(at < (uint64_t)f->budget + f->budget / 2);
+			if (len > f->set.sparse_quantum)
+				CHECK(at < f->budget);
+		}
 		pos += FRAME_HDR_LEN + len;
 	}
 }
