@@ -186,22 +186,33 @@ count_link_acks(int dir)
 	return c;
 }
 
+/* Runs 8 echo clients of 1 MiB over a plaintext link and counts the
+ * LINK_ACK frames each way. */
+static void
+echo_and_count(const char *gw_extra, struct lack_count *up,
+	       struct lack_count *down)
+{
+	char err[4096];
+
+	start_echo("echo");
+	start_tap();
+	start_pair("tls = off\n", gw_extra);
+	wait_up();
+	cr_assert_eq(h_echo_clients(P.svc_port, 8, 1 << 20, 9, 60000, err,
+				    sizeof(err)), 0, "%s", err);
+	*up = count_link_acks(TAP_C2S);
+	*down = count_link_acks(TAP_S2C);
+	cr_assert_geq(up->data, 8u << 20);
+	cr_assert_geq(down->data, 8u << 20);
+}
+
 /* Both sides announce LINK_ACK by default: the sender of bulk data
  * probes and the receiver answers. */
 Test(e2e, link_budget_probes_are_answered)
 {
-	char err[4096];
 	struct lack_count up, down;
 
-	start_echo("echo");
-	start_tap();
-	start_pair("tls = off\n", "tls = off\n");
-	wait_up();
-	cr_assert_eq(h_echo_clients(P.svc_port, 8, 1 << 20, 9, 60000, err,
-				    sizeof(err)), 0, "%s", err);
-	up = count_link_acks(TAP_C2S);
-	down = count_link_acks(TAP_S2C);
-	cr_assert_geq(up.data, 8u << 20);
+	echo_and_count("tls = off\n", &up, &down);
 	cr_assert_gt(up.probes, 0, "the gateway sent no probe");
 	cr_assert_gt(down.probes, 0, "the relay sent no probe");
 	cr_assert_gt(down.answers, 0, "the relay answered no probe");
@@ -214,19 +225,9 @@ Test(e2e, link_budget_probes_are_answered)
  * version): no LINK_ACK frame either way, the data arrives as before. */
 Test(e2e, link_budget_off_on_one_side_sends_no_link_ack)
 {
-	char err[4096];
 	struct lack_count up, down;
 
-	start_echo("echo");
-	start_tap();
-	start_pair("tls = off\n", "tls = off\nlink_budget = off\n");
-	wait_up();
-	cr_assert_eq(h_echo_clients(P.svc_port, 8, 1 << 20, 9, 60000, err,
-				    sizeof(err)), 0, "%s", err);
-	up = count_link_acks(TAP_C2S);
-	down = count_link_acks(TAP_S2C);
-	cr_assert_geq(up.data, 8u << 20);
-	cr_assert_geq(down.data, 8u << 20);
+	echo_and_count("tls = off\nlink_budget = off\n", &up, &down);
 	cr_assert_eq(up.probes + up.answers + down.probes + down.answers, 0,
 		     "LINK_ACK frames with link_budget = off on the gateway");
 }
