@@ -30,6 +30,10 @@
  * order of frames is decided by the mux scheduler, not by a queue. */
 #define LINK_OUT_HIGH (64 * 1024)
 #define LINK_OUT_LOW (16 * 1024)
+/* Unsent bytes the kernel may hold before the link socket stops being
+ * writable (TCP_NOTSENT_LOWAT): what the socket did not take waits in
+ * the bufferevent, where the mux's order still applies. */
+#define LINK_NOTSENT_LOWAT (16 * 1024)
 /* Largest single write of a stream's bufferevent. */
 #define SOCKET_IO_MAX (256 * 1024)
 /* Bytes of link input processed per turn before other events run, and
@@ -1649,7 +1653,7 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		net_nodelay(bufferevent_getfd(bev));
-		net_notsent_lowat(bufferevent_getfd(bev), LINK_OUT_HIGH);
+		net_notsent_lowat(bufferevent_getfd(bev), LINK_NOTSENT_LOWAT);
 		net_local(bufferevent_getfd(bev), l->local, sizeof(l->local));
 		log_info("%s: connected; sending our offer (tls = %s)",
 			 link_who(l), tls_mode_str(l->mine.tls_mode));
@@ -1769,7 +1773,7 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 		snprintf(l->local, sizeof(l->local), "unknown");
 	} else {
 		net_nodelay(fd);
-		net_notsent_lowat(fd, LINK_OUT_HIGH);
+		net_notsent_lowat(fd, LINK_NOTSENT_LOWAT);
 		net_peer(fd, l->peer_addr, sizeof(l->peer_addr));
 		net_local(fd, l->local, sizeof(l->local));
 	}
