@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "be.h"
 #include "fuzz_mux.h"
 #include "mux.h"
 
@@ -101,8 +102,7 @@ t_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
 		struct idstat *st = idstat(t->grants, h->stream);
 
 		if (st)
-			st->granted += (uint32_t)p[0] << 24 | p[1] << 16 |
-				       p[2] << 8 | p[3];
+			st->granted += be32_get(p);
 	}
 	for (uint32_t i = 0; i < h->len; i++)
 		t->sum = t->sum * 3 + p[i];
@@ -317,16 +317,6 @@ o_data(void *ud, const struct frame_hdr *h, const uint8_t *p, size_t n,
 
 static const struct frame_callbacks out_cb = { o_frame, o_data };
 
-static uint64_t
-get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* The frames of one mux_send() output, against the link budget. */
 static void
 check_budget(struct fz *f, const uint8_t *buf, size_t n)
@@ -335,11 +325,10 @@ check_budget(struct fz *f, const uint8_t *buf, size_t n)
 		size_t len;
 
 		CHECK(n - pos >= FRAME_HDR_LEN);
-		len = (size_t)buf[pos] << 16 | (size_t)buf[pos + 1] << 8 |
-		      buf[pos + 2];
+		len = be24_get(buf + pos);
 		CHECK(n - pos - FRAME_HDR_LEN >= len);
 		if (buf[pos + 3] == FRAME_LINK_ACK && !(buf[pos + 4] & 1))
-			CHECK(get64(buf + pos + FRAME_HDR_LEN) ==
+			CHECK(be64_get(buf + pos + FRAME_HDR_LEN) ==
 			      f->produced + pos + FRAME_HDR_LEN + len);
 		/* A freshly woken stream's frame (at most its quantum) may
 		 * start up to half a budget beyond; bulk never. */

@@ -9,6 +9,7 @@
  */
 #include "frame.h"
 
+#include "be.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,27 +34,6 @@ struct frame_decoder {
 	uint8_t hbuf[FRAME_HDR_LEN];
 	uint8_t ctrl[FRAME_CTRL_MAX];
 };
-
-static void put_u24(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 16);
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)v;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
 
 static int service_char_ok(uint8_t c)
 {
@@ -122,10 +102,10 @@ const char *frame_err_str(enum frame_err err)
 
 void frame_hdr_encode(const struct frame_hdr *h, uint8_t out[FRAME_HDR_LEN])
 {
-	put_u24(out, h->len);
+	be24_put(out, h->len);
 	out[3] = h->type;
 	out[4] = h->flags;
-	put_u32(out + 5, h->stream);
+	be32_put(out + 5, h->stream);
 }
 
 static int encode_hdr(uint8_t *out, size_t cap, uint8_t type, uint8_t flags,
@@ -174,7 +154,7 @@ int frame_encode_reset(uint8_t *out, size_t cap, uint32_t stream,
 {
 	if (stream == 0 || encode_hdr(out, cap, FRAME_RESET, 0, stream, 4) < 0)
 		return -1;
-	put_u32(out + FRAME_HDR_LEN, code);
+	be32_put(out + FRAME_HDR_LEN, code);
 	return FRAME_HDR_LEN + 4;
 }
 
@@ -184,7 +164,7 @@ int frame_encode_window(uint8_t *out, size_t cap, uint32_t stream,
 	if (stream == 0 || incr == 0 || incr > WINDOW_MAX ||
 	    encode_hdr(out, cap, FRAME_WINDOW, 0, stream, 4) < 0)
 		return -1;
-	put_u32(out + FRAME_HDR_LEN, incr);
+	be32_put(out + FRAME_HDR_LEN, incr);
 	return FRAME_HDR_LEN + 4;
 }
 
@@ -192,8 +172,7 @@ int frame_encode_ping(uint8_t *out, size_t cap, uint64_t opaque, int ack)
 {
 	if (encode_hdr(out, cap, FRAME_PING, ack ? FRAME_FLAG_ACK : 0, 0, 8) < 0)
 		return -1;
-	put_u32(out + FRAME_HDR_LEN, (uint32_t)(opaque >> 32));
-	put_u32(out + FRAME_HDR_LEN + 4, (uint32_t)opaque);
+	be64_put(out + FRAME_HDR_LEN, opaque);
 	return FRAME_HDR_LEN + 8;
 }
 
@@ -204,8 +183,8 @@ int frame_encode_goaway(uint8_t *out, size_t cap, uint32_t last_stream,
 	if (n > GOAWAY_TEXT_MAX ||
 	    encode_hdr(out, cap, FRAME_GOAWAY, 0, 0, 8 + n) < 0)
 		return -1;
-	put_u32(out + FRAME_HDR_LEN, last_stream);
-	put_u32(out + FRAME_HDR_LEN + 4, code);
+	be32_put(out + FRAME_HDR_LEN, last_stream);
+	be32_put(out + FRAME_HDR_LEN + 4, code);
 	if (n > 0)
 		memcpy(out + FRAME_HDR_LEN + 8, text, n);
 	return (int)(FRAME_HDR_LEN + 8 + n);
@@ -227,8 +206,7 @@ int frame_encode_link_ack(uint8_t *out, size_t cap, uint64_t offset,
 	if (encode_hdr(out, cap, FRAME_LINK_ACK, ack ? FRAME_FLAG_ACK : 0, 0,
 		       FRAME_LINK_ACK_LEN) < 0)
 		return -1;
-	put_u32(out + FRAME_HDR_LEN, (uint32_t)(offset >> 32));
-	put_u32(out + FRAME_HDR_LEN + 4, (uint32_t)offset);
+	be64_put(out + FRAME_HDR_LEN, offset);
 	return FRAME_HDR_LEN + FRAME_LINK_ACK_LEN;
 }
 
@@ -325,7 +303,7 @@ static enum frame_err check_payload(const struct frame_hdr *h,
 			return FRAME_ERR_BAD_VALUE;
 		break;
 	case FRAME_WINDOW: {
-		uint32_t incr = get_u32(p);
+		uint32_t incr = be32_get(p);
 		if (incr == 0 || incr > WINDOW_MAX)
 			return FRAME_ERR_BAD_VALUE;
 		break;
@@ -355,10 +333,10 @@ static int header_done(struct frame_decoder *dec)
 	struct frame_hdr *h = &dec->hdr;
 	const uint8_t *b = dec->hbuf;
 
-	h->len = (uint32_t)b[0] << 16 | (uint32_t)b[1] << 8 | b[2];
+	h->len = be24_get(b);
 	h->type = b[3];
 	h->flags = b[4];
-	h->stream = get_u32(b + 5);
+	h->stream = be32_get(b + 5);
 	dec->have = 0;
 
 	enum frame_err err = check_header(dec, h);

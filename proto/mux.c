@@ -17,6 +17,7 @@
  */
 #include "mux.h"
 
+#include "be.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -394,17 +395,6 @@ static int stream_abort(struct mux *m, struct mux_stream *s, uint32_t code)
 
 /* ---- receiving ------------------------------------------------------- */
 
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t rd64(const uint8_t *p)
-{
-	return (uint64_t)rd32(p) << 32 | rd32(p + 4);
-}
-
 static int fatal(struct mux *m, enum mux_err err)
 {
 	if (m->err == MUX_ERR_NONE)
@@ -480,7 +470,7 @@ static int recv_window(struct mux *m, const struct frame_hdr *h,
 		return -1;
 	if (s == NULL)
 		return 0;
-	uint32_t incr = rd32(p);
+	uint32_t incr = be32_get(p);
 	if (incr > WINDOW_MAX - s->send_credit)
 		return stream_abort(m, s, MUX_C_FLOW_CONTROL);
 	s->send_credit += incr;
@@ -495,7 +485,7 @@ static int recv_reset(struct mux *m, const struct frame_hdr *h,
 	if (lookup_known(m, h->stream, &s) < 0)
 		return -1;
 	if (s != NULL)
-		stream_close(m, s, rd32(p), 1);
+		stream_close(m, s, be32_get(p), 1);
 	return 0;
 }
 
@@ -504,7 +494,7 @@ static int recv_ping(struct mux *m, const struct frame_hdr *h,
 {
 	if (h->flags & FRAME_FLAG_ACK) {
 		if (m->cb.on_pong)
-			m->cb.on_pong(m->ud, rd64(p));
+			m->cb.on_pong(m->ud, be64_get(p));
 		return 0;
 	}
 	if (m->ack_pos != SIZE_MAX) {
@@ -526,7 +516,7 @@ static int recv_ping(struct mux *m, const struct frame_hdr *h,
 static int recv_link_ack(struct mux *m, const struct frame_hdr *h,
 			 const uint8_t *p)
 {
-	uint64_t off = rd64(p);
+	uint64_t off = be64_get(p);
 	size_t i;
 
 	if (!m->set.link_ack)
@@ -567,7 +557,7 @@ static int recv_goaway(struct mux *m, const struct frame_hdr *h,
 	text[n] = '\0';
 	m->goaway_recv = 1;
 	if (m->cb.on_goaway)
-		m->cb.on_goaway(m->ud, rd32(p), rd32(p + 4), text);
+		m->cb.on_goaway(m->ud, be32_get(p), be32_get(p + 4), text);
 	return 0;
 }
 
@@ -810,7 +800,7 @@ static size_t send_ctrl(struct mux *m, uint8_t *buf, size_t cap)
 	while (m->cq_head < m->cq_len) {
 		const uint8_t *f = m->cq + m->cq_head;
 		size_t flen = FRAME_HDR_LEN +
-			      ((size_t)f[0] << 16 | (size_t)f[1] << 8 | f[2]);
+			      be24_get(f);
 		if (cap - used < flen)
 			break;
 		memcpy(buf + used, f, flen);

@@ -6,6 +6,7 @@
  */
 #include "neg.h"
 
+#include "be.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,33 +41,6 @@ struct neg_decoder {
 	struct neg_msg msg;
 	uint8_t buf[NEG_MAX_LEN];
 };
-
-/* ---- big-endian helpers ------------------------------------------------ */
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
 
 /* ---- validation rules shared by encoder and decoder -------------------- */
 
@@ -190,8 +164,8 @@ static uint8_t *tlv_begin(struct wbuf *w, uint16_t type, size_t vlen)
 		w->overflow = 1;
 		return NULL;
 	}
-	put16(w->p + w->len, type);
-	put16(w->p + w->len + 2, (uint16_t)vlen);
+	be16_put(w->p + w->len, type);
+	be16_put(w->p + w->len + 2, (uint16_t)vlen);
 	v = w->p + w->len + NEG_TLV_HDR;
 	w->len += NEG_TLV_HDR + vlen;
 	return v;
@@ -215,7 +189,7 @@ static void tlv_suites(struct wbuf *w, uint16_t type, const uint16_t *ids,
 	if (!v)
 		return;
 	for (i = 0; i < n; i++)
-		put16(v + 2 * i, ids[i]);
+		be16_put(v + 2 * i, ids[i]);
 }
 
 static int params_valid(const struct neg_params *pp)
@@ -237,8 +211,8 @@ static void encode_params(struct wbuf *w, const struct neg_params *pp)
 	tlv_bytes(w, NEG_F_NODE, pp->node, strlen(pp->node));
 	tlv_bytes(w, NEG_F_TLS_MODE, &pp->tls_mode, 1);
 	if ((v = tlv_begin(w, NEG_F_TLS_VERSIONS, 4))) {
-		put16(v, pp->tls_min);
-		put16(v + 2, pp->tls_max);
+		be16_put(v, pp->tls_min);
+		be16_put(v + 2, pp->tls_max);
 	}
 	tlv_suites(w, NEG_F_CIPHERS, pp->ciphers, pp->n_ciphers);
 	if ((v = tlv_begin(w, NEG_F_CERT, 2))) {
@@ -246,17 +220,17 @@ static void encode_params(struct wbuf *w, const struct neg_params *pp)
 		v[1] = pp->cert_want;
 	}
 	if ((v = tlv_begin(w, NEG_F_MUX, 12))) {
-		put32(v, pp->max_streams);
-		put32(v + 4, pp->window);
-		put32(v + 8, pp->max_frame);
+		be32_put(v, pp->max_streams);
+		be32_put(v + 4, pp->window);
+		be32_put(v + 8, pp->max_frame);
 	}
 	if ((v = tlv_begin(w, NEG_F_KEEPALIVE, 4)))
-		put32(v, pp->keepalive_ms);
+		be32_put(v, pp->keepalive_ms);
 	tlv_bytes(w, NEG_F_NONCE, pp->nonce, NEG_NONCE_LEN);
 	/* Only when nonzero: a side without capabilities sends the bytes
 	 * an older version sends. */
 	if (pp->flow_caps && (v = tlv_begin(w, NEG_F_FLOW, 4)))
-		put32(v, pp->flow_caps);
+		be32_put(v, pp->flow_caps);
 }
 
 static void encode_outcome(struct wbuf *w, const struct neg_outcome *o)
@@ -266,9 +240,9 @@ static void encode_outcome(struct wbuf *w, const struct neg_outcome *o)
 	if (!v)
 		return;
 	v[0] = o->result;
-	put16(v + 1, o->reason);
-	put16(v + 3, o->tls_min);
-	put16(v + 5, o->tls_max);
+	be16_put(v + 1, o->reason);
+	be16_put(v + 3, o->tls_min);
+	be16_put(v + 5, o->tls_max);
 }
 
 int neg_encode(const struct neg_msg *msg, uint8_t *out, size_t cap)
@@ -336,7 +310,7 @@ int neg_encode(const struct neg_msg *msg, uint8_t *out, size_t cap)
 	out[9] = msg->ver_max;
 	out[10] = msg->type;
 	out[11] = 0;
-	put16(out + 12, (uint16_t)(w.len - NEG_HDR_LEN));
+	be16_put(out + 12, (uint16_t)(w.len - NEG_HDR_LEN));
 	return (int)w.len;
 }
 
@@ -373,7 +347,7 @@ static void read_suites(const uint8_t *v, uint16_t len, uint8_t *n,
 
 	*n = (uint8_t)(len / 2);
 	for (i = 0; i < *n; i++)
-		ids[i] = get16(v + 2 * i);
+		ids[i] = be16_get(v + 2 * i);
 }
 
 /* Validates and stores one known field.  Returns 0, or -1 for a bad
@@ -397,10 +371,10 @@ static int parse_field(struct neg_msg *m, uint16_t f, const uint8_t *v,
 		pp->tls_mode = v[0];
 		return 0;
 	case NEG_F_TLS_VERSIONS:
-		if (len != 4 || !tls_range_ok(get16(v), get16(v + 2)))
+		if (len != 4 || !tls_range_ok(be16_get(v), be16_get(v + 2)))
 			return -1;
-		pp->tls_min = get16(v);
-		pp->tls_max = get16(v + 2);
+		pp->tls_min = be16_get(v);
+		pp->tls_max = be16_get(v + 2);
 		return 0;
 	case NEG_F_CIPHERS:
 	case NEG_F_COMMON_CIPHERS:
@@ -418,16 +392,16 @@ static int parse_field(struct neg_msg *m, uint16_t f, const uint8_t *v,
 		pp->cert_want = v[1];
 		return 0;
 	case NEG_F_MUX:
-		if (len != 12 || !mux_ok(get32(v), get32(v + 4), get32(v + 8)))
+		if (len != 12 || !mux_ok(be32_get(v), be32_get(v + 4), be32_get(v + 8)))
 			return -1;
-		pp->max_streams = get32(v);
-		pp->window = get32(v + 4);
-		pp->max_frame = get32(v + 8);
+		pp->max_streams = be32_get(v);
+		pp->window = be32_get(v + 4);
+		pp->max_frame = be32_get(v + 8);
 		return 0;
 	case NEG_F_KEEPALIVE:
 		if (len != 4)
 			return -1;
-		pp->keepalive_ms = get32(v);
+		pp->keepalive_ms = be32_get(v);
 		return 0;
 	case NEG_F_NONCE:
 		if (len != NEG_NONCE_LEN)
@@ -437,16 +411,16 @@ static int parse_field(struct neg_msg *m, uint16_t f, const uint8_t *v,
 	case NEG_F_FLOW:
 		if (len != 4)
 			return -1;
-		pp->flow_caps = get32(v);
+		pp->flow_caps = be32_get(v);
 		return 0;
 	case NEG_F_OUTCOME:
-		if (len != 7 || !outcome_ok(m->type, v[0], get16(v + 1),
-					    get16(v + 3), get16(v + 5)))
+		if (len != 7 || !outcome_ok(m->type, v[0], be16_get(v + 1),
+					    be16_get(v + 3), be16_get(v + 5)))
 			return -1;
 		o->result = v[0];
-		o->reason = get16(v + 1);
-		o->tls_min = get16(v + 3);
-		o->tls_max = get16(v + 5);
+		o->reason = be16_get(v + 1);
+		o->tls_min = be16_get(v + 3);
+		o->tls_max = be16_get(v + 5);
 		return 0;
 	case NEG_F_TEXT:
 		if (len > NEG_TEXT_MAX || memchr(v, 0, len))
@@ -473,8 +447,8 @@ static enum neg_status parse_body(struct neg_decoder *dec)
 
 		if (left < NEG_TLV_HDR)
 			return fail(dec, NEG_ERR_MALFORMED, 0);
-		raw = get16(p);
-		len = get16(p + 2);
+		raw = be16_get(p);
+		len = be16_get(p + 2);
 		f = raw & ~NEG_F_CRITICAL;
 		if (len > left - NEG_TLV_HDR)
 			return fail(dec, NEG_ERR_MALFORMED, f);
@@ -512,7 +486,7 @@ static enum neg_status parse_header(struct neg_decoder *dec)
 		return fail(dec, NEG_ERR_BAD_VERSION, 0);
 	if (!type_ok(type))
 		return fail(dec, NEG_ERR_BAD_TYPE, 0);
-	dec->need = NEG_HDR_LEN + (size_t)get16(h + 12);
+	dec->need = NEG_HDR_LEN + (size_t)be16_get(h + 12);
 	if (dec->need > NEG_MAX_LEN)
 		return fail(dec, NEG_ERR_TOO_LARGE, 0);
 	dec->msg.type = type;
