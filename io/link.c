@@ -80,14 +80,27 @@ struct link_flow {
 	uint32_t budget;
 };
 
-enum link_state {
-	LS_CONNECTING,  /* dialler: TCP connect in progress */
-	LS_NEGOTIATING, /* waiting for the peer's negotiation message */
-	LS_HANDSHAKE,   /* TLS handshake in progress */
-	LS_UP,          /* mux running */
-	LS_CLOSING,     /* flushing a last message, then destroyed */
-	LS_DEAD,        /* destroy scheduled */
-};
+/*
+ * The states of a link and the changes between them; docs/PROTOCOL.md
+ * ("Link states") has the same table, and test_link checks that they
+ * agree.
+ *
+ *   CONNECTING  --connected, offer sent-->      NEGOTIATING
+ *   NEGOTIATING --TLS agreed-->                 HANDSHAKE
+ *   NEGOTIATING --plaintext agreed-->           BINDING
+ *   HANDSHAKE   --handshake done-->             BINDING
+ *   BINDING     --the peer's BIND matched-->    UP
+ *   UP          --GOAWAY sent or received-->    DRAINING
+ *   NEGOTIATING, HANDSHAKE, BINDING, UP, DRAINING
+ *               --a last message to flush-->    CLOSING
+ *   any state but DEAD --failure, or closed-->  DEAD
+ *   CLOSING     --flushed, or linger over-->    DEAD
+ *
+ * The mux runs in BINDING, UP and DRAINING; streams are opened only in
+ * UP.  A peer's GOAWAY in the record that carried its BIND takes BINDING
+ * to UP first.
+ */
+
 
 struct stream {
 	TAILQ_ENTRY(stream) entry;
@@ -127,7 +140,7 @@ struct link {
 	char server_name[256];     /* cfg.server_name points here */
 	const struct link_ops *ops;
 	void *ud;
-	int state;
+	enum link_state state;
 	char reason[512];
 	struct event *deadline_ev;
 	struct event *kick_ev;
@@ -149,8 +162,6 @@ struct link {
 	char peer_addr[NET_ADDRSTR_MAX];
 	uint64_t bytes_in, bytes_out;
 	uint64_t t_start_us, t_hs_us, last_rx_us, last_ping_us;
-	int draining;          /* GOAWAY sent or received: close when empty */
-	int bound;             /* the peer's BIND arrived and matched */
 	void *data;            /* the daemon's, see link_set_data() */
 	struct tls_info tls_info;
 	struct stream_list streams;
@@ -169,6 +180,7 @@ static int link_read_start(struct link *l);
 static void link_flush(struct link *l);
 static void link_kick(struct link *l);
 static void stream_release(struct stream *s, int reset);
+static void link_on_bound(struct link *l);
 
 static uint64_t
 now_us(void)
@@ -213,6 +225,70 @@ link_event_init(struct link *l, struct hook_event *ev, int type)
 	ev->peer_node = l->peer.params.node[0] ? l->peer.params.node : NULL;
 }
 
+/* ---- states ---------------------------------------------------------- */
+
+#define LS_BIT(s) (1u << (s))
+
+static const unsigned link_next[LINK_STATES] = {
+	[LS_CONNECTING] = LS_BIT(LS_NEGOTIATING) | LS_BIT(LS_DEAD),
+	[LS_NEGOTIATING] = LS_BIT(LS_HANDSHAKE) | LS_BIT(LS_BINDING) |
+			   LS_BIT(LS_CLOSING) | LS_BIT(LS_DEAD),
+	[LS_HANDSHAKE] = LS_BIT(LS_BINDING) | LS_BIT(LS_CLOSING) |
+			 LS_BIT(LS_DEAD),
+	[LS_BINDING] = LS_BIT(LS_UP) | LS_BIT(LS_CLOSING) | LS_BIT(LS_DEAD),
+	[LS_UP] = LS_BIT(LS_DRAINING) | LS_BIT(LS_DEAD),
+	[LS_DRAINING] = LS_BIT(LS_CLOSING) | LS_BIT(LS_DEAD),
+	[LS_CLOSING] = LS_BIT(LS_DEAD),
+	[LS_DEAD] = 0,
+};
+
+static const char *const link_state_names[LINK_STATES] = {
+	[LS_CONNECTING] = "CONNECTING",
+	[LS_NEGOTIATING] = "NEGOTIATING",
+	[LS_HANDSHAKE] = "HANDSHAKE",
+	[LS_BINDING] = "BINDING",
+	[LS_UP] = "UP",
+	[LS_DRAINING] = "DRAINING",
+	[LS_CLOSING] = "CLOSING",
+	[LS_DEAD] = "DEAD",
+};
+
+const char *
+link_state_name(enum link_state st)
+{
+	return (unsigned)st < LINK_STATES ? link_state_names[st] : "?";
+}
+
+int
+link_state_allowed(enum link_state from, enum link_state to)
+{
+	return (unsigned)from < LINK_STATES && (unsigned)to < LINK_STATES &&
+	       (link_next[from] & LS_BIT(to)) != 0;
+}
+
+/* The one place a link changes state: checked against the table and
+ * logged at debug level. */
+static void
+link_set_state(struct link *l, enum link_state to)
+{
+	if (!link_state_allowed(l->state, to))
+		log_err("%s: internal error: link state %s -> %s is not in "
+			"the table", link_who(l), link_state_name(l->state),
+			link_state_name(to));
+	else
+		log_debug("%s: %s -> %s", link_who(l),
+			  link_state_name(l->state), link_state_name(to));
+	l->state = to;
+}
+
+/* The mux runs: frames flow both ways. */
+static int
+link_mux_on(const struct link *l)
+{
+	return l->state == LS_BINDING || l->state == LS_UP ||
+	       l->state == LS_DRAINING;
+}
+
 /* ---- closing --------------------------------------------------------- */
 
 static void
@@ -238,7 +314,7 @@ link_fail(struct link *l, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	link_set_reason(l, level, fmt, ap);
 	va_end(ap);
-	l->state = LS_DEAD;
+	link_set_state(l, LS_DEAD);
 	bufferevent_disable(l->bev, EV_READ | EV_WRITE);
 	link_read_enable(l, 0);
 	event_active(l->free_ev, 0, 0);
@@ -255,7 +331,7 @@ link_linger_done(struct link *l)
 {
 	if (l->state != LS_CLOSING)
 		return;
-	l->state = LS_DEAD;
+	link_set_state(l, LS_DEAD);
 	event_active(l->free_ev, 0, 0);
 }
 
@@ -276,7 +352,7 @@ link_close_after_flush(struct link *l, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	link_set_reason(l, level, fmt, ap);
 	va_end(ap);
-	l->state = LS_CLOSING;
+	link_set_state(l, LS_CLOSING);
 	link_read_enable(l, 0);
 	if (evbuffer_get_length(bufferevent_get_output(l->bev)) == 0) {
 		link_linger_done(l);
@@ -317,7 +393,7 @@ link_close_all(const char *reason)
 
 	link_stopping = 1;
 	while ((l = TAILQ_FIRST(&link_all)) != NULL) {
-		if (l->state == LS_UP) {
+		if (link_mux_on(l)) {
 			/* Best effort: tell the peer why before the socket goes. */
 			mux_goaway(l->mux, MUX_C_SHUTDOWN, reason);
 			link_flush(l);
@@ -327,7 +403,7 @@ link_close_all(const char *reason)
 		}
 		if (l->state != LS_DEAD) {
 			snprintf(l->reason, sizeof(l->reason), "%s", reason);
-			l->state = LS_DEAD;
+			link_set_state(l, LS_DEAD);
 		}
 		link_destroy(l);
 	}
@@ -720,9 +796,9 @@ mux_read_data(void *ud, uint32_t id, void *sud, uint8_t *buf, size_t max,
 static void
 link_start_drain(struct link *l, const char *why)
 {
-	if (l->draining)
+	if (l->state != LS_UP)
 		return;
-	l->draining = 1;
+	link_set_state(l, LS_DRAINING);
 	mux_goaway(l->mux, MUX_C_NO_ERROR, why);
 	if (l->ops->on_draining != NULL)
 		l->ops->on_draining(l->ud, l);
@@ -732,7 +808,7 @@ link_start_drain(struct link *l, const char *why)
 void
 link_drain(struct link *l, const char *why)
 {
-	if (l->state != LS_UP || l->draining)
+	if (l->state != LS_UP)
 		return;
 	log_info("%s: draining (%s): no new streams, %zu streams finishing",
 		 link_who(l), why, mux_stream_count(l->mux));
@@ -753,6 +829,9 @@ mux_on_goaway(void *ud, uint32_t last_id, uint32_t code, const char *text)
 {
 	struct link *l = ud;
 
+	/* Its BIND came first, maybe in the same record. */
+	if (l->state == LS_BINDING)
+		link_on_bound(l);
 	log_info("%s: peer sent GOAWAY (%s%s%s); no new streams on this link, "
 		 "%zu streams finishing", link_who(l), mux_code_str(code),
 		 text[0] ? ": " : "", text, mux_stream_count(l->mux));
@@ -885,7 +964,7 @@ link_kick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct link *l = arg;
 
-	if (l->state != LS_UP)
+	if (!link_mux_on(l))
 		return;
 	if (what & EV_READ)
 		link_up_input(l);
@@ -898,7 +977,7 @@ link_kick_cb(evutil_socket_t fd, short what, void *arg)
 static void
 link_kick(struct link *l)
 {
-	if (l->state == LS_UP)
+	if (link_mux_on(l))
 		event_active(l->kick_ev, EV_WRITE, 0);
 }
 
@@ -995,14 +1074,13 @@ link_flush(struct link *l)
 {
 	struct evbuffer *out = bufferevent_get_output(l->bev);
 	/* Draining and no stream left: the last frames, then close. */
-	int last = l->state == LS_UP && l->draining &&
-		   mux_stream_count(l->mux) == 0;
+	int last = l->state == LS_DRAINING && mux_stream_count(l->mux) == 0;
 	size_t n;
 
 	if (l->flow.budget != 0)
 		link_flow_update(l, now_us());
 	l->corked = 1;
-	while (l->state == LS_UP &&
+	while (link_mux_on(l) &&
 	       (last || evbuffer_get_length(out) < LINK_OUT_HIGH)) {
 		n = mux_send(l->mux, l->sendbuf, LINK_SEND_CHUNK);
 		if (n == 0 || link_write_frames(l, n) < 0)
@@ -1011,7 +1089,7 @@ link_flush(struct link *l)
 	l->corked = 0;
 	if (link_push(l) < 0)
 		link_fail(l, LOG_ERR, "out of memory");
-	if (last && l->state == LS_UP) {
+	if (last && l->state == LS_DRAINING) {
 		if (l->tls != NULL)
 			tls_conn_close_notify(l->tls);
 		link_close_after_flush(l, LOG_INFO, "drained: every stream "
@@ -1025,7 +1103,7 @@ link_keepalive_cb(evutil_socket_t fd, short what, void *arg)
 	struct link *l = arg;
 	uint64_t now = now_us();
 
-	if (l->state != LS_UP)
+	if (!link_mux_on(l))
 		return;
 	if (now - l->last_rx_us >= (uint64_t)l->cfg.keepalive_timeout_ms * 1000) {
 		link_fail(l, LOG_WARN, "no data from the peer for %llu ms "
@@ -1075,7 +1153,7 @@ link_on_bound(struct link *l)
 	struct hook_event ev;
 	struct tls_info *info = &l->tls_info;
 
-	l->bound = 1;
+	link_set_state(l, LS_UP);
 	evtimer_del(l->deadline_ev);
 	if (l->tls != NULL) {
 		link_event_init(l, &ev, HOOK_HANDSHAKE_DONE);
@@ -1105,7 +1183,7 @@ link_on_bound(struct link *l)
 static void
 link_tls_read_failed(struct link *l, const char *why)
 {
-	if (!l->bound)
+	if (l->state == LS_BINDING)
 		link_handshake_failed(l, why);
 	else
 		link_fail(l, LOG_ERR, "TLS error: %s", why);
@@ -1119,7 +1197,7 @@ link_up_input(struct link *l)
 	size_t done = 0;
 	int n;
 
-	while (l->state == LS_UP && done < LINK_READ_CHUNK) {
+	while (link_mux_on(l) && done < LINK_READ_CHUNK) {
 		if (l->tls != NULL) {
 			n = tls_conn_read(l->tls, buf, sizeof(buf));
 			if (n == 0)
@@ -1129,7 +1207,7 @@ link_up_input(struct link *l)
 					"peer closed the link without a TLS "
 					"close_notify";
 
-				if (!l->bound)
+				if (l->state == LS_BINDING)
 					link_handshake_failed(l, why);
 				else
 					link_fail(l, n == -2 ? LOG_INFO : LOG_WARN,
@@ -1159,13 +1237,13 @@ link_up_input(struct link *l)
 			iobuf_drain(in, len);
 			done += len;
 		}
-		if (!l->bound && mux_bound(l->mux))
+		if (l->state == LS_BINDING && mux_bound(l->mux))
 			link_on_bound(l);
 	}
 	/* More may be waiting; come back after other events had a turn. */
-	if (l->state == LS_UP && done >= LINK_READ_CHUNK)
+	if (link_mux_on(l) && done >= LINK_READ_CHUNK)
 		event_active(l->kick_ev, EV_READ, 0);
-	if (l->state == LS_UP && iobuf_len(in) < LINK_IN_HIGH)
+	if (link_mux_on(l) && iobuf_len(in) < LINK_IN_HIGH)
 		link_read_enable(l, 1);
 	link_flush(l);
 }
@@ -1208,7 +1286,7 @@ link_start_mux(struct link *l)
 		link_flow_update(l, now_us());
 	if (l->tls == NULL)
 		evtimer_del(l->deadline_ev);
-	l->state = LS_UP;
+	link_set_state(l, LS_BINDING);
 	l->keepalive_ms = lim.keepalive_ms;
 	if (l->keepalive_ms > 0) {
 		struct timeval tv;
@@ -1304,7 +1382,7 @@ link_start_tls(struct link *l)
 		link_handshake_failed(l, err);
 		return;
 	}
-	l->state = LS_HANDSHAKE;
+	link_set_state(l, LS_HANDSHAKE);
 	l->t_hs_us = now_us();
 	ms_to_tv(l->cfg.handshake_timeout_ms, &tv);
 	evtimer_add(l->deadline_ev, &tv);
@@ -1362,7 +1440,7 @@ link_send_offer(struct link *l)
 	m.params = l->mine;
 	if (link_send_neg(l, &m) < 0)
 		return;
-	l->state = LS_NEGOTIATING;
+	link_set_state(l, LS_NEGOTIATING);
 	ms_to_tv(l->cfg.negotiation_timeout_ms, &tv);
 	evtimer_add(l->deadline_ev, &tv);
 	if (link_read_start(l) < 0)
@@ -1624,7 +1702,9 @@ link_read_cb(struct bufferevent *bev, void *arg)
 	case LS_HANDSHAKE:
 		link_handshake_step(l);
 		break;
+	case LS_BINDING:
 	case LS_UP:
+	case LS_DRAINING:
 		link_up_input(l);
 		break;
 	default:
@@ -1638,7 +1718,7 @@ link_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct link *l = arg;
 
-	if (l->state == LS_UP)
+	if (link_mux_on(l))
 		link_flush(l);
 	else if (l->state == LS_CLOSING &&
 		 evbuffer_get_length(bufferevent_get_output(bev)) == 0)
@@ -1678,11 +1758,11 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 			tls_conn_set_eof(l->tls);
 			link_handshake_failed(l, "the peer closed the connection "
 					      "during the TLS handshake");
-		} else if (l->state == LS_UP) {
+		} else if (link_mux_on(l)) {
 			if (l->tls != NULL)
 				tls_conn_set_eof(l->tls);
 			link_up_input(l);
-			if (l->state == LS_UP && mux_recv_eof(l->mux) < 0)
+			if (link_mux_on(l) && mux_recv_eof(l->mux) < 0)
 				link_fail(l, LOG_WARN, "peer closed the link in "
 					  "the middle of a frame");
 			else
@@ -1710,10 +1790,9 @@ link_deadline_cb(evutil_socket_t fd, short what, void *arg)
 		link_handshake_failed(l, "TLS handshake not complete within "
 				      "handshake_timeout");
 		break;
-	case LS_UP:
-		if (!l->bound)
-			link_handshake_failed(l, "the peer did not confirm the "
-					      "session within handshake_timeout");
+	case LS_BINDING:
+		link_handshake_failed(l, "the peer did not confirm the "
+				      "session within handshake_timeout");
 		break;
 	case LS_CLOSING:
 		link_linger_done(l);
@@ -1783,8 +1862,8 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 	evbuffer_add_cb(bufferevent_get_output(l->bev), link_out_count, l);
 	TAILQ_INSERT_TAIL(&link_all, l, entry);
 	link_n++;
+	l->state = cfg->dialer ? LS_CONNECTING : LS_NEGOTIATING; /* initial */
 	if (cfg->dialer) {
-		l->state = LS_CONNECTING;
 		ms_to_tv(cfg->negotiation_timeout_ms, &tv);
 		evtimer_add(l->deadline_ev, &tv);
 		if (bufferevent_socket_connect(l->bev, sa, salen) < 0) {
@@ -1792,7 +1871,6 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 			log_debug("%s: connect failed at once", link_who(l));
 		}
 	} else {
-		l->state = LS_NEGOTIATING;
 		ms_to_tv(cfg->negotiation_timeout_ms, &tv);
 		evtimer_add(l->deadline_ev, &tv);
 		bufferevent_enable(l->bev, EV_WRITE);
@@ -1886,7 +1964,8 @@ link_data(const struct link *l)
 int
 link_peer_has_cert(const struct link *l)
 {
-	return l->tls != NULL && l->bound && l->tls_info.subject[0] != '\0';
+	return l->tls != NULL && (l->state == LS_UP || l->state == LS_DRAINING) &&
+	       l->tls_info.subject[0] != '\0';
 }
 
 void
@@ -1918,7 +1997,7 @@ link_refuse_socket(int fd, const char *node, uint16_t reason,
 int
 link_is_up(const struct link *l)
 {
-	return l != NULL && l->state == LS_UP && l->bound && !l->draining;
+	return l != NULL && l->state == LS_UP;
 }
 
 int

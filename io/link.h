@@ -20,6 +20,25 @@ struct tls_conn;
 struct tls_info;
 struct link;
 
+/* The states of a link; io/link.c has the diagram of the changes. */
+enum link_state {
+	LS_CONNECTING,  /* dialler: TCP connect in progress */
+	LS_NEGOTIATING, /* waiting for the peer's negotiation message */
+	LS_HANDSHAKE,   /* TLS handshake in progress */
+	LS_BINDING,     /* mux running, waiting for the peer's BIND */
+	LS_UP,          /* bound: streams may be opened */
+	LS_DRAINING,    /* GOAWAY sent or received: no new streams; closes
+			   once the last one is done */
+	LS_CLOSING,     /* flushing a last message, then destroyed */
+	LS_DEAD,        /* destroy scheduled */
+};
+#define LINK_STATES (LS_DEAD + 1)
+
+/* The state's name as docs/PROTOCOL.md writes it ("CONNECTING", ...). */
+const char *link_state_name(enum link_state s);
+/* Nonzero when a link may change from state from to state to. */
+int link_state_allowed(enum link_state from, enum link_state to);
+
 struct link_config {
 	int dialer;                  /* nonzero on the gateway */
 	const char *role;            /* "gateway" or "relay", for hooks */
