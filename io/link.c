@@ -115,7 +115,7 @@ struct stream {
 	unsigned freeing : 1;
 	unsigned orphan : 1;     /* on stream_orphans: the mux is done, the
 				    socket is still being written */
-	struct event *rd_ev;     /* readiness only; see mux_read_data() */
+	struct event *rd_ev;     /* readiness only; see link_cb_read_data() */
 	unsigned rd_on : 1;      /* rd_ev is added */
 	unsigned readable : 1;   /* the socket has bytes the mux has not taken */
 	int rd_err;              /* errno of a failed read, reported by rd_ev */
@@ -452,15 +452,31 @@ link_destroy(struct link *l)
 
 /* ---- streams --------------------------------------------------------- */
 
+/* The one place a stream's memory goes: its read event, its socket
+ * (closed with the bufferevent) and itself. */
 static void
-stream_free_deferred(evutil_socket_t fd, short what, void *arg)
+stream_free(struct stream *s)
 {
-	struct stream *s = arg;
-
 	if (s->rd_ev != NULL)
 		event_free(s->rd_ev);
 	bufferevent_free(s->bev);
 	free(s);
+}
+
+static void
+stream_free_deferred(evutil_socket_t fd, short what, void *arg)
+{
+	stream_free(arg);
+}
+
+/* Frees a stream the mux never took (its open failed): it leaves its
+ * link's list at once. */
+static void
+stream_discard(struct stream *s)
+{
+	TAILQ_REMOVE(&s->link->streams, s, entry);
+	bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
+	stream_free(s);
 }
 
 /* Detaches s from its link and frees it.  reset closes the local socket
@@ -545,7 +561,7 @@ stream_read_enable(struct stream *s, int on)
 /*
  * The socket is readable.  Nothing is read here: the mux pulls the bytes
  * straight into the frame it is building when the stream's turn comes
- * (mux_read_data), so a read neither allocates nor copies.  A stream
+ * (link_cb_read_data), so a read neither allocates nor copies.  A stream
  * still waiting for its turn stops polling until its bytes are taken.
  */
 static void
@@ -624,7 +640,7 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 static struct stream *
-stream_new(struct link *l, struct bufferevent *bev, const char *service)
+link_stream_new(struct link *l, struct bufferevent *bev, const char *service)
 {
 	struct stream *s;
 
@@ -646,7 +662,7 @@ stream_new(struct link *l, struct bufferevent *bev, const char *service)
 /* ---- mux callbacks --------------------------------------------------- */
 
 static uint32_t
-mux_on_open(void *ud, uint32_t id, const char *service, void **sud)
+link_cb_open(void *ud, uint32_t id, const char *service, void **sud)
 {
 	struct link *l = ud;
 	struct bufferevent *bev;
@@ -656,7 +672,7 @@ mux_on_open(void *ud, uint32_t id, const char *service, void **sud)
 	bev = l->ops->on_stream(l->ud, l, service, &code);
 	if (bev == NULL)
 		return code;
-	s = stream_new(l, bev, service);
+	s = link_stream_new(l, bev, service);
 	if (s == NULL) {
 		bufferevent_free(bev);
 		return MUX_C_INTERNAL;
@@ -665,11 +681,7 @@ mux_on_open(void *ud, uint32_t id, const char *service, void **sud)
 	s->connecting = 1;
 	bufferevent_enable(bev, EV_WRITE);
 	if (stream_read_start(s) < 0) {
-		TAILQ_REMOVE(&l->streams, s, entry);
-		bufferevent_free(bev);
-		if (s->rd_ev != NULL)
-			event_free(s->rd_ev);
-		free(s);
+		stream_discard(s);
 		return MUX_C_INTERNAL;
 	}
 	*sud = s;
@@ -683,7 +695,7 @@ mux_on_open(void *ud, uint32_t id, const char *service, void **sud)
  * socket does not take waits in the bufferevent (stream_out_cb returns
  * its credit as it drains). */
 static uint32_t
-mux_on_data(void *ud, uint32_t id, void *sud, const uint8_t *p, size_t n)
+link_cb_data(void *ud, uint32_t id, void *sud, const uint8_t *p, size_t n)
 {
 	struct link *l = ud;
 	struct stream *s = sud;
@@ -711,7 +723,7 @@ mux_on_data(void *ud, uint32_t id, void *sud, const uint8_t *p, size_t n)
 }
 
 static void
-mux_on_fin(void *ud, uint32_t id, void *sud)
+link_cb_fin(void *ud, uint32_t id, void *sud)
 {
 	struct stream *s = sud;
 
@@ -720,7 +732,7 @@ mux_on_fin(void *ud, uint32_t id, void *sud)
 }
 
 static void
-mux_on_close(void *ud, uint32_t id, void *sud, uint32_t code, int by_peer)
+link_cb_close(void *ud, uint32_t id, void *sud, uint32_t code, int by_peer)
 {
 	struct stream *s = sud;
 	struct link *l = ud;
@@ -752,7 +764,7 @@ mux_on_close(void *ud, uint32_t id, void *sud, uint32_t code, int by_peer)
  * leaves the stream ready for its next turn without a poll in between.
  */
 static size_t
-mux_read_data(void *ud, uint32_t id, void *sud, uint8_t *buf, size_t max,
+link_cb_read_data(void *ud, uint32_t id, void *sud, uint8_t *buf, size_t max,
 	      int *eof)
 {
 	struct stream *s = sud;
@@ -825,7 +837,7 @@ link_drain_all(const char *why)
 }
 
 static void
-mux_on_goaway(void *ud, uint32_t last_id, uint32_t code, const char *text)
+link_cb_goaway(void *ud, uint32_t last_id, uint32_t code, const char *text)
 {
 	struct link *l = ud;
 
@@ -839,7 +851,7 @@ mux_on_goaway(void *ud, uint32_t last_id, uint32_t code, const char *text)
 }
 
 static void
-mux_on_pong(void *ud, uint64_t opaque)
+link_cb_pong(void *ud, uint64_t opaque)
 {
 	struct link *l = ud;
 
@@ -883,7 +895,7 @@ link_flow_update(struct link *l, uint64_t now)
 }
 
 static void
-mux_on_link_probe(void *ud, uint64_t offset)
+link_cb_probe(void *ud, uint64_t offset)
 {
 	struct link_flow *f = &((struct link *)ud)->flow;
 	unsigned i;
@@ -903,7 +915,7 @@ mux_on_link_probe(void *ud, uint64_t offset)
  * a delivery-rate sample over that span (so that answers arriving
  * bunched together do not inflate it). */
 static void
-mux_on_link_ack(void *ud, uint64_t offset, uint64_t inflight)
+link_cb_ack(void *ud, uint64_t offset, uint64_t inflight)
 {
 	struct link *l = ud;
 	struct link_flow *f = &l->flow;
@@ -943,15 +955,15 @@ mux_on_link_ack(void *ud, uint64_t offset, uint64_t inflight)
 }
 
 static const struct mux_callbacks link_mux_cb = {
-	.on_open = mux_on_open,
-	.on_data = mux_on_data,
-	.on_fin = mux_on_fin,
-	.on_close = mux_on_close,
-	.read_data = mux_read_data,
-	.on_goaway = mux_on_goaway,
-	.on_pong = mux_on_pong,
-	.on_link_probe = mux_on_link_probe,
-	.on_link_ack = mux_on_link_ack,
+	.on_open = link_cb_open,
+	.on_data = link_cb_data,
+	.on_fin = link_cb_fin,
+	.on_close = link_cb_close,
+	.read_data = link_cb_read_data,
+	.on_goaway = link_cb_goaway,
+	.on_pong = link_cb_pong,
+	.on_link_probe = link_cb_probe,
+	.on_link_ack = link_cb_ack,
 };
 
 /* ---- the link data path ---------------------------------------------- */
@@ -1434,9 +1446,7 @@ link_send_offer(struct link *l)
 	struct neg_msg m;
 	struct timeval tv;
 
-	memset(&m, 0, sizeof(m));
-	m.type = NEG_OFFER;
-	m.ver_min = m.ver_max = NEG_PROTO_VERSION;
+	neg_msg_init(&m, NEG_OFFER);
 	m.params = l->mine;
 	if (link_send_neg(l, &m) < 0)
 		return;
@@ -1452,13 +1462,7 @@ link_refuse(struct link *l, uint16_t reason, const char *detail)
 {
 	struct neg_msg m;
 
-	memset(&m, 0, sizeof(m));
-	m.type = NEG_REFUSE;
-	m.ver_min = m.ver_max = NEG_PROTO_VERSION;
-	snprintf(m.params.node, sizeof(m.params.node), "%s", l->mine.node);
-	m.outcome.result = NEG_RESULT_REFUSE;
-	m.outcome.reason = reason;
-	snprintf(m.text, sizeof(m.text), "%s", detail ? detail : neg_reason_str(reason));
+	neg_msg_refusal(&m, l->mine.node, reason, detail);
 	if (link_send_neg(l, &m) < 0)
 		return;
 	link_close_after_flush(l, LOG_WARN, "refused the link: %s%s%s",
@@ -1522,9 +1526,7 @@ link_on_offer(struct link *l)
 		link_refuse(l, l->outcome.reason, NULL);
 		return;
 	}
-	memset(&m, 0, sizeof(m));
-	m.type = NEG_DECISION;
-	m.ver_min = m.ver_max = NEG_PROTO_VERSION;
+	neg_msg_init(&m, NEG_DECISION);
 	m.params = l->mine;
 	m.outcome = l->outcome;
 	if (link_send_neg(l, &m) < 0)
@@ -1913,7 +1915,7 @@ link_open_stream(struct link *l, const char *service, struct bufferevent *bev,
 		bufferevent_free(bev);
 		return -1;
 	}
-	s = stream_new(l, bev, service);
+	s = link_stream_new(l, bev, service);
 	if (s == NULL) {
 		bufferevent_free(bev);
 		return -1;
@@ -1923,10 +1925,7 @@ link_open_stream(struct link *l, const char *service, struct bufferevent *bev,
 		log_warn("%s: cannot open a stream for service %s: the relay's "
 			 "stream limit is reached or it is draining the link",
 			 link_who(l), service);
-		TAILQ_REMOVE(&l->streams, s, entry);
-		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
-		bufferevent_free(bev);
-		free(s);
+		stream_discard(s);
 		return -1;
 	}
 	s->id = id;
@@ -1976,13 +1975,7 @@ link_refuse_socket(int fd, const char *node, uint16_t reason,
 	uint8_t buf[NEG_MAX_LEN], junk[4096];
 	int n;
 
-	memset(&m, 0, sizeof(m));
-	m.type = NEG_REFUSE;
-	m.ver_min = m.ver_max = NEG_PROTO_VERSION;
-	snprintf(m.params.node, sizeof(m.params.node), "%s", node);
-	m.outcome.result = NEG_RESULT_REFUSE;
-	m.outcome.reason = reason;
-	snprintf(m.text, sizeof(m.text), "%s", text);
+	neg_msg_refusal(&m, node, reason, text);
 	n = neg_encode(&m, buf, sizeof(buf));
 	if (n > 0 && send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		log_debug("refusal to fd %d not sent: %s", fd, strerror(errno));

@@ -42,6 +42,34 @@ struct neg_decoder {
 	uint8_t buf[NEG_MAX_LEN];
 };
 
+void neg_msg_init(struct neg_msg *m, uint8_t type)
+{
+	memset(m, 0, sizeof(*m));
+	m->type = type;
+	m->ver_min = m->ver_max = NEG_PROTO_VERSION;
+}
+
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+void neg_msg_refusal(struct neg_msg *m, const char *node, uint16_t reason,
+		     const char *text)
+{
+	neg_msg_init(m, NEG_REFUSE);
+	copy_text(m->params.node, sizeof(m->params.node), node);
+	m->outcome.result = NEG_RESULT_REFUSE;
+	m->outcome.reason = reason;
+	copy_text(m->text, sizeof(m->text),
+		  text != NULL ? text : neg_reason_str(reason));
+}
+
 /* ---- validation rules shared by encoder and decoder -------------------- */
 
 static int node_char_ok(uint8_t c)

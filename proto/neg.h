@@ -145,6 +145,13 @@ enum neg_err {
 	NEG_ERR_UNKNOWN_CRITICAL, /* unknown field marked critical */
 };
 
+/* Clears m and sets its type and the protocol versions we speak. */
+void neg_msg_init(struct neg_msg *m, uint8_t type);
+/* Makes m a REFUSE from node with reason and text for a person (NULL:
+ * the reason's own words, neg_reason_str()). */
+void neg_msg_refusal(struct neg_msg *m, const char *node, uint16_t reason,
+		     const char *text);
+
 /* Encodes msg into out.  Returns the length written, or -1 when msg is
  * invalid or cap is too small. */
 int neg_encode(const struct neg_msg *msg, uint8_t *out, size_t cap);

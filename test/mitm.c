@@ -606,9 +606,7 @@ fake_offer(const struct neg_params *p, uint8_t *out, size_t cap)
 {
 	struct neg_msg m;
 
-	memset(&m, 0, sizeof(m));
-	m.type = NEG_OFFER;
-	m.ver_min = m.ver_max = NEG_PROTO_VERSION;
+	neg_msg_init(&m, NEG_OFFER);
 	m.params = *p;
 	return neg_encode(&m, out, cap);
 }
@@ -619,9 +617,7 @@ fake_decision(const struct neg_params *offer, const struct neg_params *relay,
 {
 	struct neg_msg m;
 
-	memset(&m, 0, sizeof(m));
-	m.type = NEG_DECISION;
-	m.ver_min = m.ver_max = NEG_PROTO_VERSION;
+	neg_msg_init(&m, NEG_DECISION);
 	m.params = *relay;
 	policy_decide(offer, relay, &m.outcome);
 	if (m.outcome.result == NEG_RESULT_REFUSE)
@@ -634,13 +630,7 @@ fake_refuse(uint16_t reason, const char *text, uint8_t *out, size_t cap)
 {
 	struct neg_msg m;
 
-	memset(&m, 0, sizeof(m));
-	m.type = NEG_REFUSE;
-	m.ver_min = m.ver_max = NEG_PROTO_VERSION;
-	snprintf(m.params.node, sizeof(m.params.node), "relay");
-	m.outcome.result = NEG_RESULT_REFUSE;
-	m.outcome.reason = reason;
-	snprintf(m.text, sizeof(m.text), "%s", text);
+	neg_msg_refusal(&m, "relay", reason, text);
 	return neg_encode(&m, out, cap);
 }
 

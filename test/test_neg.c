@@ -1414,3 +1414,36 @@ Test(neg, flow_field_malformed)
 	expect_fail(out, n, NEG_ERR_BAD_FIELD, NEG_F_FLOW);
 	expect_fail_bytewise(out, n, NEG_ERR_BAD_FIELD, NEG_F_FLOW);
 }
+
+/* The message builders: a refusal without text carries the reason's own
+ * words, one with text carries it, and both decode as sent, also one
+ * byte at a time. */
+Test(neg, refusal_builder_round_trips)
+{
+	static const char *const texts[] = { NULL, "try again at noon" };
+
+	for (size_t t = 0; t < 2; t++) {
+		struct neg_msg m;
+		uint8_t buf[NEG_MAX_LEN];
+		enum neg_status st = NEG_NEED_MORE;
+		size_t used, i;
+		int n;
+
+		neg_msg_refusal(&m, "relay-1", NEG_R_BUSY, texts[t]);
+		cr_assert_eq(m.type, NEG_REFUSE);
+		cr_assert_eq(m.ver_min, NEG_PROTO_VERSION);
+		cr_assert_eq(m.ver_max, NEG_PROTO_VERSION);
+		n = neg_encode(&m, buf, sizeof(buf));
+		cr_assert_gt(n, 0);
+		struct neg_decoder *d = neg_decoder_new();
+		for (i = 0; i < (size_t)n && st == NEG_NEED_MORE; i++)
+			st = neg_decoder_feed(d, buf + i, 1, &used);
+		cr_assert_eq(st, NEG_DONE);
+		cr_assert_eq(i, (size_t)n);
+		const struct neg_msg *got = neg_decoder_msg(d);
+		cr_assert_str_eq(got->params.node, "relay-1");
+		cr_assert_eq(got->outcome.reason, NEG_R_BUSY);
+		cr_assert_str_eq(got->text, texts[t] ? texts[t] : neg_reason_str(NEG_R_BUSY));
+		neg_decoder_free(d);
+	}
+}
