@@ -1,51 +1,29 @@
-#include "link.h"
+/*
+ * A link: its states, closing, the data path between the mux and the
+ * socket, the link budget, and the socket and timer callbacks.
+ */
+#include "link_int.h"
 
-#include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/queue.h>
-#include <sys/random.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/uio.h>
-#include <unistd.h>
-
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
-
-#include "hook.h"
-#include "iobuf.h"
-#include "log.h"
-#include "mux.h"
-#include "net.h"
-#include "policy.h"
-#include "tlsio.h"
-
-/* Link output above this stops the mux from producing; writing resumes
- * when the socket has drained it below LINK_OUT_LOW.  Kept small so that
- * a frame of an interactive stream waits behind little bulk data: the
- * order of frames is decided by the mux scheduler, not by a queue. */
-#define LINK_OUT_HIGH (64 * 1024)
-#define LINK_OUT_LOW (16 * 1024)
-/* Unsent bytes the kernel may hold before the link socket stops being
- * writable (TCP_NOTSENT_LOWAT): what the socket did not take waits in
- * the bufferevent, where the mux's order still applies. */
-#define LINK_NOTSENT_LOWAT (16 * 1024)
-/* Largest single write of a stream's bufferevent. */
-#define SOCKET_IO_MAX (256 * 1024)
-/* Bytes of link input processed per turn before other events run, and
- * the most read ahead of processing. */
-#define LINK_READ_CHUNK (64 * 1024)
-#define LINK_IN_HIGH (128 * 1024)
-/* Sealed records gathered by one link_flush() before they are written
- * with one system call. */
-#define LINK_STAGE_CAP (64 * 1024)
-#define LINK_CLOSE_LINGER_MS 2000
-/* Largest TLS record payload: the unit the mux fills per write. */
-#define LINK_SEND_CHUNK 16384
+/*
+ * The states of a link and the changes between them; docs/PROTOCOL.md
+ * ("Link state machine") has the same table, and test_link checks that they
+ * agree.
+ *
+ *   CONNECTING  --connected, offer sent-->      NEGOTIATING
+ *   NEGOTIATING --TLS agreed-->                 HANDSHAKE
+ *   NEGOTIATING --plaintext agreed-->           BINDING
+ *   HANDSHAKE   --handshake done-->             BINDING
+ *   BINDING     --the peer's BIND matched-->    UP
+ *   UP          --GOAWAY sent or received-->    DRAINING
+ *   NEGOTIATING, HANDSHAKE, BINDING, DRAINING
+ *               --a last message to flush-->    CLOSING
+ *   any state but DEAD --failure, or closed-->  DEAD
+ *   CLOSING     --flushed, or linger over-->    DEAD
+ *
+ * The mux runs in BINDING, UP and DRAINING; streams are opened only in
+ * UP.  A peer's GOAWAY in the record that carried its BIND takes BINDING
+ * to UP first.
+ */
 
 /*
  * The link budget (LINK_ACK, when both sides announce it): the bytes that
@@ -69,121 +47,20 @@
 #define FLOW_RATE_WINDOW_US 1000000 /* a maximum rate is kept 1 s */
 #define FLOW_SAMPLE_US 1000 /* a rate sample spans at least this */
 
-struct link_flow {
-	uint64_t probe_off[MUX_LINK_PROBES_MAX];
-	uint64_t probe_us[MUX_LINK_PROBES_MAX];
-	unsigned first, n;          /* ring of probes not yet answered */
-	uint64_t min_rtt_us, min_rtt_at;
-	uint64_t rate, rate_at;     /* bytes per second, windowed maximum */
-	uint64_t span_off, span_us; /* start of the current rate sample */
-	uint64_t sparse_seen, sparse_at;
-	uint32_t budget;
-};
-
-/*
- * The states of a link and the changes between them; docs/PROTOCOL.md
- * ("Link states") has the same table, and test_link checks that they
- * agree.
- *
- *   CONNECTING  --connected, offer sent-->      NEGOTIATING
- *   NEGOTIATING --TLS agreed-->                 HANDSHAKE
- *   NEGOTIATING --plaintext agreed-->           BINDING
- *   HANDSHAKE   --handshake done-->             BINDING
- *   BINDING     --the peer's BIND matched-->    UP
- *   UP          --GOAWAY sent or received-->    DRAINING
- *   NEGOTIATING, HANDSHAKE, BINDING, UP, DRAINING
- *               --a last message to flush-->    CLOSING
- *   any state but DEAD --failure, or closed-->  DEAD
- *   CLOSING     --flushed, or linger over-->    DEAD
- *
- * The mux runs in BINDING, UP and DRAINING; streams are opened only in
- * UP.  A peer's GOAWAY in the record that carried its BIND takes BINDING
- * to UP first.
- */
-
-
-struct stream {
-	TAILQ_ENTRY(stream) entry;
-	struct link *link;      /* NULL once the mux forgot the stream */
-	uint32_t id;
-	struct bufferevent *bev;
-	char service[FRAME_SERVICE_MAX + 1];
-	unsigned connecting : 1; /* local connect in progress */
-	unsigned rd_eof : 1;     /* local side sent its last byte */
-	unsigned peer_fin : 1;   /* peer sent FIN: shut our write side */
-	unsigned wr_shut : 1;
-	unsigned freeing : 1;
-	unsigned orphan : 1;     /* on stream_orphans: the mux is done, the
-				    socket is still being written */
-	struct event *rd_ev;     /* readiness only; see link_cb_read_data() */
-	unsigned rd_on : 1;      /* rd_ev is added */
-	unsigned readable : 1;   /* the socket has bytes the mux has not taken */
-	int rd_err;              /* errno of a failed read, reported by rd_ev */
-	unsigned *count;         /* the opener's count of live connections */
-};
-TAILQ_HEAD(stream_list, stream);
-
-/* Streams whose link forgot them while their last bytes drain. */
-static struct stream_list stream_orphans = TAILQ_HEAD_INITIALIZER(stream_orphans);
-
-struct link {
-	TAILQ_ENTRY(link) entry;
-	uint64_t id;
-	struct event_base *base;
-	struct bufferevent *bev;
-	struct link_config cfg;
-	struct event *rd_ev;       /* our own reads: link_sock_read_cb() */
-	struct iobuf in;           /* bytes read from the socket */
-	struct iobuf stage;        /* sealed records of one link_flush() */
-	int corked;                /* inside link_flush(): records go to stage */
-	int rd_on;
-	char server_name[256];     /* cfg.server_name points here */
-	const struct link_ops *ops;
-	void *ud;
-	enum link_state state;
-	char reason[512];
-	struct event *deadline_ev;
-	struct event *kick_ev;
-	struct event *free_ev;
-	struct event *ka_ev;
-	struct neg_decoder *dec;
-	uint8_t tx_neg[NEG_MAX_LEN];
-	size_t tx_neg_len;
-	uint8_t rx_neg[NEG_MAX_LEN];
-	size_t rx_neg_len;
-	struct neg_params mine;
-	struct neg_msg peer;
-	struct neg_outcome outcome;
-	struct tls_conn *tls;
-	struct mux *mux;
-	uint8_t *sendbuf;          /* LINK_SEND_CHUNK bytes, once the mux runs */
-	uint32_t keepalive_ms;
-	char local[NET_ADDRSTR_MAX];
-	char peer_addr[NET_ADDRSTR_MAX];
-	uint64_t bytes_in, bytes_out;
-	uint64_t t_start_us, t_hs_us, last_rx_us, last_ping_us;
-	void *data;            /* the daemon's, see link_set_data() */
-	struct tls_info tls_info;
-	struct stream_list streams;
-	struct link_flow flow;
-};
-TAILQ_HEAD(link_list, link);
+static void link_destroy(struct link *l);
+static void link_flush(struct link *l);
+static void link_on_bound(struct link *l);
+static void link_read_enable(struct link *l, int on);
+static void link_read_cb(struct bufferevent *bev, void *arg);
+static void link_event_cb(struct bufferevent *bev, short what, void *arg);
 
 static struct link_list link_all = TAILQ_HEAD_INITIALIZER(link_all);
 static size_t link_n;
-static int link_stopping; /* link_close_all() runs: free at once */
+int link_stopping; /* link_close_all() runs: free at once */
 static uint64_t link_next_id = 1;
 
-static void link_destroy(struct link *l);
-static void link_read_enable(struct link *l, int on);
-static int link_read_start(struct link *l);
-static void link_flush(struct link *l);
-static void link_kick(struct link *l);
-static void stream_release(struct stream *s, int reset);
-static void link_on_bound(struct link *l);
-
-static uint64_t
-now_us(void)
+uint64_t
+link_now_us(void)
 {
 	struct timeval tv;
 
@@ -191,14 +68,14 @@ now_us(void)
 	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 }
 
-static void
-ms_to_tv(uint32_t ms, struct timeval *tv)
+void
+link_ms_to_tv(uint32_t ms, struct timeval *tv)
 {
 	tv->tv_sec = ms / 1000;
 	tv->tv_usec = (suseconds_t)(ms % 1000) * 1000;
 }
 
-static const char *
+const char *
 link_who(const struct link *l)
 {
 	static char who[NET_ADDRSTR_MAX + NEG_NODE_MAX + 32];
@@ -213,7 +90,7 @@ link_who(const struct link *l)
 	return who;
 }
 
-static void
+void
 link_event_init(struct link *l, struct hook_event *ev, int type)
 {
 	memset(ev, 0, sizeof(*ev));
@@ -268,7 +145,7 @@ link_state_allowed(enum link_state from, enum link_state to)
 
 /* The one place a link changes state: checked against the table and
  * logged at debug level. */
-static void
+void
 link_set_state(struct link *l, enum link_state to)
 {
 	if (!link_state_allowed(l->state, to))
@@ -291,10 +168,6 @@ link_mux_on(const struct link *l)
 
 /* ---- closing --------------------------------------------------------- */
 
-static void
-link_fail(struct link *l, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
 /* Records why the link ends (for link_closed) and logs it once. */
 static void
 link_set_reason(struct link *l, int level, const char *fmt, va_list ap)
@@ -304,7 +177,7 @@ link_set_reason(struct link *l, int level, const char *fmt, va_list ap)
 }
 
 /* Logs the reason once and schedules the link's destruction. */
-static void
+void
 link_fail(struct link *l, int level, const char *fmt, ...)
 {
 	va_list ap;
@@ -335,13 +208,7 @@ link_linger_done(struct link *l)
 	event_active(l->free_ev, 0, 0);
 }
 
-/* Sends what is queued, then closes: used after a refusal or a failed
- * handshake so the peer reads the reason or the alert. */
-static void
-link_close_after_flush(struct link *l, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
+void
 link_close_after_flush(struct link *l, int level, const char *fmt, ...)
 {
 	struct timeval tv;
@@ -359,7 +226,7 @@ link_close_after_flush(struct link *l, int level, const char *fmt, ...)
 		return;
 	}
 	bufferevent_setwatermark(l->bev, EV_WRITE, 0, 0);
-	ms_to_tv(LINK_CLOSE_LINGER_MS, &tv);
+	link_ms_to_tv(LINK_CLOSE_LINGER_MS, &tv);
 	evtimer_add(l->deadline_ev, &tv);
 }
 
@@ -421,7 +288,7 @@ link_destroy(struct link *l)
 	ev.bytes_in = l->bytes_in;
 	ev.bytes_out = l->bytes_out;
 	ev.streams = l->mux ? mux_streams_total(l->mux) : 0;
-	ev.duration_ms = (now_us() - l->t_start_us) / 1000;
+	ev.duration_ms = (link_now_us() - l->t_start_us) / 1000;
 	hook_emit(&ev);
 	if (l->ops->on_down != NULL)
 		l->ops->on_down(l->ud, l);
@@ -448,359 +315,6 @@ link_destroy(struct link *l)
 	iobuf_free(&l->stage);
 	free(l->sendbuf);
 	free(l);
-}
-
-/* ---- streams --------------------------------------------------------- */
-
-/* The one place a stream's memory goes: its read event, its socket
- * (closed with the bufferevent) and itself. */
-static void
-stream_free(struct stream *s)
-{
-	if (s->rd_ev != NULL)
-		event_free(s->rd_ev);
-	bufferevent_free(s->bev);
-	free(s);
-}
-
-static void
-stream_free_deferred(evutil_socket_t fd, short what, void *arg)
-{
-	stream_free(arg);
-}
-
-/* Frees a stream the mux never took (its open failed): it leaves its
- * link's list at once. */
-static void
-stream_discard(struct stream *s)
-{
-	TAILQ_REMOVE(&s->link->streams, s, entry);
-	bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
-	stream_free(s);
-}
-
-/* Detaches s from its link and frees it.  reset closes the local socket
- * with a TCP reset, so the client or backend learns the stream failed. */
-static void
-stream_release(struct stream *s, int reset)
-{
-	struct timeval zero = { 0, 0 };
-
-	if (s->freeing)
-		return;
-	s->freeing = 1;
-	if (s->count != NULL)
-		(*s->count)--;
-	if (s->link != NULL) {
-		TAILQ_REMOVE(&s->link->streams, s, entry);
-		s->link = NULL;
-	} else if (s->orphan) {
-		TAILQ_REMOVE(&stream_orphans, s, entry);
-		s->orphan = 0;
-	}
-	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-	bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
-	if (s->rd_ev != NULL)
-		event_del(s->rd_ev);
-	if (reset)
-		net_reset_on_close(bufferevent_getfd(s->bev));
-	/* Freed from the loop: we may be inside this bufferevent's callbacks. */
-	if (link_stopping || event_base_once(bufferevent_get_base(s->bev), -1, EV_TIMEOUT,
-			    stream_free_deferred, s, &zero) < 0)
-		stream_free_deferred(-1, 0, s);
-}
-
-/* Shuts the write side once the peer's FIN arrived and all data is out;
- * frees the stream when the mux is done with it too. */
-static void
-stream_maybe_finish(struct stream *s)
-{
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-
-	if (s->freeing || evbuffer_get_length(out) != 0)
-		return;
-	if (s->peer_fin && !s->wr_shut) {
-		s->wr_shut = 1;
-		shutdown(bufferevent_getfd(s->bev), SHUT_WR);
-	}
-	if (s->id == 0 && s->wr_shut)
-		stream_release(s, 0);
-}
-
-static void
-stream_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-	      void *arg)
-{
-	struct stream *s = arg;
-
-	if (info->n_deleted == 0 || s->freeing)
-		return;
-	if (s->link != NULL && s->id != 0) {
-		mux_consumed(s->link->mux, s->id, info->n_deleted);
-		link_kick(s->link);
-	}
-	stream_maybe_finish(s);
-}
-
-static void stream_event_cb(struct bufferevent *bev, short what, void *arg);
-
-/* Starts or stops polling the stream's socket. */
-static void
-stream_read_enable(struct stream *s, int on)
-{
-	on = on && !s->rd_eof;
-	if (s->rd_ev == NULL || s->freeing || s->rd_on == (unsigned)on)
-		return;
-	s->rd_on = on;
-	if (on)
-		event_add(s->rd_ev, NULL);
-	else
-		event_del(s->rd_ev);
-}
-
-/*
- * The socket is readable.  Nothing is read here: the mux pulls the bytes
- * straight into the frame it is building when the stream's turn comes
- * (link_cb_read_data), so a read neither allocates nor copies.  A stream
- * still waiting for its turn stops polling until its bytes are taken.
- */
-static void
-stream_read_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct stream *s = arg;
-
-	if (s->rd_err != 0) {
-		errno = s->rd_err;
-		stream_event_cb(s->bev, BEV_EVENT_READING | BEV_EVENT_ERROR, s);
-		return;
-	}
-	if (s->readable) {
-		stream_read_enable(s, 0);
-		return;
-	}
-	s->readable = 1;
-	if (s->link != NULL && s->id != 0) {
-		mux_resume(s->link->mux, s->id);
-		link_kick(s->link);
-	}
-}
-
-/* Creates the read event once the socket exists and starts reading. */
-static int
-stream_read_start(struct stream *s)
-{
-	evutil_socket_t fd = bufferevent_getfd(s->bev);
-
-	if (s->rd_ev == NULL) {
-		if (fd < 0)
-			return 0; /* connecting: started on BEV_EVENT_CONNECTED */
-		s->rd_ev = event_new(bufferevent_get_base(s->bev), fd,
-				     EV_READ | EV_PERSIST, stream_read_cb, s);
-		if (s->rd_ev == NULL)
-			return -1;
-	}
-	stream_read_enable(s, 1);
-	return 0;
-}
-
-static void
-stream_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct stream *s = arg;
-	struct link *l = s->link;
-	int err = EVUTIL_SOCKET_ERROR();
-
-	if (what & BEV_EVENT_CONNECTED) {
-		s->connecting = 0;
-		net_nodelay(bufferevent_getfd(bev));
-		log_debug("stream %u (service %s): backend connected", s->id,
-			  s->service);
-		if (stream_read_start(s) == 0)
-			return;
-		what = BEV_EVENT_ERROR;
-		err = ENOMEM;
-	}
-	if (l == NULL || s->id == 0) {
-		stream_release(s, 1);
-		return;
-	}
-	if (s->connecting) {
-		log_warn("stream %u (service %s): cannot connect to the backend: "
-			 "%s", s->id, s->service,
-			 err ? evutil_socket_error_to_string(err) : "connection failed");
-		mux_reset(l->mux, s->id, MUX_C_CONNECT_FAILED);
-	} else {
-		log_info("stream %u (service %s): local connection %s: %s",
-			 s->id, s->service,
-			 (what & BEV_EVENT_EOF) ? "closed while writing" : "failed",
-			 err ? evutil_socket_error_to_string(err) : "reset");
-		mux_reset(l->mux, s->id, MUX_C_CONN_RESET);
-	}
-	link_kick(l);
-}
-
-static struct stream *
-link_stream_new(struct link *l, struct bufferevent *bev, const char *service)
-{
-	struct stream *s;
-
-	s = calloc(1, sizeof(*s));
-	if (s == NULL)
-		return NULL;
-	s->link = l;
-	s->bev = bev;
-	net_nodelay(bufferevent_getfd(bev));
-	snprintf(s->service, sizeof(s->service), "%s", service);
-	TAILQ_INSERT_TAIL(&l->streams, s, entry);
-	bufferevent_setcb(bev, NULL, NULL, stream_event_cb, s);
-	/* Fewer, larger writes: libevent's default is 16 KiB. */
-	bufferevent_set_max_single_write(bev, SOCKET_IO_MAX);
-	evbuffer_add_cb(bufferevent_get_output(bev), stream_out_cb, s);
-	return s;
-}
-
-/* ---- mux callbacks --------------------------------------------------- */
-
-static uint32_t
-link_cb_open(void *ud, uint32_t id, const char *service, void **sud)
-{
-	struct link *l = ud;
-	struct bufferevent *bev;
-	struct stream *s;
-	uint32_t code = MUX_C_REFUSED;
-
-	bev = l->ops->on_stream(l->ud, l, service, &code);
-	if (bev == NULL)
-		return code;
-	s = link_stream_new(l, bev, service);
-	if (s == NULL) {
-		bufferevent_free(bev);
-		return MUX_C_INTERNAL;
-	}
-	s->id = id;
-	s->connecting = 1;
-	bufferevent_enable(bev, EV_WRITE);
-	if (stream_read_start(s) < 0) {
-		stream_discard(s);
-		return MUX_C_INTERNAL;
-	}
-	*sud = s;
-	log_debug("%s: stream %u opened by peer for service %s", link_who(l),
-		  id, service);
-	return 0;
-}
-
-/* Writes the payload straight to the socket when nothing waits ahead
- * of it, and returns the credit it used on the same turn; what the
- * socket does not take waits in the bufferevent (stream_out_cb returns
- * its credit as it drains). */
-static uint32_t
-link_cb_data(void *ud, uint32_t id, void *sud, const uint8_t *p, size_t n)
-{
-	struct link *l = ud;
-	struct stream *s = sud;
-	evutil_socket_t fd = bufferevent_getfd(s->bev);
-	ssize_t w;
-
-	if (n > 0 && !s->connecting && fd >= 0 &&
-	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
-		do
-			w = send(fd, p, n, MSG_NOSIGNAL);
-		while (w < 0 && errno == EINTR);
-		if (w > 0) {
-			p += w;
-			n -= (size_t)w;
-			mux_consumed(l->mux, id, (size_t)w);
-		} else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-			log_info("stream %u (service %s): local connection "
-				 "failed: %s", id, s->service, strerror(errno));
-			return MUX_C_CONN_RESET;
-		}
-	}
-	if (n > 0 && bufferevent_write(s->bev, p, n) < 0)
-		return MUX_C_INTERNAL;
-	return 0;
-}
-
-static void
-link_cb_fin(void *ud, uint32_t id, void *sud)
-{
-	struct stream *s = sud;
-
-	s->peer_fin = 1;
-	stream_maybe_finish(s);
-}
-
-static void
-link_cb_close(void *ud, uint32_t id, void *sud, uint32_t code, int by_peer)
-{
-	struct stream *s = sud;
-	struct link *l = ud;
-
-	s->id = 0;
-	if (code != MUX_C_NO_ERROR) {
-		if (l->state != LS_DEAD)
-			log_info("%s: stream %u (service %s) reset by %s: %s",
-				 link_who(l), id, s->service,
-				 by_peer ? "peer" : "this side", mux_code_str(code));
-		stream_release(s, 1);
-		return;
-	}
-	log_debug("%s: stream %u (service %s) closed", link_who(l), id,
-		  s->service);
-	/* Both sides sent FIN.  What the peer sent may still be on its way
-	 * out of the socket: the stream outlives its place on the link. */
-	TAILQ_REMOVE(&l->streams, s, entry);
-	s->link = NULL;
-	s->orphan = 1;
-	TAILQ_INSERT_TAIL(&stream_orphans, s, entry);
-	s->peer_fin = 1;
-	stream_maybe_finish(s);
-}
-
-/*
- * The stream's turn: reads its socket straight into the frame.  A short
- * read means the socket is drained, so polling resumes; a full one
- * leaves the stream ready for its next turn without a poll in between.
- */
-static size_t
-link_cb_read_data(void *ud, uint32_t id, void *sud, uint8_t *buf, size_t max,
-	      int *eof)
-{
-	struct stream *s = sud;
-	ssize_t r;
-
-	if (s->rd_eof) {
-		*eof = 1;
-		return 0;
-	}
-	if (!s->readable || s->rd_err != 0) {
-		stream_read_enable(s, 1);
-		return 0;
-	}
-	do
-		r = read(bufferevent_getfd(s->bev), buf, max);
-	while (r < 0 && errno == EINTR);
-	if (r > 0) {
-		if ((size_t)r < max) {
-			s->readable = 0;
-			stream_read_enable(s, 1);
-		}
-		return (size_t)r;
-	}
-	s->readable = 0;
-	if (r == 0) {
-		s->rd_eof = 1;
-		stream_read_enable(s, 0);
-		*eof = 1;
-	} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-		stream_read_enable(s, 1);
-	} else {
-		/* Reported from the loop: a reset may not be sent from here. */
-		s->rd_err = errno;
-		event_active(s->rd_ev, EV_READ, 0);
-	}
-	return 0;
 }
 
 /* Stops new streams both ways; the link closes once its streams are
@@ -856,7 +370,7 @@ link_cb_pong(void *ud, uint64_t opaque)
 	struct link *l = ud;
 
 	log_debug("%s: keepalive answered in %llu us", link_who(l),
-		  (unsigned long long)(now_us() - opaque));
+		  (unsigned long long)(link_now_us() - opaque));
 }
 
 /* ---- the link budget ------------------------------------------------- */
@@ -906,7 +420,7 @@ link_cb_probe(void *ud, uint64_t offset)
 	}
 	i = (f->first + f->n) % MUX_LINK_PROBES_MAX;
 	f->probe_off[i] = offset;
-	f->probe_us[i] = now_us();
+	f->probe_us[i] = link_now_us();
 	f->n++;
 }
 
@@ -919,7 +433,7 @@ link_cb_ack(void *ud, uint64_t offset, uint64_t inflight)
 {
 	struct link *l = ud;
 	struct link_flow *f = &l->flow;
-	uint64_t now = now_us(), sent_us = 0;
+	uint64_t now = link_now_us(), sent_us = 0;
 
 	(void)inflight;
 	while (f->n > 0 && f->probe_off[f->first] <= offset) {
@@ -968,8 +482,6 @@ static const struct mux_callbacks link_mux_cb = {
 
 /* ---- the link data path ---------------------------------------------- */
 
-static void link_up_input(struct link *l);
-
 /* EV_READ: more link input is waiting; EV_WRITE: the mux may have output. */
 static void
 link_kick_cb(evutil_socket_t fd, short what, void *arg)
@@ -986,7 +498,7 @@ link_kick_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Asks for a flush from the loop; requests made before it runs are
  * merged into one. */
-static void
+void
 link_kick(struct link *l)
 {
 	if (link_mux_on(l))
@@ -1029,7 +541,7 @@ link_push(struct link *l)
 
 /* Link bytes on their way out: gathered while link_flush() runs, so that
  * its records leave in one write, written at once otherwise. */
-static int
+int
 link_emit(struct link *l, const uint8_t *p, size_t n)
 {
 	if (l->corked) {
@@ -1040,25 +552,6 @@ link_emit(struct link *l, const uint8_t *p, size_t n)
 	}
 	return link_out(l, p, n);
 }
-
-static size_t
-link_tls_recv(void *arg, uint8_t *buf, size_t n)
-{
-	struct link *l = arg;
-
-	return iobuf_take(&l->in, buf, n);
-}
-
-static int
-link_tls_send(void *arg, const uint8_t *buf, size_t n)
-{
-	return link_emit(arg, buf, n);
-}
-
-static const struct tls_io link_tls_io = {
-	.recv = link_tls_recv,
-	.send = link_tls_send,
-};
 
 /* Puts n bytes of frames from sendbuf on the wire, through TLS when it
  * is up.  Returns 0, or -1 after failing the link. */
@@ -1090,7 +583,7 @@ link_flush(struct link *l)
 	size_t n;
 
 	if (l->flow.budget != 0)
-		link_flow_update(l, now_us());
+		link_flow_update(l, link_now_us());
 	l->corked = 1;
 	while (link_mux_on(l) &&
 	       (last || evbuffer_get_length(out) < LINK_OUT_HIGH)) {
@@ -1113,7 +606,7 @@ static void
 link_keepalive_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct link *l = arg;
-	uint64_t now = now_us();
+	uint64_t now = link_now_us();
 
 	if (!link_mux_on(l))
 		return;
@@ -1129,8 +622,6 @@ link_keepalive_cb(evutil_socket_t fd, short what, void *arg)
 		link_kick(l);
 	}
 }
-
-static void link_handshake_failed(struct link *l, const char *why);
 
 static void
 link_mux_failed(struct link *l)
@@ -1178,7 +669,7 @@ link_on_bound(struct link *l)
 		ev.peer_sha256 = info->sha256[0] ? info->sha256 : NULL;
 		ev.peer_not_after = info->not_after[0] ? info->not_after : NULL;
 		ev.resumed = info->resumed;
-		ev.duration_ms = (now_us() - l->t_hs_us) / 1000;
+		ev.duration_ms = (link_now_us() - l->t_hs_us) / 1000;
 		hook_emit(&ev);
 		log_info("%s: TLS up: %s %s%s%s, peer certificate %s",
 			 link_who(l), info->protocol, info->cipher,
@@ -1189,19 +680,7 @@ link_on_bound(struct link *l)
 		l->ops->on_up(l->ud, l);
 }
 
-/* A TLS read failed: before the peer's BIND that means the peer
- * rejected our handshake (TLS 1.3 clients finish before the server has
- * checked their certificate). */
-static void
-link_tls_read_failed(struct link *l, const char *why)
-{
-	if (l->state == LS_BINDING)
-		link_handshake_failed(l, why);
-	else
-		link_fail(l, LOG_ERR, "TLS error: %s", why);
-}
-
-static void
+void
 link_up_input(struct link *l)
 {
 	struct iobuf *in = &l->in;
@@ -1260,7 +739,7 @@ link_up_input(struct link *l)
 	link_flush(l);
 }
 
-static int
+int
 link_start_mux(struct link *l)
 {
 	struct mux_settings ms;
@@ -1295,7 +774,7 @@ link_start_mux(struct link *l)
 		return -1;
 	}
 	if (lim.link_ack)
-		link_flow_update(l, now_us());
+		link_flow_update(l, link_now_us());
 	if (l->tls == NULL)
 		evtimer_del(l->deadline_ev);
 	link_set_state(l, LS_BINDING);
@@ -1309,327 +788,16 @@ link_start_mux(struct link *l)
 			return -1;
 		}
 		/* Check often enough to notice silence within the timeout. */
-		ms_to_tv(l->keepalive_ms < l->cfg.keepalive_timeout_ms / 4 ?
+		link_ms_to_tv(l->keepalive_ms < l->cfg.keepalive_timeout_ms / 4 ?
 			 l->keepalive_ms : l->cfg.keepalive_timeout_ms / 4, &tv);
-		l->last_ping_us = now_us();
+		l->last_ping_us = link_now_us();
 		evtimer_add(l->ka_ev, &tv);
 	}
 	link_flush(l);
 	return 0;
 }
 
-/* ---- TLS ------------------------------------------------------------- */
-
-static void
-link_handshake_failed(struct link *l, const char *why)
-{
-	struct hook_event ev;
-
-	link_event_init(l, &ev, HOOK_HANDSHAKE_FAILED);
-	ev.reason = why;
-	hook_emit(&ev);
-	link_close_after_flush(l, LOG_ERR, "TLS handshake failed: %s", why);
-}
-
-static void
-link_handshake_step(struct link *l)
-{
-	int rc;
-
-	rc = tls_conn_handshake(l->tls);
-	if (rc == 0)
-		return;
-	if (rc < 0) {
-		link_handshake_failed(l, tls_conn_error(l->tls));
-		return;
-	}
-	/* handshake_done waits for the peer's BIND (link_on_bound). */
-	tls_conn_info(l->tls, &l->tls_info);
-	if (l->ops->on_verify != NULL) {
-		char why[512] = "";
-
-		if (l->ops->on_verify(l->ud, l, l->tls, &l->tls_info, why,
-				      sizeof(why)) < 0) {
-			link_handshake_failed(l, why[0] ? why :
-					      "the peer was not accepted");
-			return;
-		}
-	}
-	if (link_start_mux(l) == 0)
-		link_up_input(l);
-}
-
-static void
-link_start_tls(struct link *l)
-{
-	struct hook_event ev;
-	struct tls_conn_params p;
-	struct timeval tv;
-	char err[256];
-
-	if (l->cfg.tls == NULL) {
-		link_fail(l, LOG_ERR, "TLS was agreed but this side has no TLS "
-			  "context (set cert/key or ca)");
-		return;
-	}
-	/* The hook fires after the negotiation bytes, before any TLS byte. */
-	link_event_init(l, &ev, HOOK_HANDSHAKE_PENDING);
-	ev.tls_offset_out = l->tx_neg_len;
-	ev.tls_offset_in = l->rx_neg_len;
-	if (hook_emit(&ev) < 0) {
-		link_fail(l, LOG_ERR, "a notification hook vetoed the TLS "
-			  "handshake");
-		return;
-	}
-	memset(&p, 0, sizeof(p));
-	p.tls_min = l->outcome.tls_min;
-	p.tls_max = l->outcome.tls_max;
-	p.ciphers = l->outcome.ciphers;
-	p.n_ciphers = l->outcome.n_ciphers;
-	p.server_name = l->cfg.server_name;
-	p.client_cert = l->cfg.client_cert;
-	l->tls = tls_conn_new_io(l->cfg.tls, &link_tls_io, l, &p, err,
-				 sizeof(err));
-	if (l->tls == NULL) {
-		link_handshake_failed(l, err);
-		return;
-	}
-	link_set_state(l, LS_HANDSHAKE);
-	l->t_hs_us = now_us();
-	ms_to_tv(l->cfg.handshake_timeout_ms, &tv);
-	evtimer_add(l->deadline_ev, &tv);
-	link_handshake_step(l);
-}
-
-/* ---- negotiation ----------------------------------------------------- */
-
-static int
-link_send_neg(struct link *l, const struct neg_msg *m)
-{
-	int n;
-
-	n = neg_encode(m, l->tx_neg, sizeof(l->tx_neg));
-	if (n < 0) {
-		link_fail(l, LOG_ERR, "cannot encode our %s message "
-			  "(configuration out of range?)", neg_type_str(m->type));
-		return -1;
-	}
-	l->tx_neg_len = (size_t)n;
-	bufferevent_write(l->bev, l->tx_neg, (size_t)n);
-	return 0;
-}
-
-static void
-link_fill_nonce(struct neg_params *p)
-{
-	size_t got = 0;
-	ssize_t r;
-
-	while (got < sizeof(p->nonce)) {
-		r = getrandom(p->nonce + got, sizeof(p->nonce) - got, 0);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			/* Not secret: it only makes each transcript unique. */
-			uint64_t t = now_us();
-
-			memcpy(p->nonce, &t, sizeof(t));
-			return;
-		}
-		got += (size_t)r;
-	}
-}
-
-static void
-link_send_offer(struct link *l)
-{
-	struct neg_msg m;
-	struct timeval tv;
-
-	neg_msg_init(&m, NEG_OFFER);
-	m.params = l->mine;
-	if (link_send_neg(l, &m) < 0)
-		return;
-	link_set_state(l, LS_NEGOTIATING);
-	ms_to_tv(l->cfg.negotiation_timeout_ms, &tv);
-	evtimer_add(l->deadline_ev, &tv);
-	if (link_read_start(l) < 0)
-		link_fail(l, LOG_ERR, "out of memory");
-}
-
-static void
-link_refuse(struct link *l, uint16_t reason, const char *detail)
-{
-	struct neg_msg m;
-
-	neg_msg_refusal(&m, l->mine.node, reason, detail);
-	if (link_send_neg(l, &m) < 0)
-		return;
-	link_close_after_flush(l, LOG_WARN, "refused the link: %s%s%s",
-			       neg_reason_str(reason), detail ? ": " : "",
-			       detail ? detail : "");
-}
-
-/* Both sides, once the outcome is known: upgrade or start the mux. */
-static void
-link_proceed(struct link *l)
-{
-	struct hook_event ev;
-
-	if (l->outcome.result == NEG_RESULT_TLS) {
-		log_info("%s: TLS agreed (%s..%s): %s", link_who(l),
-			 tls_version_str(l->outcome.tls_min),
-			 tls_version_str(l->outcome.tls_max),
-			 neg_reason_str(l->outcome.reason));
-		link_start_tls(l);
-		return;
-	}
-	link_event_init(l, &ev, HOOK_PLAINTEXT_AGREED);
-	ev.reason = neg_reason_str(l->outcome.reason);
-	hook_emit(&ev);
-	log_info("%s: plaintext agreed: %s", link_who(l), ev.reason);
-	/* The dialler may already hold the acceptor's first frames. */
-	if (link_start_mux(l) == 0)
-		link_up_input(l);
-}
-
-/* Acceptor: the peer's offer is complete. */
-static void
-link_on_offer(struct link *l)
-{
-	struct neg_msg m;
-	size_t extra = iobuf_len(&l->in);
-	uint16_t reason = 0;
-	char text[NEG_TEXT_MAX + 1] = "";
-
-	if (l->peer.type != NEG_OFFER) {
-		link_fail(l, LOG_ERR, "peer sent a %s where an OFFER was "
-			  "expected", neg_type_str(l->peer.type));
-		return;
-	}
-	if (extra > 0) {
-		link_fail(l, LOG_ERR, "peer sent %zu bytes after its offer "
-			  "without waiting for the decision; closing without "
-			  "reading them (protocol violation or injection)", extra);
-		return;
-	}
-	if (l->ops->on_offer != NULL &&
-	    l->ops->on_offer(l->ud, l, &l->peer.params, &l->mine,
-			     &l->cfg.client_cert, &reason, text,
-			     sizeof(text)) < 0) {
-		link_refuse(l, reason, text[0] ? text : NULL);
-		return;
-	}
-	l->mine.cert_want = (uint8_t)l->cfg.client_cert;
-	policy_decide(&l->peer.params, &l->mine, &l->outcome);
-	if (l->outcome.result == NEG_RESULT_REFUSE) {
-		link_refuse(l, l->outcome.reason, NULL);
-		return;
-	}
-	neg_msg_init(&m, NEG_DECISION);
-	m.params = l->mine;
-	m.outcome = l->outcome;
-	if (link_send_neg(l, &m) < 0)
-		return;
-	link_proceed(l);
-}
-
-/* Dialler: the relay's decision or refusal is complete. */
-static void
-link_on_decision(struct link *l)
-{
-	size_t extra = iobuf_len(&l->in);
-	uint16_t reason = 0;
-
-	if (l->peer.type == NEG_REFUSE) {
-		char *c;
-
-		/* The peer's text goes into our log: no control characters. */
-		for (c = l->peer.text; *c != '\0'; c++)
-			if ((unsigned char)*c < 0x20 || *c == 0x7f)
-				*c = '?';
-		link_fail(l, LOG_ERR, "the relay refused the link: %s%s%s",
-			  neg_reason_str(l->peer.outcome.reason),
-			  l->peer.text[0] ? "; it says: " : "", l->peer.text);
-		return;
-	}
-	if (policy_check_decision(&l->mine, &l->peer, &reason) < 0) {
-		link_fail(l, LOG_ERR, "the relay's decision is not acceptable: %s",
-			  neg_reason_str(reason));
-		return;
-	}
-	l->outcome = l->peer.outcome;
-	if (l->outcome.result == NEG_RESULT_TLS && extra > 0) {
-		link_fail(l, LOG_ERR, "peer sent %zu bytes after its decision "
-			  "before TLS started; closing without reading them "
-			  "(protocol violation or injection)", extra);
-		return;
-	}
-	link_proceed(l);
-}
-
-static void
-link_neg_failed(struct link *l)
-{
-	enum neg_err e = neg_decoder_error(l->dec);
-	const uint8_t *pre;
-	size_t n = neg_decoder_prefix(l->dec, &pre);
-
-	if (e == NEG_ERR_BAD_MAGIC) {
-		link_fail(l, LOG_WARN, "peer does not speak tlsplex: it sent %s "
-			  "instead of a negotiation message", neg_sniff(pre, n));
-		return;
-	}
-	if (!l->cfg.dialer && (e == NEG_ERR_BAD_VERSION)) {
-		link_refuse(l, NEG_R_NO_COMMON_PROTOCOL, neg_err_str(e));
-		return;
-	}
-	if (!l->cfg.dialer && e != NEG_ERR_TRUNCATED) {
-		link_refuse(l, NEG_R_MALFORMED, neg_err_str(e));
-		return;
-	}
-	link_fail(l, LOG_ERR, "bad negotiation message from peer: %s%s",
-		  neg_err_str(e), e == NEG_ERR_TRUNCATED ? "" : "");
-}
-
-static void
-link_neg_input(struct link *l)
-{
-	struct iobuf *in = &l->in;
-	enum neg_status st = NEG_NEED_MORE;
-
-	while (l->state == LS_NEGOTIATING && iobuf_len(in) > 0) {
-		size_t len = iobuf_len(in), used = 0;
-		const uint8_t *p = iobuf_data(in);
-
-		if (len > NEG_MAX_LEN)
-			len = NEG_MAX_LEN;
-		st = neg_decoder_feed(l->dec, p, len, &used);
-		if (l->rx_neg_len + used <= sizeof(l->rx_neg)) {
-			memcpy(l->rx_neg + l->rx_neg_len, p, used);
-			l->rx_neg_len += used;
-		}
-		iobuf_drain(in, used);
-		if (st == NEG_FAIL) {
-			link_neg_failed(l);
-			return;
-		}
-		if (st == NEG_DONE)
-			break;
-	}
-	if (st != NEG_DONE)
-		return;
-	l->peer = *neg_decoder_msg(l->dec);
-	if (l->cfg.dialer)
-		link_on_decision(l);
-	else
-		link_on_offer(l);
-}
-
 /* ---- reading the link socket ------------------------------------------ */
-
-static void link_read_cb(struct bufferevent *bev, void *arg);
-static void link_event_cb(struct bufferevent *bev, short what, void *arg);
 
 /* Starts or stops reading the link socket. */
 static void
@@ -1676,7 +844,7 @@ link_sock_read_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Creates the read event for the connected socket and starts reading. */
-static int
+int
 link_read_start(struct link *l)
 {
 	if (l->rd_ev == NULL) {
@@ -1696,7 +864,7 @@ link_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct link *l = arg;
 
-	l->last_rx_us = now_us();
+	l->last_rx_us = link_now_us();
 	switch (l->state) {
 	case LS_NEGOTIATING:
 		link_neg_input(l);
@@ -1839,7 +1007,7 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 	l->mine = cfg->params;
 	link_fill_nonce(&l->mine);
 	l->mine.cert_want = (uint8_t)cfg->client_cert;
-	l->t_start_us = l->last_rx_us = now_us();
+	l->t_start_us = l->last_rx_us = link_now_us();
 	TAILQ_INIT(&l->streams);
 	l->dec = neg_decoder_new();
 	l->deadline_ev = evtimer_new(base, link_deadline_cb, l);
@@ -1866,14 +1034,14 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 	link_n++;
 	l->state = cfg->dialer ? LS_CONNECTING : LS_NEGOTIATING; /* initial */
 	if (cfg->dialer) {
-		ms_to_tv(cfg->negotiation_timeout_ms, &tv);
+		link_ms_to_tv(cfg->negotiation_timeout_ms, &tv);
 		evtimer_add(l->deadline_ev, &tv);
 		if (bufferevent_socket_connect(l->bev, sa, salen) < 0) {
 			/* The event callback reports the reason. */
 			log_debug("%s: connect failed at once", link_who(l));
 		}
 	} else {
-		ms_to_tv(cfg->negotiation_timeout_ms, &tv);
+		link_ms_to_tv(cfg->negotiation_timeout_ms, &tv);
 		evtimer_add(l->deadline_ev, &tv);
 		bufferevent_enable(l->bev, EV_WRITE);
 		if (link_read_start(l) < 0) {
@@ -1904,50 +1072,6 @@ fail_fd:
 	return NULL;
 }
 
-int
-link_open_stream(struct link *l, const char *service, struct bufferevent *bev,
-		 unsigned *count)
-{
-	struct stream *s;
-	uint32_t id;
-
-	if (!link_is_up(l)) {
-		bufferevent_free(bev);
-		return -1;
-	}
-	s = link_stream_new(l, bev, service);
-	if (s == NULL) {
-		bufferevent_free(bev);
-		return -1;
-	}
-	id = mux_open(l->mux, service, s);
-	if (id == 0) {
-		log_warn("%s: cannot open a stream for service %s: the relay's "
-			 "stream limit is reached or it is draining the link",
-			 link_who(l), service);
-		stream_discard(s);
-		return -1;
-	}
-	s->id = id;
-	s->count = count;
-	if (count != NULL)
-		(*count)++;
-	bufferevent_enable(bev, EV_WRITE);
-	if (stream_read_start(s) < 0) {
-		mux_reset(l->mux, id, MUX_C_INTERNAL);
-		return -1;
-	}
-	if (log_get_level() >= LOG_DEBUG) {
-		char peer[NET_ADDRSTR_MAX];
-
-		net_peer(bufferevent_getfd(bev), peer, sizeof(peer));
-		log_debug("%s: stream %u opened for service %s (local "
-			  "connection from %s)", link_who(l), id, service, peer);
-	}
-	link_kick(l);
-	return 0;
-}
-
 void
 link_set_data(struct link *l, void *data)
 {
@@ -1965,26 +1089,6 @@ link_peer_has_cert(const struct link *l)
 {
 	return l->tls != NULL && (l->state == LS_UP || l->state == LS_DRAINING) &&
 	       l->tls_info.subject[0] != '\0';
-}
-
-void
-link_refuse_socket(int fd, const char *node, uint16_t reason,
-		   const char *text)
-{
-	struct neg_msg m;
-	uint8_t buf[NEG_MAX_LEN], junk[4096];
-	int n;
-
-	neg_msg_refusal(&m, node, reason, text);
-	n = neg_encode(&m, buf, sizeof(buf));
-	if (n > 0 && send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		log_debug("refusal to fd %d not sent: %s", fd, strerror(errno));
-	shutdown(fd, SHUT_WR);
-	/* What the peer already sent is read, so that close() sends FIN
-	 * rather than a reset that could destroy the refusal in flight. */
-	while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
-		;
-	close(fd);
 }
 
 int

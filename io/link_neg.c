@@ -1,0 +1,250 @@
+/*
+ * The parameter negotiation of a link: our message, the peer's, the
+ * decision, and refusals.
+ */
+#include "link_int.h"
+
+/* ---- negotiation ----------------------------------------------------- */
+
+static int
+link_send_neg(struct link *l, const struct neg_msg *m)
+{
+	int n;
+
+	n = neg_encode(m, l->tx_neg, sizeof(l->tx_neg));
+	if (n < 0) {
+		link_fail(l, LOG_ERR, "cannot encode our %s message "
+			  "(configuration out of range?)", neg_type_str(m->type));
+		return -1;
+	}
+	l->tx_neg_len = (size_t)n;
+	bufferevent_write(l->bev, l->tx_neg, (size_t)n);
+	return 0;
+}
+
+void
+link_fill_nonce(struct neg_params *p)
+{
+	size_t got = 0;
+	ssize_t r;
+
+	while (got < sizeof(p->nonce)) {
+		r = getrandom(p->nonce + got, sizeof(p->nonce) - got, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			/* Not secret: it only makes each transcript unique. */
+			uint64_t t = link_now_us();
+
+			memcpy(p->nonce, &t, sizeof(t));
+			return;
+		}
+		got += (size_t)r;
+	}
+}
+
+void
+link_send_offer(struct link *l)
+{
+	struct neg_msg m;
+	struct timeval tv;
+
+	neg_msg_init(&m, NEG_OFFER);
+	m.params = l->mine;
+	if (link_send_neg(l, &m) < 0)
+		return;
+	link_set_state(l, LS_NEGOTIATING);
+	link_ms_to_tv(l->cfg.negotiation_timeout_ms, &tv);
+	evtimer_add(l->deadline_ev, &tv);
+	if (link_read_start(l) < 0)
+		link_fail(l, LOG_ERR, "out of memory");
+}
+
+static void
+link_refuse(struct link *l, uint16_t reason, const char *detail)
+{
+	struct neg_msg m;
+
+	neg_msg_refusal(&m, l->mine.node, reason, detail);
+	if (link_send_neg(l, &m) < 0)
+		return;
+	link_close_after_flush(l, LOG_WARN, "refused the link: %s%s%s",
+			       neg_reason_str(reason), detail ? ": " : "",
+			       detail ? detail : "");
+}
+
+/* Both sides, once the outcome is known: upgrade or start the mux. */
+static void
+link_proceed(struct link *l)
+{
+	struct hook_event ev;
+
+	if (l->outcome.result == NEG_RESULT_TLS) {
+		log_info("%s: TLS agreed (%s..%s): %s", link_who(l),
+			 tls_version_str(l->outcome.tls_min),
+			 tls_version_str(l->outcome.tls_max),
+			 neg_reason_str(l->outcome.reason));
+		link_start_tls(l);
+		return;
+	}
+	link_event_init(l, &ev, HOOK_PLAINTEXT_AGREED);
+	ev.reason = neg_reason_str(l->outcome.reason);
+	hook_emit(&ev);
+	log_info("%s: plaintext agreed: %s", link_who(l), ev.reason);
+	/* The dialler may already hold the acceptor's first frames. */
+	if (link_start_mux(l) == 0)
+		link_up_input(l);
+}
+
+/* Acceptor: the peer's offer is complete. */
+static void
+link_on_offer(struct link *l)
+{
+	struct neg_msg m;
+	size_t extra = iobuf_len(&l->in);
+	uint16_t reason = 0;
+	char text[NEG_TEXT_MAX + 1] = "";
+
+	if (l->peer.type != NEG_OFFER) {
+		link_fail(l, LOG_ERR, "peer sent a %s where an OFFER was "
+			  "expected", neg_type_str(l->peer.type));
+		return;
+	}
+	if (extra > 0) {
+		link_fail(l, LOG_ERR, "peer sent %zu bytes after its offer "
+			  "without waiting for the decision; closing without "
+			  "reading them (protocol violation or injection)", extra);
+		return;
+	}
+	if (l->ops->on_offer != NULL &&
+	    l->ops->on_offer(l->ud, l, &l->peer.params, &l->mine,
+			     &l->cfg.client_cert, &reason, text,
+			     sizeof(text)) < 0) {
+		link_refuse(l, reason, text[0] ? text : NULL);
+		return;
+	}
+	l->mine.cert_want = (uint8_t)l->cfg.client_cert;
+	policy_decide(&l->peer.params, &l->mine, &l->outcome);
+	if (l->outcome.result == NEG_RESULT_REFUSE) {
+		link_refuse(l, l->outcome.reason, NULL);
+		return;
+	}
+	neg_msg_init(&m, NEG_DECISION);
+	m.params = l->mine;
+	m.outcome = l->outcome;
+	if (link_send_neg(l, &m) < 0)
+		return;
+	link_proceed(l);
+}
+
+/* Dialler: the relay's decision or refusal is complete. */
+static void
+link_on_decision(struct link *l)
+{
+	size_t extra = iobuf_len(&l->in);
+	uint16_t reason = 0;
+
+	if (l->peer.type == NEG_REFUSE) {
+		char *c;
+
+		/* The peer's text goes into our log: no control characters. */
+		for (c = l->peer.text; *c != '\0'; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				*c = '?';
+		link_fail(l, LOG_ERR, "the relay refused the link: %s%s%s",
+			  neg_reason_str(l->peer.outcome.reason),
+			  l->peer.text[0] ? "; it says: " : "", l->peer.text);
+		return;
+	}
+	if (policy_check_decision(&l->mine, &l->peer, &reason) < 0) {
+		link_fail(l, LOG_ERR, "the relay's decision is not acceptable: %s",
+			  neg_reason_str(reason));
+		return;
+	}
+	l->outcome = l->peer.outcome;
+	if (l->outcome.result == NEG_RESULT_TLS && extra > 0) {
+		link_fail(l, LOG_ERR, "peer sent %zu bytes after its decision "
+			  "before TLS started; closing without reading them "
+			  "(protocol violation or injection)", extra);
+		return;
+	}
+	link_proceed(l);
+}
+
+static void
+link_neg_failed(struct link *l)
+{
+	enum neg_err e = neg_decoder_error(l->dec);
+	const uint8_t *pre;
+	size_t n = neg_decoder_prefix(l->dec, &pre);
+
+	if (e == NEG_ERR_BAD_MAGIC) {
+		link_fail(l, LOG_WARN, "peer does not speak tlsplex: it sent %s "
+			  "instead of a negotiation message", neg_sniff(pre, n));
+		return;
+	}
+	if (!l->cfg.dialer && (e == NEG_ERR_BAD_VERSION)) {
+		link_refuse(l, NEG_R_NO_COMMON_PROTOCOL, neg_err_str(e));
+		return;
+	}
+	if (!l->cfg.dialer && e != NEG_ERR_TRUNCATED) {
+		link_refuse(l, NEG_R_MALFORMED, neg_err_str(e));
+		return;
+	}
+	link_fail(l, LOG_ERR, "bad negotiation message from peer: %s%s",
+		  neg_err_str(e), e == NEG_ERR_TRUNCATED ? "" : "");
+}
+
+void
+link_neg_input(struct link *l)
+{
+	struct iobuf *in = &l->in;
+	enum neg_status st = NEG_NEED_MORE;
+
+	while (l->state == LS_NEGOTIATING && iobuf_len(in) > 0) {
+		size_t len = iobuf_len(in), used = 0;
+		const uint8_t *p = iobuf_data(in);
+
+		if (len > NEG_MAX_LEN)
+			len = NEG_MAX_LEN;
+		st = neg_decoder_feed(l->dec, p, len, &used);
+		if (l->rx_neg_len + used <= sizeof(l->rx_neg)) {
+			memcpy(l->rx_neg + l->rx_neg_len, p, used);
+			l->rx_neg_len += used;
+		}
+		iobuf_drain(in, used);
+		if (st == NEG_FAIL) {
+			link_neg_failed(l);
+			return;
+		}
+		if (st == NEG_DONE)
+			break;
+	}
+	if (st != NEG_DONE)
+		return;
+	l->peer = *neg_decoder_msg(l->dec);
+	if (l->cfg.dialer)
+		link_on_decision(l);
+	else
+		link_on_offer(l);
+}
+
+void
+link_refuse_socket(int fd, const char *node, uint16_t reason,
+		   const char *text)
+{
+	struct neg_msg m;
+	uint8_t buf[NEG_MAX_LEN], junk[4096];
+	int n;
+
+	neg_msg_refusal(&m, node, reason, text);
+	n = neg_encode(&m, buf, sizeof(buf));
+	if (n > 0 && send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("refusal to fd %d not sent: %s", fd, strerror(errno));
+	shutdown(fd, SHUT_WR);
+	/* What the peer already sent is read, so that close() sends FIN
+	 * rather than a reset that could destroy the refusal in flight. */
+	while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+		;
+	close(fd);
+}
