@@ -1,7 +1,7 @@
 /*
- * Partner policy, in-process: configurations are loaded from text,
- * partners resolved and their rules asked; no socket is opened and no
- * daemon started.  Each test gets a temporary
+ * Partner policy and the reload transaction, in-process: configurations
+ * are loaded from text, partners resolved and their rules asked; no
+ * socket is opened and no daemon started.  Each test gets a temporary
  * directory with dummy certificate files (only their paths are checked
  * at load).
  */
@@ -24,6 +24,7 @@
 #include "log.h"
 #include "neg.h"
 #include "partner.h"
+#include "reload.h"
 
 static char tmp[512];
 static char name[PATH_MAX];
@@ -343,5 +344,157 @@ Test(partner, the_gateway_partner_is_the_peer_named_after_the_relay)
 					       sizeof(buf), pat, 4), 0);
 	cr_assert_eq(ps->deflt.tls, TLS_MODE_ALLOW);
 	partners_free(ps);
+	cfg_free(c);
+}
+
+/* ---- the reload transaction -------------------------------------------- */
+
+struct calls {
+	int stage, abandon, commit;
+	int stage_rc;
+	struct cfg *committed_old;
+};
+
+static int t_stage(void *ud, const struct daemon_conf *next)
+{
+	struct calls *k = ud;
+
+	k->stage++;
+	return k->stage_rc;
+}
+
+static void t_abandon(void *ud, const struct daemon_conf *next)
+{
+	((struct calls *)ud)->abandon++;
+}
+
+static void t_commit(void *ud, const struct daemon_conf *cur,
+		     const struct daemon_conf *old)
+{
+	struct calls *k = ud;
+
+	k->commit++;
+	k->committed_old = old->cfg;
+	cr_assert_neq(cur->cfg, old->cfg);
+	cr_assert_not_null(cur->partners);
+}
+
+static const struct daemon_reload_ops t_ops = {
+	.stage = t_stage, .abandon = t_abandon, .commit = t_commit,
+};
+
+#define PLAIN_RELAY "[relay]\nlisten = 127.0.0.1:1\ntls = off\n"
+
+/* A running configuration as a daemon starts with, from file name. */
+static void boot(struct daemon_opts *o, struct daemon_conf *cur)
+{
+	struct cfg *c;
+
+	o->config = name;
+	c = daemon_load("test_partner", CFG_RELAY, o);
+	cr_assert_not_null(c);
+	cr_assert_eq(daemon_conf_build(c, NULL, cur), 0);
+	cr_assert_null(cur->tls, "tls = off and no cert: no context");
+}
+
+Test(partner, reload_commits_and_keeps_the_verbosity_of_the_command_line)
+{
+	struct daemon_opts o = { .verbose = 2 };
+	struct daemon_conf cur;
+	struct calls k = { 0 };
+	struct cfg *before;
+
+	put_file("t.ini", PLAIN_RELAY "log_level = error\n");
+	boot(&o, &cur);
+	cr_assert_eq(log_get_level(), LOG_INFO, "error raised by -vv");
+	put_file("t.ini", PLAIN_RELAY "log_level = warn\n[peer gw1]\n");
+	before = cur.cfg;
+	cr_assert_eq(daemon_reload(&cur, &o, CFG_RELAY, &t_ops, &k), 0);
+	cr_assert_eq(k.stage, 1);
+	cr_assert_eq(k.commit, 1);
+	cr_assert_eq(k.abandon, 0);
+	cr_assert_eq(k.committed_old, before);
+	cr_assert_eq(log_get_level(), LOG_DEBUG, "warn raised by -vv");
+	cr_assert_not_null(partners_find(cur.partners, "gw1"),
+			   "partners are resolved from the new file");
+	daemon_conf_free(&cur, NULL);
+}
+
+Test(partner, reload_of_a_bad_file_changes_nothing)
+{
+	struct daemon_opts o = { .verbose = 1 };
+	struct daemon_conf cur, saved;
+	struct calls k = { 0 };
+
+	put_file("t.ini", PLAIN_RELAY "log_level = warn\n");
+	boot(&o, &cur);
+	saved = cur;
+	put_file("t.ini", PLAIN_RELAY "bogus = 1\n");
+	cr_assert_eq(daemon_reload(&cur, &o, CFG_RELAY, &t_ops, &k), -1);
+	cr_assert_eq(k.stage + k.commit + k.abandon, 0);
+	cr_assert(memcmp(&cur, &saved, sizeof(cur)) == 0);
+	cr_assert_eq(log_get_level(), LOG_INFO);
+	daemon_conf_free(&cur, NULL);
+}
+
+Test(partner, reload_rolls_back_when_the_daemon_cannot_stage)
+{
+	struct daemon_opts o = { 0 };
+	struct daemon_conf cur, saved;
+	struct calls k = { .stage_rc = -1 };
+
+	put_file("t.ini", PLAIN_RELAY);
+	boot(&o, &cur);
+	saved = cur;
+	put_file("t.ini", PLAIN_RELAY "log_level = debug\n");
+	cr_assert_eq(daemon_reload(&cur, &o, CFG_RELAY, &t_ops, &k), -1);
+	cr_assert_eq(k.stage, 1);
+	cr_assert_eq(k.abandon, 0, "nothing was staged");
+	cr_assert_eq(k.commit, 0);
+	cr_assert(memcmp(&cur, &saved, sizeof(cur)) == 0);
+	cr_assert_eq(log_get_level(), LOG_INFO, "the running level stays");
+	daemon_conf_free(&cur, NULL);
+}
+
+Test(partner, reload_abandons_what_it_staged_when_the_hook_file_fails)
+{
+	struct daemon_opts o = { 0 };
+	struct daemon_conf cur, saved;
+	struct calls k = { 0 };
+	char text[PATH_MAX + 200];
+
+	put_file("t.ini", PLAIN_RELAY);
+	boot(&o, &cur);
+	saved = cur;
+	/* A link into a directory that does not exist passes the load and
+	 * cannot be opened. */
+	snprintf(text, sizeof(text), "%s/hook", tmp);
+	cr_assert_eq(symlink("/nonexistent-tpx/hook.jsonl", text), 0);
+	snprintf(text, sizeof(text), PLAIN_RELAY "hook_file = %s/hook\n", tmp);
+	put_file("t.ini", text);
+	cr_assert_eq(daemon_reload(&cur, &o, CFG_RELAY, &t_ops, &k), -1);
+	cr_assert_eq(k.stage, 1);
+	cr_assert_eq(k.abandon, 1);
+	cr_assert_eq(k.commit, 0);
+	cr_assert(memcmp(&cur, &saved, sizeof(cur)) == 0);
+	daemon_conf_free(&cur, NULL);
+}
+
+Test(partner, the_tls_context_question_has_one_answer)
+{
+	struct cfg *c;
+
+	c = load(PLAIN_RELAY, CFG_RELAY);
+	cr_assert_not(daemon_needs_tls(c));
+	cfg_free(c);
+	c = load(RELAY_HEAD "tls = off\n", CFG_RELAY);
+	cr_assert(daemon_needs_tls(c), "a relay with a certificate");
+	cfg_free(c);
+	c = load("[gateway]\nrelay = 127.0.0.1:7400\ntls = off\n" GW_SVC,
+		 CFG_GATEWAY);
+	cr_assert_not(daemon_needs_tls(c));
+	cfg_free(c);
+	c = load(GW_HEAD GW_SVC, CFG_GATEWAY);
+	cr_assert(daemon_needs_tls(c), "a gateway that may use TLS");
 	cfg_free(c);
 }
