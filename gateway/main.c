@@ -16,6 +16,8 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "partner.h"
+#include "reload.h"
 #include "hook.h"
 #include "link.h"
 #include "log.h"
@@ -61,9 +63,10 @@ TAILQ_HEAD(gw_held_list, gw_held);
 
 struct gateway {
 	const char *path;          /* configuration file, for reloads */
-	struct cfg *cfg;
+	const struct daemon_opts *opts; /* the command line, for reloads */
+	struct daemon_conf conf;   /* the running configuration */
+	const struct partner *relay; /* the relay as a partner, from conf */
 	struct event_base *base;
-	struct tls_ctx *tls;
 	struct link_config lcfg;
 	struct link *link;         /* NULL while down */
 	struct event *redial_ev;
@@ -75,7 +78,7 @@ struct gateway {
 	struct event *drain_ev;    /* SIGUSR1 */
 	struct event *reload_ev;   /* SIGHUP */
 	struct gw_svc_list svcs;
-	struct sticky *sticky;     /* NULL unless state_file is set */
+	struct gw_listener *next_listeners; /* staged by a reload */
 };
 
 static void gw_client_start(struct gateway *gw, const struct cfg_service *svc,
@@ -106,22 +109,6 @@ gw_svc_state(struct gateway *gw, const char *name)
 	return st;
 }
 
-/* The relay's [peer NAME] (named after server_name), or NULL. */
-static const struct cfg_peer *
-gw_relay_peer(const struct gateway *gw)
-{
-	return cfg_peer_find(gw->cfg, gw->cfg->server_name);
-}
-
-static int
-gw_sticky(const struct gateway *gw)
-{
-	const struct cfg_peer *p = gw_relay_peer(gw);
-
-	return p != NULL && p->tls_sticky != CFG_UNSET ? p->tls_sticky :
-	       gw->cfg->tls_sticky;
-}
-
 static void gw_dial(struct gateway *gw);
 
 /* Takes h off the held list and stops its timer; the caller owns h->fd. */
@@ -140,7 +127,7 @@ gw_on_up(void *ud, struct link *l)
 	struct gateway *gw = ud;
 	struct gw_held *h;
 
-	gw->backoff_ms = gw->cfg->redial_min_ms;
+	gw->backoff_ms = gw->conf.cfg->redial_min_ms;
 	log_info("link %llu to the relay (node %s) is up (%s); accepting "
 		 "clients%s", (unsigned long long)link_id(l), link_peer_node(l),
 		 link_is_tls(l) ? "TLS" : "plaintext",
@@ -176,13 +163,14 @@ static void
 gw_client_hold(struct gateway *gw, const struct cfg_service *svc,
 	       struct gw_svc_state *st, evutil_socket_t fd, const char *who)
 {
+	const struct cfg *c = gw->conf.cfg;
 	struct gw_held *h;
 	struct timeval tv;
 
-	if (gw->cfg->hold_timeout_ms == 0 || gw->n_held >= gw->cfg->hold_max) {
+	if (c->hold_timeout_ms == 0 || gw->n_held >= c->hold_max) {
 		log_warn("client %s for service %s refused: no link to the relay "
 			 "is up%s", who, svc->name,
-			 gw->cfg->hold_timeout_ms == 0 ? " (hold_timeout = 0)" :
+			 c->hold_timeout_ms == 0 ? " (hold_timeout = 0)" :
 			 " and hold_max clients are already waiting");
 		net_close_reset(fd);
 		return;
@@ -200,8 +188,8 @@ gw_client_hold(struct gateway *gw, const struct cfg_service *svc,
 	st->clients++;
 	h->fd = fd;
 	snprintf(h->who, sizeof(h->who), "%s", who);
-	tv.tv_sec = gw->cfg->hold_timeout_ms / 1000;
-	tv.tv_usec = (suseconds_t)(gw->cfg->hold_timeout_ms % 1000) * 1000;
+	tv.tv_sec = c->hold_timeout_ms / 1000;
+	tv.tv_usec = (suseconds_t)(c->hold_timeout_ms % 1000) * 1000;
 	evtimer_add(h->timer, &tv);
 	TAILQ_INSERT_TAIL(&gw->held, h, entry);
 	gw->n_held++;
@@ -237,10 +225,10 @@ gw_on_down(void *ud, struct link *l)
 	tv.tv_sec = delay / 1000;
 	tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
 	evtimer_add(gw->redial_ev, &tv);
-	if (gw->backoff_ms < gw->cfg->redial_max_ms / 2)
+	if (gw->backoff_ms < gw->conf.cfg->redial_max_ms / 2)
 		gw->backoff_ms *= 2;
 	else
-		gw->backoff_ms = gw->cfg->redial_max_ms;
+		gw->backoff_ms = gw->conf.cfg->redial_max_ms;
 }
 
 static struct bufferevent *
@@ -274,17 +262,13 @@ gw_on_verify(void *ud, struct link *l, struct tls_conn *tls,
 	     const struct tls_info *info, char *why, size_t whylen)
 {
 	struct gateway *gw = ud;
-	const struct cfg_peer *p = gw_relay_peer(gw);
-	char partner[CFG_NAME_MAX + 16];
+	const struct cfg *c = gw->conf.cfg;
 
-	if (p != NULL && p->identity[0]) {
-		snprintf(partner, sizeof(partner), "[peer %s]", p->name);
-		if (daemon_verify_peer(tls, info, link_peer_node(l), p->identity,
-				       partner, why, whylen) < 0)
-			return -1;
-	}
-	if (gw_sticky(gw))
-		daemon_sticky_remember(gw->sticky, gw->cfg->server_name);
+	if (partner_verify(gw->relay, tls, info, link_peer_node(l), why,
+			   whylen) < 0)
+		return -1;
+	if (gw->relay->tls_sticky)
+		daemon_sticky_remember(gw->conf.sticky, c->server_name);
 	return 0;
 }
 
@@ -305,25 +289,24 @@ gw_redial_cb(evutil_socket_t fd, short what, void *arg)
 static void
 gw_dial(struct gateway *gw)
 {
+	const struct cfg *c = gw->conf.cfg;
 	struct sockaddr_storage ss;
 	struct link_config lc;
 	socklen_t sl;
 	char err[512];
 
-	if (net_resolve(gw->cfg->relay, 0, &ss, &sl, err, sizeof(err)) < 0) {
-		log_err("relay %s: %s", gw->cfg->relay, err);
+	if (net_resolve(c->relay, 0, &ss, &sl, err, sizeof(err)) < 0) {
+		log_err("relay %s: %s", c->relay, err);
 		gw_on_down(gw, NULL);
 		return;
 	}
 	lc = gw->lcfg;
-	if (gw_sticky(gw) && sticky_has(gw->sticky, gw->cfg->server_name) &&
-	    lc.params.tls_mode != TLS_MODE_REQUIRE) {
+	if (partner_sticky_rule(gw->relay,
+				sticky_has(gw->conf.sticky, c->server_name),
+				NULL, &lc.params) == PARTNER_STICKY_RAISE)
 		log_info("relay %s has completed TLS with this gateway before "
-			 "(tls_sticky): offering tls = require",
-			 gw->cfg->server_name);
-		lc.params.tls_mode = TLS_MODE_REQUIRE;
-	}
-	log_info("dialling the relay at %s", gw->cfg->relay);
+			 "(tls_sticky): offering tls = require", c->server_name);
+	log_info("dialling the relay at %s", c->relay);
 	gw->link = link_new(gw->base, -1, (struct sockaddr *)&ss, (int)sl,
 			    &lc, &gw_ops, gw);
 	if (gw->link == NULL)
@@ -363,7 +346,7 @@ gw_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 {
 	struct gw_listener *gl = arg;
 	const struct cfg_service *svc = gl->svc;
-	const struct cfg *c = gl->gw->cfg;
+	const struct cfg *c = gl->gw->conf.cfg;
 	struct gw_svc_state *st = gl->st;
 	char who[NET_ADDRSTR_MAX], why[96];
 
@@ -510,65 +493,49 @@ gw_listeners_install(struct gateway *gw, const struct cfg *c,
 static void
 gw_conf_install(struct gateway *gw)
 {
-	daemon_link_config(gw->cfg, gw->tls, &gw->lcfg);
+	const struct partners *ps = gw->conf.partners;
+
 	/* The gateway offers before it learns the relay's node name, so
-	 * its [peer NAME] is the one named after the relay it expects. */
-	daemon_apply_peer(gw_relay_peer(gw), &gw->lcfg.params, NULL);
+	 * its partner is the [peer NAME] named after the relay it expects,
+	 * or the daemon section alone. */
+	gw->relay = partners_find(ps, gw->conf.cfg->server_name);
+	if (gw->relay == NULL)
+		gw->relay = &ps->deflt;
+	daemon_link_config(gw->conf.cfg, gw->conf.tls, &gw->lcfg);
+	partner_apply(gw->relay, &gw->lcfg.params, NULL);
 }
 
-static struct tls_ctx *
-gw_tls_new(const struct cfg *c, int *failed)
+/* Reload stage: the listeners of next, taking over unchanged ones. */
+static int
+gw_stage(void *ud, const struct daemon_conf *next)
 {
-	struct tls_ctx *t;
-	char err[512];
+	struct gateway *gw = ud;
 
-	*failed = 0;
-	if (c->tls == TLS_MODE_OFF && c->ca[0] == '\0')
-		return NULL;
-	t = tls_ctx_new(c, 0, err, sizeof(err));
-	if (t == NULL) {
-		log_err("%s: %s", c->file, err);
-		*failed = 1;
-	}
-	return t;
+	return gw_listeners_build(gw, next->cfg, &gw->next_listeners);
 }
 
-/* SIGHUP: new links, streams and clients get the new settings; the
- * running link and its streams keep theirs.  A file that does not
- * validate, or a listener or hook file that cannot be opened, changes
- * nothing. */
 static void
-gw_reload_cb(evutil_socket_t sig, short what, void *arg)
+gw_abandon(void *ud, const struct daemon_conf *next)
 {
-	struct gateway *gw = arg;
-	struct gw_listener *next = NULL;
-	struct gw_held *h, *tmp;
-	struct tls_ctx *tls = NULL;
-	struct sticky *sticky = gw->sticky;
-	struct cfg *c, *old;
-	char err[1024];
-	int failed;
+	struct gateway *gw = ud;
 
-	c = cfg_load(gw->path, CFG_GATEWAY, err, sizeof(err));
-	if (c == NULL) {
-		log_err("SIGHUP: reload rejected, the running configuration "
-			"stays: %s", err);
-		return;
-	}
-	tls = gw_tls_new(c, &failed);
-	if (failed || daemon_sticky_open(gw->sticky, c, &sticky) < 0)
-		goto reject;
-	if (gw_listeners_build(gw, c, &next) < 0)
-		goto reject;
-	if (strcmp(c->hook_file, gw->cfg->hook_file) != 0 &&
-	    daemon_open_hooks(c) < 0) {
-		gw_listeners_abandon(gw, c, next);
-		goto reject;
-	}
-	gw_listeners_install(gw, c, next);
+	gw_listeners_abandon(gw, next->cfg, gw->next_listeners);
+	gw->next_listeners = NULL;
+}
+
+static void
+gw_commit(void *ud, const struct daemon_conf *cur,
+	  const struct daemon_conf *old)
+{
+	struct gateway *gw = ud;
+	struct gw_held *h, *tmp;
+
+	gw_listeners_install(gw, cur->cfg, gw->next_listeners);
+	gw->next_listeners = NULL;
 	/* Held clients follow their service by name. */
 	for (h = TAILQ_FIRST(&gw->held); h != NULL; h = tmp) {
-		const struct cfg_service *svc = cfg_service_find(c, h->svc->name);
+		const struct cfg_service *svc = cfg_service_find(cur->cfg,
+								 h->svc->name);
 
 		tmp = TAILQ_NEXT(h, entry);
 		if (svc == NULL) {
@@ -579,27 +546,28 @@ gw_reload_cb(evutil_socket_t sig, short what, void *arg)
 		}
 		h->svc = svc;
 	}
-	if (sticky != gw->sticky) {
-		sticky_free(gw->sticky);
-		gw->sticky = sticky;
-	}
-	old = gw->cfg;
-	tls_ctx_free(gw->tls);
-	gw->cfg = c;
-	gw->tls = tls;
 	gw_conf_install(gw);
-	cfg_free(old);
-	log_set_level(gw->cfg->log_level);
 	log_info("SIGHUP: configuration reloaded from %s: %zu services, relay "
 		 "%s; the running link keeps its settings", gw->path,
-		 gw->cfg->n_services, gw->cfg->relay);
-	return;
-reject:
-	if (sticky != gw->sticky)
-		sticky_free(sticky);
-	tls_ctx_free(tls);
-	cfg_free(c);
-	log_err("SIGHUP: reload rejected, the running configuration stays");
+		 cur->cfg->n_services, cur->cfg->relay);
+}
+
+static const struct daemon_reload_ops gw_reload_ops = {
+	.stage = gw_stage,
+	.abandon = gw_abandon,
+	.commit = gw_commit,
+};
+
+/* SIGHUP: new links, streams and clients get the new settings; the
+ * running link and its streams keep theirs.  A file that does not
+ * validate, or a listener or hook file that cannot be opened, changes
+ * nothing. */
+static void
+gw_reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct gateway *gw = arg;
+
+	daemon_reload(&gw->conf, gw->opts, CFG_GATEWAY, &gw_reload_ops, gw);
 }
 
 int
@@ -608,22 +576,21 @@ main(int argc, char **argv)
 	struct daemon_opts o;
 	struct gateway gw;
 	struct gw_listener *next;
+	struct cfg *c;
 	size_t i;
-	int failed, status;
+	int status;
 
 	memset(&gw, 0, sizeof(gw));
 	TAILQ_INIT(&gw.held);
 	TAILQ_INIT(&gw.svcs);
-	gw.cfg = daemon_start(argc, argv, prog, CFG_GATEWAY, &o, &status);
-	if (gw.cfg == NULL)
+	c = daemon_start(argc, argv, prog, CFG_GATEWAY, &o, &status);
+	if (c == NULL)
 		return status;
 	status = 1;
 	gw.path = o.config;
-	gw.tls = gw_tls_new(gw.cfg, &failed);
-	if (failed)
-		goto out;
-	if (daemon_open_hooks(gw.cfg) < 0 ||
-	    daemon_sticky_open(NULL, gw.cfg, &gw.sticky) < 0)
+	gw.opts = &o;
+	if (daemon_conf_build(c, NULL, &gw.conf) < 0 ||
+	    daemon_open_hooks(gw.conf.cfg) < 0)
 		goto out;
 	gw.base = daemon_base_new();
 	if (gw.base == NULL) {
@@ -631,7 +598,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	gw_conf_install(&gw);
-	gw.backoff_ms = gw.cfg->redial_min_ms;
+	gw.backoff_ms = gw.conf.cfg->redial_min_ms;
 	gw.redial_ev = evtimer_new(gw.base, gw_redial_cb, &gw);
 	gw.drain_ev = evsignal_new(gw.base, SIGUSR1, gw_drain_cb, &gw);
 	gw.reload_ev = evsignal_new(gw.base, SIGHUP, gw_reload_cb, &gw);
@@ -639,12 +606,12 @@ main(int argc, char **argv)
 	    evsignal_add(gw.drain_ev, NULL) < 0 ||
 	    evsignal_add(gw.reload_ev, NULL) < 0)
 		goto out;
-	if (gw_listeners_build(&gw, gw.cfg, &next) < 0)
+	if (gw_listeners_build(&gw, gw.conf.cfg, &next) < 0)
 		goto out;
-	gw_listeners_install(&gw, gw.cfg, next);
+	gw_listeners_install(&gw, gw.conf.cfg, next);
 	log_info("node %s (tls = %s) serving %zu services through relay %s",
-		 gw.cfg->node_name, tls_mode_str((uint8_t)gw.cfg->tls),
-		 gw.cfg->n_services, gw.cfg->relay);
+		 gw.conf.cfg->node_name, tls_mode_str((uint8_t)gw.conf.cfg->tls),
+		 gw.conf.cfg->n_services, gw.conf.cfg->relay);
 	gw_dial(&gw);
 	event_base_dispatch(gw.base);
 	status = 0;
@@ -672,10 +639,8 @@ out:
 		free(st);
 	}
 	daemon_base_free(gw.base);
-	sticky_free(gw.sticky);
-	tls_ctx_free(gw.tls);
 	hook_reset();
-	cfg_free(gw.cfg);
+	daemon_conf_free(&gw.conf, NULL);
 	tls_global_cleanup();
 	return status;
 }

@@ -17,6 +17,8 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "partner.h"
+#include "reload.h"
 #include "hook.h"
 #include "link.h"
 #include "log.h"
@@ -35,59 +37,33 @@ struct relay_backend {
 };
 
 /* What the relay knows of one link: where it came from and, once its
- * offer is accepted, the partner settings that admitted it (copied, as
- * the link outlives a reload). */
+ * offer is accepted, the partner that admitted it (copied, as the link
+ * outlives a reload). */
 struct relay_link {
 	TAILQ_ENTRY(relay_link) entry;
 	struct sockaddr_storage ss;
-	char partner[CFG_NAME_MAX + 16];   /* "[peer gw1]", "[template east]" */
 	char node[CFG_NAME_MAX + 1];
-	char identity[CFG_LIST_MAX];
-	char match_issuer[CFG_LIST_MAX];
-	char services[CFG_LIST_MAX];
-	int sticky;
+	struct partner partner;
 };
 TAILQ_HEAD(relay_link_list, relay_link);
 
 struct relay {
 	const char *path;          /* configuration file, for reloads */
+	const struct daemon_opts *opts; /* the command line, for reloads */
 	struct relay_link_list links;
 	struct guard *guard;       /* the link listener's */
-	struct sticky *sticky;     /* NULL unless state_file is set */
-	struct cfg *cfg;
-	struct relay_backend *backends; /* one per cfg->services[i] */
+	struct daemon_conf conf;   /* the running configuration */
+	struct relay_backend *backends; /* one per conf.cfg->services[i] */
 	struct event_base *base;
 	struct evdns_base *dns;
-	struct tls_ctx *tls;
 	struct evconnlistener *listener;
+	/* Staged by a reload until it commits or rolls back. */
+	struct relay_backend *next_backends;
+	struct evconnlistener *next_listener;
 	struct event *drain_ev;
 	struct event *reload_ev;
 	struct link_config lcfg;
 };
-
-/* What a configuration brings with it; replaced as a whole on reload. */
-struct relay_conf {
-	struct cfg *cfg;
-	struct tls_ctx *tls;
-	struct relay_backend *backends;
-};
-
-/* The first template, in file order, that admits node from sa. */
-static const struct cfg_peer *
-relay_template(const struct cfg *c, const char *node,
-	       const struct sockaddr *sa)
-{
-	for (size_t i = 0; i < c->n_templates; i++) {
-		const struct cfg_peer *t = &c->templates[i];
-
-		if (t->match_name[0] && !daemon_match_any(t->match_name, node, 1))
-			continue;
-		if (t->match_source.n > 0 && !cfg_acl_match(&t->match_source, sa))
-			continue;
-		return t;
-	}
-	return NULL;
-}
 
 static int
 relay_on_offer(void *ud, struct link *l, const struct neg_params *offer,
@@ -97,11 +73,9 @@ relay_on_offer(void *ud, struct link *l, const struct neg_params *offer,
 	struct relay *r = ud;
 	struct relay_link *rl = link_data(l);
 	const struct sockaddr *sa = (const struct sockaddr *)&rl->ss;
-	const struct cfg_peer *p = cfg_peer_find(r->cfg, offer->node);
-	int templ = p == NULL;
+	const struct partner *p;
 
-	if (templ)
-		p = relay_template(r->cfg, offer->node, sa);
+	p = partners_select(r->conf.partners, offer->node, sa);
 	if (p == NULL) {
 		log_warn("link %llu: node '%s' matches no [peer] or [template] "
 			 "section; refused (add [peer %s] to admit it)",
@@ -112,42 +86,29 @@ relay_on_offer(void *ud, struct link *l, const struct neg_params *offer,
 		*reason = NEG_R_UNKNOWN_PEER;
 		return -1;
 	}
-	snprintf(rl->partner, sizeof(rl->partner), "[%s %s]",
-		 templ ? "template" : "peer", p->name);
+	rl->partner = *p;
 	snprintf(rl->node, sizeof(rl->node), "%s", offer->node);
-	snprintf(rl->identity, sizeof(rl->identity), "%s", p->identity);
-	snprintf(rl->match_issuer, sizeof(rl->match_issuer), "%s",
-		 p->match_issuer);
-	snprintf(rl->services, sizeof(rl->services), "%s", p->services);
-	rl->sticky = p->tls_sticky != CFG_UNSET ? p->tls_sticky :
-		     r->cfg->tls_sticky;
 	if (p->any)
 		log_warn("link %llu: node '%s' admitted by %s, which admits any "
 			 "peer", (unsigned long long)link_id(l), offer->node,
-			 rl->partner);
-	daemon_apply_peer(p, mine, client_cert);
-	if (p->match_issuer[0]) {
-		mine->tls_mode = TLS_MODE_REQUIRE;
-		*client_cert = CERT_WANT_REQUIRE;
-	}
-	if (rl->sticky && sticky_has(r->sticky, offer->node)) {
-		if (offer->tls_mode == TLS_MODE_OFF) {
-			log_warn("link %llu: node '%s' offers plaintext but has "
-				 "used TLS with this relay before (tls_sticky, "
-				 "%s); refused", (unsigned long long)link_id(l),
-				 offer->node, sticky_path(r->sticky));
-			snprintf(text, textlen, "node '%s' has used TLS with this "
-				 "relay before (tls_sticky); plaintext is refused",
-				 offer->node);
-			*reason = NEG_R_REQUIRED_BY_ACCEPTOR;
-			return -1;
-		}
-		mine->tls_mode = TLS_MODE_REQUIRE;
+			 p->label);
+	partner_apply(p, mine, client_cert);
+	if (partner_sticky_rule(p, sticky_has(r->conf.sticky, offer->node),
+				offer, mine) == PARTNER_STICKY_REFUSE) {
+		log_warn("link %llu: node '%s' offers plaintext but has used "
+			 "TLS with this relay before (tls_sticky, %s); refused",
+			 (unsigned long long)link_id(l), offer->node,
+			 sticky_path(r->conf.sticky));
+		snprintf(text, textlen, "node '%s' has used TLS with this "
+			 "relay before (tls_sticky); plaintext is refused",
+			 offer->node);
+		*reason = NEG_R_REQUIRED_BY_ACCEPTOR;
+		return -1;
 	}
 	/* A template admission is news; a known peer's is routine. */
-	log_msg(templ && !p->any ? LOG_INFO : LOG_DEBUG,
+	log_msg(p->templ && !p->any ? LOG_INFO : LOG_DEBUG,
 		"link %llu: node '%s' admitted by %s",
-		(unsigned long long)link_id(l), offer->node, rl->partner);
+		(unsigned long long)link_id(l), offer->node, p->label);
 	return 0;
 }
 
@@ -159,18 +120,10 @@ relay_on_verify(void *ud, struct link *l, struct tls_conn *tls,
 	struct relay *r = ud;
 	struct relay_link *rl = link_data(l);
 
-	if (daemon_verify_peer(tls, info, rl->node, rl->identity, rl->partner,
-			       why, whylen) < 0)
+	if (partner_verify(&rl->partner, tls, info, rl->node, why, whylen) < 0)
 		return -1;
-	if (rl->match_issuer[0] &&
-	    !daemon_match_any(rl->match_issuer, info->issuer, 0)) {
-		snprintf(why, whylen, "the certificate issuer '%s' matches no "
-			 "match_issuer pattern of %s", info->issuer,
-			 rl->partner);
-		return -1;
-	}
-	if (rl->sticky)
-		daemon_sticky_remember(r->sticky, rl->node);
+	if (rl->partner.tls_sticky)
+		daemon_sticky_remember(r->conf.sticky, rl->node);
 	return 0;
 }
 
@@ -191,7 +144,7 @@ relay_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 {
 	struct relay *r = ud;
 	struct relay_link *rl = link_data(l);
-	const struct cfg_service *svc = cfg_service_find(r->cfg, service);
+	const struct cfg_service *svc = cfg_service_find(r->conf.cfg, service);
 	struct bufferevent *bev;
 	struct relay_backend *be;
 	char host[256], port[32];
@@ -205,11 +158,11 @@ relay_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 		*code = MUX_C_REFUSED;
 		return NULL;
 	}
-	if (rl->services[0] && !cfg_list_has(rl->services, service)) {
+	if (!partner_allows(&rl->partner, service)) {
 		log_warn("link %llu (node %s): stream for service '%s' refused: "
 			 "%s does not list it in services",
 			 (unsigned long long)link_id(l), link_peer_node(l),
-			 service, rl->partner);
+			 service, rl->partner.label);
 		*code = MUX_C_REFUSED;
 		return NULL;
 	}
@@ -234,7 +187,7 @@ relay_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 		*code = MUX_C_INTERNAL;
 		return NULL;
 	}
-	be = &r->backends[svc - r->cfg->services];
+	be = &r->backends[svc - r->conf.cfg->services];
 	if (be->sslen > 0)
 		rc = bufferevent_socket_connect(bev, (struct sockaddr *)&be->ss,
 						be->sslen);
@@ -283,47 +236,6 @@ relay_resolve_backends(const struct cfg *c)
 	return be;
 }
 
-static void
-relay_conf_free(struct relay_conf *rc)
-{
-	tls_ctx_free(rc->tls);
-	free(rc->backends);
-	cfg_free(rc->cfg);
-	memset(rc, 0, sizeof(*rc));
-}
-
-/* Builds the TLS context and backend table for rc->cfg.  Returns 0, or
- * -1 with the reason logged. */
-static int
-relay_conf_build(struct relay_conf *rc)
-{
-	char err[512];
-
-	if (rc->cfg->cert[0] != '\0') {
-		rc->tls = tls_ctx_new(rc->cfg, 1, err, sizeof(err));
-		if (rc->tls == NULL) {
-			log_err("%s: %s", rc->cfg->file, err);
-			return -1;
-		}
-	}
-	rc->backends = relay_resolve_backends(rc->cfg);
-	if (rc->backends == NULL) {
-		log_err("out of memory");
-		return -1;
-	}
-	return 0;
-}
-
-/* Makes rc the running configuration for new links and streams. */
-static void
-relay_conf_install(struct relay *r, struct relay_conf *rc)
-{
-	r->cfg = rc->cfg;
-	r->tls = rc->tls;
-	r->backends = rc->backends;
-	daemon_link_config(r->cfg, r->tls, &r->lcfg);
-}
-
 static const struct link_ops relay_ops = {
 	.on_offer = relay_on_offer,
 	.on_verify = relay_on_verify,
@@ -353,22 +265,22 @@ relay_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 	char why[160];
 
 	evutil_make_socket_closeonexec(fd);
-	if (guard_admit(r->guard, sa, &r->cfg->allow, &r->cfg->deny, NULL,
-			NULL) < 0) {
+	if (guard_admit(r->guard, sa, &r->conf.cfg->allow, &r->conf.cfg->deny,
+			NULL, NULL) < 0) {
 		net_close_reset(fd);
 		return;
 	}
-	if (link_count() >= r->cfg->max_links ||
-	    relay_links_from(r, sa) >= r->cfg->max_links_per_source) {
-		int all = link_count() >= r->cfg->max_links;
+	if (link_count() >= r->conf.cfg->max_links ||
+	    relay_links_from(r, sa) >= r->conf.cfg->max_links_per_source) {
+		int all = link_count() >= r->conf.cfg->max_links;
 
 		snprintf(why, sizeof(why), "%s (%u) links are open%s; "
 			 "refused as busy", all ? "max_links" :
-			 "max_links_per_source", all ? r->cfg->max_links :
-			 r->cfg->max_links_per_source, all ? "" :
+			 "max_links_per_source", all ? r->conf.cfg->max_links :
+			 r->conf.cfg->max_links_per_source, all ? "" :
 			 " from this address");
 		guard_refuse(r->guard, sa, why);
-		link_refuse_socket(fd, r->cfg->node_name, NEG_R_BUSY,
+		link_refuse_socket(fd, r->conf.cfg->node_name, NEG_R_BUSY,
 				   "the relay has reached a link limit; try later");
 		return;
 	}
@@ -440,6 +352,75 @@ relay_listen(struct relay *r, const char *addr)
 	return lis;
 }
 
+/* Makes conf, with backends resolved for it, the configuration new
+ * links and streams get. */
+static void
+relay_install(struct relay *r, struct relay_backend *backends)
+{
+	free(r->backends);
+	r->backends = backends;
+	daemon_link_config(r->conf.cfg, r->conf.tls, &r->lcfg);
+}
+
+/* Reload stage: the backends of next and, when its address changed, its
+ * listener. */
+static int
+relay_stage(void *ud, const struct daemon_conf *next)
+{
+	struct relay *r = ud;
+
+	r->next_backends = relay_resolve_backends(next->cfg);
+	if (r->next_backends == NULL) {
+		log_err("out of memory");
+		return -1;
+	}
+	if (strcmp(next->cfg->listen, r->conf.cfg->listen) != 0 &&
+	    (r->next_listener = relay_listen(r, next->cfg->listen)) == NULL) {
+		free(r->next_backends);
+		r->next_backends = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+relay_abandon(void *ud, const struct daemon_conf *next)
+{
+	struct relay *r = ud;
+
+	if (r->next_listener != NULL)
+		evconnlistener_free(r->next_listener);
+	r->next_listener = NULL;
+	free(r->next_backends);
+	r->next_backends = NULL;
+}
+
+static void
+relay_commit(void *ud, const struct daemon_conf *cur,
+	     const struct daemon_conf *old)
+{
+	struct relay *r = ud;
+
+	if (r->next_listener != NULL) {
+		evconnlistener_free(r->listener);
+		r->listener = r->next_listener;
+		r->next_listener = NULL;
+	}
+	relay_install(r, r->next_backends);
+	r->next_backends = NULL;
+	relay_warn_templates(cur->cfg);
+	log_info("SIGHUP: configuration reloaded from %s: %zu services, %zu "
+		 "peers, listening on %s; running links keep their settings",
+		 r->path, cur->cfg->n_services, cur->cfg->n_peers,
+		 cur->cfg->listen);
+}
+
+static const struct daemon_reload_ops relay_reload_ops = {
+	.stage = relay_stage,
+	.abandon = relay_abandon,
+	.commit = relay_commit,
+};
+
 /* SIGHUP: load the file again.  New links and streams get the new
  * settings; running links keep theirs.  A file that does not validate,
  * or whose listener or hook file cannot be opened, changes nothing. */
@@ -447,53 +428,8 @@ static void
 relay_reload_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct relay *r = arg;
-	struct relay_conf next, old;
-	struct evconnlistener *lis = NULL;
-	struct sticky *sticky = r->sticky;
-	char err[1024];
 
-	memset(&next, 0, sizeof(next));
-	next.cfg = cfg_load(r->path, CFG_RELAY, err, sizeof(err));
-	if (next.cfg == NULL) {
-		log_err("SIGHUP: reload rejected, the running configuration "
-			"stays: %s", err);
-		return;
-	}
-	if (relay_conf_build(&next) < 0 ||
-	    daemon_sticky_open(r->sticky, next.cfg, &sticky) < 0)
-		goto reject;
-	if (strcmp(next.cfg->listen, r->cfg->listen) != 0 &&
-	    (lis = relay_listen(r, next.cfg->listen)) == NULL)
-		goto reject;
-	if (strcmp(next.cfg->hook_file, r->cfg->hook_file) != 0 &&
-	    daemon_open_hooks(next.cfg) < 0)
-		goto reject;
-	if (lis != NULL) {
-		evconnlistener_free(r->listener);
-		r->listener = lis;
-	}
-	old.cfg = r->cfg;
-	old.tls = r->tls;
-	old.backends = r->backends;
-	if (sticky != r->sticky) {
-		sticky_free(r->sticky);
-		r->sticky = sticky;
-	}
-	relay_conf_install(r, &next);
-	relay_conf_free(&old);
-	relay_warn_templates(r->cfg);
-	log_set_level(r->cfg->log_level);
-	log_info("SIGHUP: configuration reloaded from %s: %zu services, %zu "
-		 "peers, listening on %s; running links keep their settings",
-		 r->path, r->cfg->n_services, r->cfg->n_peers, r->cfg->listen);
-	return;
-reject:
-	if (lis != NULL)
-		evconnlistener_free(lis);
-	if (sticky != r->sticky)
-		sticky_free(sticky);
-	relay_conf_free(&next);
-	log_err("SIGHUP: reload rejected, the running configuration stays");
+	daemon_reload(&r->conf, r->opts, CFG_RELAY, &relay_reload_ops, r);
 }
 
 int
@@ -501,26 +437,29 @@ main(int argc, char **argv)
 {
 	struct daemon_opts o;
 	struct relay r;
-	struct relay_conf boot;
+	struct relay_backend *backends;
+	struct cfg *c;
 	int status;
 
 	memset(&r, 0, sizeof(r));
 	TAILQ_INIT(&r.links);
-	memset(&boot, 0, sizeof(boot));
-	boot.cfg = daemon_start(argc, argv, prog, CFG_RELAY, &o, &status);
-	if (boot.cfg == NULL)
+	c = daemon_start(argc, argv, prog, CFG_RELAY, &o, &status);
+	if (c == NULL)
 		return status;
 	status = 1;
 	r.path = o.config;
-	if (relay_conf_build(&boot) < 0) {
-		relay_conf_free(&boot);
+	r.opts = &o;
+	if (daemon_conf_build(c, NULL, &r.conf) < 0)
+		goto out;
+	backends = relay_resolve_backends(r.conf.cfg);
+	if (backends == NULL) {
+		log_err("out of memory");
 		goto out;
 	}
-	relay_conf_install(&r, &boot);
-	if (daemon_open_hooks(r.cfg) < 0 ||
-	    daemon_sticky_open(NULL, r.cfg, &r.sticky) < 0)
+	relay_install(&r, backends);
+	if (daemon_open_hooks(r.conf.cfg) < 0)
 		goto out;
-	relay_warn_templates(r.cfg);
+	relay_warn_templates(r.conf.cfg);
 	r.base = daemon_base_new();
 	if (r.base == NULL) {
 		log_err("cannot create the event loop");
@@ -533,7 +472,7 @@ main(int argc, char **argv)
 		log_err("cannot create the DNS resolver");
 		goto out;
 	}
-	r.listener = relay_listen(&r, r.cfg->listen);
+	r.listener = relay_listen(&r, r.conf.cfg->listen);
 	if (r.listener == NULL)
 		goto out;
 	r.guard = guard_new("link listener", "[relay]", NULL);
@@ -549,11 +488,11 @@ main(int argc, char **argv)
 		goto out;
 	}
 	log_info("node %s listening for links on %s (tls = %s, client_cert = "
-		 "%s, %zu services)", r.cfg->node_name, r.cfg->listen,
-		 tls_mode_str((uint8_t)r.cfg->tls),
-		 r.cfg->client_cert == 2 ? "require" :
-		 r.cfg->client_cert == 1 ? "optional" : "none",
-		 r.cfg->n_services);
+		 "%s, %zu services)", r.conf.cfg->node_name, r.conf.cfg->listen,
+		 tls_mode_str((uint8_t)r.conf.cfg->tls),
+		 r.conf.cfg->client_cert == 2 ? "require" :
+		 r.conf.cfg->client_cert == 1 ? "optional" : "none",
+		 r.conf.cfg->n_services);
 	event_base_dispatch(r.base);
 	link_close_all("the relay is stopping");
 	log_info("stopping: %llu connections were refused before negotiation "
@@ -571,11 +510,8 @@ out:
 		evdns_base_free(r.dns, 0);
 	daemon_base_free(r.base);
 	guard_free(r.guard);
-	sticky_free(r.sticky);
-	boot.cfg = r.cfg;
-	boot.tls = r.tls;
-	boot.backends = r.backends;
-	relay_conf_free(&boot);
+	free(r.backends);
+	daemon_conf_free(&r.conf, NULL);
 	hook_reset();
 	tls_global_cleanup();
 	return status;

@@ -748,6 +748,35 @@ Test(e2e, sighup_reload_adds_a_service_without_dropping_streams)
 	cr_assert_eq(tap_conn_count(P.tap), 1, "the reload dropped the link");
 }
 
+/* -v raises the file's log_level at start and again after a reload: with
+ * log_level = error and -vv the reload's info line is written. */
+Test(e2e, sighup_keeps_the_verbosity_of_the_command_line)
+{
+	char path[600], conf[600], log[600];
+	const char *argv[5];
+	int port = h_free_port();
+
+	snprintf(path, sizeof(path), "%s/tlsplex-relay", h_build_dir());
+	snprintf(conf, sizeof(conf), "%s/verbose.ini", P.dir);
+	snprintf(log, sizeof(log), "%s/verbose.log", P.dir);
+	cr_assert_eq(h_write_file(conf, "[relay]\nlisten = 127.0.0.1:%d\n"
+				  "tls = off\nlog_level = error\n", port), 0);
+	argv[0] = path;
+	argv[1] = "-vv";
+	argv[2] = "-c";
+	argv[3] = conf;
+	argv[4] = NULL;
+	P.relay = h_spawn(argv, log);
+	cr_assert_gt(P.relay, 0);
+	cr_assert_eq(h_wait_port(port, 5000), 0, "%s", h_read_file(log, NULL));
+	cr_assert_eq(h_wait_file_contains(log, "listening for links", 2000), 0,
+		     "%s", h_read_file(log, NULL));
+	cr_assert_eq(kill(P.relay, SIGHUP), 0);
+	cr_assert_eq(h_wait_file_contains(log, "configuration reloaded", 5000),
+		     0, "-vv was lost in the reload:\n%s", h_read_file(log, NULL));
+	cr_assert_eq(h_alive(P.relay), 1);
+}
+
 Test(e2e, sighup_with_a_bad_file_keeps_the_running_configuration)
 {
 	char path[600];

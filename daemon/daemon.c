@@ -11,7 +11,6 @@
 #include "hook.h"
 #include "link.h"
 #include "log.h"
-#include "match.h"
 #include "sticky.h"
 #include "tlsio.h"
 
@@ -78,25 +77,42 @@ daemon_parse_args(int argc, char **argv, const char *prog,
 	return 0;
 }
 
+void
+daemon_log_level(const struct cfg *c, const struct daemon_opts *o)
+{
+	int level = c->log_level + o->verbose;
+
+	log_set_level(level > LOG_DEBUG ? LOG_DEBUG : level);
+}
+
+int
+daemon_needs_tls(const struct cfg *c)
+{
+	/* The relay serves TLS with its certificate; the gateway verifies
+	 * the relay's with its CA, and a CA set while tls = off still
+	 * serves a [peer] that turns TLS on. */
+	if (c->role == CFG_RELAY)
+		return c->cert[0] != '\0';
+	return c->tls != TLS_MODE_OFF || c->ca[0] != '\0';
+}
+
 struct cfg *
 daemon_load(const char *prog, int role, const struct daemon_opts *o)
 {
 	char err[1024];
 	struct cfg *c;
-	int level;
 
 	c = cfg_load(o->config, role, err, sizeof(err));
 	if (c == NULL) {
 		log_err("configuration rejected: %s", err);
 		return NULL;
 	}
-	level = c->log_level + o->verbose;
-	log_set_level(level > LOG_DEBUG ? LOG_DEBUG : level);
+	daemon_log_level(c, o);
 	log_info("TLS: %s", tls_library_describe());
 	if (o->check_only) {
 		struct tls_ctx *t = NULL;
 
-		if (c->cert[0] != '\0' || c->ca[0] != '\0') {
+		if (daemon_needs_tls(c)) {
 			t = tls_ctx_new(c, role == CFG_RELAY, err, sizeof(err));
 			if (t == NULL) {
 				log_err("configuration rejected: %s: %s", o->config,
@@ -176,24 +192,6 @@ daemon_params(const struct cfg *c, struct neg_params *p)
 }
 
 void
-daemon_apply_peer(const struct cfg_peer *peer, struct neg_params *p,
-		  int *client_cert)
-{
-	if (peer == NULL)
-		return;
-	if (peer->tls != CFG_UNSET)
-		p->tls_mode = (uint8_t)peer->tls;
-	if (peer->min_tls != CFG_UNSET)
-		p->tls_min = (uint16_t)peer->min_tls;
-	if (peer->max_tls != CFG_UNSET)
-		p->tls_max = (uint16_t)peer->max_tls;
-	if (client_cert != NULL && peer->client_cert != CFG_UNSET)
-		*client_cert = peer->client_cert;
-	if (peer->max_streams != 0)
-		p->max_streams = peer->max_streams;
-}
-
-void
 daemon_link_config(const struct cfg *c, struct tls_ctx *tls,
 		   struct link_config *lc)
 {
@@ -260,75 +258,6 @@ daemon_base_free(struct event_base *base)
 	}
 	if (base != NULL)
 		event_base_free(base);
-}
-
-struct match_arg {
-	const char *s;
-	int nocase;
-};
-
-static int
-daemon_match_one(const char *pattern, void *arg)
-{
-	const struct match_arg *m = arg;
-
-	return match_glob(pattern, m->s, m->nocase);
-}
-
-int
-daemon_match_any(const char *list, const char *s, int nocase)
-{
-	struct match_arg m = { s, nocase };
-
-	return cfg_list_each(list, daemon_match_one, &m);
-}
-
-/* Splits a comma-separated list into at most max pointers into buf. */
-static size_t
-daemon_split(const char *list, char *buf, size_t buflen, const char **out,
-	     size_t max)
-{
-	size_t n = 0;
-	char *p, *save = NULL;
-
-	snprintf(buf, buflen, "%s", list);
-	for (p = strtok_r(buf, ",", &save); p != NULL && n < max;
-	     p = strtok_r(NULL, ",", &save))
-		out[n++] = p;
-	return n;
-}
-
-int
-daemon_verify_peer(struct tls_conn *tls, const struct tls_info *info,
-		   const char *node, const char *identity, const char *partner,
-		   char *why, size_t whylen)
-{
-	char buf[CFG_LIST_MAX], seen[512];
-	const char *pat[64];
-	size_t n;
-	int rc;
-
-	if (info->subject[0] == '\0')
-		return 0;
-	if (identity[0] != '\0') {
-		n = daemon_split(identity, buf, sizeof(buf), pat, 64);
-	} else {
-		pat[0] = node;
-		n = 1;
-	}
-	rc = tls_conn_peer_identity(tls, pat, n, seen, sizeof(seen));
-	if (rc == 1)
-		return 0;
-	if (identity[0] != '\0')
-		snprintf(why, whylen, "the peer certificate names %s, none of "
-			 "which matches the identity '%s' that %s requires",
-			 seen[0] ? seen : "no identity", identity, partner);
-	else
-		snprintf(why, whylen, "the peer claims node name '%s' but its "
-			 "certificate names %s (set identity in %s if the "
-			 "names differ on purpose)", node,
-			 seen[0] ? seen : "no identity", partner);
-	return -1;
 }
 
 int

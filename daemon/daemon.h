@@ -23,6 +23,13 @@ struct daemon_opts {
 int daemon_parse_args(int argc, char **argv, const char *prog,
 		      struct daemon_opts *o);
 
+/* Sets the log level: c's log_level raised by one for each -v in o. */
+void daemon_log_level(const struct cfg *c, const struct daemon_opts *o);
+
+/* Nonzero when configuration c needs a TLS context: the same answer for
+ * the daemon at start, on reload and for -n. */
+int daemon_needs_tls(const struct cfg *c);
+
 /* Loads and validates the configuration, logging the error; for -n also
  * loads the TLS material.  Returns NULL on failure. */
 struct cfg *daemon_load(const char *prog, int role, const struct daemon_opts *o);
@@ -43,33 +50,9 @@ int daemon_open_hooks(const struct cfg *c);
 /* Our negotiation parameters as the config sets them (no nonce). */
 void daemon_params(const struct cfg *c, struct neg_params *p);
 
-/* Applies the overrides a [peer NAME] or [template NAME] section sets
- * (tls, min_tls, max_tls, max_streams, and client_cert when client_cert
- * is not NULL) to our parameters.  peer NULL changes nothing. */
-void daemon_apply_peer(const struct cfg_peer *peer, struct neg_params *p,
-		       int *client_cert);
-
 struct link_config;
 struct tls_ctx;
-struct tls_conn;
-struct tls_info;
 struct sticky;
-
-/* Nonzero when s matches one of the comma-separated glob patterns of
- * list (see match_glob); nocase for DNS-style names. */
-int daemon_match_any(const char *list, const char *s, int nocase);
-
-/*
- * The identity binding of a peer that presented a certificate: it must
- * carry an identity matching one of the patterns in identity, or, when
- * identity is empty, the node name the peer claimed.  partner names the
- * section that set identity, for the reason.  A peer without a
- * certificate passes (the link's client_cert setting decides whether
- * one is needed).  Returns 0, or -1 with a reason in why.
- */
-int daemon_verify_peer(struct tls_conn *tls, const struct tls_info *info,
-		       const char *node, const char *identity,
-		       const char *partner, char *why, size_t whylen);
 
 /*
  * The tls_sticky state that configuration c asks for: cur when it is
