@@ -394,12 +394,14 @@ struct ld {
 	char exp[256];           /* scratch for expected-value text */
 };
 
-static const char *role_name(int role)
+static const char *
+role_name(int role)
 {
 	return role == CFG_RELAY ? "relay" : "gateway";
 }
 
-static const char *other_role(int role)
+static const char *
+other_role(int role)
 {
 	return role == CFG_RELAY ? "gateway" : "relay";
 }
@@ -407,7 +409,8 @@ static const char *other_role(int role)
 static void fail(struct ld *st, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static void fail(struct ld *st, int line, const char *fmt, ...)
+static void
+fail(struct ld *st, int line, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -424,8 +427,9 @@ static void fail(struct ld *st, int line, const char *fmt, ...)
 static void kfail(struct ld *st, int line, const char *key,
 		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static void kfail(struct ld *st, int line, const char *key,
-		  const char *fmt, ...)
+static void
+kfail(struct ld *st, int line, const char *key,
+      const char *fmt, ...)
 {
 	char msg[900];
 	va_list ap;
@@ -438,18 +442,21 @@ static void kfail(struct ld *st, int line, const char *key,
 	fail(st, line, "key '%s': %s", key, msg);
 }
 
-static void *field(const struct key *e, const void *base)
+static void *
+field(const struct key *e, const void *base)
 {
 	return (char *)base + e->off;
 }
 
-static bool name_char(char ch)
+static bool
+name_char(char ch)
 {
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 	       (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
 }
 
-static bool valid_name(const char *s)
+static bool
+valid_name(const char *s)
 {
 	size_t n = strlen(s);
 
@@ -465,7 +472,8 @@ static bool valid_name(const char *s)
 
 /* ---- values ----------------------------------------------------------- */
 
-static void fmt_ms(char *b, size_t n, uint64_t v)
+static void
+fmt_ms(char *b, size_t n, uint64_t v)
 {
 	if (v != 0 && v % MS_HOUR == 0)
 		snprintf(b, n, "%lluh", (unsigned long long)(v / MS_HOUR));
@@ -477,7 +485,8 @@ static void fmt_ms(char *b, size_t n, uint64_t v)
 		snprintf(b, n, "%llums", (unsigned long long)v);
 }
 
-static void fmt_bytes(char *b, size_t n, uint64_t v)
+static void
+fmt_bytes(char *b, size_t n, uint64_t v)
 {
 	if (v != 0 && v % (1u << 20) == 0)
 		snprintf(b, n, "%llum", (unsigned long long)(v >> 20));
@@ -488,7 +497,8 @@ static void fmt_bytes(char *b, size_t n, uint64_t v)
 }
 
 /* Describes what a key accepts, for the "expected" part of a message. */
-static const char *expect_of(struct ld *st, const struct key *e)
+static const char *
+expect_of(struct ld *st, const struct key *e)
 {
 	char lo[32], hi[32];
 	const char *what = "a whole number";
@@ -544,15 +554,17 @@ static const char *expect_of(struct ld *st, const struct key *e)
 	return st->exp;
 }
 
-static void bad(struct ld *st, const struct key *e, const char *val,
-		const char *what)
+static void
+bad(struct ld *st, const struct key *e, const char *val,
+    const char *what)
 {
 	kfail(st, st->line, e->name, "'%.100s' %s; expected %s", val, what,
 	      expect_of(st, e));
 }
 
-static int p_enum(struct ld *st, const struct key *e, const char *val,
-		  void *base)
+static int
+p_enum(struct ld *st, const struct key *e, const char *val,
+       void *base)
 {
 	for (const struct choice *ch = e->choices; ch->name; ch++) {
 		if (strcmp(ch->name, val) == 0) {
@@ -564,8 +576,9 @@ static int p_enum(struct ld *st, const struct key *e, const char *val,
 	return -1;
 }
 
-static int p_name(struct ld *st, const struct key *e, const char *val,
-		  void *base)
+static int
+p_name(struct ld *st, const struct key *e, const char *val,
+       void *base)
 {
 	if (!valid_name(val)) {
 		bad(st, e, val, "is not a valid name");
@@ -575,13 +588,15 @@ static int p_name(struct ld *st, const struct key *e, const char *val,
 	return 0;
 }
 
-static bool host_char(char ch)
+static bool
+host_char(char ch)
 {
 	return name_char(ch) || ch == ':';
 }
 
-static int p_host(struct ld *st, const struct key *e, const char *val,
-		  void *base)
+static int
+p_host(struct ld *st, const struct key *e, const char *val,
+       void *base)
 {
 	size_t n = strlen(val);
 
@@ -601,7 +616,8 @@ static int p_host(struct ld *st, const struct key *e, const char *val,
 
 /* Parses a decimal number; -1 when empty or not all digits, 1 when it
  * does not fit 64 bits, 0 with *end after the digits otherwise. */
-static int num_prefix(const char *s, uint64_t *out, const char **end)
+static int
+num_prefix(const char *s, uint64_t *out, const char **end)
 {
 	uint64_t v = 0;
 	bool big = false;
@@ -620,7 +636,8 @@ static int num_prefix(const char *s, uint64_t *out, const char **end)
 	return big ? 1 : 0;
 }
 
-static int port_of(const char *s)
+static int
+port_of(const char *s)
 {
 	uint64_t v;
 	const char *end;
@@ -632,8 +649,9 @@ static int port_of(const char *s)
 }
 
 /* Splits and checks host:port; writes the canonical form. */
-static const char *addr_parse(const char *val, bool port_only, char *out,
-			      size_t outlen)
+static const char *
+addr_parse(const char *val, bool port_only, char *out,
+	   size_t outlen)
 {
 	char host[HOST_MAX + 1];
 	const char *colon, *port;
@@ -693,8 +711,9 @@ static const char *addr_parse(const char *val, bool port_only, char *out,
 	return NULL;
 }
 
-static int p_addr(struct ld *st, const struct key *e, const char *val,
-		  void *base)
+static int
+p_addr(struct ld *st, const struct key *e, const char *val,
+       void *base)
 {
 	const char *why = addr_parse(val, e->flags & K_PORT_ONLY,
 				     field(e, base), e->size);
@@ -706,14 +725,16 @@ static int p_addr(struct ld *st, const struct key *e, const char *val,
 	return 0;
 }
 
-static void range_fail(struct ld *st, const struct key *e, const char *val)
+static void
+range_fail(struct ld *st, const struct key *e, const char *val)
 {
 	bad(st, e, val, "is out of range");
 }
 
 /* Stores v into the key's uint32_t field, or reports it out of range. */
-static int put_u32(struct ld *st, const struct key *e, const char *val,
-		   uint64_t v, bool big, void *base)
+static int
+put_u32(struct ld *st, const struct key *e, const char *val,
+	uint64_t v, bool big, void *base)
 {
 	if (big || v > UINT32_MAX) {
 		range_fail(st, e, val);
@@ -723,8 +744,9 @@ static int put_u32(struct ld *st, const struct key *e, const char *val,
 	return 0;
 }
 
-static int p_duration(struct ld *st, const struct key *e, const char *val,
-		      void *base)
+static int
+p_duration(struct ld *st, const struct key *e, const char *val,
+	   void *base)
 {
 	static const struct { const char *unit; uint64_t ms; } units[] = {
 		{ "", 1000 }, { "ms", 1 }, { "s", 1000 },
@@ -748,8 +770,9 @@ syntax:
 	return -1;
 }
 
-static int p_size(struct ld *st, const struct key *e, const char *val,
-		  void *base)
+static int
+p_size(struct ld *st, const struct key *e, const char *val,
+       void *base)
 {
 	const char *end;
 	uint64_t v, mult = 1;
@@ -773,8 +796,9 @@ syntax:
 	return -1;
 }
 
-static int p_count(struct ld *st, const struct key *e, const char *val,
-		   void *base)
+static int
+p_count(struct ld *st, const struct key *e, const char *val,
+	void *base)
 {
 	const char *end;
 	uint64_t v;
@@ -787,8 +811,9 @@ static int p_count(struct ld *st, const struct key *e, const char *val,
 	return put_u32(st, e, val, v, r > 0, base);
 }
 
-static int c_range(struct ld *st, const struct key *e, const char *val,
-		   const void *base)
+static int
+c_range(struct ld *st, const struct key *e, const char *val,
+	const void *base)
 {
 	uint32_t v = *(const uint32_t *)field(e, base);
 
@@ -798,8 +823,9 @@ static int c_range(struct ld *st, const struct key *e, const char *val,
 	return -1;
 }
 
-static int p_ciphers(struct ld *st, const struct key *e, const char *val,
-		     void *base)
+static int
+p_ciphers(struct ld *st, const struct key *e, const char *val,
+	  void *base)
 {
 	struct cfg *c = base;
 	char list[LINE_MAX_LEN + 1];
@@ -851,8 +877,9 @@ static int p_ciphers(struct ld *st, const struct key *e, const char *val,
 
 /* Splits val at ',' into blank-trimmed items; calls fn on each.  Returns
  * the first nonzero fn result, or -2 for an empty item, or 0. */
-static int split_items(const char *val, int (*fn)(const char *, void *),
-		       void *arg)
+static int
+split_items(const char *val, int (*fn)(const char *, void *),
+	    void *arg)
 {
 	char list[LINE_MAX_LEN + 1];
 	char *p, *next;
@@ -884,7 +911,8 @@ static int split_items(const char *val, int (*fn)(const char *, void *),
 }
 
 /* Parses "ADDR" or "ADDR/BITS" into n.  Returns 0 or -1. */
-static int cidr_parse(const char *s, struct cfg_cidr *n)
+static int
+cidr_parse(const char *s, struct cfg_cidr *n)
 {
 	char addr[INET6_ADDRSTRLEN + 1];
 	const char *slash = strchr(s, '/');
@@ -926,7 +954,8 @@ struct bad_item {
 	char text[101];
 };
 
-static const char *bad_keep(struct bad_item *b, const char *item)
+static const char *
+bad_keep(struct bad_item *b, const char *item)
 {
 	snprintf(b->text, sizeof(b->text), "%s", item);
 	return b->text;
@@ -938,7 +967,8 @@ struct acl_fill {
 	struct bad_item keep;
 };
 
-static int acl_item(const char *item, void *arg)
+static int
+acl_item(const char *item, void *arg)
 {
 	struct acl_fill *f = arg;
 
@@ -952,8 +982,9 @@ static int acl_item(const char *item, void *arg)
 	return 0;
 }
 
-static int p_acl(struct ld *st, const struct key *e, const char *val,
-		 void *base)
+static int
+p_acl(struct ld *st, const struct key *e, const char *val,
+      void *base)
 {
 	struct cfg_acl *acl = field(e, base);
 	struct acl_fill f = { acl, NULL, { "" } };
@@ -980,7 +1011,8 @@ struct item_check {
 	struct bad_item keep;
 };
 
-static int item_ok(const char *item, void *arg)
+static int
+item_ok(const char *item, void *arg)
 {
 	struct item_check *ic = arg;
 	size_t n = strlen(item);
@@ -1006,8 +1038,9 @@ static int item_ok(const char *item, void *arg)
 }
 
 /* Stores a validated list: items trimmed and joined by ','. */
-static int p_list(struct ld *st, const struct key *e, const char *val,
-		  void *base, int kind)
+static int
+p_list(struct ld *st, const struct key *e, const char *val,
+       void *base, int kind)
 {
 	struct item_check ic = { kind, NULL, field(e, base), 0, e->size, { "" } };
 	int rc;
@@ -1028,26 +1061,30 @@ static int p_list(struct ld *st, const struct key *e, const char *val,
 	return 0;
 }
 
-static int p_names(struct ld *st, const struct key *e, const char *val,
-		   void *base)
+static int
+p_names(struct ld *st, const struct key *e, const char *val,
+	void *base)
 {
 	return p_list(st, e, val, base, 0);
 }
 
-static int p_patterns(struct ld *st, const struct key *e, const char *val,
-		      void *base)
+static int
+p_patterns(struct ld *st, const struct key *e, const char *val,
+	   void *base)
 {
 	return p_list(st, e, val, base, 1);
 }
 
-static int p_issuers(struct ld *st, const struct key *e, const char *val,
-		     void *base)
+static int
+p_issuers(struct ld *st, const struct key *e, const char *val,
+	  void *base)
 {
 	return p_list(st, e, val, base, 2);
 }
 
-static int p_path(struct ld *st, const struct key *e, const char *val,
-		  void *base)
+static int
+p_path(struct ld *st, const struct key *e, const char *val,
+       void *base)
 {
 	char *dst = field(e, base);
 	int n;
@@ -1066,8 +1103,9 @@ static int p_path(struct ld *st, const struct key *e, const char *val,
 	return 0;
 }
 
-static int c_readable(struct ld *st, const struct key *e, const char *val,
-		      const void *base)
+static int
+c_readable(struct ld *st, const struct key *e, const char *val,
+	   const void *base)
 {
 	const char *path = field(e, base);
 	struct stat sb;
@@ -1092,8 +1130,9 @@ static int c_readable(struct ld *st, const struct key *e, const char *val,
 	return rc;
 }
 
-static int c_file_or_dir(struct ld *st, const struct key *e, const char *val,
-			 const void *base)
+static int
+c_file_or_dir(struct ld *st, const struct key *e, const char *val,
+	      const void *base)
 {
 	const char *path = field(e, base);
 	struct stat sb;
@@ -1129,8 +1168,9 @@ static const struct {
 
 #define GROUPS_EXPECT "1 to 10 of X25519, X448, P-256, P-384, P-521, ffdhe2048, ffdhe3072 separated by ':' or ','"
 
-static int p_groups(struct ld *st, const struct key *e, const char *val,
-		    void *base)
+static int
+p_groups(struct ld *st, const struct key *e, const char *val,
+	 void *base)
 {
 	struct cfg *c = base;
 	const size_t max = sizeof(c->groups) / sizeof(c->groups[0]);
@@ -1177,8 +1217,9 @@ static int p_groups(struct ld *st, const struct key *e, const char *val,
 	return 0;
 }
 
-static int c_parent_dir(struct ld *st, const struct key *e, const char *val,
-			const void *base)
+static int
+c_parent_dir(struct ld *st, const struct key *e, const char *val,
+	     const void *base)
 {
 	const char *path = field(e, base);
 	char dir[CFG_PATH_MAX];
@@ -1209,7 +1250,8 @@ static int c_parent_dir(struct ld *st, const struct key *e, const char *val,
 	return 0;
 }
 
-static void d_node_name(struct ld *st, char *buf, size_t len)
+static void
+d_node_name(struct ld *st, char *buf, size_t len)
 {
 	char host[256];
 	size_t n = 0;
@@ -1224,7 +1266,8 @@ static void d_node_name(struct ld *st, char *buf, size_t len)
 		snprintf(buf, len, "tlsplex");
 }
 
-static void d_server_name(struct ld *st, char *buf, size_t len)
+static void
+d_server_name(struct ld *st, char *buf, size_t len)
 {
 	const char *r = st->c->relay;
 	const char *end;
@@ -1241,8 +1284,9 @@ static void d_server_name(struct ld *st, char *buf, size_t len)
 }
 
 /* Parses and checks one value into base.  Returns 0 or -1. */
-static int key_apply(struct ld *st, const struct key *e, const char *val,
-		     void *base)
+static int
+key_apply(struct ld *st, const struct key *e, const char *val,
+	  void *base)
 {
 	if (e->parse(st, e, val, base) < 0)
 		return -1;
@@ -1252,7 +1296,8 @@ static int key_apply(struct ld *st, const struct key *e, const char *val,
 }
 
 /* Sets every key of one section to its default or to "unset". */
-static int section_defaults(struct ld *st, int sec, void *base)
+static int
+section_defaults(struct ld *st, int sec, void *base)
 {
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct key *e = &keys[i];
@@ -1278,7 +1323,8 @@ static int section_defaults(struct ld *st, int sec, void *base)
 	return 0;
 }
 
-static int key_index(int sec, const char *name)
+static int
+key_index(int sec, const char *name)
 {
 	for (size_t i = 0; i < NKEYS; i++)
 		if ((keys[i].sec & sec) && strcmp(keys[i].name, name) == 0)
@@ -1288,7 +1334,8 @@ static int key_index(int sec, const char *name)
 
 /* ---- sections --------------------------------------------------------- */
 
-static const char *sec_title(int sec)
+static const char *
+sec_title(int sec)
 {
 	switch (sec) {
 	case SEC_SERVICE:
@@ -1301,15 +1348,17 @@ static const char *sec_title(int sec)
 	return "daemon";
 }
 
-static void valid_sections(struct ld *st, char *b, size_t n)
+static void
+valid_sections(struct ld *st, char *b, size_t n)
 {
 	snprintf(b, n, st->role == CFG_RELAY ?
 		 "[%s], [service NAME], [peer NAME] or [template NAME]" :
 		 "[%s], [service NAME] or [peer NAME]", role_name(st->role));
 }
 
-static const struct cfg_peer *template_find(const struct cfg *c,
-					    const char *name)
+static const struct cfg_peer *
+template_find(const struct cfg *c,
+	      const char *name)
 {
 	for (size_t i = 0; i < c->n_templates; i++)
 		if (strcmp(c->templates[i].name, name) == 0)
@@ -1317,8 +1366,9 @@ static const struct cfg_peer *template_find(const struct cfg *c,
 	return NULL;
 }
 
-static void *list_add(struct ld *st, void **arr, size_t *n, size_t *cap,
-		      size_t size, const char *what)
+static void *
+list_add(struct ld *st, void **arr, size_t *n, size_t *cap,
+	 size_t size, const char *what)
 {
 	if (*n == LIST_MAX) {
 		fail(st, st->line, "too many [%s] sections; expected at most %d",
@@ -1343,7 +1393,8 @@ static void *list_add(struct ld *st, void **arr, size_t *n, size_t *cap,
 	return (char *)*arr + (*n)++ * size;
 }
 
-static int open_named(struct ld *st, int sec, const char *arg)
+static int
+open_named(struct ld *st, int sec, const char *arg)
 {
 	struct cfg *c = st->c;
 	const char *what = sec_title(sec);
@@ -1407,7 +1458,8 @@ static int open_named(struct ld *st, int sec, const char *arg)
 }
 
 /* Handles a line starting with '['. */
-static int section_open(struct ld *st, char *p)
+static int
+section_open(struct ld *st, char *p)
 {
 	char valid[80];
 	char *end = strchr(p, ']');
@@ -1483,7 +1535,8 @@ static int section_open(struct ld *st, char *p)
 
 /* Reads one physical line into st->buf.  Returns 1, 0 at the end, or -1
  * after reporting an error. */
-static int read_line(struct ld *st)
+static int
+read_line(struct ld *st)
 {
 	size_t n = 0;
 	bool any = false, ctrl = false, toolong = false;
@@ -1531,7 +1584,8 @@ static int read_line(struct ld *st)
 
 /* Where inih would end the key of a key line: the first '=' or ':', or an
  * inline comment (';' after a blank). */
-static char *key_end(char *p)
+static char *
+key_end(char *p)
 {
 	bool blank = false;
 
@@ -1546,7 +1600,8 @@ static char *key_end(char *p)
 }
 
 /* Where inih would end a value: at an inline comment. */
-static char *comment_start(char *p)
+static char *
+comment_start(char *p)
 {
 	bool blank = false;
 
@@ -1560,7 +1615,8 @@ static char *comment_start(char *p)
 
 /* Splits a key line itself: its value goes to the side buffer and inih
  * gets "key=" followed by the marker. */
-static int stash_line(struct ld *st, char *p, char *sep, char *str, int num)
+static int
+stash_line(struct ld *st, char *p, char *sep, char *str, int num)
 {
 	char *v = sep + 1, *end;
 	size_t kl;
@@ -1585,7 +1641,8 @@ static int stash_line(struct ld *st, char *p, char *sep, char *str, int num)
 	return 0;
 }
 
-static char *reader(char *str, int num, void *stream)
+static char *
+reader(char *str, int num, void *stream)
 {
 	struct ld *st = stream;
 	char *p, *sep;
@@ -1627,7 +1684,8 @@ static char *reader(char *str, int num, void *stream)
 	return str;
 }
 
-static void key_list(struct ld *st, int sec, char *b, size_t n)
+static void
+key_list(struct ld *st, int sec, char *b, size_t n)
 {
 	size_t len = 0;
 
@@ -1640,8 +1698,9 @@ static void key_list(struct ld *st, int sec, char *b, size_t n)
 	}
 }
 
-static int on_pair(void *user, const char *section, const char *name,
-		   const char *value)
+static int
+on_pair(void *user, const char *section, const char *name,
+	const char *value)
 {
 	struct ld *st = user;
 	char valid[80], list[512];
@@ -1700,14 +1759,16 @@ static int on_pair(void *user, const char *section, const char *name,
 
 /* ---- whole-configuration checks --------------------------------------- */
 
-static int dline(struct ld *st, const char *name)
+static int
+dline(struct ld *st, const char *name)
 {
 	int i = key_index(SEC_DAEMON, name);
 
 	return i >= 0 && st->dseen[i] ? st->dseen[i] : st->daemon_line;
 }
 
-static const char *choice_name(const struct choice *ch, int v)
+static const char *
+choice_name(const struct choice *ch, int v)
 {
 	for (; ch->name; ch++)
 		if (ch->val == v)
@@ -1716,9 +1777,10 @@ static const char *choice_name(const struct choice *ch, int v)
 }
 
 /* Reports min > max for a pair of keys; line is where the later was set. */
-static int check_order(struct ld *st, const char *lo_key, const char *hi_key,
-		       int line_lo, int line_hi, const char *lo_s,
-		       const char *hi_s, const char *where)
+static int
+check_order(struct ld *st, const char *lo_key, const char *hi_key,
+	    int line_lo, int line_hi, const char *lo_s,
+	    const char *hi_s, const char *where)
 {
 	bool hi_later = line_hi > line_lo;
 
@@ -1731,7 +1793,8 @@ static int check_order(struct ld *st, const char *lo_key, const char *hi_key,
 	return -1;
 }
 
-static int check_ranges(struct ld *st)
+static int
+check_ranges(struct ld *st)
 {
 	struct cfg *c = st->c;
 	char a[32], b[32];
@@ -1775,7 +1838,8 @@ static int check_ranges(struct ld *st)
 	return 0;
 }
 
-static int check_ciphers(struct ld *st)
+static int
+check_ciphers(struct ld *st)
 {
 	struct cfg *c = st->c;
 
@@ -1793,7 +1857,8 @@ static int check_ciphers(struct ld *st)
 }
 
 /* Whether any link may use TLS, and why, for messages. */
-static bool tls_possible(struct ld *st, char *why, size_t n)
+static bool
+tls_possible(struct ld *st, char *why, size_t n)
 {
 	struct cfg *c = st->c;
 
@@ -1825,7 +1890,8 @@ static bool tls_possible(struct ld *st, char *why, size_t n)
 	return false;
 }
 
-static bool client_cert_wanted(const struct cfg *c)
+static bool
+client_cert_wanted(const struct cfg *c)
 {
 	if (c->client_cert != CERT_WANT_NONE)
 		return true;
@@ -1842,7 +1908,8 @@ static bool client_cert_wanted(const struct cfg *c)
 	return false;
 }
 
-static int check_tls_files(struct ld *st)
+static int
+check_tls_files(struct ld *st)
 {
 	struct cfg *c = st->c;
 	const char *d = role_name(st->role);
@@ -1885,7 +1952,8 @@ static int check_tls_files(struct ld *st)
 	return 0;
 }
 
-static int check_services(struct ld *st)
+static int
+check_services(struct ld *st)
 {
 	struct cfg *c = st->c;
 
@@ -1919,7 +1987,8 @@ static int check_services(struct ld *st)
 	return 0;
 }
 
-static int check_partners(struct ld *st)
+static int
+check_partners(struct ld *st)
 {
 	struct cfg *c = st->c;
 	bool sticky = c->tls_sticky == 1;
@@ -1967,7 +2036,8 @@ static int check_partners(struct ld *st)
 	return 0;
 }
 
-static int finish(struct ld *st)
+static int
+finish(struct ld *st)
 {
 	char buf[CFG_ADDR_MAX];
 
@@ -2002,7 +2072,8 @@ static int finish(struct ld *st)
 
 /* ---- entry points ----------------------------------------------------- */
 
-static void set_dir(struct ld *st, const char *name)
+static void
+set_dir(struct ld *st, const char *name)
 {
 	char d[CFG_PATH_MAX];
 	const char *slash = strrchr(name, '/');
@@ -2019,7 +2090,8 @@ static void set_dir(struct ld *st, const char *name)
 	free(real);
 }
 
-static struct cfg *load(struct ld *st)
+static struct cfg *
+load(struct ld *st)
 {
 	struct cfg *c;
 	int rc;
@@ -2059,8 +2131,9 @@ err:
 	return NULL;
 }
 
-static void ld_init(struct ld *st, const char *name, int role, char *err,
-		    size_t errlen, char *fallback, size_t fblen)
+static void
+ld_init(struct ld *st, const char *name, int role, char *err,
+	size_t errlen, char *fallback, size_t fblen)
 {
 	memset(st, 0, sizeof(*st));
 	st->name = name;
@@ -2070,7 +2143,8 @@ static void ld_init(struct ld *st, const char *name, int role, char *err,
 	st->err[0] = '\0';
 }
 
-struct cfg *cfg_load(const char *path, int role, char *err, size_t errlen)
+struct cfg *
+cfg_load(const char *path, int role, char *err, size_t errlen)
 {
 	char fallback[16];
 	struct ld *st;
@@ -2101,8 +2175,9 @@ out:
 	return c;
 }
 
-struct cfg *cfg_load_string(const char *text, const char *name, int role,
-			    char *err, size_t errlen)
+struct cfg *
+cfg_load_string(const char *text, const char *name, int role,
+		char *err, size_t errlen)
 {
 	char fallback[16];
 	struct ld *st;
@@ -2123,7 +2198,8 @@ struct cfg *cfg_load_string(const char *text, const char *name, int role,
 	return c;
 }
 
-void cfg_free(struct cfg *c)
+void
+cfg_free(struct cfg *c)
 {
 	if (!c)
 		return;
@@ -2133,8 +2209,9 @@ void cfg_free(struct cfg *c)
 	free(c);
 }
 
-const struct cfg_service *cfg_service_find(const struct cfg *c,
-					   const char *name)
+const struct cfg_service *
+cfg_service_find(const struct cfg *c,
+		 const char *name)
 {
 	if (!c || !name)
 		return NULL;
@@ -2144,7 +2221,8 @@ const struct cfg_service *cfg_service_find(const struct cfg *c,
 	return NULL;
 }
 
-const struct cfg_peer *cfg_peer_find(const struct cfg *c, const char *name)
+const struct cfg_peer *
+cfg_peer_find(const struct cfg *c, const char *name)
 {
 	if (!c || !name)
 		return NULL;
@@ -2154,8 +2232,9 @@ const struct cfg_peer *cfg_peer_find(const struct cfg *c, const char *name)
 	return NULL;
 }
 
-const struct cfg_peer *cfg_template_find(const struct cfg *c,
-					 const char *name)
+const struct cfg_peer *
+cfg_template_find(const struct cfg *c,
+		  const char *name)
 {
 	return c && name ? template_find(c, name) : NULL;
 }
@@ -2163,7 +2242,8 @@ const struct cfg_peer *cfg_template_find(const struct cfg *c,
 /* The address of sa as a family-4 or family-6 network of full length;
  * IPv4-mapped IPv6 addresses become IPv4.  Returns -1 for other
  * families. */
-static int sa_cidr(const struct sockaddr *sa, struct cfg_cidr *n)
+static int
+sa_cidr(const struct sockaddr *sa, struct cfg_cidr *n)
 {
 	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 					    0xff, 0xff };
@@ -2196,7 +2276,8 @@ static int sa_cidr(const struct sockaddr *sa, struct cfg_cidr *n)
 	return -1;
 }
 
-static bool cidr_contains(const struct cfg_cidr *net, const struct cfg_cidr *a)
+static bool
+cidr_contains(const struct cfg_cidr *net, const struct cfg_cidr *a)
 {
 	unsigned full = net->bits / 8, rest = net->bits % 8;
 
@@ -2208,7 +2289,8 @@ static bool cidr_contains(const struct cfg_cidr *net, const struct cfg_cidr *a)
 	       ((net->addr[full] ^ a->addr[full]) & (0xff00u >> rest)) == 0;
 }
 
-int cfg_acl_match(const struct cfg_acl *acl, const struct sockaddr *sa)
+int
+cfg_acl_match(const struct cfg_acl *acl, const struct sockaddr *sa)
 {
 	struct cfg_cidr a;
 
@@ -2220,9 +2302,10 @@ int cfg_acl_match(const struct cfg_acl *acl, const struct sockaddr *sa)
 	return 0;
 }
 
-enum cfg_acl_verdict cfg_acl_check(const struct cfg_acl *allow,
-				   const struct cfg_acl *deny,
-				   const struct sockaddr *sa)
+enum cfg_acl_verdict
+cfg_acl_check(const struct cfg_acl *allow,
+	      const struct cfg_acl *deny,
+	      const struct sockaddr *sa)
 {
 	struct cfg_cidr a;
 
@@ -2235,7 +2318,8 @@ enum cfg_acl_verdict cfg_acl_check(const struct cfg_acl *allow,
 	return CFG_ACL_PASS;
 }
 
-void cfg_cidr_format(const struct cfg_cidr *n, char *buf, size_t len)
+void
+cfg_cidr_format(const struct cfg_cidr *n, char *buf, size_t len)
 {
 	char a[INET6_ADDRSTRLEN];
 
@@ -2245,8 +2329,9 @@ void cfg_cidr_format(const struct cfg_cidr *n, char *buf, size_t len)
 	snprintf(buf, len, "%s/%u", a, n->bits);
 }
 
-int cfg_list_each(const char *list, int (*fn)(const char *item, void *arg),
-		  void *arg)
+int
+cfg_list_each(const char *list, int (*fn)(const char *item, void *arg),
+	      void *arg)
 {
 	char item[ITEM_MAX + 1];
 	const char *p = list;
@@ -2265,17 +2350,20 @@ int cfg_list_each(const char *list, int (*fn)(const char *item, void *arg),
 	return 0;
 }
 
-static int item_equal(const char *item, void *arg)
+static int
+item_equal(const char *item, void *arg)
 {
 	return strcmp(item, arg) == 0;
 }
 
-int cfg_list_has(const char *list, const char *name)
+int
+cfg_list_has(const char *list, const char *name)
 {
 	return cfg_list_each(list, item_equal, (void *)name);
 }
 
-void cfg_write_reference(FILE *out)
+void
+cfg_write_reference(FILE *out)
 {
 	static const struct { int sec; const char *title; } secs[] = {
 		{ SEC_DAEMON, "Daemon section: [relay] or [gateway]" },

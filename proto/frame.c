@@ -35,13 +35,15 @@ struct frame_decoder {
 	uint8_t ctrl[FRAME_CTRL_MAX];
 };
 
-static int service_char_ok(uint8_t c)
+static int
+service_char_ok(uint8_t c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
 	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
-static int service_name_ok(const uint8_t *p, size_t n)
+static int
+service_name_ok(const uint8_t *p, size_t n)
 {
 	if (n < 1 || n > FRAME_SERVICE_MAX)
 		return 0;
@@ -51,7 +53,8 @@ static int service_name_ok(const uint8_t *p, size_t n)
 	return 1;
 }
 
-const char *mux_code_str(uint32_t code)
+const char *
+mux_code_str(uint32_t code)
 {
 	switch (code) {
 	case MUX_C_NO_ERROR:
@@ -79,7 +82,8 @@ const char *mux_code_str(uint32_t code)
 	}
 }
 
-const char *frame_err_str(enum frame_err err)
+const char *
+frame_err_str(enum frame_err err)
 {
 	switch (err) {
 	case FRAME_ERR_NONE:
@@ -100,7 +104,8 @@ const char *frame_err_str(enum frame_err err)
 	return "unknown frame error";
 }
 
-void frame_hdr_encode(const struct frame_hdr *h, uint8_t out[FRAME_HDR_LEN])
+void
+frame_hdr_encode(const struct frame_hdr *h, uint8_t out[FRAME_HDR_LEN])
 {
 	be24_put(out, h->len);
 	out[3] = h->type;
@@ -108,8 +113,9 @@ void frame_hdr_encode(const struct frame_hdr *h, uint8_t out[FRAME_HDR_LEN])
 	be32_put(out + 5, h->stream);
 }
 
-static int encode_hdr(uint8_t *out, size_t cap, uint8_t type, uint8_t flags,
-		      uint32_t stream, size_t len)
+static int
+encode_hdr(uint8_t *out, size_t cap, uint8_t type, uint8_t flags,
+	   uint32_t stream, size_t len)
 {
 	if (len > FRAME_MAX_PAYLOAD || cap < FRAME_HDR_LEN + len)
 		return -1;
@@ -121,8 +127,9 @@ static int encode_hdr(uint8_t *out, size_t cap, uint8_t type, uint8_t flags,
 	return 0;
 }
 
-int frame_encode_data(uint8_t *out, size_t cap, uint32_t stream,
-		      const uint8_t *p, size_t n, int fin)
+int
+frame_encode_data(uint8_t *out, size_t cap, uint32_t stream,
+		  const uint8_t *p, size_t n, int fin)
 {
 	if (stream == 0 || (n > 0 && p == NULL))
 		return -1;
@@ -134,8 +141,9 @@ int frame_encode_data(uint8_t *out, size_t cap, uint32_t stream,
 	return (int)(FRAME_HDR_LEN + n);
 }
 
-int frame_encode_open(uint8_t *out, size_t cap, uint32_t stream,
-		      const char *service)
+int
+frame_encode_open(uint8_t *out, size_t cap, uint32_t stream,
+		  const char *service)
 {
 	if (stream == 0 || service == NULL)
 		return -1;
@@ -149,8 +157,9 @@ int frame_encode_open(uint8_t *out, size_t cap, uint32_t stream,
 	return (int)(FRAME_HDR_LEN + 1 + n);
 }
 
-int frame_encode_reset(uint8_t *out, size_t cap, uint32_t stream,
-		       uint32_t code)
+int
+frame_encode_reset(uint8_t *out, size_t cap, uint32_t stream,
+		   uint32_t code)
 {
 	if (stream == 0 || encode_hdr(out, cap, FRAME_RESET, 0, stream, 4) < 0)
 		return -1;
@@ -158,8 +167,9 @@ int frame_encode_reset(uint8_t *out, size_t cap, uint32_t stream,
 	return FRAME_HDR_LEN + 4;
 }
 
-int frame_encode_window(uint8_t *out, size_t cap, uint32_t stream,
-			uint32_t incr)
+int
+frame_encode_window(uint8_t *out, size_t cap, uint32_t stream,
+		    uint32_t incr)
 {
 	if (stream == 0 || incr == 0 || incr > WINDOW_MAX ||
 	    encode_hdr(out, cap, FRAME_WINDOW, 0, stream, 4) < 0)
@@ -168,7 +178,8 @@ int frame_encode_window(uint8_t *out, size_t cap, uint32_t stream,
 	return FRAME_HDR_LEN + 4;
 }
 
-int frame_encode_ping(uint8_t *out, size_t cap, uint64_t opaque, int ack)
+int
+frame_encode_ping(uint8_t *out, size_t cap, uint64_t opaque, int ack)
 {
 	if (encode_hdr(out, cap, FRAME_PING, ack ? FRAME_FLAG_ACK : 0, 0, 8) < 0)
 		return -1;
@@ -176,8 +187,9 @@ int frame_encode_ping(uint8_t *out, size_t cap, uint64_t opaque, int ack)
 	return FRAME_HDR_LEN + 8;
 }
 
-int frame_encode_goaway(uint8_t *out, size_t cap, uint32_t last_stream,
-			uint32_t code, const char *text)
+int
+frame_encode_goaway(uint8_t *out, size_t cap, uint32_t last_stream,
+		    uint32_t code, const char *text)
 {
 	size_t n = text ? strnlen(text, GOAWAY_TEXT_MAX + 1) : 0;
 	if (n > GOAWAY_TEXT_MAX ||
@@ -190,8 +202,9 @@ int frame_encode_goaway(uint8_t *out, size_t cap, uint32_t last_stream,
 	return (int)(FRAME_HDR_LEN + 8 + n);
 }
 
-int frame_encode_bind(uint8_t *out, size_t cap,
-		      const uint8_t hash[FRAME_BIND_LEN])
+int
+frame_encode_bind(uint8_t *out, size_t cap,
+		  const uint8_t hash[FRAME_BIND_LEN])
 {
 	if (hash == NULL ||
 	    encode_hdr(out, cap, FRAME_BIND, 0, 0, FRAME_BIND_LEN) < 0)
@@ -200,8 +213,9 @@ int frame_encode_bind(uint8_t *out, size_t cap,
 	return FRAME_HDR_LEN + FRAME_BIND_LEN;
 }
 
-int frame_encode_link_ack(uint8_t *out, size_t cap, uint64_t offset,
-			  int ack)
+int
+frame_encode_link_ack(uint8_t *out, size_t cap, uint64_t offset,
+		      int ack)
 {
 	if (encode_hdr(out, cap, FRAME_LINK_ACK, ack ? FRAME_FLAG_ACK : 0, 0,
 		       FRAME_LINK_ACK_LEN) < 0)
@@ -210,9 +224,10 @@ int frame_encode_link_ack(uint8_t *out, size_t cap, uint64_t offset,
 	return FRAME_HDR_LEN + FRAME_LINK_ACK_LEN;
 }
 
-struct frame_decoder *frame_decoder_new(uint32_t max_payload,
-					const struct frame_callbacks *cb,
-					void *ud)
+struct frame_decoder *
+frame_decoder_new(uint32_t max_payload,
+		  const struct frame_callbacks *cb,
+		  void *ud)
 {
 	if (cb == NULL || cb->on_frame == NULL || cb->on_data == NULL)
 		return NULL;
@@ -227,12 +242,14 @@ struct frame_decoder *frame_decoder_new(uint32_t max_payload,
 	return dec;
 }
 
-void frame_decoder_free(struct frame_decoder *dec)
+void
+frame_decoder_free(struct frame_decoder *dec)
 {
 	free(dec);
 }
 
-static int fail(struct frame_decoder *dec, enum frame_err err)
+static int
+fail(struct frame_decoder *dec, enum frame_err err)
 {
 	dec->state = DEC_FAILED;
 	dec->err = err;
@@ -240,8 +257,9 @@ static int fail(struct frame_decoder *dec, enum frame_err err)
 }
 
 /* Checks a complete header: everything that does not need the payload. */
-static enum frame_err check_header(const struct frame_decoder *dec,
-				   const struct frame_hdr *h)
+static enum frame_err
+check_header(const struct frame_decoder *dec,
+	     const struct frame_hdr *h)
 {
 	if (h->type == FRAME_DATA) {
 		if (h->len > dec->max_payload)
@@ -290,8 +308,9 @@ static enum frame_err check_header(const struct frame_decoder *dec,
 }
 
 /* Checks a complete control payload whose length already passed. */
-static enum frame_err check_payload(const struct frame_hdr *h,
-				    const uint8_t *p)
+static enum frame_err
+check_payload(const struct frame_hdr *h,
+	      const uint8_t *p)
 {
 	switch (h->type) {
 	case FRAME_OPEN:
@@ -316,7 +335,8 @@ static enum frame_err check_payload(const struct frame_hdr *h,
 	return FRAME_ERR_NONE;
 }
 
-static int deliver_ctrl(struct frame_decoder *dec)
+static int
+deliver_ctrl(struct frame_decoder *dec)
 {
 	enum frame_err err = check_payload(&dec->hdr, dec->ctrl);
 	if (err != FRAME_ERR_NONE)
@@ -328,7 +348,8 @@ static int deliver_ctrl(struct frame_decoder *dec)
 	return 0;
 }
 
-static int header_done(struct frame_decoder *dec)
+static int
+header_done(struct frame_decoder *dec)
 {
 	struct frame_hdr *h = &dec->hdr;
 	const uint8_t *b = dec->hbuf;
@@ -356,8 +377,9 @@ static int header_done(struct frame_decoder *dec)
 	return 0;
 }
 
-int frame_decoder_feed(struct frame_decoder *dec, const uint8_t *in,
-		       size_t len)
+int
+frame_decoder_feed(struct frame_decoder *dec, const uint8_t *in,
+		   size_t len)
 {
 	size_t off = 0;
 
@@ -411,7 +433,8 @@ int frame_decoder_feed(struct frame_decoder *dec, const uint8_t *in,
 	return 0;
 }
 
-int frame_decoder_finish(struct frame_decoder *dec)
+int
+frame_decoder_finish(struct frame_decoder *dec)
 {
 	if (dec->state == DEC_FAILED)
 		return -1;
@@ -420,7 +443,8 @@ int frame_decoder_finish(struct frame_decoder *dec)
 	return 0;
 }
 
-enum frame_err frame_decoder_error(const struct frame_decoder *dec)
+enum frame_err
+frame_decoder_error(const struct frame_decoder *dec)
 {
 	return dec->err;
 }

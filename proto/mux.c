@@ -107,29 +107,34 @@ struct mux {
 	int data_skip;
 };
 
-static int is_local_id(const struct mux *m, uint32_t id)
+static int
+is_local_id(const struct mux *m, uint32_t id)
 {
 	return (id & 1) == (m->set.dialer ? 1u : 0u);
 }
 
-static int id_known(const struct mux *m, uint32_t id)
+static int
+id_known(const struct mux *m, uint32_t id)
 {
 	return is_local_id(m, id) ? id <= m->local_high : id <= m->peer_high;
 }
 
 /* ---- hash table ---------------------------------------------------- */
 
-static size_t slot_in(uint32_t id, size_t size)
+static size_t
+slot_in(uint32_t id, size_t size)
 {
 	return (size_t)(id * 0x9e3779b1u) & (size - 1);
 }
 
-static size_t slot_of(const struct mux *m, uint32_t id)
+static size_t
+slot_of(const struct mux *m, uint32_t id)
 {
 	return slot_in(id, m->tab_size);
 }
 
-static struct mux_stream *stream_find(const struct mux *m, uint32_t id)
+static struct mux_stream *
+stream_find(const struct mux *m, uint32_t id)
 {
 	if (m->tab_size == 0)
 		return NULL;
@@ -142,8 +147,9 @@ static struct mux_stream *stream_find(const struct mux *m, uint32_t id)
 	}
 }
 
-static void tab_put(struct mux_stream **tab, size_t size,
-		    struct mux_stream *s)
+static void
+tab_put(struct mux_stream **tab, size_t size,
+	struct mux_stream *s)
 {
 	size_t i = slot_in(s->id, size);
 	while (tab[i] != NULL)
@@ -151,7 +157,8 @@ static void tab_put(struct mux_stream **tab, size_t size,
 	tab[i] = s;
 }
 
-static int tab_insert(struct mux *m, struct mux_stream *s)
+static int
+tab_insert(struct mux *m, struct mux_stream *s)
 {
 	if ((m->count + 1) * 2 > m->tab_size) {
 		size_t nsize = m->tab_size ? m->tab_size * 2 : 16;
@@ -170,7 +177,8 @@ static int tab_insert(struct mux *m, struct mux_stream *s)
 	return 0;
 }
 
-static void tab_remove(struct mux *m, struct mux_stream *s)
+static void
+tab_remove(struct mux *m, struct mux_stream *s)
 {
 	size_t mask = m->tab_size - 1;
 	size_t i = slot_of(m, s->id);
@@ -194,7 +202,8 @@ static void tab_remove(struct mux *m, struct mux_stream *s)
 /* ---- ready list ---------------------------------------------------- */
 
 /* Takes s off whichever list holds it. */
-static void ready_unlink(struct mux *m, struct mux_stream *s)
+static void
+ready_unlink(struct mux *m, struct mux_stream *s)
 {
 	int is_new = (s->flags & S_NEW) != 0;
 	struct mux_stream **head = is_new ? &m->new_head : &m->ready_head;
@@ -219,7 +228,8 @@ static void ready_unlink(struct mux *m, struct mux_stream *s)
 }
 
 /* Appends s, which is on no list, to the ready list or the new list. */
-static void list_append(struct mux *m, struct mux_stream *s, int is_new)
+static void
+list_append(struct mux *m, struct mux_stream *s, int is_new)
 {
 	struct mux_stream **head = is_new ? &m->new_head : &m->ready_head;
 	struct mux_stream **tail = is_new ? &m->new_tail : &m->ready_tail;
@@ -238,14 +248,16 @@ static void list_append(struct mux *m, struct mux_stream *s, int is_new)
 		m->ready_count++;
 }
 
-static void ready_append(struct mux *m, struct mux_stream *s)
+static void
+ready_append(struct mux *m, struct mux_stream *s)
 {
 	list_append(m, s, 0);
 }
 
 /* Sets and clears OPEN/WINDOW-pending flags, keeping ctl_streams. */
-static void ctl_flags(struct mux *m, struct mux_stream *s, uint32_t set,
-		      uint32_t clear)
+static void
+ctl_flags(struct mux *m, struct mux_stream *s, uint32_t set,
+	  uint32_t clear)
 {
 	int was = (s->flags & S_CTL_PENDING) != 0;
 	s->flags = (s->flags | set) & ~clear;
@@ -256,7 +268,8 @@ static void ctl_flags(struct mux *m, struct mux_stream *s, uint32_t set,
 		m->ctl_streams++;
 }
 
-static int stream_wants_send(const struct mux_stream *s)
+static int
+stream_wants_send(const struct mux_stream *s)
 {
 	if (s->flags & (S_OPEN_PENDING | S_WIN_PENDING))
 		return 1;
@@ -265,7 +278,8 @@ static int stream_wants_send(const struct mux_stream *s)
 
 /* Puts s on the ready list (at the tail) or takes it off, as its state
  * says. */
-static void ready_update(struct mux *m, struct mux_stream *s)
+static void
+ready_update(struct mux *m, struct mux_stream *s)
 {
 	int want = stream_wants_send(s);
 	if (want && !(s->flags & S_READY))
@@ -277,7 +291,8 @@ static void ready_update(struct mux *m, struct mux_stream *s)
 /* A stream woke up from idle (opened, or resumed by the application):
  * with a sparse quantum it joins the new list instead of the ready list.
  * A stream already on a list stays where it is. */
-static void ready_wake(struct mux *m, struct mux_stream *s)
+static void
+ready_wake(struct mux *m, struct mux_stream *s)
 {
 	if ((s->flags & S_READY) || !stream_wants_send(s))
 		return;
@@ -291,7 +306,8 @@ static void ready_wake(struct mux *m, struct mux_stream *s)
 
 /* ---- stream life ----------------------------------------------------- */
 
-static struct mux_stream *stream_new(struct mux *m, uint32_t id, int local)
+static struct mux_stream *
+stream_new(struct mux *m, uint32_t id, int local)
 {
 	struct mux_stream *s = calloc(1, sizeof(*s));
 	if (s == NULL)
@@ -313,7 +329,8 @@ static struct mux_stream *stream_new(struct mux *m, uint32_t id, int local)
 }
 
 /* Forgets s without callbacks. */
-static void stream_drop(struct mux *m, struct mux_stream *s)
+static void
+stream_drop(struct mux *m, struct mux_stream *s)
 {
 	ready_unlink(m, s);
 	ctl_flags(m, s, 0, S_CTL_PENDING);
@@ -326,8 +343,9 @@ static void stream_drop(struct mux *m, struct mux_stream *s)
 }
 
 /* Removes s first so that callbacks see a consistent session. */
-static void stream_close(struct mux *m, struct mux_stream *s, uint32_t code,
-			 int by_peer)
+static void
+stream_close(struct mux *m, struct mux_stream *s, uint32_t code,
+	     int by_peer)
 {
 	uint32_t id = s->id;
 	void *sud = s->sud;
@@ -339,7 +357,8 @@ static void stream_close(struct mux *m, struct mux_stream *s, uint32_t code,
 
 /* ---- control queue --------------------------------------------------- */
 
-static uint8_t *cq_reserve(struct mux *m, size_t n)
+static uint8_t *
+cq_reserve(struct mux *m, size_t n)
 {
 	if (m->cq_len - m->cq_head + n > m->cq_max) {
 		m->err = MUX_ERR_OVERLOAD;
@@ -373,7 +392,8 @@ static uint8_t *cq_reserve(struct mux *m, size_t n)
 	return p;
 }
 
-static int cq_reset(struct mux *m, uint32_t id, uint32_t code)
+static int
+cq_reset(struct mux *m, uint32_t id, uint32_t code)
 {
 	uint8_t *p = cq_reserve(m, FRAME_HDR_LEN + 4);
 	if (p == NULL)
@@ -384,7 +404,8 @@ static int cq_reset(struct mux *m, uint32_t id, uint32_t code)
 
 /* Stream-level abort started by us: RESET to the peer (if it knows the
  * stream) and on_close(code, by_peer = 0). */
-static int stream_abort(struct mux *m, struct mux_stream *s, uint32_t code)
+static int
+stream_abort(struct mux *m, struct mux_stream *s, uint32_t code)
 {
 	int rc = 0;
 	if (!(s->flags & S_OPEN_PENDING))
@@ -395,15 +416,17 @@ static int stream_abort(struct mux *m, struct mux_stream *s, uint32_t code)
 
 /* ---- receiving ------------------------------------------------------- */
 
-static int fatal(struct mux *m, enum mux_err err)
+static int
+fatal(struct mux *m, enum mux_err err)
 {
 	if (m->err == MUX_ERR_NONE)
 		m->err = err;
 	return -1;
 }
 
-static int check_bind(struct mux *m, const struct frame_hdr *h,
-		      const uint8_t *payload)
+static int
+check_bind(struct mux *m, const struct frame_hdr *h,
+	   const uint8_t *payload)
 {
 	if (h->type != FRAME_BIND)
 		return fatal(m, MUX_ERR_NO_BIND);
@@ -416,8 +439,9 @@ static int check_bind(struct mux *m, const struct frame_hdr *h,
 	return 0;
 }
 
-static int recv_open(struct mux *m, const struct frame_hdr *h,
-		     const uint8_t *p)
+static int
+recv_open(struct mux *m, const struct frame_hdr *h,
+	  const uint8_t *p)
 {
 	uint32_t id = h->stream;
 	char name[FRAME_SERVICE_MAX + 1];
@@ -453,7 +477,8 @@ static int recv_open(struct mux *m, const struct frame_hdr *h,
  * a never-opened id (link-fatal), which includes our own stream whose
  * OPEN has not gone out yet: the peer can only have guessed its id.  *sp
  * is NULL for a stream already gone. */
-static int lookup_known(struct mux *m, uint32_t id, struct mux_stream **sp)
+static int
+lookup_known(struct mux *m, uint32_t id, struct mux_stream **sp)
 {
 	*sp = stream_find(m, id);
 	if ((*sp == NULL && !id_known(m, id)) ||
@@ -462,8 +487,9 @@ static int lookup_known(struct mux *m, uint32_t id, struct mux_stream **sp)
 	return 0;
 }
 
-static int recv_window(struct mux *m, const struct frame_hdr *h,
-		       const uint8_t *p)
+static int
+recv_window(struct mux *m, const struct frame_hdr *h,
+	    const uint8_t *p)
 {
 	struct mux_stream *s;
 	if (lookup_known(m, h->stream, &s) < 0)
@@ -478,8 +504,9 @@ static int recv_window(struct mux *m, const struct frame_hdr *h,
 	return 0;
 }
 
-static int recv_reset(struct mux *m, const struct frame_hdr *h,
-		      const uint8_t *p)
+static int
+recv_reset(struct mux *m, const struct frame_hdr *h,
+	   const uint8_t *p)
 {
 	struct mux_stream *s;
 	if (lookup_known(m, h->stream, &s) < 0)
@@ -489,8 +516,9 @@ static int recv_reset(struct mux *m, const struct frame_hdr *h,
 	return 0;
 }
 
-static int recv_ping(struct mux *m, const struct frame_hdr *h,
-		     const uint8_t *p)
+static int
+recv_ping(struct mux *m, const struct frame_hdr *h,
+	  const uint8_t *p)
 {
 	if (h->flags & FRAME_FLAG_ACK) {
 		if (m->cb.on_pong)
@@ -513,8 +541,9 @@ static int recv_ping(struct mux *m, const struct frame_hdr *h,
 /* A probe gets one queued answer, which later probes overwrite until it
  * is sent.  An answer must name an outstanding probe; it settles that
  * probe and every older one. */
-static int recv_link_ack(struct mux *m, const struct frame_hdr *h,
-			 const uint8_t *p)
+static int
+recv_link_ack(struct mux *m, const struct frame_hdr *h,
+	      const uint8_t *p)
 {
 	uint64_t off = be64_get(p);
 	size_t i;
@@ -547,8 +576,9 @@ static int recv_link_ack(struct mux *m, const struct frame_hdr *h,
 	return 0;
 }
 
-static int recv_goaway(struct mux *m, const struct frame_hdr *h,
-		       const uint8_t *p)
+static int
+recv_goaway(struct mux *m, const struct frame_hdr *h,
+	    const uint8_t *p)
 {
 	char text[GOAWAY_TEXT_MAX + 1];
 	size_t n = h->len - 8;
@@ -561,7 +591,8 @@ static int recv_goaway(struct mux *m, const struct frame_hdr *h,
 	return 0;
 }
 
-static int on_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
+static int
+on_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
 {
 	struct mux *m = ud;
 	int rc = 0;
@@ -594,8 +625,9 @@ static int on_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
 }
 
 /* Checks a DATA frame as a whole when its first chunk arrives. */
-static int data_begin(struct mux *m, const struct frame_hdr *h,
-		      struct mux_stream **sp)
+static int
+data_begin(struct mux *m, const struct frame_hdr *h,
+	   struct mux_stream **sp)
 {
 	struct mux_stream *s;
 
@@ -618,8 +650,9 @@ static int data_begin(struct mux *m, const struct frame_hdr *h,
 	return 0;
 }
 
-static int on_data(void *ud, const struct frame_hdr *h, const uint8_t *chunk,
-		   size_t n, int last)
+static int
+on_data(void *ud, const struct frame_hdr *h, const uint8_t *chunk,
+	size_t n, int last)
 {
 	struct mux *m = ud;
 	struct mux_stream *s = NULL;
@@ -663,8 +696,9 @@ static int on_data(void *ud, const struct frame_hdr *h, const uint8_t *chunk,
 
 /* ---- public ---------------------------------------------------------- */
 
-struct mux *mux_new(const struct mux_settings *s,
-		    const struct mux_callbacks *cb, void *ud)
+struct mux *
+mux_new(const struct mux_settings *s,
+	const struct mux_callbacks *cb, void *ud)
 {
 	static const struct frame_callbacks fcb = {
 		.on_frame = on_frame,
@@ -698,7 +732,8 @@ fail:
 	return NULL;
 }
 
-void mux_free(struct mux *m)
+void
+mux_free(struct mux *m)
 {
 	if (m == NULL)
 		return;
@@ -710,7 +745,8 @@ void mux_free(struct mux *m)
 	free(m);
 }
 
-int mux_recv(struct mux *m, const uint8_t *in, size_t len)
+int
+mux_recv(struct mux *m, const uint8_t *in, size_t len)
 {
 	if (m->err != MUX_ERR_NONE)
 		return -1;
@@ -724,7 +760,8 @@ int mux_recv(struct mux *m, const uint8_t *in, size_t len)
 	return 0;
 }
 
-int mux_recv_eof(struct mux *m)
+int
+mux_recv_eof(struct mux *m)
 {
 	if (m->err != MUX_ERR_NONE)
 		return -1;
@@ -743,13 +780,15 @@ struct out {
 	int blocked; /* DATA was held back by the link budget */
 };
 
-static size_t out_room(const struct out *o)
+static size_t
+out_room(const struct out *o)
 {
 	size_t left = o->cap - o->used;
 	return left > o->reserve ? left - o->reserve : 0;
 }
 
-static int flow_active(const struct mux *m)
+static int
+flow_active(const struct mux *m)
 {
 	return m->set.link_ack && m->budget > 0;
 }
@@ -758,7 +797,8 @@ static int flow_active(const struct mux *m)
  * woken stream's quantum may go half a budget beyond: an interactive
  * frame does not wait for the bulk ahead of it to be acknowledged, and
  * what such frames can add in flight stays bounded. */
-static int flow_blocked(const struct mux *m, uint64_t at, int sparse)
+static int
+flow_blocked(const struct mux *m, uint64_t at, int sparse)
 {
 	uint64_t limit = (uint64_t)m->budget + (sparse ? m->budget / 2 : 0);
 
@@ -768,7 +808,8 @@ static int flow_blocked(const struct mux *m, uint64_t at, int sparse)
 /* A probe is due at `at` produced bytes: a ring slot is free, bytes were
  * produced since the last probe, and either DATA is held back or a
  * quarter of the budget went out since the last probe. */
-static int probe_due(const struct mux *m, uint64_t at, int held)
+static int
+probe_due(const struct mux *m, uint64_t at, int held)
 {
 	return flow_active(m) && m->probe_n < MUX_LINK_PROBES_MAX &&
 	       at > m->last_probe &&
@@ -776,7 +817,8 @@ static int probe_due(const struct mux *m, uint64_t at, int held)
 }
 
 /* Writes a probe into the reserved room when one is due. */
-static void probe_maybe(struct mux *m, struct out *o, int held)
+static void
+probe_maybe(struct mux *m, struct out *o, int held)
 {
 	uint64_t off = m->produced + o->used + LACK_FRAME_LEN;
 
@@ -793,7 +835,8 @@ static void probe_maybe(struct mux *m, struct out *o, int held)
 }
 
 /* Copies whole queued control frames while they fit. */
-static size_t send_ctrl(struct mux *m, uint8_t *buf, size_t cap)
+static size_t
+send_ctrl(struct mux *m, uint8_t *buf, size_t cap)
 {
 	size_t used = 0;
 
@@ -818,8 +861,9 @@ static size_t send_ctrl(struct mux *m, uint8_t *buf, size_t cap)
 
 /* One DATA frame for s, of at most quota payload bytes.  Returns bytes
  * written; *stop when out of room. */
-static size_t send_data(struct mux *m, struct mux_stream *s, uint8_t *out,
-			size_t room, size_t quota, int *stop)
+static size_t
+send_data(struct mux *m, struct mux_stream *s, uint8_t *out,
+	  size_t room, size_t quota, int *stop)
 {
 	if (room < FRAME_HDR_LEN + 1) {
 		*stop = 1;
@@ -862,8 +906,9 @@ static size_t send_data(struct mux *m, struct mux_stream *s, uint8_t *out,
 
 /* The pending OPEN, then the pending WINDOW, of s: frames the budget
  * never holds back.  Returns 0, or -1 when out of room. */
-static int send_stream_ctl(struct mux *m, struct mux_stream *s,
-			   struct out *o)
+static int
+send_stream_ctl(struct mux *m, struct mux_stream *s,
+		struct out *o)
 {
 	if (s->flags & S_OPEN_PENDING) {
 		int n = frame_encode_open(o->buf + o->used, out_room(o), s->id,
@@ -890,9 +935,10 @@ static int send_stream_ctl(struct mux *m, struct mux_stream *s,
  * quota bytes unless the budget holds DATA back (o->blocked).  Returns
  * bytes written; *data is the DATA frame's size (0: none); *stop when
  * out of room. */
-static size_t send_stream_turn(struct mux *m, struct mux_stream *s,
-			       struct out *o, size_t quota, size_t *data,
-			       int *stop)
+static size_t
+send_stream_turn(struct mux *m, struct mux_stream *s,
+		 struct out *o, size_t quota, size_t *data,
+		 int *stop)
 {
 	size_t start = o->used;
 
@@ -913,14 +959,16 @@ static size_t send_stream_turn(struct mux *m, struct mux_stream *s,
 	return o->used - start;
 }
 
-static int stream_finished(const struct mux_stream *s)
+static int
+stream_finished(const struct mux_stream *s)
 {
 	return (s->flags & (S_FIN_SENT | S_FIN_RECV)) ==
 	       (S_FIN_SENT | S_FIN_RECV);
 }
 
 /* Both directions finished: the stream is done. */
-static int stream_done(struct mux *m, struct mux_stream *s)
+static int
+stream_done(struct mux *m, struct mux_stream *s)
 {
 	if (!stream_finished(s))
 		return 0;
@@ -932,7 +980,8 @@ static int stream_done(struct mux *m, struct mux_stream *s)
  * interactive unless s used up its quantum recently: a bulk stream
  * whose source ran dry for a moment is still bulk, until SPARSE_AGAIN
  * short bursts in a row. */
-static void count_sparse(struct mux *m, struct mux_stream *s)
+static void
+count_sparse(struct mux *m, struct mux_stream *s)
 {
 	if (s->quantum == m->set.sparse_quantum)
 		return; /* sent no DATA */
@@ -947,7 +996,8 @@ static void count_sparse(struct mux *m, struct mux_stream *s)
 /* Serves the new list: each stream sends until it parks, runs out of
  * quantum (it then joins the ready list's tail: it is bulk) or of room.
  * Returns nonzero when any frame went out. */
-static int send_new(struct mux *m, struct out *o)
+static int
+send_new(struct mux *m, struct out *o)
 {
 	int served = 0;
 
@@ -990,7 +1040,8 @@ static int send_new(struct mux *m, struct out *o)
 }
 
 /* One round over the ready list, as long as there is room. */
-static void send_round(struct mux *m, struct out *o)
+static void
+send_round(struct mux *m, struct out *o)
 {
 	size_t idle = 0;
 
@@ -1023,7 +1074,8 @@ static void send_round(struct mux *m, struct out *o)
 
 /* While DATA is held back, OPEN and WINDOW frames still go out, from
  * every stream that has one, without changing any stream's place. */
-static void send_held_ctl(struct mux *m, struct out *o)
+static void
+send_held_ctl(struct mux *m, struct out *o)
 {
 	for (int list = 0; list < 2; list++) {
 		struct mux_stream *s = list == 0 ? m->new_head : m->ready_head;
@@ -1039,7 +1091,8 @@ static void send_held_ctl(struct mux *m, struct out *o)
 	}
 }
 
-size_t mux_send(struct mux *m, uint8_t *buf, size_t cap)
+size_t
+mux_send(struct mux *m, uint8_t *buf, size_t cap)
 {
 	struct out o = {
 		.buf = buf,
@@ -1068,7 +1121,8 @@ size_t mux_send(struct mux *m, uint8_t *buf, size_t cap)
 	return o.used;
 }
 
-int mux_want_write(const struct mux *m)
+int
+mux_want_write(const struct mux *m)
 {
 	if (!m->bind_sent || m->cq_head < m->cq_len || m->ctl_streams > 0)
 		return 1;
@@ -1080,24 +1134,28 @@ int mux_want_write(const struct mux *m)
 	return probe_due(m, m->produced, 1);
 }
 
-void mux_set_link_budget(struct mux *m, uint32_t bytes)
+void
+mux_set_link_budget(struct mux *m, uint32_t bytes)
 {
 	m->budget = bytes > 0 && bytes < MUX_LINK_BUDGET_MIN
 			    ? MUX_LINK_BUDGET_MIN
 			    : bytes;
 }
 
-uint64_t mux_link_inflight(const struct mux *m)
+uint64_t
+mux_link_inflight(const struct mux *m)
 {
 	return m->produced - m->acked;
 }
 
-uint64_t mux_sparse_served(const struct mux *m)
+uint64_t
+mux_sparse_served(const struct mux *m)
 {
 	return m->sparse_served;
 }
 
-uint32_t mux_open(struct mux *m, const char *service, void *sud)
+uint32_t
+mux_open(struct mux *m, const char *service, void *sud)
 {
 	uint8_t tmp[FRAME_HDR_LEN + 1 + FRAME_SERVICE_MAX];
 
@@ -1117,7 +1175,8 @@ uint32_t mux_open(struct mux *m, const char *service, void *sud)
 	return s->id;
 }
 
-void mux_resume(struct mux *m, uint32_t id)
+void
+mux_resume(struct mux *m, uint32_t id)
 {
 	struct mux_stream *s = stream_find(m, id);
 	if (s == NULL)
@@ -1128,7 +1187,8 @@ void mux_resume(struct mux *m, uint32_t id)
 	ready_wake(m, s);
 }
 
-void mux_consumed(struct mux *m, uint32_t id, size_t n)
+void
+mux_consumed(struct mux *m, uint32_t id, size_t n)
 {
 	struct mux_stream *s = stream_find(m, id);
 	if (s == NULL || n == 0)
@@ -1149,14 +1209,16 @@ void mux_consumed(struct mux *m, uint32_t id, size_t n)
 	}
 }
 
-void mux_reset(struct mux *m, uint32_t id, uint32_t code)
+void
+mux_reset(struct mux *m, uint32_t id, uint32_t code)
 {
 	struct mux_stream *s = stream_find(m, id);
 	if (s != NULL)
 		stream_abort(m, s, code);
 }
 
-void mux_close_all(struct mux *m, uint32_t code)
+void
+mux_close_all(struct mux *m, uint32_t code)
 {
 	struct mux_stream **tab = m->tab;
 	size_t size = m->tab_size;
@@ -1184,14 +1246,16 @@ void mux_close_all(struct mux *m, uint32_t code)
 	free(tab);
 }
 
-void mux_ping(struct mux *m, uint64_t opaque)
+void
+mux_ping(struct mux *m, uint64_t opaque)
 {
 	uint8_t *p = cq_reserve(m, PING_FRAME_LEN);
 	if (p != NULL)
 		frame_encode_ping(p, PING_FRAME_LEN, opaque, 0);
 }
 
-void mux_goaway(struct mux *m, uint32_t code, const char *text)
+void
+mux_goaway(struct mux *m, uint32_t code, const char *text)
 {
 	char t[GOAWAY_TEXT_MAX + 1] = "";
 	if (text != NULL) {
@@ -1206,39 +1270,46 @@ void mux_goaway(struct mux *m, uint32_t code, const char *text)
 		frame_encode_goaway(p, len, m->peer_high, code, t);
 }
 
-void *mux_stream_data(const struct mux *m, uint32_t id)
+void *
+mux_stream_data(const struct mux *m, uint32_t id)
 {
 	struct mux_stream *s = stream_find(m, id);
 	return s ? s->sud : NULL;
 }
 
-size_t mux_stream_count(const struct mux *m)
+size_t
+mux_stream_count(const struct mux *m)
 {
 	return m->count;
 }
 
-uint64_t mux_streams_total(const struct mux *m)
+uint64_t
+mux_streams_total(const struct mux *m)
 {
 	return m->total;
 }
 
-int mux_bound(const struct mux *m)
+int
+mux_bound(const struct mux *m)
 {
 	return m->bind_recv && m->err == MUX_ERR_NONE;
 }
 
-enum mux_err mux_error(const struct mux *m)
+enum mux_err
+mux_error(const struct mux *m)
 {
 	return m->err;
 }
 
-enum frame_err mux_frame_error(const struct mux *m)
+enum frame_err
+mux_frame_error(const struct mux *m)
 {
 	return m->err == MUX_ERR_FRAME ? frame_decoder_error(m->dec)
 				       : FRAME_ERR_NONE;
 }
 
-const char *mux_err_str(enum mux_err err)
+const char *
+mux_err_str(enum mux_err err)
 {
 	switch (err) {
 	case MUX_ERR_NONE:

@@ -42,14 +42,16 @@ struct neg_decoder {
 	uint8_t buf[NEG_MAX_LEN];
 };
 
-void neg_msg_init(struct neg_msg *m, uint8_t type)
+void
+neg_msg_init(struct neg_msg *m, uint8_t type)
 {
 	memset(m, 0, sizeof(*m));
 	m->type = type;
 	m->ver_min = m->ver_max = NEG_PROTO_VERSION;
 }
 
-static void copy_text(char *dst, size_t cap, const char *src)
+static void
+copy_text(char *dst, size_t cap, const char *src)
 {
 	size_t n = strlen(src);
 
@@ -59,8 +61,9 @@ static void copy_text(char *dst, size_t cap, const char *src)
 	dst[n] = '\0';
 }
 
-void neg_msg_refusal(struct neg_msg *m, const char *node, uint16_t reason,
-		     const char *text)
+void
+neg_msg_refusal(struct neg_msg *m, const char *node, uint16_t reason,
+		const char *text)
 {
 	neg_msg_init(m, NEG_REFUSE);
 	copy_text(m->params.node, sizeof(m->params.node), node);
@@ -72,13 +75,15 @@ void neg_msg_refusal(struct neg_msg *m, const char *node, uint16_t reason,
 
 /* ---- validation rules shared by encoder and decoder -------------------- */
 
-static int node_char_ok(uint8_t c)
+static int
+node_char_ok(uint8_t c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
 	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
-static int node_ok(const uint8_t *p, size_t len)
+static int
+node_ok(const uint8_t *p, size_t len)
 {
 	size_t i;
 
@@ -90,22 +95,26 @@ static int node_ok(const uint8_t *p, size_t len)
 	return 1;
 }
 
-static int tlsv_ok(uint16_t v)
+static int
+tlsv_ok(uint16_t v)
 {
 	return v == TLSV_1_2 || v == TLSV_1_3;
 }
 
-static int tls_range_ok(uint16_t min, uint16_t max)
+static int
+tls_range_ok(uint16_t min, uint16_t max)
 {
 	return tlsv_ok(min) && tlsv_ok(max) && min <= max;
 }
 
-static int cert_ok(uint8_t present, uint8_t want)
+static int
+cert_ok(uint8_t present, uint8_t want)
 {
 	return present <= 1 && want <= CERT_WANT_REQUIRE;
 }
 
-static int mux_ok(uint32_t streams, uint32_t window, uint32_t frame)
+static int
+mux_ok(uint32_t streams, uint32_t window, uint32_t frame)
 {
 	return streams >= 1 && window >= MUX_WINDOW_MIN &&
 	       frame >= MUX_FRAME_MIN && frame <= MUX_FRAME_MAX;
@@ -114,8 +123,9 @@ static int mux_ok(uint32_t streams, uint32_t window, uint32_t frame)
 /* An outcome is valid for a message type: DECISION carries plaintext or
  * TLS with a reason below 100, REFUSE a refusal with a reason from 100.
  * Only a TLS outcome has a version range; the others carry 0, 0. */
-static int outcome_ok(uint8_t type, uint8_t result, uint16_t reason,
-		      uint16_t min, uint16_t max)
+static int
+outcome_ok(uint8_t type, uint8_t result, uint16_t reason,
+	   uint16_t min, uint16_t max)
 {
 	if (type == NEG_DECISION) {
 		if (result != NEG_RESULT_PLAINTEXT && result != NEG_RESULT_TLS)
@@ -131,7 +141,8 @@ static int outcome_ok(uint8_t type, uint8_t result, uint16_t reason,
 	return min == 0 && max == 0;
 }
 
-static int type_ok(uint8_t type)
+static int
+type_ok(uint8_t type)
 {
 	return type == NEG_OFFER || type == NEG_DECISION || type == NEG_REFUSE;
 }
@@ -146,7 +157,8 @@ static int type_ok(uint8_t type)
 #define PARAM_OPTIONAL BIT(NEG_F_FLOW)
 
 /* Known fields a message type may carry. */
-static uint32_t fields_allowed(uint8_t type)
+static uint32_t
+fields_allowed(uint8_t type)
 {
 	switch (type) {
 	case NEG_OFFER:
@@ -161,7 +173,8 @@ static uint32_t fields_allowed(uint8_t type)
 }
 
 /* Known fields a message type must carry. */
-static uint32_t fields_required(uint8_t type)
+static uint32_t
+fields_required(uint8_t type)
 {
 	switch (type) {
 	case NEG_OFFER:
@@ -184,7 +197,8 @@ struct wbuf {
 };
 
 /* Reserves a TLV of vlen value bytes and returns where the value goes. */
-static uint8_t *tlv_begin(struct wbuf *w, uint16_t type, size_t vlen)
+static uint8_t *
+tlv_begin(struct wbuf *w, uint16_t type, size_t vlen)
 {
 	uint8_t *v;
 
@@ -199,8 +213,9 @@ static uint8_t *tlv_begin(struct wbuf *w, uint16_t type, size_t vlen)
 	return v;
 }
 
-static void tlv_bytes(struct wbuf *w, uint16_t type, const void *src,
-		      size_t len)
+static void
+tlv_bytes(struct wbuf *w, uint16_t type, const void *src,
+	  size_t len)
 {
 	uint8_t *v = tlv_begin(w, type, len);
 
@@ -208,8 +223,9 @@ static void tlv_bytes(struct wbuf *w, uint16_t type, const void *src,
 		memcpy(v, src, len);
 }
 
-static void tlv_suites(struct wbuf *w, uint16_t type, const uint16_t *ids,
-		       uint8_t n)
+static void
+tlv_suites(struct wbuf *w, uint16_t type, const uint16_t *ids,
+	   uint8_t n)
 {
 	uint8_t *v = tlv_begin(w, type, (size_t)n * 2);
 	unsigned i;
@@ -220,7 +236,8 @@ static void tlv_suites(struct wbuf *w, uint16_t type, const uint16_t *ids,
 		be16_put(v + 2 * i, ids[i]);
 }
 
-static int params_valid(const struct neg_params *pp)
+static int
+params_valid(const struct neg_params *pp)
 {
 	size_t nl = strnlen(pp->node, NEG_NODE_MAX + 1);
 
@@ -232,7 +249,8 @@ static int params_valid(const struct neg_params *pp)
 	       mux_ok(pp->max_streams, pp->window, pp->max_frame);
 }
 
-static void encode_params(struct wbuf *w, const struct neg_params *pp)
+static void
+encode_params(struct wbuf *w, const struct neg_params *pp)
 {
 	uint8_t *v;
 
@@ -261,7 +279,8 @@ static void encode_params(struct wbuf *w, const struct neg_params *pp)
 		be32_put(v, pp->flow_caps);
 }
 
-static void encode_outcome(struct wbuf *w, const struct neg_outcome *o)
+static void
+encode_outcome(struct wbuf *w, const struct neg_outcome *o)
 {
 	uint8_t *v = tlv_begin(w, NEG_F_OUTCOME, 7);
 
@@ -273,7 +292,8 @@ static void encode_outcome(struct wbuf *w, const struct neg_outcome *o)
 	be16_put(v + 5, o->tls_max);
 }
 
-int neg_encode(const struct neg_msg *msg, uint8_t *out, size_t cap)
+int
+neg_encode(const struct neg_msg *msg, uint8_t *out, size_t cap)
 {
 	struct wbuf w = { .p = out, .cap = cap, .len = NEG_HDR_LEN };
 	const struct neg_outcome *o = &msg->outcome;
@@ -344,7 +364,8 @@ int neg_encode(const struct neg_msg *msg, uint8_t *out, size_t cap)
 
 /* ---- decoder ------------------------------------------------------------ */
 
-struct neg_decoder *neg_decoder_new(void)
+struct neg_decoder *
+neg_decoder_new(void)
 {
 	struct neg_decoder *dec = calloc(1, sizeof(*dec));
 
@@ -354,13 +375,15 @@ struct neg_decoder *neg_decoder_new(void)
 	return dec;
 }
 
-void neg_decoder_free(struct neg_decoder *dec)
+void
+neg_decoder_free(struct neg_decoder *dec)
 {
 	free(dec);
 }
 
-static enum neg_status fail(struct neg_decoder *dec, enum neg_err err,
-			    uint16_t field)
+static enum neg_status
+fail(struct neg_decoder *dec, enum neg_err err,
+     uint16_t field)
 {
 	dec->state = NEG_ST_FAILED;
 	dec->err = err;
@@ -368,8 +391,9 @@ static enum neg_status fail(struct neg_decoder *dec, enum neg_err err,
 	return NEG_FAIL;
 }
 
-static void read_suites(const uint8_t *v, uint16_t len, uint8_t *n,
-			uint16_t *ids)
+static void
+read_suites(const uint8_t *v, uint16_t len, uint8_t *n,
+	    uint16_t *ids)
 {
 	unsigned i;
 
@@ -380,8 +404,9 @@ static void read_suites(const uint8_t *v, uint16_t len, uint8_t *n,
 
 /* Validates and stores one known field.  Returns 0, or -1 for a bad
  * length or value. */
-static int parse_field(struct neg_msg *m, uint16_t f, const uint8_t *v,
-		       uint16_t len)
+static int
+parse_field(struct neg_msg *m, uint16_t f, const uint8_t *v,
+	    uint16_t len)
 {
 	struct neg_params *pp = &m->params;
 	struct neg_outcome *o = &m->outcome;
@@ -460,7 +485,8 @@ static int parse_field(struct neg_msg *m, uint16_t f, const uint8_t *v,
 	return -1;
 }
 
-static enum neg_status parse_body(struct neg_decoder *dec)
+static enum neg_status
+parse_body(struct neg_decoder *dec)
 {
 	struct neg_msg *m = &dec->msg;
 	const uint8_t *p = dec->buf + NEG_HDR_LEN;
@@ -503,7 +529,8 @@ static enum neg_status parse_body(struct neg_decoder *dec)
 }
 
 /* Checks the complete header and sets the message length. */
-static enum neg_status parse_header(struct neg_decoder *dec)
+static enum neg_status
+parse_header(struct neg_decoder *dec)
 {
 	const uint8_t *h = dec->buf;
 	uint8_t vmin = h[8], vmax = h[9], type = h[10];
@@ -526,8 +553,9 @@ static enum neg_status parse_header(struct neg_decoder *dec)
 	return NEG_NEED_MORE;
 }
 
-enum neg_status neg_decoder_feed(struct neg_decoder *dec, const uint8_t *in,
-				 size_t len, size_t *consumed)
+enum neg_status
+neg_decoder_feed(struct neg_decoder *dec, const uint8_t *in,
+		 size_t len, size_t *consumed)
 {
 	size_t used = 0, n;
 	enum neg_status st = NEG_NEED_MORE;
@@ -583,7 +611,8 @@ enum neg_status neg_decoder_feed(struct neg_decoder *dec, const uint8_t *in,
 	return st;
 }
 
-enum neg_status neg_decoder_finish(struct neg_decoder *dec)
+enum neg_status
+neg_decoder_finish(struct neg_decoder *dec)
 {
 	if (dec->state == NEG_ST_DONE)
 		return NEG_DONE;
@@ -592,27 +621,32 @@ enum neg_status neg_decoder_finish(struct neg_decoder *dec)
 	return fail(dec, NEG_ERR_TRUNCATED, 0);
 }
 
-const struct neg_msg *neg_decoder_msg(const struct neg_decoder *dec)
+const struct neg_msg *
+neg_decoder_msg(const struct neg_decoder *dec)
 {
 	return dec->state == NEG_ST_DONE ? &dec->msg : NULL;
 }
 
-enum neg_err neg_decoder_error(const struct neg_decoder *dec)
+enum neg_err
+neg_decoder_error(const struct neg_decoder *dec)
 {
 	return dec->err;
 }
 
-uint16_t neg_decoder_error_field(const struct neg_decoder *dec)
+uint16_t
+neg_decoder_error_field(const struct neg_decoder *dec)
 {
 	return dec->err_field;
 }
 
-size_t neg_decoder_offset(const struct neg_decoder *dec)
+size_t
+neg_decoder_offset(const struct neg_decoder *dec)
 {
 	return dec->have;
 }
 
-size_t neg_decoder_prefix(const struct neg_decoder *dec, const uint8_t **p)
+size_t
+neg_decoder_prefix(const struct neg_decoder *dec, const uint8_t **p)
 {
 	*p = dec->prefix;
 	return dec->prefix_len;
@@ -620,7 +654,8 @@ size_t neg_decoder_prefix(const struct neg_decoder *dec, const uint8_t **p)
 
 /* ---- strings ------------------------------------------------------------ */
 
-const char *neg_err_str(enum neg_err err)
+const char *
+neg_err_str(enum neg_err err)
 {
 	switch (err) {
 	case NEG_ERR_NONE:
@@ -649,7 +684,8 @@ const char *neg_err_str(enum neg_err err)
 	return "unknown negotiation error";
 }
 
-const char *neg_reason_str(uint16_t reason)
+const char *
+neg_reason_str(uint16_t reason)
 {
 	switch (reason) {
 	case NEG_R_NONE:
@@ -686,7 +722,8 @@ const char *neg_reason_str(uint16_t reason)
 	return "unknown reason code";
 }
 
-const char *neg_type_str(uint8_t type)
+const char *
+neg_type_str(uint8_t type)
 {
 	switch (type) {
 	case NEG_OFFER:
@@ -699,7 +736,8 @@ const char *neg_type_str(uint8_t type)
 	return "unknown";
 }
 
-const char *tls_mode_str(uint8_t mode)
+const char *
+tls_mode_str(uint8_t mode)
 {
 	switch (mode) {
 	case TLS_MODE_OFF:
@@ -714,7 +752,8 @@ const char *tls_mode_str(uint8_t mode)
 	return "unknown";
 }
 
-const char *tls_version_str(uint16_t v)
+const char *
+tls_version_str(uint16_t v)
 {
 	switch (v) {
 	case TLSV_1_2:
@@ -725,13 +764,15 @@ const char *tls_version_str(uint16_t v)
 	return "unknown";
 }
 
-static int is_upper(uint8_t c)
+static int
+is_upper(uint8_t c)
 {
 	return c >= 'A' && c <= 'Z';
 }
 
 /* An uppercase token of 3..7 letters followed by a space. */
-static int looks_http_request(const uint8_t *p, size_t len)
+static int
+looks_http_request(const uint8_t *p, size_t len)
 {
 	size_t i;
 
@@ -740,7 +781,8 @@ static int looks_http_request(const uint8_t *p, size_t len)
 	return i >= 3 && i <= 7 && i < len && p[i] == ' ';
 }
 
-const char *neg_sniff(const uint8_t *p, size_t len)
+const char *
+neg_sniff(const uint8_t *p, size_t len)
 {
 	if (len == 0)
 		return "an empty stream";

@@ -28,12 +28,14 @@ static const struct cipher_info ciphers[] = {
 	{ 0, 0, NULL, NULL },
 };
 
-const struct cipher_info *cipher_table(void)
+const struct cipher_info *
+cipher_table(void)
 {
 	return ciphers;
 }
 
-const struct cipher_info *cipher_by_id(uint16_t id)
+const struct cipher_info *
+cipher_by_id(uint16_t id)
 {
 	const struct cipher_info *c;
 
@@ -45,7 +47,8 @@ const struct cipher_info *cipher_by_id(uint16_t id)
 	return NULL;
 }
 
-const struct cipher_info *cipher_by_name(const char *name)
+const struct cipher_info *
+cipher_by_name(const char *name)
 {
 	const struct cipher_info *c;
 
@@ -57,12 +60,14 @@ const struct cipher_info *cipher_by_name(const char *name)
 	return NULL;
 }
 
-static uint8_t clamp_n(uint8_t n)
+static uint8_t
+clamp_n(uint8_t n)
 {
 	return n > NEG_CIPHERS_MAX ? NEG_CIPHERS_MAX : n;
 }
 
-static int suite_listed(const struct neg_params *p, uint16_t id)
+static int
+suite_listed(const struct neg_params *p, uint16_t id)
 {
 	uint8_t i, n = clamp_n(p->n_ciphers);
 
@@ -72,13 +77,15 @@ static int suite_listed(const struct neg_params *p, uint16_t id)
 	return 0;
 }
 
-static void refuse(struct neg_outcome *out, uint16_t reason)
+static void
+refuse(struct neg_outcome *out, uint16_t reason)
 {
 	out->result = NEG_RESULT_REFUSE;
 	out->reason = reason;
 }
 
-static void plaintext(struct neg_outcome *out, uint16_t reason)
+static void
+plaintext(struct neg_outcome *out, uint16_t reason)
 {
 	out->result = NEG_RESULT_PLAINTEXT;
 	out->reason = reason;
@@ -86,9 +93,10 @@ static void plaintext(struct neg_outcome *out, uint16_t reason)
 
 /* Common suites in the acceptor's order, each once, known to tlsplex and
  * usable within [min, max]. */
-static void common_suites(const struct neg_params *d,
-			  const struct neg_params *a, uint16_t min,
-			  uint16_t max, struct neg_outcome *out)
+static void
+common_suites(const struct neg_params *d,
+	      const struct neg_params *a, uint16_t min,
+	      uint16_t max, struct neg_outcome *out)
 {
 	uint8_t i, n = clamp_n(a->n_ciphers);
 	const struct cipher_info *c;
@@ -109,8 +117,9 @@ static void common_suites(const struct neg_params *d,
 	}
 }
 
-void policy_decide(const struct neg_params *dialer,
-		   const struct neg_params *acceptor, struct neg_outcome *out)
+void
+policy_decide(const struct neg_params *dialer,
+	      const struct neg_params *acceptor, struct neg_outcome *out)
 {
 	uint8_t d = dialer->tls_mode, a = acceptor->tls_mode;
 	uint16_t min, max;
@@ -161,8 +170,9 @@ void policy_decide(const struct neg_params *dialer,
 	out->tls_max = max;
 }
 
-static int outcome_equal(const struct neg_outcome *x,
-			 const struct neg_outcome *y)
+static int
+outcome_equal(const struct neg_outcome *x,
+	      const struct neg_outcome *y)
 {
 	return x->result == y->result && x->reason == y->reason &&
 	       x->tls_min == y->tls_min && x->tls_max == y->tls_max &&
@@ -171,8 +181,9 @@ static int outcome_equal(const struct neg_outcome *x,
 		       (size_t)x->n_ciphers * sizeof(x->ciphers[0]));
 }
 
-int policy_check_decision(const struct neg_params *mine,
-			  const struct neg_msg *decision, uint16_t *reason)
+int
+policy_check_decision(const struct neg_params *mine,
+		      const struct neg_msg *decision, uint16_t *reason)
 {
 	struct neg_outcome o;
 	const struct neg_outcome *got = &decision->outcome;
@@ -206,7 +217,8 @@ int policy_check_decision(const struct neg_params *mine,
 	return 0;
 }
 
-static uint32_t min_nonzero(uint32_t x, uint32_t y)
+static uint32_t
+min_nonzero(uint32_t x, uint32_t y)
 {
 	if (x == 0)
 		return y;
@@ -215,8 +227,9 @@ static uint32_t min_nonzero(uint32_t x, uint32_t y)
 	return x < y ? x : y;
 }
 
-void policy_mux_limits(const struct neg_params *local,
-		       const struct neg_params *peer, struct mux_limits *out)
+void
+policy_mux_limits(const struct neg_params *local,
+		  const struct neg_params *peer, struct mux_limits *out)
 {
 	out->max_frame = local->max_frame < peer->max_frame ? local->max_frame
 							    : peer->max_frame;

@@ -38,7 +38,8 @@ struct ec_ctx {
 	uint8_t got[EC_CHUNK], want[EC_CHUNK];
 };
 
-static int64_t ec_now_ms(void)
+static int64_t
+ec_now_ms(void)
 {
 	struct timespec ts;
 
@@ -49,7 +50,8 @@ static int64_t ec_now_ms(void)
 static void ec_fail(struct ec_ctx *x, struct ec_client *c, int idx, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-static void ec_fail(struct ec_ctx *x, struct ec_client *c, int idx, const char *fmt, ...)
+static void
+ec_fail(struct ec_ctx *x, struct ec_client *c, int idx, const char *fmt, ...)
 {
 	char msg[256];
 	va_list ap;
@@ -69,7 +71,8 @@ static void ec_fail(struct ec_ctx *x, struct ec_client *c, int idx, const char *
 	c->st = EC_FAILED;
 }
 
-static void ec_write(struct ec_ctx *x, struct ec_client *c, int idx)
+static void
+ec_write(struct ec_ctx *x, struct ec_client *c, int idx)
 {
 	while (!c->wr_done) {
 		ssize_t n;
@@ -113,7 +116,8 @@ static void ec_write(struct ec_ctx *x, struct ec_client *c, int idx)
 	}
 }
 
-static void ec_read(struct ec_ctx *x, struct ec_client *c, int idx)
+static void
+ec_read(struct ec_ctx *x, struct ec_client *c, int idx)
 {
 	for (int rounds = 0; rounds < 16; rounds++) {
 		ssize_t n = recv(c->fd, x->got, EC_CHUNK, 0);
@@ -162,7 +166,8 @@ static void ec_read(struct ec_ctx *x, struct ec_client *c, int idx)
 }
 
 /* A connect in progress has finished; 0 if it succeeded. */
-static int ec_connected(struct ec_ctx *x, struct ec_client *c, int idx)
+static int
+ec_connected(struct ec_ctx *x, struct ec_client *c, int idx)
 {
 	int e = 0;
 	socklen_t el = sizeof(e);
@@ -180,9 +185,10 @@ static int ec_connected(struct ec_ctx *x, struct ec_client *c, int idx)
 	return 0;
 }
 
-int ec_run(const struct sockaddr *addr, socklen_t addrlen, int nclients, size_t bytes,
-	   uint64_t seed, int timeout_ms, ec_fail_fn on_fail, void *arg,
-	   struct ec_result *res)
+int
+ec_run(const struct sockaddr *addr, socklen_t addrlen, int nclients, size_t bytes,
+       uint64_t seed, int timeout_ms, ec_fail_fn on_fail, void *arg,
+       struct ec_result *res)
 {
 	int64_t t0 = ec_now_ms(), deadline = t0 + timeout_ms;
 	struct ec_client *cl = NULL;

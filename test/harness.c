@@ -28,7 +28,8 @@
 
 /* --- time ------------------------------------------------------------- */
 
-int64_t h_now_ms(void)
+int64_t
+h_now_ms(void)
 {
 	struct timespec ts;
 
@@ -36,7 +37,8 @@ int64_t h_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void h_sleep_ms(int ms)
+void
+h_sleep_ms(int ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
 
@@ -46,21 +48,24 @@ void h_sleep_ms(int ms)
 
 /* --- paths and files -------------------------------------------------- */
 
-const char *h_build_dir(void)
+const char *
+h_build_dir(void)
 {
 	const char *d = getenv("TLSPLEX_BUILD_DIR");
 
 	return d != NULL && d[0] != '\0' ? d : "build";
 }
 
-const char *h_source_dir(void)
+const char *
+h_source_dir(void)
 {
 	const char *d = getenv("TLSPLEX_SOURCE_DIR");
 
 	return d != NULL && d[0] != '\0' ? d : ".";
 }
 
-char *h_tmpdir(void)
+char *
+h_tmpdir(void)
 {
 	char tmpl[] = "/tmp/tlsplex-test-XXXXXX";
 
@@ -69,21 +74,24 @@ char *h_tmpdir(void)
 	return strdup(tmpl);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
 	(void)ftw;
 	return flag == FTW_DP ? rmdir(path) : unlink(path);
 }
 
-int h_rmtree(const char *path)
+int
+h_rmtree(const char *path)
 {
 	if (path == NULL)
 		return -1;
 	return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-int h_write_file(const char *path, const char *fmt, ...)
+int
+h_write_file(const char *path, const char *fmt, ...)
 {
 	va_list ap;
 	FILE *f = fopen(path, "w");
@@ -99,7 +107,8 @@ int h_write_file(const char *path, const char *fmt, ...)
 	return 0;
 }
 
-char *h_read_file(const char *path, size_t *len)
+char *
+h_read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
 	char *buf = NULL, *nb;
@@ -135,7 +144,8 @@ fail:
 	return NULL;
 }
 
-int h_file_count(const char *path, const char *needle)
+int
+h_file_count(const char *path, const char *needle)
 {
 	size_t len, nl = strlen(needle);
 	char *text = h_read_file(path, &len);
@@ -155,7 +165,8 @@ int h_file_count(const char *path, const char *needle)
 	return count;
 }
 
-int h_wait_file_contains(const char *path, const char *needle, int timeout_ms)
+int
+h_wait_file_contains(const char *path, const char *needle, int timeout_ms)
 {
 	int64_t deadline = h_now_ms() + timeout_ms;
 
@@ -174,7 +185,8 @@ static pthread_mutex_t port_mu = PTHREAD_MUTEX_INITIALIZER;
 static int ports_given[64];
 static unsigned ports_next;
 
-static int port_given(int port)
+static int
+port_given(int port)
 {
 	for (size_t i = 0; i < sizeof(ports_given) / sizeof(ports_given[0]); i++)
 		if (ports_given[i] == port)
@@ -182,7 +194,8 @@ static int port_given(int port)
 	return 0;
 }
 
-static int bind_loopback(int port, int *fdp)
+static int
+bind_loopback(int port, int *fdp)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	socklen_t sl = sizeof(sin);
@@ -202,7 +215,8 @@ static int bind_loopback(int port, int *fdp)
 	return ntohs(sin.sin_port);
 }
 
-int h_connect(int port)
+int
+h_connect(int port)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -219,7 +233,8 @@ int h_connect(int port)
 
 /* The lowest port the kernel hands out as an ephemeral local port, or
  * -1 if unknown. */
-static int ephemeral_low(void)
+static int
+ephemeral_low(void)
 {
 	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
 	int low = -1, high;
@@ -239,7 +254,8 @@ static int ephemeral_low(void)
  * below the kernel's ephemeral range when there is room, and only fall
  * back to the kernel's choice otherwise.
  */
-int h_free_port(void)
+int
+h_free_port(void)
 {
 	static uint64_t seed;
 	int low = ephemeral_low(), lo = low - 12000, port = -1, fd;
@@ -272,7 +288,8 @@ int h_free_port(void)
 	return port;
 }
 
-static int scan_proc_tcp(const char *file, int port)
+static int
+scan_proc_tcp(const char *file, int port)
 {
 	FILE *f = fopen(file, "r");
 	char line[512];
@@ -291,7 +308,8 @@ static int scan_proc_tcp(const char *file, int port)
 	return found;
 }
 
-int h_port_listening(int port)
+int
+h_port_listening(int port)
 {
 	int a = scan_proc_tcp("/proc/net/tcp", port);
 	int b = scan_proc_tcp("/proc/net/tcp6", port);
@@ -303,7 +321,8 @@ int h_port_listening(int port)
 	return 0;
 }
 
-static int connect_probe(int port)
+static int
+connect_probe(int port)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
@@ -316,7 +335,8 @@ static int connect_probe(int port)
 	return rc == 0 ? 1 : 0;
 }
 
-int h_wait_port(int port, int timeout_ms)
+int
+h_wait_port(int port, int timeout_ms)
 {
 	int64_t deadline = h_now_ms() + timeout_ms;
 
@@ -341,7 +361,8 @@ static pthread_mutex_t proc_mu = PTHREAD_MUTEX_INITIALIZER;
 static pid_t procs[MAX_PROCS];
 static int nprocs;
 
-static int proc_find(pid_t pid)
+static int
+proc_find(pid_t pid)
 {
 	for (int i = 0; i < nprocs; i++)
 		if (procs[i] == pid)
@@ -349,7 +370,8 @@ static int proc_find(pid_t pid)
 	return -1;
 }
 
-static int proc_known(pid_t pid)
+static int
+proc_known(pid_t pid)
 {
 	int i;
 
@@ -359,7 +381,8 @@ static int proc_known(pid_t pid)
 	return i >= 0;
 }
 
-static void proc_forget(pid_t pid)
+static void
+proc_forget(pid_t pid)
 {
 	int i;
 
@@ -371,7 +394,8 @@ static void proc_forget(pid_t pid)
 }
 
 /* 1 if pid has exited (left as a zombie), 0 if it runs, -1 on error. */
-static int proc_exited(pid_t pid)
+static int
+proc_exited(pid_t pid)
 {
 	siginfo_t si;
 
@@ -381,7 +405,8 @@ static int proc_exited(pid_t pid)
 	return si.si_pid == pid ? 1 : 0;
 }
 
-static int status_code(int st)
+static int
+status_code(int st)
 {
 	if (WIFEXITED(st))
 		return WEXITSTATUS(st);
@@ -392,7 +417,8 @@ static int status_code(int st)
 
 /* pid has exited or was SIGKILLed: kill what is left of its group while
  * the zombie still holds the group id, then reap it. */
-static int proc_reap(pid_t pid)
+static int
+proc_reap(pid_t pid)
 {
 	int64_t deadline = h_now_ms() + 5000;
 	int st;
@@ -413,7 +439,8 @@ static int proc_reap(pid_t pid)
 	return status_code(st);
 }
 
-pid_t h_spawn(const char *const argv[], const char *log_path)
+pid_t
+h_spawn(const char *const argv[], const char *log_path)
 {
 	int errpipe[2];
 	int child_errno = 0;
@@ -496,14 +523,16 @@ child_fail:
 	return pid;
 }
 
-int h_alive(pid_t pid)
+int
+h_alive(pid_t pid)
 {
 	if (!proc_known(pid))
 		return -1;
 	return proc_exited(pid) == 0 ? 1 : 0;
 }
 
-int h_wait_exit(pid_t pid, int timeout_ms)
+int
+h_wait_exit(pid_t pid, int timeout_ms)
 {
 	int64_t deadline = h_now_ms() + timeout_ms;
 
@@ -520,7 +549,8 @@ int h_wait_exit(pid_t pid, int timeout_ms)
 	}
 }
 
-int h_stop(pid_t pid, int timeout_ms)
+int
+h_stop(pid_t pid, int timeout_ms)
 {
 	int64_t deadline = h_now_ms() + timeout_ms;
 
@@ -542,7 +572,8 @@ int h_stop(pid_t pid, int timeout_ms)
 	return -1;
 }
 
-void h_stop_all(void)
+void
+h_stop_all(void)
 {
 	for (;;) {
 		pid_t pid;
@@ -557,7 +588,8 @@ void h_stop_all(void)
 	}
 }
 
-int h_run(const char *const argv[], const char *log_path, int timeout_ms)
+int
+h_run(const char *const argv[], const char *log_path, int timeout_ms)
 {
 	pid_t pid = h_spawn(argv, log_path);
 	int rc;
@@ -625,7 +657,8 @@ struct tap {
 	int inj_armed[2];
 };
 
-static void tap_wake(struct tap *tap)
+static void
+tap_wake(struct tap *tap)
 {
 	char c = 1;
 	ssize_t n = write(tap->wake[1], &c, 1);
@@ -633,7 +666,8 @@ static void tap_wake(struct tap *tap)
 	(void)n;
 }
 
-static void sock_rst_close(int fd)
+static void
+sock_rst_close(int fd)
 {
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
@@ -643,14 +677,16 @@ static void sock_rst_close(int fd)
 	close(fd);
 }
 
-static void set_nodelay(int fd)
+static void
+set_nodelay(int fd)
 {
 	int one = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-static void tap_capture(struct tap *tap, struct tap_flow *f, const uint8_t *p, size_t n)
+static void
+tap_capture(struct tap *tap, struct tap_flow *f, const uint8_t *p, size_t n)
 {
 	size_t room = f->cap != NULL ? TAP_CAPTURE_MAX - f->cap_len : 0;
 	size_t take = n < room ? n : room;
@@ -665,7 +701,8 @@ static void tap_capture(struct tap *tap, struct tap_flow *f, const uint8_t *p, s
 	pthread_mutex_unlock(&tap->mu);
 }
 
-static void conn_finish(struct tap *tap, struct tap_conn *c, int rst)
+static void
+conn_finish(struct tap *tap, struct tap_conn *c, int rst)
 {
 	for (int i = 0; i < 2; i++) {
 		if (rst)
@@ -687,7 +724,8 @@ static void conn_finish(struct tap *tap, struct tap_conn *c, int rst)
 
 /* The held bytes of a scanning flow are released: inject if they begin
  * with a complete negotiation message, then record them. */
-static void flow_scan(struct tap *tap, struct tap_flow *f)
+static void
+flow_scan(struct tap *tap, struct tap_flow *f)
 {
 	size_t have = f->len, total, cmp;
 	int give_up = 0;
@@ -717,7 +755,8 @@ static void flow_scan(struct tap *tap, struct tap_flow *f)
 	}
 }
 
-static int flow_want_read(const struct tap_flow *f)
+static int
+flow_want_read(const struct tap_flow *f)
 {
 	if (f->src_eof)
 		return 0;
@@ -727,7 +766,8 @@ static int flow_want_read(const struct tap_flow *f)
 }
 
 /* Returns -1 when the connection must be reset. */
-static int flow_read(struct tap *tap, struct tap_flow *f, int src)
+static int
+flow_read(struct tap *tap, struct tap_flow *f, int src)
 {
 	uint8_t *dst;
 	ssize_t n;
@@ -748,7 +788,8 @@ static int flow_read(struct tap *tap, struct tap_flow *f, int src)
 	return 0;
 }
 
-static int flow_write(struct tap_flow *f, int dst)
+static int
+flow_write(struct tap_flow *f, int dst)
 {
 	while (f->len > 0 && !f->scanning) {
 		size_t want = f->first_send > 0 ? f->first_send : f->len;
@@ -765,7 +806,8 @@ static int flow_write(struct tap_flow *f, int dst)
 	return 0;
 }
 
-static void tap_accept(struct tap *tap)
+static void
+tap_accept(struct tap *tap)
 {
 	for (int rounds = 0; rounds < 64; rounds++) {
 		struct sockaddr_in sin = { .sin_family = AF_INET };
@@ -849,7 +891,8 @@ static void tap_accept(struct tap *tap)
 	}
 }
 
-static void tap_step_conn(struct tap *tap, struct tap_conn *c, const struct pollfd *p)
+static void
+tap_step_conn(struct tap *tap, struct tap_conn *c, const struct pollfd *p)
 {
 	if (c->connecting) {
 		int err = 0;
@@ -884,7 +927,8 @@ reset:
 	conn_finish(tap, c, 1);
 }
 
-static int tap_kill_all(struct tap *tap)
+static int
+tap_kill_all(struct tap *tap)
 {
 	int n = 0;
 
@@ -897,7 +941,8 @@ static int tap_kill_all(struct tap *tap)
 	return n;
 }
 
-static void *tap_main(void *arg)
+static void *
+tap_main(void *arg)
 {
 	struct tap *tap = arg;
 	struct pollfd *pfds = NULL;
@@ -984,7 +1029,8 @@ static void *tap_main(void *arg)
 	return NULL;
 }
 
-struct tap *tap_start(int listen_port, int target_port)
+struct tap *
+tap_start(int listen_port, int target_port)
 {
 	struct tap *tap = calloc(1, sizeof(*tap));
 	pthread_condattr_t ca;
@@ -1024,12 +1070,14 @@ fail:
 	return NULL;
 }
 
-int tap_port(const struct tap *tap)
+int
+tap_port(const struct tap *tap)
 {
 	return tap->port;
 }
 
-int tap_conn_count(struct tap *tap)
+int
+tap_conn_count(struct tap *tap)
 {
 	int n;
 
@@ -1041,7 +1089,8 @@ int tap_conn_count(struct tap *tap)
 
 /* One bounded wait (at most 50 ms) on the tap's condition, with mu held.
  * Returns -1 once the deadline has passed. */
-static int tap_timedwait(struct tap *tap, int64_t deadline)
+static int
+tap_timedwait(struct tap *tap, int64_t deadline)
 {
 	int64_t now = h_now_ms();
 	struct timespec ts;
@@ -1064,7 +1113,8 @@ static int tap_timedwait(struct tap *tap, int64_t deadline)
 	return 0;
 }
 
-int tap_wait_conns(struct tap *tap, int n, int timeout_ms)
+int
+tap_wait_conns(struct tap *tap, int n, int timeout_ms)
 {
 	int64_t deadline = h_now_ms() + timeout_ms;
 	int rc = 0;
@@ -1077,14 +1127,16 @@ int tap_wait_conns(struct tap *tap, int n, int timeout_ms)
 	return rc;
 }
 
-static struct tap_flow *tap_flow_locked(struct tap *tap, int conn, enum tap_dir dir)
+static struct tap_flow *
+tap_flow_locked(struct tap *tap, int conn, enum tap_dir dir)
 {
 	if (conn < 0 || conn >= tap->nconns || (dir != TAP_C2S && dir != TAP_S2C))
 		return NULL;
 	return &tap->conns[conn]->f[dir];
 }
 
-const uint8_t *tap_bytes(struct tap *tap, int conn, enum tap_dir dir, size_t *len)
+const uint8_t *
+tap_bytes(struct tap *tap, int conn, enum tap_dir dir, size_t *len)
 {
 	const uint8_t *p = NULL;
 	struct tap_flow *f;
@@ -1102,7 +1154,8 @@ const uint8_t *tap_bytes(struct tap *tap, int conn, enum tap_dir dir, size_t *le
 	return p;
 }
 
-int tap_wait_bytes(struct tap *tap, int conn, enum tap_dir dir, size_t min_len, int timeout_ms)
+int
+tap_wait_bytes(struct tap *tap, int conn, enum tap_dir dir, size_t min_len, int timeout_ms)
 {
 	int64_t deadline = h_now_ms() + timeout_ms;
 	int rc = 0;
@@ -1124,7 +1177,8 @@ int tap_wait_bytes(struct tap *tap, int conn, enum tap_dir dir, size_t min_len, 
 	return rc;
 }
 
-int tap_overflow(struct tap *tap, int conn, enum tap_dir dir)
+int
+tap_overflow(struct tap *tap, int conn, enum tap_dir dir)
 {
 	struct tap_flow *f;
 	int rc;
@@ -1136,7 +1190,8 @@ int tap_overflow(struct tap *tap, int conn, enum tap_dir dir)
 	return rc;
 }
 
-int tap_conn_closed(struct tap *tap, int conn)
+int
+tap_conn_closed(struct tap *tap, int conn)
 {
 	int rc = -1;
 
@@ -1147,7 +1202,8 @@ int tap_conn_closed(struct tap *tap, int conn)
 	return rc;
 }
 
-int tap_set_inject(struct tap *tap, enum tap_dir dir, const void *bytes, size_t n)
+int
+tap_set_inject(struct tap *tap, enum tap_dir dir, const void *bytes, size_t n)
 {
 	uint8_t *copy;
 
@@ -1167,7 +1223,8 @@ int tap_set_inject(struct tap *tap, enum tap_dir dir, const void *bytes, size_t 
 	return 0;
 }
 
-long tap_inject_offset(struct tap *tap, int conn, enum tap_dir dir)
+long
+tap_inject_offset(struct tap *tap, int conn, enum tap_dir dir)
 {
 	struct tap_flow *f;
 	long off;
@@ -1179,7 +1236,8 @@ long tap_inject_offset(struct tap *tap, int conn, enum tap_dir dir)
 	return off;
 }
 
-int tap_kill(struct tap *tap)
+int
+tap_kill(struct tap *tap)
 {
 	int64_t deadline = h_now_ms() + 5000;
 	unsigned want;
@@ -1197,7 +1255,8 @@ int tap_kill(struct tap *tap)
 	return rc;
 }
 
-void tap_set_paused(struct tap *tap, int paused)
+void
+tap_set_paused(struct tap *tap, int paused)
 {
 	int64_t deadline = h_now_ms() + 5000;
 	unsigned gen;
@@ -1215,7 +1274,8 @@ void tap_set_paused(struct tap *tap, int paused)
 	pthread_mutex_unlock(&tap->mu);
 }
 
-void tap_stop(struct tap *tap)
+void
+tap_stop(struct tap *tap)
 {
 	if (tap == NULL)
 		return;
@@ -1252,7 +1312,8 @@ struct ec_errbuf {
 	size_t len, used;
 };
 
-static void ec_collect(void *arg, int client, const char *msg)
+static void
+ec_collect(void *arg, int client, const char *msg)
 {
 	struct ec_errbuf *b = arg;
 	int k;
@@ -1266,8 +1327,9 @@ static void ec_collect(void *arg, int client, const char *msg)
 		b->used = b->len - 1;
 }
 
-int h_echo_clients(int port, int nclients, size_t bytes, uint64_t seed, int timeout_ms,
-		   char *err, size_t errlen)
+int
+h_echo_clients(int port, int nclients, size_t bytes, uint64_t seed, int timeout_ms,
+	       char *err, size_t errlen)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	struct ec_errbuf b = { .err = errlen > 0 ? err : NULL, .len = errlen };

@@ -26,7 +26,8 @@ static char tmp[512];        /* realpath of the test's directory */
 static char name[PATH_MAX];  /* tmp/t.ini, the name given to loads */
 static char err[1024];
 
-static void put_file(const char *rel, const char *text)
+static void
+put_file(const char *rel, const char *text)
 {
 	char path[PATH_MAX * 2];
 	FILE *f;
@@ -38,7 +39,8 @@ static void put_file(const char *rel, const char *text)
 	fclose(f);
 }
 
-static void setup(void)
+static void
+setup(void)
 {
 	static const char *files[] = {
 		"certs/ca.crt", "certs/relay.crt", "certs/relay.key",
@@ -62,13 +64,15 @@ static void setup(void)
 	err[0] = '\0';
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag,
-		  struct FTW *ftw)
+static int
+rm_one(const char *p, const struct stat *sb, int flag,
+       struct FTW *ftw)
 {
 	return remove(p);
 }
 
-static void teardown(void)
+static void
+teardown(void)
 {
 	if (tmp[0])
 		nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
@@ -76,7 +80,8 @@ static void teardown(void)
 
 TestSuite(config, .init = setup, .fini = teardown);
 
-static struct cfg *load(const char *text, int role)
+static struct cfg *
+load(const char *text, int role)
 {
 	return cfg_load_string(text, name, role, err, sizeof(err));
 }
@@ -84,8 +89,9 @@ static struct cfg *load(const char *text, int role)
 /* Loads text, expects failure, and checks the message starts with
  * "NAME:LINE: key 'KEY': " (or "NAME:LINE: " without a key) and holds
  * every further fragment given. */
-static void expect_fail(const char *text, int role, int line, const char *key,
-			const char *frag1, const char *frag2)
+static void
+expect_fail(const char *text, int role, int line, const char *key,
+	    const char *frag1, const char *frag2)
 {
 	char prefix[PATH_MAX + 128];
 	struct cfg *c = load(text, role);
@@ -114,14 +120,16 @@ static void expect_fail(const char *text, int role, int line, const char *key,
 #define GW_BASE "[gateway]\nrelay = 127.0.0.1:7400\nca = certs/ca.crt\n"
 #define GW_SVC "[service s]\nlisten = 7401\n"
 
-static const char *source_dir(void)
+static const char *
+source_dir(void)
 {
 	const char *d = getenv("TLSPLEX_SOURCE_DIR");
 
 	return d && *d ? d : ".";
 }
 
-static char *slurp(const char *path)
+static char *
+slurp(const char *path)
 {
 	FILE *f = fopen(path, "r");
 	char *buf;
@@ -139,7 +147,8 @@ static char *slurp(const char *path)
 	return buf;
 }
 
-static void copy_example(const char *file)
+static void
+copy_example(const char *file)
 {
 	char path[PATH_MAX * 2];
 	char *text;
@@ -150,7 +159,8 @@ static void copy_example(const char *file)
 	free(text);
 }
 
-static void in_tmp(char *out, size_t n, const char *rel)
+static void
+in_tmp(char *out, size_t n, const char *rel)
 {
 	snprintf(out, n, "%s/%s", tmp, rel);
 }
@@ -331,7 +341,8 @@ Test(config, examples_fail_without_cert_files)
 
 /* ---- defaults --------------------------------------------------------- */
 
-static void host_default(char *out, size_t n)
+static void
+host_default(char *out, size_t n)
 {
 	char host[256] = "";
 	size_t k = 0;
@@ -347,7 +358,8 @@ static void host_default(char *out, size_t n)
 		snprintf(out, n, "tlsplex");
 }
 
-static void assert_default_ciphers(const struct cfg *c)
+static void
+assert_default_ciphers(const struct cfg *c)
 {
 	static const char *names[] = {
 		"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
@@ -365,7 +377,8 @@ static void assert_default_ciphers(const struct cfg *c)
 	}
 }
 
-static void assert_common_defaults(const struct cfg *c)
+static void
+assert_common_defaults(const struct cfg *c)
 {
 	char host[CFG_NAME_MAX + 1];
 
@@ -1069,7 +1082,8 @@ Test(config, reference_matches_docs)
 
 /* ---- stage 1 and 3 keys: lists, limits, partners --------------------- */
 
-static struct sockaddr_storage sa_of(const char *addr)
+static struct sockaddr_storage
+sa_of(const char *addr)
 {
 	struct sockaddr_storage ss;
 
@@ -1088,7 +1102,8 @@ static struct sockaddr_storage sa_of(const char *addr)
 	return ss;
 }
 
-static enum cfg_acl_verdict judge(const struct cfg *c, const char *addr)
+static enum cfg_acl_verdict
+judge(const struct cfg *c, const char *addr)
 {
 	struct sockaddr_storage ss = sa_of(addr);
 

@@ -23,7 +23,8 @@ struct rec {
 
 static uint64_t rng_state;
 
-static uint32_t rnd(void)
+static uint32_t
+rnd(void)
 {
 	rng_state ^= rng_state << 13;
 	rng_state ^= rng_state >> 7;
@@ -31,7 +32,8 @@ static uint32_t rnd(void)
 	return (uint32_t)(rng_state >> 16);
 }
 
-static struct got *cur(struct rec *r, const struct frame_hdr *h)
+static struct got *
+cur(struct rec *r, const struct frame_hdr *h)
 {
 	if (r->nf > 0 && !r->f[r->nf - 1].done)
 		return &r->f[r->nf - 1];
@@ -42,7 +44,8 @@ static struct got *cur(struct rec *r, const struct frame_hdr *h)
 	return g;
 }
 
-static int rec_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
+static int
+rec_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
 {
 	struct rec *r = ud;
 	struct got *g = cur(r, h);
@@ -53,8 +56,9 @@ static int rec_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
 	return r->nf - 1 == r->stop_at ? -1 : 0;
 }
 
-static int rec_data(void *ud, const struct frame_hdr *h, const uint8_t *c,
-		    size_t n, int last)
+static int
+rec_data(void *ud, const struct frame_hdr *h, const uint8_t *c,
+	 size_t n, int last)
 {
 	struct rec *r = ud;
 	struct got *g = cur(r, h);
@@ -81,7 +85,8 @@ static const struct frame_callbacks rcb = {
 	.on_data = rec_data,
 };
 
-static void rec_clear(struct rec *r)
+static void
+rec_clear(struct rec *r)
 {
 	for (int i = 0; i < r->nf; i++)
 		free(r->f[i].p);
@@ -92,8 +97,9 @@ static void rec_clear(struct rec *r)
 enum mode { WHOLE, BYTES, RANDOM };
 
 /* Feeds buf in the given chunking; returns the first feed result != 0. */
-static int feed(struct frame_decoder *d, const uint8_t *buf, size_t len,
-		enum mode mode)
+static int
+feed(struct frame_decoder *d, const uint8_t *buf, size_t len,
+     enum mode mode)
 {
 	size_t off = 0;
 	while (off < len) {
@@ -120,24 +126,28 @@ struct sample {
 	uint8_t bind[FRAME_BIND_LEN];
 };
 
-static void add(struct sample *s, int n)
+static void
+add(struct sample *s, int n)
 {
 	cr_assert_gt(n, 0);
 	s->len += (size_t)n;
 	s->ends[s->nf++] = s->len;
 }
 
-static uint8_t *tail(struct sample *s)
+static uint8_t *
+tail(struct sample *s)
 {
 	return s->buf + s->len;
 }
 
-static size_t room(struct sample *s)
+static size_t
+room(struct sample *s)
 {
 	return sizeof(s->buf) - s->len;
 }
 
-static void build_sample(struct sample *s)
+static void
+build_sample(struct sample *s)
 {
 	memset(s, 0, sizeof(*s));
 	for (size_t i = 0; i < sizeof(s->data); i++)
@@ -180,12 +190,14 @@ static void build_sample(struct sample *s)
 	u[4] |= 0x80;
 }
 
-static uint32_t be32(const uint8_t *p)
+static uint32_t
+be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static void check_sample(const struct sample *s, const struct rec *r)
+static void
+check_sample(const struct sample *s, const struct rec *r)
 {
 	cr_assert_eq(r->nf, s->nf);
 	const struct got *f = r->f;
@@ -261,7 +273,8 @@ static void check_sample(const struct sample *s, const struct rec *r)
 	cr_assert_eq(be32(f[16].p + 4), 41);
 }
 
-static void round_trip(enum mode mode, uint64_t seed)
+static void
+round_trip(enum mode mode, uint64_t seed)
 {
 	struct sample s;
 	struct rec r;
@@ -402,7 +415,8 @@ static const struct bad bads[] = {
 	{ "goaway text NUL", FRAME_GOAWAY, 0, 0, 11, P("\0\0\0\1\0\0\0\0" "a\0b"), 11, FRAME_ERR_BAD_VALUE },
 };
 
-static size_t build_bad(const struct bad *b, uint8_t *out)
+static size_t
+build_bad(const struct bad *b, uint8_t *out)
 {
 	struct frame_hdr h = { .len = b->len, .type = b->type,
 			       .flags = b->flags, .stream = b->stream };
@@ -515,7 +529,8 @@ Test(frame, callback_stops_decoding)
 	}
 }
 
-static int count_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
+static int
+count_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
 {
 	(*(size_t *)ud)++;
 	cr_assert_leq(h->len, FRAME_CTRL_MAX);
@@ -523,8 +538,9 @@ static int count_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
 	return 0;
 }
 
-static int count_data(void *ud, const struct frame_hdr *h, const uint8_t *c,
-		      size_t n, int last)
+static int
+count_data(void *ud, const struct frame_hdr *h, const uint8_t *c,
+	   size_t n, int last)
 {
 	cr_assert_leq(n, h->len);
 	cr_assert_neq(h->stream, 0);

@@ -21,13 +21,15 @@
 
 static char *tmp;
 
-static void setup(void)
+static void
+setup(void)
 {
 	tmp = h_tmpdir();
 	cr_assert_not_null(tmp);
 }
 
-static void teardown(void)
+static void
+teardown(void)
 {
 	h_stop_all();
 	if (tmp != NULL)
@@ -38,7 +40,8 @@ static void teardown(void)
 
 TestSuite(harness, .init = setup, .fini = teardown, .timeout = 120);
 
-static char *path_in(const char *dir, const char *name)
+static char *
+path_in(const char *dir, const char *name)
 {
 	char *p = NULL;
 
@@ -47,7 +50,8 @@ static char *path_in(const char *dir, const char *name)
 }
 
 /* Starts tpx-echo in mode on a free port; returns the pid. */
-static pid_t start_echo(const char *mode, int *port)
+static pid_t
+start_echo(const char *mode, int *port)
 {
 	char *bin = path_in(h_build_dir(), "tpx-echo");
 	char *log = path_in(tmp, "echo.log");
@@ -70,7 +74,8 @@ static pid_t start_echo(const char *mode, int *port)
 	return pid;
 }
 
-static int connect_to(int port)
+static int
+connect_to(int port)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	struct timeval tv = { .tv_sec = 5 };
@@ -86,7 +91,8 @@ static int connect_to(int port)
 }
 
 /* A listening socket on a free loopback port, blocking with timeouts. */
-static int listen_any(int *port)
+static int
+listen_any(int *port)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	socklen_t sl = sizeof(sin);
@@ -101,7 +107,8 @@ static int listen_any(int *port)
 	return fd;
 }
 
-static int accept_within(int lfd, int timeout_ms)
+static int
+accept_within(int lfd, int timeout_ms)
 {
 	struct pollfd p = { .fd = lfd, .events = POLLIN };
 	struct timeval tv = { .tv_sec = 5 };
@@ -116,7 +123,8 @@ static int accept_within(int lfd, int timeout_ms)
 }
 
 /* Reads exactly n bytes (or fails the test). */
-static void read_exact(int fd, void *buf, size_t n)
+static void
+read_exact(int fd, void *buf, size_t n)
 {
 	size_t got = 0;
 
@@ -128,13 +136,15 @@ static void read_exact(int fd, void *buf, size_t n)
 	}
 }
 
-static void send_all(int fd, const void *buf, size_t n)
+static void
+send_all(int fd, const void *buf, size_t n)
 {
 	cr_assert_eq(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
 }
 
 /* Builds a fake negotiation message with a body of body_len bytes. */
-static size_t fake_neg(uint8_t *out, size_t body_len, uint8_t type)
+static size_t
+fake_neg(uint8_t *out, size_t body_len, uint8_t type)
 {
 	static const uint8_t magic[8] = { 0x89, 'T', 'P', 'X', '\r', '\n', 0x1a, '\n' };
 

@@ -34,7 +34,8 @@
 /* --- /proc ------------------------------------------------------------ */
 
 /* Open descriptors of pid, or -1. */
-static int fd_count(pid_t pid)
+static int
+fd_count(pid_t pid)
 {
 	char path[64];
 	struct dirent *de;
@@ -53,7 +54,8 @@ static int fd_count(pid_t pid)
 }
 
 /* The "key: N kB" value in /proc/pid/file, in kB, or -1. */
-static long proc_kb(pid_t pid, const char *file, const char *key)
+static long
+proc_kb(pid_t pid, const char *file, const char *key)
 {
 	char path[64], line[256];
 	size_t kl = strlen(key);
@@ -74,7 +76,8 @@ static long proc_kb(pid_t pid, const char *file, const char *key)
 	return v;
 }
 
-static long pss_kb(pid_t pid)
+static long
+pss_kb(pid_t pid)
 {
 	long v = proc_kb(pid, "smaps_rollup", "Pss");
 
@@ -82,7 +85,8 @@ static long pss_kb(pid_t pid)
 	return v;
 }
 
-static long rss_kb(pid_t pid)
+static long
+rss_kb(pid_t pid)
 {
 	long v = proc_kb(pid, "status", "VmRSS");
 
@@ -92,7 +96,8 @@ static long rss_kb(pid_t pid)
 
 /* Waits up to ms for both daemons to hold exactly gw_want and
  * relay_want descriptors; returns 0 when they did. */
-static int wait_fds(int gw_want, int relay_want, int ms, int *gw_got, int *relay_got)
+static int
+wait_fds(int gw_want, int relay_want, int ms, int *gw_got, int *relay_got)
 {
 	int64_t end = h_now_ms() + ms;
 
@@ -107,7 +112,8 @@ static int wait_fds(int gw_want, int relay_want, int ms, int *gw_got, int *relay
 	}
 }
 
-static long env_long(const char *name, long dflt)
+static long
+env_long(const char *name, long dflt)
 {
 	const char *v = getenv(name);
 	char *end;
@@ -157,7 +163,8 @@ dump_tcp_queues(void)
 }
 
 /* Writes the last 4 KiB of each daemon's log to stderr, for a failure. */
-static void dump_logs(void)
+static void
+dump_logs(void)
 {
 	const char *logs[] = { P.gw_log, P.relay_log };
 
@@ -174,7 +181,8 @@ static void dump_logs(void)
 
 /* --- the pair under load ------------------------------------------------ */
 
-static void load_init(void)
+static void
+load_init(void)
 {
 	pair_init();
 #ifdef __SANITIZE_ADDRESS__
@@ -196,7 +204,8 @@ static void load_init(void)
 
 TestSuite(load, .init = load_init, .fini = pair_fini, .timeout = 3600);
 
-static int nonblocking_connect(int port)
+static int
+nonblocking_connect(int port)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
@@ -214,7 +223,8 @@ static int nonblocking_connect(int port)
 
 /* Brings the pair up (TLS, through the tap if with_tap) and pushes one
  * small echo through so that what is opened lazily is open. */
-static void pair_up(int with_tap, const char *relay_sections, const char *gw_sections)
+static void
+pair_up(int with_tap, const char *relay_sections, const char *gw_sections)
 {
 	char err[1024];
 
@@ -403,7 +413,8 @@ struct cycler {
 
 /* Runs count cycles with `workers` at once: connect, send CYC_MSG bytes,
  * half-close, read the echo to EOF, close.  Every echo must be exact. */
-static void run_cycles(int port, long first, long count, int workers)
+static void
+run_cycles(int port, long first, long count, int workers)
 {
 	struct cycler *w = calloc((size_t)workers, sizeof(*w));
 	struct pollfd *pfds = calloc((size_t)workers, sizeof(*pfds));
@@ -484,7 +495,8 @@ static void run_cycles(int port, long first, long count, int workers)
 }
 
 /* Waits until both daemons' descriptor counts hold still for 300 ms. */
-static void settle_fds(int *gw, int *relay)
+static void
+settle_fds(int *gw, int *relay)
 {
 	int64_t end = h_now_ms() + 10000;
 	int g = fd_count(P.gw), r = fd_count(P.relay);
@@ -548,7 +560,8 @@ struct sampler {
 	long gw_max, relay_max;
 };
 
-static void *sample_main(void *arg)
+static void *
+sample_main(void *arg)
 {
 	struct sampler *s = arg;
 
@@ -685,7 +698,8 @@ struct bulk {
 	long rcvd; /* echo bytes received, all streams */
 };
 
-static void *bulk_main(void *arg)
+static void *
+bulk_main(void *arg)
 {
 	static uint8_t out[65536], in[65536];
 	struct bulk *b = arg;
@@ -723,14 +737,16 @@ static void *bulk_main(void *arg)
 	return NULL;
 }
 
-static int cmp_i64(const void *a, const void *b)
+static int
+cmp_i64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
 
 	return (x > y) - (x < y);
 }
 
-static int64_t now_us(void)
+static int64_t
+now_us(void)
 {
 	struct timespec ts;
 

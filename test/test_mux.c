@@ -58,14 +58,16 @@ struct side {
 	uint64_t sent_bytes[8];  /* bytes sent per frame type */
 };
 
-static uint8_t pattern(uint32_t id, int dir, size_t i)
+static uint8_t
+pattern(uint32_t id, int dir, size_t i)
 {
 	uint32_t x = id * 2654435761u + (uint32_t)dir * 40503u + (uint32_t)(i >> 9) * 97u;
 	x ^= x >> 13;
 	return (uint8_t)(x + i * 31u);
 }
 
-static struct tstream *ts_new(struct side *s, uint32_t id, size_t to_send)
+static struct tstream *
+ts_new(struct side *s, uint32_t id, size_t to_send)
 {
 	struct tstream *t = calloc(1, sizeof(*t));
 	cr_assert_not_null(t);
@@ -81,12 +83,14 @@ static struct tstream *ts_new(struct side *s, uint32_t id, size_t to_send)
 	return t;
 }
 
-static int dir_of(const struct side *s)
+static int
+dir_of(const struct side *s)
 {
 	return s->set.dialer ? 0 : 1;
 }
 
-static uint32_t cb_open(void *ud, uint32_t id, const char *service, void **sud)
+static uint32_t
+cb_open(void *ud, uint32_t id, const char *service, void **sud)
 {
 	struct side *s = ud;
 	s->opens++;
@@ -105,8 +109,9 @@ static uint32_t cb_open(void *ud, uint32_t id, const char *service, void **sud)
 	return MUX_C_NO_ERROR;
 }
 
-static uint32_t cb_data(void *ud, uint32_t id, void *sud, const uint8_t *p,
-			size_t n)
+static uint32_t
+cb_data(void *ud, uint32_t id, void *sud, const uint8_t *p,
+	size_t n)
 {
 	struct side *s = ud;
 	struct tstream *t = sud;
@@ -129,7 +134,8 @@ static uint32_t cb_data(void *ud, uint32_t id, void *sud, const uint8_t *p,
 	return MUX_C_NO_ERROR;
 }
 
-static void cb_fin(void *ud, uint32_t id, void *sud)
+static void
+cb_fin(void *ud, uint32_t id, void *sud)
 {
 	struct side *s = ud;
 	struct tstream *t = sud;
@@ -138,8 +144,9 @@ static void cb_fin(void *ud, uint32_t id, void *sud)
 	s->fins++;
 }
 
-static void cb_close(void *ud, uint32_t id, void *sud, uint32_t code,
-		     int by_peer)
+static void
+cb_close(void *ud, uint32_t id, void *sud, uint32_t code,
+	 int by_peer)
 {
 	struct side *s = ud;
 	struct tstream *t = sud;
@@ -152,8 +159,9 @@ static void cb_close(void *ud, uint32_t id, void *sud, uint32_t code,
 	s->closes++;
 }
 
-static size_t cb_read(void *ud, uint32_t id, void *sud, uint8_t *buf,
-		      size_t max, int *eof)
+static size_t
+cb_read(void *ud, uint32_t id, void *sud, uint8_t *buf,
+	size_t max, int *eof)
 {
 	struct side *s = ud;
 	struct tstream *t = sud;
@@ -176,8 +184,9 @@ static size_t cb_read(void *ud, uint32_t id, void *sud, uint8_t *buf,
 	return n;
 }
 
-static void cb_goaway(void *ud, uint32_t last_id, uint32_t code,
-		      const char *text)
+static void
+cb_goaway(void *ud, uint32_t last_id, uint32_t code,
+	  const char *text)
 {
 	struct side *s = ud;
 	s->goaways++;
@@ -186,14 +195,16 @@ static void cb_goaway(void *ud, uint32_t last_id, uint32_t code,
 	snprintf(s->goaway_text, sizeof(s->goaway_text), "%s", text);
 }
 
-static void cb_pong(void *ud, uint64_t opaque)
+static void
+cb_pong(void *ud, uint64_t opaque)
 {
 	struct side *s = ud;
 	s->pongs++;
 	s->last_pong = opaque;
 }
 
-static void cb_link_probe(void *ud, uint64_t offset)
+static void
+cb_link_probe(void *ud, uint64_t offset)
 {
 	struct side *s = ud;
 	cr_assert_gt(offset, s->last_probe, "probe offsets must increase");
@@ -201,7 +212,8 @@ static void cb_link_probe(void *ud, uint64_t offset)
 	s->probes++;
 }
 
-static void cb_link_ack(void *ud, uint64_t offset, uint64_t inflight)
+static void
+cb_link_ack(void *ud, uint64_t offset, uint64_t inflight)
 {
 	struct side *s = ud;
 	cr_assert_geq(offset, s->acked);
@@ -224,7 +236,8 @@ static const struct mux_callbacks tcb = {
 	.on_link_ack = cb_link_ack,
 };
 
-static struct mux_settings settings(int dialer)
+static struct mux_settings
+settings(int dialer)
 {
 	struct mux_settings s = {
 		.dialer = dialer,
@@ -238,8 +251,9 @@ static struct mux_settings settings(int dialer)
 	return s;
 }
 
-static void side_init(struct side *s, const char *label,
-		      const struct mux_settings *set)
+static void
+side_init(struct side *s, const char *label,
+	  const struct mux_settings *set)
 {
 	memset(s, 0, sizeof(*s));
 	s->label = label;
@@ -248,7 +262,8 @@ static void side_init(struct side *s, const char *label,
 	cr_assert_not_null(s->m);
 }
 
-static void side_fini(struct side *s)
+static void
+side_fini(struct side *s)
 {
 	mux_free(s->m);
 	for (size_t i = 0; i < s->nts; i++)
@@ -257,7 +272,8 @@ static void side_fini(struct side *s)
 }
 
 /* Two sides with matching settings. */
-static void pair_init(struct side *a, struct side *b)
+static void
+pair_init(struct side *a, struct side *b)
 {
 	struct mux_settings sa = settings(1), sb = settings(0);
 	side_init(a, "dialer", &sa);
@@ -278,7 +294,8 @@ struct tap {
 	size_t by_type[8];
 };
 
-static void tap_add(struct tap *t, const struct frame_hdr *h, uint32_t arg)
+static void
+tap_add(struct tap *t, const struct frame_hdr *h, uint32_t arg)
 {
 	if (t->n == t->alloc) {
 		t->alloc = t->alloc ? t->alloc * 2 : 256;
@@ -290,7 +307,8 @@ static void tap_add(struct tap *t, const struct frame_hdr *h, uint32_t arg)
 }
 
 /* arg: the first u32 of the payload, or a PING's low 32 bits */
-static int tap_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
+static int
+tap_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
 {
 	uint32_t arg = h->len >= 4 ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
 					     (uint32_t)p[2] << 8 | p[3]
@@ -301,15 +319,17 @@ static int tap_frame(void *ud, const struct frame_hdr *h, const uint8_t *p)
 	return 0;
 }
 
-static int tap_data(void *ud, const struct frame_hdr *h, const uint8_t *c,
-		    size_t n, int last)
+static int
+tap_data(void *ud, const struct frame_hdr *h, const uint8_t *c,
+	 size_t n, int last)
 {
 	if (last)
 		tap_add(ud, h, 0);
 	return 0;
 }
 
-static void tap_init(struct tap *t, uint32_t max_frame)
+static void
+tap_init(struct tap *t, uint32_t max_frame)
 {
 	static const struct frame_callbacks fcb = {
 		.on_frame = tap_frame,
@@ -319,7 +339,8 @@ static void tap_init(struct tap *t, uint32_t max_frame)
 	t->dec = frame_decoder_new(max_frame, &fcb, t);
 }
 
-static void tap_fini(struct tap *t)
+static void
+tap_fini(struct tap *t)
 {
 	frame_decoder_free(t->dec);
 	free(t->f);
@@ -333,7 +354,8 @@ static size_t send_cap = CAP; /* the buffer move() hands to mux_send */
 /* Checks the frames one mux_send() wrote: each probe carries the
  * sender's byte count up to its own end, DATA starts only below the
  * budget, and LINK_ACK frames appear only with link_ack. */
-static void check_output(struct side *from, const uint8_t *p, size_t n)
+static void
+check_output(struct side *from, const uint8_t *p, size_t n)
 {
 	size_t pos = 0;
 
@@ -370,7 +392,8 @@ static void check_output(struct side *from, const uint8_t *p, size_t n)
 	}
 }
 
-static void deliver(struct side *to, const uint8_t *p, size_t n, int bytewise)
+static void
+deliver(struct side *to, const uint8_t *p, size_t n, int bytewise)
 {
 	if (to->fail)
 		return;
@@ -386,8 +409,9 @@ static void deliver(struct side *to, const uint8_t *p, size_t n, int bytewise)
 		}
 }
 
-static size_t move(struct side *from, struct side *to, struct tap *tap,
-		   int bytewise)
+static size_t
+move(struct side *from, struct side *to, struct tap *tap,
+     int bytewise)
 {
 	size_t n = mux_send(from->m, wire, send_cap);
 	if (n == 0)
@@ -405,8 +429,9 @@ static size_t move(struct side *from, struct side *to, struct tap *tap,
 }
 
 /* Moves bytes both ways until both sides are quiet. */
-static void pump(struct side *a, struct side *b, struct tap *ta,
-		 struct tap *tb, int bytewise)
+static void
+pump(struct side *a, struct side *b, struct tap *ta,
+     struct tap *tb, int bytewise)
 {
 	for (int rounds = 0;; rounds++) {
 		cr_assert_lt(rounds, 10000000, "pump does not settle");
@@ -420,12 +445,14 @@ static void pump(struct side *a, struct side *b, struct tap *ta,
 }
 
 /* Feeds raw frames into a side, as a hand-crafted peer. */
-static int raw(struct side *to, const uint8_t *p, size_t n)
+static int
+raw(struct side *to, const uint8_t *p, size_t n)
 {
 	return mux_recv(to->m, p, n);
 }
 
-static size_t raw_bind(uint8_t *out, uint8_t fill)
+static size_t
+raw_bind(uint8_t *out, uint8_t fill)
 {
 	uint8_t h[FRAME_BIND_LEN];
 	memset(h, fill, sizeof(h));
@@ -502,7 +529,8 @@ Test(mux, first_frame_not_bind)
 }
 
 /* Runs nstreams each way with random sizes and checks every byte. */
-static void bulk(int nstreams, size_t maxsize, int bytewise, uint32_t seed)
+static void
+bulk(int nstreams, size_t maxsize, int bytewise, uint32_t seed)
 {
 	struct side a, b;
 	struct tap ta, tb;
@@ -747,8 +775,9 @@ Test(mux, reset_both_directions)
 }
 
 /* The acceptor b, fed by hand; its output is decoded by a tap. */
-static void crafted_init(struct side *b, struct tap *tb, size_t *off,
-			 uint8_t *f)
+static void
+crafted_init(struct side *b, struct tap *tb, size_t *off,
+	     uint8_t *f)
 {
 	struct mux_settings sb = settings(0);
 	sb.local_window = 1000;
@@ -760,15 +789,17 @@ static void crafted_init(struct side *b, struct tap *tb, size_t *off,
 	*off += (size_t)frame_encode_open(f + *off, 4096, 1, "svc");
 }
 
-static void drain(struct side *b, struct tap *tb)
+static void
+drain(struct side *b, struct tap *tb)
 {
 	size_t n;
 	while ((n = mux_send(b->m, wire, sizeof(wire))) > 0)
 		cr_assert_eq(frame_decoder_feed(tb->dec, wire, n), 0);
 }
 
-static const struct tapf *find_frame(const struct tap *t, uint8_t type,
-				     uint32_t stream)
+static const struct tapf *
+find_frame(const struct tap *t, uint8_t type,
+	   uint32_t stream)
 {
 	for (size_t i = 0; i < t->n; i++)
 		if (t->f[i].type == type && t->f[i].stream == stream)
@@ -846,7 +877,8 @@ Test(mux, window_overflow_resets_stream)
 	side_fini(&b);
 }
 
-static void expect_bad_stream(const uint8_t *extra, size_t n)
+static void
+expect_bad_stream(const uint8_t *extra, size_t n)
 {
 	struct side b;
 	struct tap tb;
@@ -916,7 +948,8 @@ Test(mux, parking_streams_do_not_end_the_round_early)
 
 /* A frame for our own stream before its OPEN went out: the peer guessed
  * the id. */
-static void expect_guessed_id_fatal(int type)
+static void
+expect_guessed_id_fatal(int type)
 {
 	struct side b;
 	struct tap tb;
@@ -1171,7 +1204,8 @@ Test(mux, ten_thousand_streams)
 	side_fini(&b);
 }
 
-static void free_closed(struct side *s)
+static void
+free_closed(struct side *s)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < s->nts; i++) {
@@ -1211,7 +1245,8 @@ Test(mux, hundred_thousand_cycles)
 
 /* ---- link budget (LINK_ACK) ---- */
 
-static void set_budget(struct side *s, uint32_t bytes)
+static void
+set_budget(struct side *s, uint32_t bytes)
 {
 	mux_set_link_budget(s->m, bytes);
 	s->budget = bytes > 0 && bytes < MUX_LINK_BUDGET_MIN ? MUX_LINK_BUDGET_MIN
@@ -1220,8 +1255,9 @@ static void set_budget(struct side *s, uint32_t bytes)
 
 /* Two sides with link_ack as given, windows large enough that the
  * budget, not the credit, bounds a bulk stream. */
-static void link_pair(struct side *a, struct side *b, int link_ack,
-		      uint32_t max_frame, uint32_t window)
+static void
+link_pair(struct side *a, struct side *b, int link_ack,
+	  uint32_t max_frame, uint32_t window)
 {
 	struct mux_settings sa = settings(1), sb = settings(0);
 	sa.link_ack = sb.link_ack = link_ack;
@@ -1234,8 +1270,9 @@ static void link_pair(struct side *a, struct side *b, int link_ack,
 
 /* Moves a's output to b until a stops (b answers nothing meanwhile).
  * Returns the bytes moved. */
-static size_t burst(struct side *a, struct side *b, struct tap *ta,
-		    int bytewise)
+static size_t
+burst(struct side *a, struct side *b, struct tap *ta,
+      int bytewise)
 {
 	size_t total = 0, n;
 	for (int i = 0; (n = move(a, b, ta, bytewise)) > 0; i++) {
@@ -1247,12 +1284,14 @@ static size_t burst(struct side *a, struct side *b, struct tap *ta,
 
 /* Bound on inflight: the budget, one DATA frame that started below it,
  * and a few small control frames (WINDOW, answers, probes). */
-static uint64_t bound(const struct side *s)
+static uint64_t
+bound(const struct side *s)
 {
 	return (uint64_t)s->budget + FRAME_HDR_LEN + s->set.max_frame + 256;
 }
 
-static void bulk_under_budget(int bytewise, size_t size)
+static void
+bulk_under_budget(int bytewise, size_t size)
 {
 	struct side a, b;
 	struct tap ta;
@@ -1358,7 +1397,8 @@ Test(mux, link_budget_change_at_run_time)
 
 /* Both directions, many streams, the smallest budget and tiny frames,
  * small send buffers: everything arrives. */
-static void no_deadlock(int bytewise, int nstreams, size_t size)
+static void
+no_deadlock(int bytewise, int nstreams, size_t size)
 {
 	struct side a, b;
 	link_pair(&a, &b, 1, 64, 1 << 20);
@@ -1398,7 +1438,8 @@ Test(mux, link_budget_no_deadlock_bytewise)
 }
 
 /* a with a budget and an endless stream; b's BIND is in. */
-static struct side *probe_setup(struct side *a, struct side *b, uint32_t budget)
+static struct side *
+probe_setup(struct side *a, struct side *b, uint32_t budget)
 {
 	link_pair(a, b, 1, 4096, 1 << 20);
 	move(b, a, NULL, 0);
@@ -1408,7 +1449,8 @@ static struct side *probe_setup(struct side *a, struct side *b, uint32_t budget)
 	return a;
 }
 
-static int feed_answer(struct side *a, uint64_t off)
+static int
+feed_answer(struct side *a, uint64_t off)
 {
 	uint8_t f[32];
 	int n = frame_encode_link_ack(f, sizeof(f), off, 1);
@@ -1519,7 +1561,8 @@ Test(mux, link_ack_forged_answers_are_fatal)
 
 /* The bytes a sends for a fixed workload, with or without a budget set
  * on a session whose peer did not announce the capability. */
-static size_t capture(uint8_t *out, size_t cap, int set_budget_call)
+static size_t
+capture(uint8_t *out, size_t cap, int set_budget_call)
 {
 	struct side a, b;
 	size_t len = 0, n;
@@ -1626,8 +1669,9 @@ Test(mux, link_ack_probe_answered_bytewise_and_coalesced)
 
 /* a with sparse_quantum, bulk streams already flowing and one small
  * stream parked; returns the small stream. */
-static struct tstream *sparse_setup(struct side *a, struct side *b,
-				    struct tap *ta, int nbulk)
+static struct tstream *
+sparse_setup(struct side *a, struct side *b,
+	     struct tap *ta, int nbulk)
 {
 	struct mux_settings sa = settings(1), sb = settings(0);
 	sa.peer_window = sb.local_window = 0x7fffffff;
@@ -1650,8 +1694,9 @@ static struct tstream *sparse_setup(struct side *a, struct side *b,
 
 /* Decodes one mux_send() output into the tap and returns the index of
  * its first frame. */
-static size_t send_one(struct side *a, struct side *b, struct tap *ta,
-		       size_t *n)
+static size_t
+send_one(struct side *a, struct side *b, struct tap *ta,
+	 size_t *n)
 {
 	size_t first = ta->n;
 	*n = move(a, b, ta, 0);

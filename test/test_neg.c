@@ -10,7 +10,8 @@
 
 #define BIG 8192
 
-static void fill_params(struct neg_params *p, const char *node, uint8_t mode)
+static void
+fill_params(struct neg_params *p, const char *node, uint8_t mode)
 {
 	static const uint16_t ids[] = { 0x1301, 0x1303, 0xC02F, 0xBEEF };
 	unsigned i;
@@ -32,7 +33,8 @@ static void fill_params(struct neg_params *p, const char *node, uint8_t mode)
 		p->nonce[i] = (uint8_t)(0xA0 + i);
 }
 
-static void make_offer(struct neg_msg *m)
+static void
+make_offer(struct neg_msg *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->type = NEG_OFFER;
@@ -40,7 +42,8 @@ static void make_offer(struct neg_msg *m)
 	fill_params(&m->params, "gw-1.example_net", TLS_MODE_PREFER);
 }
 
-static void make_decision_tls(struct neg_msg *m)
+static void
+make_decision_tls(struct neg_msg *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->type = NEG_DECISION;
@@ -58,7 +61,8 @@ static void make_decision_tls(struct neg_msg *m)
 	snprintf(m->text, sizeof(m->text), "welcome");
 }
 
-static void make_decision_plain(struct neg_msg *m)
+static void
+make_decision_plain(struct neg_msg *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->type = NEG_DECISION;
@@ -70,7 +74,8 @@ static void make_decision_plain(struct neg_msg *m)
 	m->outcome.reason = NEG_R_ACCEPTOR_OFF;
 }
 
-static void make_refuse(struct neg_msg *m)
+static void
+make_refuse(struct neg_msg *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->type = NEG_REFUSE;
@@ -82,7 +87,8 @@ static void make_refuse(struct neg_msg *m)
 		 "set tls = prefer or require on the gateway");
 }
 
-static void make_refuse_bare(struct neg_msg *m)
+static void
+make_refuse_bare(struct neg_msg *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->type = NEG_REFUSE;
@@ -92,13 +98,15 @@ static void make_refuse_bare(struct neg_msg *m)
 }
 
 /* A side with the link-ack capability, and a future bit kept as is. */
-static void make_offer_flow(struct neg_msg *m)
+static void
+make_offer_flow(struct neg_msg *m)
 {
 	make_offer(m);
 	m->params.flow_caps = NEG_FLOW_LINK_ACK | 0x80000000u;
 }
 
-static void make_decision_flow(struct neg_msg *m)
+static void
+make_decision_flow(struct neg_msg *m)
 {
 	make_decision_tls(m);
 	m->params.flow_caps = NEG_FLOW_LINK_ACK;
@@ -111,7 +119,8 @@ static const maker_fn makers[] = {
 };
 #define N_MAKERS (sizeof(makers) / sizeof(makers[0]))
 
-static void assert_msg_eq(const struct neg_msg *a, const struct neg_msg *b)
+static void
+assert_msg_eq(const struct neg_msg *a, const struct neg_msg *b)
 {
 	const struct neg_params *p = &a->params, *q = &b->params;
 
@@ -142,7 +151,8 @@ static void assert_msg_eq(const struct neg_msg *a, const struct neg_msg *b)
 	cr_assert_str_eq(a->text, b->text);
 }
 
-static size_t encode_ok(const struct neg_msg *m, uint8_t *out)
+static size_t
+encode_ok(const struct neg_msg *m, uint8_t *out)
 {
 	int n = neg_encode(m, out, BIG);
 
@@ -151,8 +161,9 @@ static size_t encode_ok(const struct neg_msg *m, uint8_t *out)
 }
 
 /* Decodes buf whole; returns the decoder (caller frees). */
-static struct neg_decoder *decode(const uint8_t *buf, size_t len,
-				  enum neg_status *st, size_t *consumed)
+static struct neg_decoder *
+decode(const uint8_t *buf, size_t len,
+       enum neg_status *st, size_t *consumed)
 {
 	struct neg_decoder *d = neg_decoder_new();
 
@@ -161,8 +172,9 @@ static struct neg_decoder *decode(const uint8_t *buf, size_t len,
 	return d;
 }
 
-static void expect_fail(const uint8_t *buf, size_t len, enum neg_err err,
-			uint16_t field)
+static void
+expect_fail(const uint8_t *buf, size_t len, enum neg_err err,
+	    uint16_t field)
 {
 	enum neg_status st;
 	size_t used;
@@ -181,7 +193,8 @@ static void expect_fail(const uint8_t *buf, size_t len, enum neg_err err,
 	neg_decoder_free(d);
 }
 
-static void expect_done(const uint8_t *buf, size_t len, struct neg_msg *out)
+static void
+expect_done(const uint8_t *buf, size_t len, struct neg_msg *out)
 {
 	enum neg_status st;
 	size_t used;
@@ -198,7 +211,8 @@ static void expect_done(const uint8_t *buf, size_t len, struct neg_msg *out)
 
 /* ---- building mutated messages ----------------------------------------- */
 
-static void set_body_len(uint8_t *m, size_t body)
+static void
+set_body_len(uint8_t *m, size_t body)
 {
 	m[12] = (uint8_t)(body >> 8);
 	m[13] = (uint8_t)body;
@@ -206,8 +220,9 @@ static void set_body_len(uint8_t *m, size_t body)
 
 /* Copies a valid message, replacing the value of every TLV of type f with
  * val (or dropping it when vlen < 0).  Returns the new length. */
-static size_t with_field(const uint8_t *m, size_t len, uint16_t f,
-			 const void *val, int vlen, uint8_t *out)
+static size_t
+with_field(const uint8_t *m, size_t len, uint16_t f,
+	   const void *val, int vlen, uint8_t *out)
 {
 	size_t i = NEG_HDR_LEN, o = NEG_HDR_LEN;
 
@@ -235,8 +250,9 @@ static size_t with_field(const uint8_t *m, size_t len, uint16_t f,
 	return o;
 }
 
-static size_t append_tlv(const uint8_t *m, size_t len, uint16_t rawtype,
-			 const void *val, size_t vlen, uint8_t *out)
+static size_t
+append_tlv(const uint8_t *m, size_t len, uint16_t rawtype,
+	   const void *val, size_t vlen, uint8_t *out)
 {
 	memmove(out, m, len);
 	out[len] = (uint8_t)(rawtype >> 8);
@@ -249,8 +265,9 @@ static size_t append_tlv(const uint8_t *m, size_t len, uint16_t rawtype,
 	return len + 4 + vlen;
 }
 
-static size_t header(uint8_t *out, uint8_t vmin, uint8_t vmax, uint8_t type,
-		     uint16_t body)
+static size_t
+header(uint8_t *out, uint8_t vmin, uint8_t vmax, uint8_t type,
+       uint16_t body)
 {
 	memcpy(out, neg_magic, NEG_MAGIC_LEN);
 	out[8] = vmin;
@@ -1033,7 +1050,8 @@ Test(neg, encode_refuse_ignores_other_params)
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
-static uint32_t rnd(void)
+static uint32_t
+rnd(void)
 {
 	rng_state ^= rng_state << 13;
 	rng_state ^= rng_state >> 7;
@@ -1043,8 +1061,9 @@ static uint32_t rnd(void)
 
 /* Decodes buf in random chunks and checks the decoder's invariants.
  * Returns the final status. */
-static enum neg_status fuzz_one(const uint8_t *buf, size_t len,
-				enum neg_err *err)
+static enum neg_status
+fuzz_one(const uint8_t *buf, size_t len,
+	 enum neg_err *err)
 {
 	struct neg_decoder *d = neg_decoder_new();
 	enum neg_status st = NEG_NEED_MORE;
@@ -1088,8 +1107,9 @@ static enum neg_status fuzz_one(const uint8_t *buf, size_t len,
 }
 
 /* Whole-buffer decoding must agree with the chunked one. */
-static void fuzz_check_whole(const uint8_t *buf, size_t len,
-			     enum neg_status want, enum neg_err err)
+static void
+fuzz_check_whole(const uint8_t *buf, size_t len,
+		 enum neg_status want, enum neg_err err)
 {
 	enum neg_status st;
 	size_t used;
@@ -1222,7 +1242,8 @@ Test(neg, sniff)
 			 "a TLS ClientHello");
 }
 
-static void assert_distinct(const char **s, size_t n, const char *unknown)
+static void
+assert_distinct(const char **s, size_t n, const char *unknown)
 {
 	size_t i, j;
 
@@ -1275,8 +1296,9 @@ Test(neg, strings)
 /* ---- NEG_F_FLOW --------------------------------------------------------- */
 
 /* The value of the first TLV of type f, or NULL; *len gets its length. */
-static const uint8_t *find_tlv(const uint8_t *m, size_t len, uint16_t f,
-			       size_t *vlen)
+static const uint8_t *
+find_tlv(const uint8_t *m, size_t len, uint16_t f,
+	 size_t *vlen)
 {
 	size_t i = NEG_HDR_LEN;
 
@@ -1356,8 +1378,9 @@ Test(neg, flow_field_one_byte_at_a_time)
 }
 
 /* Decodes buf one byte at a time and expects err on field. */
-static void expect_fail_bytewise(const uint8_t *buf, size_t len,
-				 enum neg_err err, uint16_t field)
+static void
+expect_fail_bytewise(const uint8_t *buf, size_t len,
+		     enum neg_err err, uint16_t field)
 {
 	struct neg_decoder *d = neg_decoder_new();
 	enum neg_status st = NEG_NEED_MORE;

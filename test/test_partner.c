@@ -30,7 +30,8 @@ static char tmp[512];
 static char name[PATH_MAX];
 static char err[1024];
 
-static void put_file(const char *rel, const char *text)
+static void
+put_file(const char *rel, const char *text)
 {
 	char path[PATH_MAX * 2];
 	FILE *f;
@@ -42,7 +43,8 @@ static void put_file(const char *rel, const char *text)
 	fclose(f);
 }
 
-static void setup(void)
+static void
+setup(void)
 {
 	char t[] = "/tmp/tpx-partner.XXXXXX";
 	char path[PATH_MAX * 2], *real;
@@ -62,20 +64,23 @@ static void setup(void)
 	log_init("test_partner", LOG_ERR);
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag,
-		  struct FTW *ftw)
+static int
+rm_one(const char *p, const struct stat *sb, int flag,
+       struct FTW *ftw)
 {
 	return remove(p);
 }
 
-static void teardown(void)
+static void
+teardown(void)
 {
 	nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 TestSuite(partner, .init = setup, .fini = teardown);
 
-static struct cfg *load(const char *text, int role)
+static struct cfg *
+load(const char *text, int role)
 {
 	struct cfg *c = cfg_load_string(text, name, role, err, sizeof(err));
 
@@ -101,7 +106,8 @@ static const char relay_conf[] =
 	"match_issuer = CN=Partner CA*\n"
 	"[template rest]\nmatch_name = *\n";
 
-static struct sockaddr_in v4(const char *addr)
+static struct sockaddr_in
+v4(const char *addr)
 {
 	struct sockaddr_in sin;
 
@@ -355,7 +361,8 @@ struct calls {
 	struct cfg *committed_old;
 };
 
-static int t_stage(void *ud, const struct daemon_conf *next)
+static int
+t_stage(void *ud, const struct daemon_conf *next)
 {
 	struct calls *k = ud;
 
@@ -363,13 +370,15 @@ static int t_stage(void *ud, const struct daemon_conf *next)
 	return k->stage_rc;
 }
 
-static void t_abandon(void *ud, const struct daemon_conf *next)
+static void
+t_abandon(void *ud, const struct daemon_conf *next)
 {
 	((struct calls *)ud)->abandon++;
 }
 
-static void t_commit(void *ud, const struct daemon_conf *cur,
-		     const struct daemon_conf *old)
+static void
+t_commit(void *ud, const struct daemon_conf *cur,
+	 const struct daemon_conf *old)
 {
 	struct calls *k = ud;
 
@@ -386,7 +395,8 @@ static const struct daemon_reload_ops t_ops = {
 #define PLAIN_RELAY "[relay]\nlisten = 127.0.0.1:1\ntls = off\n"
 
 /* A running configuration as a daemon starts with, from file name. */
-static void boot(struct daemon_opts *o, struct daemon_conf *cur)
+static void
+boot(struct daemon_opts *o, struct daemon_conf *cur)
 {
 	struct cfg *c;
 

@@ -13,8 +13,9 @@
 #define TLS NEG_RESULT_TLS
 #define REF NEG_RESULT_REFUSE
 
-static void params(struct neg_params *p, const char *node, uint8_t mode,
-		   uint16_t min, uint16_t max, const uint16_t *ids, uint8_t n)
+static void
+params(struct neg_params *p, const char *node, uint8_t mode,
+       uint16_t min, uint16_t max, const uint16_t *ids, uint8_t n)
 {
 	unsigned i;
 
@@ -38,17 +39,20 @@ static const uint16_t dialer_suites[] = { 0x1301, 0x1302, 0x1303, 0xC02F,
 					  0xC030 };
 static const uint16_t acceptor_suites[] = { 0xC030, 0x1303, 0x1301, 0xCCA8 };
 
-static void default_dialer(struct neg_params *p, uint8_t mode)
+static void
+default_dialer(struct neg_params *p, uint8_t mode)
 {
 	params(p, "gateway-1", mode, TLSV_1_2, TLSV_1_3, dialer_suites, 5);
 }
 
-static void default_acceptor(struct neg_params *p, uint8_t mode)
+static void
+default_acceptor(struct neg_params *p, uint8_t mode)
 {
 	params(p, "relay-1", mode, TLSV_1_2, TLSV_1_3, acceptor_suites, 4);
 }
 
-static void assert_not_tls_fields(const struct neg_outcome *o)
+static void
+assert_not_tls_fields(const struct neg_outcome *o)
 {
 	cr_assert_eq(o->tls_min, 0);
 	cr_assert_eq(o->tls_max, 0);
@@ -144,8 +148,9 @@ Test(policy, invalid_modes_refused)
 
 /* ---- versions ----------------------------------------------------------- */
 
-static void decide_versions(uint16_t dmin, uint16_t dmax, uint16_t amin,
-			    uint16_t amax, struct neg_outcome *o)
+static void
+decide_versions(uint16_t dmin, uint16_t dmax, uint16_t amin,
+		uint16_t amax, struct neg_outcome *o)
 {
 	static const uint16_t all[] = { 0x1301, 0x1302, 0x1303, 0xC02B,
 					0xC02F, 0xC02C, 0xC030, 0xCCA9,
@@ -196,9 +201,10 @@ Test(policy, version_ranges)
 
 /* ---- ciphers ------------------------------------------------------------ */
 
-static void decide_suites(const uint16_t *ds, uint8_t dn, const uint16_t *as,
-			  uint8_t an, uint16_t min, uint16_t max,
-			  struct neg_outcome *o)
+static void
+decide_suites(const uint16_t *ds, uint8_t dn, const uint16_t *as,
+	      uint8_t an, uint16_t min, uint16_t max,
+	      struct neg_outcome *o)
 {
 	struct neg_params d, a;
 
@@ -274,8 +280,9 @@ Test(policy, full_cipher_lists)
 
 /* ---- the dialler's check ------------------------------------------------ */
 
-static void build_answer(const struct neg_params *a,
-			 const struct neg_outcome *o, struct neg_msg *m)
+static void
+build_answer(const struct neg_params *a,
+	     const struct neg_outcome *o, struct neg_msg *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->ver_min = m->ver_max = 1;
@@ -292,7 +299,8 @@ static void build_answer(const struct neg_params *a,
 }
 
 /* Sends m through the codec, as on the wire. */
-static void wire(struct neg_msg *m)
+static void
+wire(struct neg_msg *m)
 {
 	uint8_t buf[NEG_MAX_LEN];
 	int n = neg_encode(m, buf, sizeof(buf));
@@ -305,8 +313,9 @@ static void wire(struct neg_msg *m)
 	neg_decoder_free(dec);
 }
 
-static void expect_reject(const struct neg_params *d, const struct neg_msg *m,
-			  uint16_t want, const char *what)
+static void
+expect_reject(const struct neg_params *d, const struct neg_msg *m,
+	      uint16_t want, const char *what)
 {
 	uint16_t reason = 0;
 
