@@ -582,7 +582,11 @@ link_flush(struct link *l)
 	int last = l->state == LS_DRAINING && mux_stream_count(l->mux) == 0;
 	size_t n;
 
-	if (l->flow.budget != 0)
+	/* The clock is read only when the mode may change: an interactive
+	 * burst was served, or interactive mode may have timed out. */
+	if (l->flow.budget != 0 &&
+	    (mux_sparse_served(l->mux) != l->flow.sparse_seen ||
+	     l->flow.budget <= FLOW_LAT_MAX))
 		link_flow_update(l, link_now_us());
 	l->corked = 1;
 	while (link_mux_on(l) &&

@@ -465,6 +465,17 @@ static int rq_read(struct rq *c)
 	}
 }
 
+/* One epoll event of c: sends what is pending, reads what arrived.
+ * Returns -1 on error, 1 when an answer is complete, 0 otherwise. */
+static int rq_event(int ep, const struct epoll_event *ev, struct rq *c)
+{
+	if ((ev->events & EPOLLOUT) && rq_send(ep, c) < 0)
+		return -1;
+	if (!(ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return 0;
+	return rq_read(c);
+}
+
 static void rq_close_all(struct rq *cs, int n)
 {
 	for (int i = 0; i < n; i++) {
@@ -512,13 +523,7 @@ static int cmd_rr(int argc, char **argv)
 		int k = epoll_wait(ep, evs, 256, 100);
 		for (int i = 0; i < k; i++) {
 			struct rq *c = evs[i].data.ptr;
-			if ((evs[i].events & EPOLLOUT) && rq_send(ep, c) < 0) {
-				bad = c->idx;
-				goto out;
-			}
-			if (!(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-				continue;
-			int r = rq_read(c);
+			int r = rq_event(ep, &evs[i], c);
 			if (r < 0) {
 				bad = c->idx;
 				goto out;
@@ -681,13 +686,7 @@ static int cmd_mixed(int argc, char **argv)
 				armed = 0;
 				continue;
 			}
-			if ((evs[i].events & EPOLLOUT) && rq_send(ep, c) < 0) {
-				bad = c->idx;
-				goto out;
-			}
-			if (!(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-				continue;
-			int r = rq_read(c);
+			int r = rq_event(ep, &evs[i], c);
 			if (r < 0) {
 				bad = c->idx;
 				goto out;
