@@ -9,6 +9,7 @@
 #include <event2/event.h>
 
 #include "hook.h"
+#include "hook_sink.h"
 #include "link.h"
 #include "log.h"
 #include "sticky.h"
@@ -158,6 +159,8 @@ daemon_start(int argc, char **argv, const char *prog, int role,
 int
 daemon_open_hooks(const struct cfg *c)
 {
+	hook_set_identity(c->role == CFG_RELAY ? "relay" : "gateway",
+			  c->node_name);
 	if (c->hook_file[0] == '\0') {
 		hook_close_file();
 		return 0;
@@ -207,12 +210,36 @@ daemon_link_config(const struct cfg *c, struct tls_ctx *tls,
 	lc->keepalive_timeout_ms = c->keepalive_timeout_ms;
 }
 
+void
+daemon_report(int type, const char *config, const char *result,
+	      const char *reason)
+{
+	struct hook_event ev;
+	char sinks[128], lib[256];
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = type;
+	hook_sink_names(sinks, sizeof(sinks));
+	snprintf(lib, sizeof(lib), "%s", tls_library_version());
+	ev.version = TLSPLEX_VERSION;
+	ev.tls_library = lib;
+	ev.config = config;
+	ev.sinks = sinks;
+	ev.result = result;
+	ev.reason = reason;
+	ev.links_open = link_count();
+	hook_emit(&ev);
+}
+
 static void
 daemon_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct event_base *base = arg;
+	char why[64];
 
 	log_info("signal %d: stopping", (int)sig);
+	snprintf(why, sizeof(why), "%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	daemon_report(HOOK_DAEMON_STOPPING, NULL, NULL, why);
 	event_base_loopexit(base, NULL);
 }
 

@@ -46,6 +46,10 @@ struct cfg *daemon_start(int argc, char **argv, const char *prog, int role,
 
 /* Opens the hook sink named in the config.  Returns 0 or -1 (logged). */
 int daemon_open_hooks(const struct cfg *c);
+/* Emits a daemon event (daemon_started, daemon_reloaded or
+ * daemon_stopping) with what this daemon is; NULL leaves a key out. */
+void daemon_report(int type, const char *config, const char *result,
+		   const char *reason);
 
 /* Our negotiation parameters as the config sets them (no nonce). */
 void daemon_params(const struct cfg *c, struct neg_params *p);

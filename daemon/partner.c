@@ -191,7 +191,7 @@ partner_verify(const struct partner *p, struct tls_conn *tls,
 	size_t n;
 
 	n = partner_identity_patterns(p, node, buf, sizeof(buf), pat, 64);
-	if (n > 0 && info->subject[0] != '\0' &&
+	if (n > 0 && info->peer.subject[0] != '\0' &&
 	    tls_conn_peer_identity(tls, pat, n, seen, sizeof(seen)) != 1) {
 		if (p->identity[0] != '\0')
 			snprintf(why, whylen, "the peer certificate names %s, "
@@ -205,7 +205,7 @@ partner_verify(const struct partner *p, struct tls_conn *tls,
 				 seen[0] ? seen : "no identity", p->label);
 		return -1;
 	}
-	return partner_check_issuer(p, info->issuer, why, whylen);
+	return partner_check_issuer(p, info->peer.issuer, why, whylen);
 }
 
 struct partner_match {

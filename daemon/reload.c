@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "hook.h"
 #include "log.h"
 #include "sticky.h"
 #include "tlsio.h"
@@ -59,6 +60,7 @@ daemon_reload(struct daemon_conf *cur, const struct daemon_opts *o, int role,
 	if (c == NULL) {
 		log_err("SIGHUP: reload rejected, the running configuration "
 			"stays: %s", err);
+		daemon_report(HOOK_DAEMON_RELOADED, o->config, "rejected", err);
 		return -1;
 	}
 	/* Build. */
@@ -67,8 +69,8 @@ daemon_reload(struct daemon_conf *cur, const struct daemon_opts *o, int role,
 	/* Stage. */
 	if (ops->stage != NULL && ops->stage(ud, &next) < 0)
 		goto reject_built;
-	if (strcmp(next.cfg->hook_file, cur->cfg->hook_file) != 0 &&
-	    daemon_open_hooks(next.cfg) < 0)
+	/* Every reload reopens the event file: a rotated one is let go. */
+	if (daemon_open_hooks(next.cfg) < 0)
 		goto reject_staged;
 	/* Commit. */
 	old = *cur;
@@ -77,6 +79,7 @@ daemon_reload(struct daemon_conf *cur, const struct daemon_opts *o, int role,
 	if (ops->commit != NULL)
 		ops->commit(ud, cur, &old);
 	daemon_conf_free(&old, cur);
+	daemon_report(HOOK_DAEMON_RELOADED, o->config, "ok", NULL);
 	return 0;
 reject_staged:
 	if (ops->abandon != NULL)
@@ -85,5 +88,7 @@ reject_built:
 	daemon_conf_free(&next, cur);
 reject:
 	log_err("SIGHUP: reload rejected, the running configuration stays");
+	daemon_report(HOOK_DAEMON_RELOADED, o->config, "rejected",
+		      "the new configuration could not be applied; see the log");
 	return -1;
 }

@@ -99,7 +99,7 @@ gw_svc_state(struct gateway *gw, const char *name)
 	snprintf(what, sizeof(what), "service %s", name);
 	snprintf(inner, sizeof(inner), "[service %s]", name);
 	st = calloc(1, sizeof(*st));
-	if (st == NULL || (st->guard = guard_new(what, "[gateway]", inner)) == NULL) {
+	if (st == NULL || (st->guard = guard_new(what, "[gateway]", inner, name)) == NULL) {
 		log_err("service %s: out of memory", name);
 		free(st);
 		return NULL;
@@ -153,8 +153,8 @@ gw_held_expired(evutil_socket_t fd, short what, void *arg)
 {
 	struct gw_held *h = arg;
 
-	log_warn("client %s for service %s refused: no link to the relay came "
-		 "up within hold_timeout", h->who, h->svc->name);
+	guard_refuse_who(h->st->guard, h->who, "hold_timeout", "no link to the "
+			 "relay came up within hold_timeout");
 	gw_held_free(h->gw, h);
 }
 
@@ -168,10 +168,10 @@ gw_client_hold(struct gateway *gw, const struct cfg_service *svc,
 	struct timeval tv;
 
 	if (c->hold_timeout_ms == 0 || gw->n_held >= c->hold_max) {
-		log_warn("client %s for service %s refused: no link to the relay "
-			 "is up%s", who, svc->name,
-			 c->hold_timeout_ms == 0 ? " (hold_timeout = 0)" :
-			 " and hold_max clients are already waiting");
+		guard_refuse_who(st->guard, who, "hold_full", c->hold_timeout_ms == 0 ?
+				 "no link to the relay is up (hold_timeout = 0)" :
+				 "no link to the relay is up and hold_max "
+				 "clients are already waiting");
 		net_close_reset(fd);
 		return;
 	}
@@ -359,7 +359,7 @@ gw_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 	if (st->clients >= svc->max_clients) {
 		snprintf(why, sizeof(why), "max_clients (%u) clients are "
 			 "connected", svc->max_clients);
-		guard_refuse(st->guard, sa, why);
+		guard_refuse(st->guard, sa, "max_clients", why);
 		net_close_reset(fd);
 		return;
 	}
@@ -612,6 +612,7 @@ main(int argc, char **argv)
 	log_info("node %s (tls = %s) serving %zu services through relay %s",
 		 gw.conf.cfg->node_name, tls_mode_str((uint8_t)gw.conf.cfg->tls),
 		 gw.conf.cfg->n_services, gw.conf.cfg->relay);
+	daemon_report(HOOK_DAEMON_STARTED, gw.opts->config, NULL, NULL);
 	gw_dial(&gw);
 	event_base_dispatch(gw.base);
 	status = 0;

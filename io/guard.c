@@ -9,12 +9,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "hook.h"
 #include "log.h"
+#include "neg.h"
 #include "net.h"
 
 struct guard {
 	char what[128];
 	char scope[2][80];  /* outer and inner section names */
+	char service[80];   /* for link_refused: the service, or "" */
 	uint64_t refused;
 	time_t second;      /* the second the counters below belong to */
 	unsigned logged;    /* lines logged in that second */
@@ -22,7 +25,8 @@ struct guard {
 };
 
 struct guard *
-guard_new(const char *what, const char *outer, const char *inner)
+guard_new(const char *what, const char *outer, const char *inner,
+	  const char *service)
 {
 	struct guard *g = calloc(1, sizeof(*g));
 
@@ -31,6 +35,7 @@ guard_new(const char *what, const char *outer, const char *inner)
 	snprintf(g->what, sizeof(g->what), "%s", what);
 	snprintf(g->scope[0], sizeof(g->scope[0]), "%s", outer);
 	snprintf(g->scope[1], sizeof(g->scope[1]), "%s", inner ? inner : "");
+	snprintf(g->service, sizeof(g->service), "%s", service ? service : "");
 	return g;
 }
 
@@ -46,11 +51,45 @@ guard_refused(const struct guard *g)
 	return g != NULL ? g->refused : 0;
 }
 
+/* The refusal's event: link_refused at the TCP stage, carrying the
+ * refusals the rate limit folded into it. */
+static void
+guard_report(struct guard *g, const char *who, const char *name,
+	     const char *why)
+{
+	struct hook_event ev;
+	char text[512];
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = HOOK_LINK_REFUSED;
+	ev.peer = who;
+	ev.stage = "tcp";
+	ev.by = "local";
+	ev.reason_name = name;
+	ev.reason_code = strcmp(name, "max_links") == 0 ||
+		strcmp(name, "max_links_per_source") == 0 ? NEG_R_BUSY : 0;
+	snprintf(text, sizeof(text), "%s: connection refused: %s", g->what, why);
+	ev.reason = text;
+	ev.service = g->service[0] ? g->service : NULL;
+	ev.suppressed = g->unlogged;
+	hook_emit(&ev);
+}
+
 void
-guard_refuse(struct guard *g, const struct sockaddr *sa, const char *why)
+guard_refuse(struct guard *g, const struct sockaddr *sa, const char *name,
+	     const char *why)
+{
+	char who[NET_ADDRSTR_MAX];
+
+	net_ntop(sa, who, sizeof(who));
+	guard_refuse_who(g, who, name, why);
+}
+
+void
+guard_refuse_who(struct guard *g, const char *who, const char *name,
+		 const char *why)
 {
 	struct timespec ts;
-	char who[NET_ADDRSTR_MAX];
 
 	g->refused++;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -63,7 +102,7 @@ guard_refuse(struct guard *g, const struct sockaddr *sa, const char *why)
 		return;
 	}
 	g->logged++;
-	net_ntop(sa, who, sizeof(who));
+	guard_report(g, who, name, why);
 	if (g->unlogged > 0)
 		log_warn("%s: connection from %s refused: %s (%llu refused in "
 			 "all; %llu more since the last such line, not logged "
@@ -91,13 +130,14 @@ guard_judge(struct guard *g, const struct sockaddr *sa,
 	case CFG_ACL_DENIED:
 		snprintf(why, sizeof(why), "its address is in the deny list of "
 			 "%s", scope);
-		break;
+		guard_refuse(g, sa, "deny_list", why);
+		return -1;
 	default:
 		snprintf(why, sizeof(why), "its address is not in the allow "
 			 "list of %s", scope);
 		break;
 	}
-	guard_refuse(g, sa, why);
+	guard_refuse(g, sa, "allow_list", why);
 	return -1;
 }
 

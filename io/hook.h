@@ -1,52 +1,108 @@
 /*
- * The notification hook.  An event is delivered to every registered
- * in-process callback and to the JSON Lines file sink, if one is open.
- * handshake_pending fires exactly once before each TLS handshake, after
- * the negotiation bytes and before the first TLS byte; a link that stays
- * plaintext gets plaintext_agreed instead.
+ * The notification hook.  An event goes to every registered in-process
+ * observer and to every open sink (io/hook_sink.h).  handshake_pending
+ * fires exactly once before each TLS handshake, after the negotiation
+ * bytes and before the first TLS byte; a link that stays plaintext gets
+ * plaintext_agreed instead.  The schema (docs/MONITORING.md) is the field
+ * table in io/hook.c: hook_write_reference() prints it, and test_hook
+ * checks that the document holds what it prints.
  */
 #ifndef TLSPLEX_HOOK_H
 #define TLSPLEX_HOOK_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#define HOOK_SCHEMA_VERSION 2
 
 enum hook_type {
-	HOOK_HANDSHAKE_PENDING = 0,
+	HOOK_DAEMON_STARTED = 0,
+	HOOK_DAEMON_RELOADED,
+	HOOK_DAEMON_STOPPING,
+	HOOK_LINK_OPENED,
+	HOOK_LINK_REFUSED,
+	HOOK_HANDSHAKE_PENDING,
 	HOOK_HANDSHAKE_DONE,
 	HOOK_HANDSHAKE_FAILED,
 	HOOK_PLAINTEXT_AGREED,
 	HOOK_LINK_CLOSED,
+	HOOK_STREAM_OPENED,   /* observers only, never written to a sink */
+	HOOK_STREAM_CLOSED,   /* observers only */
+	HOOK_LINK_SUMMARY,
+	HOOK_SERVICE_SUMMARY,
+	HOOK_SUMMARY_END,
+	HOOK_SINK_RECOVERED,  /* written only to the sink that lost events */
+	HOOK_TYPES
 };
 
-/* String fields may be NULL when not known. */
+/* Nonzero for the events that sinks never see (stream_opened/closed). */
+int hook_type_internal(int type);
+
+/* A certificate's details, as handshake_done and link_closed carry them
+ * for the peer's and our own certificate. */
+struct hook_cert {
+	const char *subject, *issuer, *serial, *sha256;
+	const char *not_before, *not_after; /* RFC 3339 */
+	const char *key_type;               /* "RSA", "EC", "Ed25519", ... */
+	uint64_t key_bits;
+	const char *sig_alg;                /* e.g. "ecdsa-with-SHA256" */
+};
+
+/*
+ * One event.  String fields may be NULL when not known (the key is then
+ * left out); which numeric fields an event carries is the field table's
+ * business.  Fields an event does not carry are ignored.
+ */
 struct hook_event {
 	int type;              /* enum hook_type */
-	uint64_t ts_us;        /* wall clock, microseconds since the epoch */
-	uint64_t link_id;
-	const char *role;      /* "relay" or "gateway" */
+	uint64_t ts_us;        /* wall clock, microseconds since the epoch;
+				  hook_emit() fills it in when 0 */
+	uint64_t seq;          /* filled in by hook_emit() */
+	/* link events */
+	uint64_t link_id;      /* 0: not about one link (TCP-stage refusal) */
 	const char *local;     /* local address, "ip:port" */
 	const char *peer;      /* peer address */
 	const char *peer_node; /* node name the peer claimed */
+	const char *transcript; /* 32 hex: SHA-256(OFFER||DECISION), 16 bytes */
+	const char *direction; /* link_opened: "in" or "out" */
 	/* handshake_pending: TLS starts at these offsets of the link's byte
-	 * streams (bytes this side sent / received before TLS). */
+	 * streams (bytes this side sent / received before TLS);
+	 * plaintext_agreed: the mux does. */
 	uint64_t tls_offset_out, tls_offset_in;
-	/* handshake_done */
+	/* handshake_done, link_closed */
 	const char *protocol, *cipher, *group;
-	const char *peer_subject, *peer_issuer, *peer_serial;
-	const char *peer_sha256, *peer_not_after;
+	struct hook_cert peer_cert, local_cert;
 	int resumed;
-	uint64_t duration_ms;  /* handshake_done: handshake; link_closed: link */
-	/* handshake_failed, plaintext_agreed, link_closed */
-	const char *reason;
+	uint64_t duration_ms;  /* handshake_done: handshake; link_closed: link;
+				  from a monotonic clock */
+	/* refusals, failures, plaintext_agreed, link_closed, daemon events */
+	const char *stage;     /* link_refused: "tcp" or "negotiation";
+				  handshake_failed: where it failed */
+	const char *by;        /* link_refused: "local" or "peer" */
+	uint64_t reason_code;  /* negotiation reason code; 0 = none */
+	const char *reason_name;
+	const char *reason;    /* a sentence */
+	uint64_t suppressed;   /* link_refused: refusals folded into this one */
 	/* link_closed */
+	const char *outcome, *protection, *last_state, *start_ts;
 	uint64_t bytes_in, bytes_out, streams;
+	/* stream events (observers only) */
+	const char *service;
+	uint64_t stream_id;
+	/* daemon events */
+	const char *version, *tls_library, *config, *sinks, *result;
+	uint64_t links_open, summary_interval_s;
+	/* sink_recovered */
+	const char *sink;
+	uint64_t lost;
 };
 
 /*
  * An in-process observer.  For handshake_pending, returning -1 vetoes
  * the handshake: the link is closed before any TLS byte is sent.  The
- * return value of other events is ignored.
+ * return value of other events is ignored.  Observers run on the event
+ * loop and must not block.
  */
 typedef int (*hook_fn)(const struct hook_event *ev, void *arg);
 
@@ -54,21 +110,60 @@ typedef int (*hook_fn)(const struct hook_event *ev, void *arg);
 #define HOOK_MAX_OBSERVERS 8
 int hook_register(hook_fn fn, void *arg);
 
-/* Opens the JSON Lines sink (appending).  Returns 0, or -1 with errno. */
+/*
+ * Sets what every event says about the daemon that wrote it: role
+ * ("relay" or "gateway"), own node name.  The instance id (random, new at
+ * each start) and the pid are set once, by the first call.
+ */
+void hook_set_identity(const char *role, const char *node);
+/* The instance id, 16 hex digits. */
+const char *hook_instance(void);
+
+/* Opens the JSON Lines file sink (appending), replacing an open one:
+ * called on every reload, so that a rotated file is let go.  Returns 0,
+ * or -1 with errno (an open sink stays). */
 int hook_open_file(const char *path);
-/* Closes the sink; observers stay. */
+/* Closes the file sink; observers and other sinks stay. */
 void hook_close_file(void);
-/* Closes the sink and forgets observers. */
+/* Closes every sink and forgets observers. */
 void hook_reset(void);
 
 /* Delivers ev; returns -1 if an observer vetoed it, else 0.  A sink
- * write failure is logged, once per failure streak, and does not veto. */
+ * failure is counted and logged once per failure streak, and neither
+ * vetoes nor keeps other sinks from the event. */
 int hook_emit(struct hook_event *ev);
+
+/*
+ * handshake_pending, with sinks that may decide (the command sink with
+ * hook_command_veto): returns -1 vetoed now (why says by whom), 0
+ * proceed now, or 1: the answer comes later through done(arg, verdict,
+ * why) from the event loop, unless hook_gate_cancel(*gate) came first.
+ */
+struct hook_gate;
+typedef void (*hook_gate_fn)(void *arg, int verdict, const char *why);
+int hook_emit_gated(struct hook_event *ev, hook_gate_fn done, void *arg,
+		    struct hook_gate **gate, char *why, size_t whylen);
+/* The waiting side is gone: done will not be called.  NULL is a no-op. */
+void hook_gate_cancel(struct hook_gate *g);
 
 /* Formats ev as one JSON object without newline.  Returns its length,
  * or -1 if cap is too small. */
 int hook_format_json(const struct hook_event *ev, char *buf, size_t cap);
 
+/* The event's name ("handshake_pending"), or "unknown". */
 const char *hook_type_str(int type);
+
+/* Prints docs/MONITORING.md's tables: one per event, a row per key. */
+void hook_write_reference(FILE *out);
+
+/* Events emitted since start (the last seq). */
+uint64_t hook_seq(void);
+
+/* Formats a wall-clock time (microseconds since the epoch) as RFC 3339
+ * UTC with microseconds into buf (at least 32 bytes). */
+void hook_rfc3339(uint64_t ts_us, char *buf, size_t len);
+/* Wall-clock and monotonic microseconds. */
+uint64_t hook_wall_us(void);
+uint64_t hook_mono_us(void);
 
 #endif

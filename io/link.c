@@ -11,11 +11,13 @@
  *
  *   CONNECTING  --connected, offer sent-->      NEGOTIATING
  *   NEGOTIATING --TLS agreed-->                 HANDSHAKE
+ *   NEGOTIATING --TLS agreed, a sink decides--> NOTIFYING
+ *   NOTIFYING   --the sink let it go ahead-->   HANDSHAKE
  *   NEGOTIATING --plaintext agreed-->           BINDING
  *   HANDSHAKE   --handshake done-->             BINDING
  *   BINDING     --the peer's BIND matched-->    UP
  *   UP          --GOAWAY sent or received-->    DRAINING
- *   NEGOTIATING, HANDSHAKE, BINDING, DRAINING
+ *   NEGOTIATING, NOTIFYING, HANDSHAKE, BINDING, DRAINING
  *               --a last message to flush-->    CLOSING
  *   any state but DEAD --failure, or closed-->  DEAD
  *   CLOSING     --flushed, or linger over-->    DEAD
@@ -48,6 +50,7 @@
 #define FLOW_SAMPLE_US 1000 /* a rate sample spans at least this */
 
 static void link_destroy(struct link *l);
+static void link_report_opened(struct link *l);
 static void link_flush(struct link *l);
 static void link_on_bound(struct link *l);
 static void link_read_enable(struct link *l, int on);
@@ -62,10 +65,7 @@ static uint64_t link_next_id = 1;
 uint64_t
 link_now_us(void)
 {
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+	return hook_mono_us();
 }
 
 void
@@ -96,10 +96,68 @@ link_event_init(struct link *l, struct hook_event *ev, int type)
 	memset(ev, 0, sizeof(*ev));
 	ev->type = type;
 	ev->link_id = l->id;
-	ev->role = l->cfg.role;
-	ev->local = l->local;
+	ev->local = strcmp(l->local, "unknown") != 0 ? l->local : NULL;
 	ev->peer = l->peer_addr;
 	ev->peer_node = l->peer.params.node[0] ? l->peer.params.node : NULL;
+	ev->transcript = l->transcript_hex[0] ? l->transcript_hex : NULL;
+}
+
+static void
+link_cert_event(const struct tls_certinfo *ci, struct hook_cert *hc)
+{
+#define S(f) (ci->f[0] ? ci->f : NULL)
+	hc->subject = S(subject);
+	hc->issuer = S(issuer);
+	hc->serial = S(serial);
+	hc->sha256 = S(sha256);
+	hc->not_before = S(not_before);
+	hc->not_after = S(not_after);
+	hc->key_type = S(key_type);
+	hc->key_bits = ci->key_bits;
+	hc->sig_alg = S(sig_alg);
+#undef S
+}
+
+void
+link_event_tls(struct link *l, struct hook_event *ev)
+{
+	struct tls_info *info = &l->tls_info;
+
+	if (l->tls == NULL || info->protocol[0] == '\0')
+		return;
+	ev->protocol = info->protocol;
+	ev->cipher = info->cipher[0] ? info->cipher : NULL;
+	ev->group = info->group[0] ? info->group : NULL;
+	ev->resumed = info->resumed;
+	link_cert_event(&info->peer, &ev->peer_cert);
+	link_cert_event(&info->local, &ev->local_cert);
+}
+
+void
+link_report_refused(struct link *l, const char *by, uint16_t code,
+		    const char *text)
+{
+	struct hook_event ev;
+
+	l->refused = 1;
+	l->refuse_code = code;
+	link_event_init(l, &ev, HOOK_LINK_REFUSED);
+	ev.stage = "negotiation";
+	ev.by = by;
+	ev.reason_code = code;
+	ev.reason_name = neg_reason_name(code);
+	ev.reason = text;
+	hook_emit(&ev);
+}
+
+static void
+link_report_opened(struct link *l)
+{
+	struct hook_event ev;
+
+	link_event_init(l, &ev, HOOK_LINK_OPENED);
+	ev.direction = l->cfg.dialer ? "out" : "in";
+	hook_emit(&ev);
 }
 
 /* ---- states ---------------------------------------------------------- */
@@ -108,8 +166,11 @@ link_event_init(struct link *l, struct hook_event *ev, int type)
 
 static const unsigned link_next[LINK_STATES] = {
 	[LS_CONNECTING] = LS_BIT(LS_NEGOTIATING) | LS_BIT(LS_DEAD),
-	[LS_NEGOTIATING] = LS_BIT(LS_HANDSHAKE) | LS_BIT(LS_BINDING) |
-			   LS_BIT(LS_CLOSING) | LS_BIT(LS_DEAD),
+	[LS_NEGOTIATING] = LS_BIT(LS_NOTIFYING) | LS_BIT(LS_HANDSHAKE) |
+			   LS_BIT(LS_BINDING) | LS_BIT(LS_CLOSING) |
+			   LS_BIT(LS_DEAD),
+	[LS_NOTIFYING] = LS_BIT(LS_HANDSHAKE) | LS_BIT(LS_CLOSING) |
+			 LS_BIT(LS_DEAD),
 	[LS_HANDSHAKE] = LS_BIT(LS_BINDING) | LS_BIT(LS_CLOSING) |
 			 LS_BIT(LS_DEAD),
 	[LS_BINDING] = LS_BIT(LS_UP) | LS_BIT(LS_CLOSING) | LS_BIT(LS_DEAD),
@@ -122,6 +183,7 @@ static const unsigned link_next[LINK_STATES] = {
 static const char *const link_state_names[LINK_STATES] = {
 	[LS_CONNECTING] = "CONNECTING",
 	[LS_NEGOTIATING] = "NEGOTIATING",
+	[LS_NOTIFYING] = "NOTIFYING",
 	[LS_HANDSHAKE] = "HANDSHAKE",
 	[LS_BINDING] = "BINDING",
 	[LS_UP] = "UP",
@@ -148,6 +210,9 @@ link_state_allowed(enum link_state from, enum link_state to)
 void
 link_set_state(struct link *l, enum link_state to)
 {
+	if ((to == LS_DEAD || to == LS_CLOSING) && l->state != LS_DEAD &&
+	    l->state != LS_CLOSING)
+		l->last_state = l->state;
 	if (!link_state_allowed(l->state, to))
 		log_err("%s: internal error: link state %s -> %s is not in "
 			"the table", link_who(l), link_state_name(l->state),
@@ -278,18 +343,67 @@ link_close_all(const char *reason)
 		stream_release(s, 0);
 }
 
+/* link_closed's outcome: what the link became, from what it did. */
+static const char *
+link_outcome(const struct link *l)
+{
+	if (l->bound)
+		return l->tls != NULL ? "tls" : "plaintext";
+	if (l->refused)
+		return "refused";
+	if (l->hs_failed || l->tls != NULL || l->gate != NULL ||
+	    l->last_state == LS_NOTIFYING || l->last_state == LS_BINDING)
+		return "failed";
+	if (!l->connected)
+		return "connect_failed";
+	return "aborted";
+}
+
+/* Every handshake_pending gets its answer: one the paths above did not
+ * give is given here, with the reason the link ends. */
+static void
+link_report_unanswered(struct link *l)
+{
+	struct hook_event ev;
+
+	if (!l->hs_pending)
+		return;
+	l->hs_pending = 0;
+	l->hs_failed = 1;
+	link_event_init(l, &ev, HOOK_HANDSHAKE_FAILED);
+	ev.stage = link_stopping ? "shutdown" :
+		l->fail_stage ? l->fail_stage : "transport";
+	ev.reason = l->reason[0] ? l->reason : "closed";
+	hook_emit(&ev);
+}
+
 static void
 link_destroy(struct link *l)
 {
 	struct hook_event ev;
+	char start[40];
 
+	link_report_unanswered(l);
 	link_event_init(l, &ev, HOOK_LINK_CLOSED);
 	ev.reason = l->reason[0] ? l->reason : "closed";
+	ev.outcome = link_outcome(l);
+	ev.protection = !l->bound ? "none" : l->tls ? "tls" : "plaintext";
+	ev.last_state = link_state_name(l->last_state);
+	hook_rfc3339(l->t_open_wall_us, start, sizeof(start));
+	ev.start_ts = start;
+	if (l->refused) {
+		ev.reason_code = l->refuse_code;
+		ev.reason_name = neg_reason_name(l->refuse_code);
+	}
+	if (l->bound)
+		link_event_tls(l, &ev);
 	ev.bytes_in = l->bytes_in;
 	ev.bytes_out = l->bytes_out;
 	ev.streams = l->mux ? mux_streams_total(l->mux) : 0;
 	ev.duration_ms = (link_now_us() - l->t_start_us) / 1000;
 	hook_emit(&ev);
+	hook_gate_cancel(l->gate);
+	l->gate = NULL;
 	if (l->ops->on_down != NULL)
 		l->ops->on_down(l->ud, l);
 	if (l->mux != NULL)
@@ -615,6 +729,7 @@ link_keepalive_cb(evutil_socket_t fd, short what, void *arg)
 	if (!link_mux_on(l))
 		return;
 	if (now - l->last_rx_us >= (uint64_t)l->cfg.keepalive_timeout_ms * 1000) {
+		l->fail_stage = "timeout";
 		link_fail(l, LOG_WARN, "no data from the peer for %llu ms "
 			  "(keepalive_timeout); the link is dead",
 			  (unsigned long long)(now - l->last_rx_us) / 1000);
@@ -632,10 +747,11 @@ link_mux_failed(struct link *l)
 {
 	enum mux_err e = mux_error(l->mux);
 
+	l->fail_stage = "bind";
 	if (e == MUX_ERR_BIND_MISMATCH) {
 		/* Someone changed the plaintext negotiation in transit. */
 		if (l->tls != NULL)
-			link_handshake_failed(l, "transcript mismatch: the peer "
+			link_handshake_failed(l, "bind", "transcript mismatch: the peer "
 					      "saw different negotiation "
 					      "messages (altered in transit)");
 		else	/* our BIND still goes out, so the peer sees it too */
@@ -661,24 +777,18 @@ link_on_bound(struct link *l)
 	struct tls_info *info = &l->tls_info;
 
 	link_set_state(l, LS_UP);
+	l->bound = 1;
 	evtimer_del(l->deadline_ev);
 	if (l->tls != NULL) {
+		l->hs_pending = 0;
 		link_event_init(l, &ev, HOOK_HANDSHAKE_DONE);
-		ev.protocol = info->protocol;
-		ev.cipher = info->cipher;
-		ev.group = info->group[0] ? info->group : NULL;
-		ev.peer_subject = info->subject[0] ? info->subject : NULL;
-		ev.peer_issuer = info->issuer[0] ? info->issuer : NULL;
-		ev.peer_serial = info->serial[0] ? info->serial : NULL;
-		ev.peer_sha256 = info->sha256[0] ? info->sha256 : NULL;
-		ev.peer_not_after = info->not_after[0] ? info->not_after : NULL;
-		ev.resumed = info->resumed;
+		link_event_tls(l, &ev);
 		ev.duration_ms = (link_now_us() - l->t_hs_us) / 1000;
 		hook_emit(&ev);
 		log_info("%s: TLS up: %s %s%s%s, peer certificate %s",
 			 link_who(l), info->protocol, info->cipher,
 			 info->group[0] ? " " : "", info->group,
-			 info->subject[0] ? info->subject : "none");
+			 info->peer.subject[0] ? info->peer.subject : "none");
 	}
 	if (l->ops->on_up != NULL)
 		l->ops->on_up(l->ud, l);
@@ -703,7 +813,8 @@ link_up_input(struct link *l)
 					"close_notify";
 
 				if (l->state == LS_BINDING)
-					link_handshake_failed(l, why);
+					link_handshake_failed(l, "transport",
+							      why);
 				else
 					link_fail(l, n == -2 ? LOG_INFO : LOG_WARN,
 						  "%s", why);
@@ -748,8 +859,6 @@ link_start_mux(struct link *l)
 {
 	struct mux_settings ms;
 	struct mux_limits lim;
-	const uint8_t *offer, *decision;
-	size_t offer_len, decision_len;
 
 	policy_mux_limits(&l->mine, &l->peer.params, &lim);
 	memset(&ms, 0, sizeof(ms));
@@ -761,19 +870,13 @@ link_start_mux(struct link *l)
 	ms.peer_max_streams = lim.peer_max_streams;
 	ms.link_ack = lim.link_ack;
 	ms.sparse_quantum = MUX_SPARSE_QUANTUM;
-	if (l->cfg.dialer) {
-		offer = l->tx_neg, offer_len = l->tx_neg_len;
-		decision = l->rx_neg, decision_len = l->rx_neg_len;
-	} else {
-		offer = l->rx_neg, offer_len = l->rx_neg_len;
-		decision = l->tx_neg, decision_len = l->tx_neg_len;
-	}
-	tls_sha256_pair(offer, offer_len, decision, decision_len, ms.bind);
+	memcpy(ms.bind, l->transcript, sizeof(ms.bind));
 	/* Each mux_send() fills at most one TLS record's worth. */
 	l->sendbuf = malloc(LINK_SEND_CHUNK);
 	l->mux = mux_new(&ms, &link_mux_cb, l);
 	if (l->sendbuf == NULL || l->mux == NULL ||
 	    iobuf_reserve(&l->stage, LINK_STAGE_CAP) < 0) {
+		l->fail_stage = "resources";
 		link_fail(l, LOG_ERR, "out of memory starting the stream mux");
 		return -1;
 	}
@@ -876,6 +979,8 @@ link_read_cb(struct bufferevent *bev, void *arg)
 	case LS_HANDSHAKE:
 		link_handshake_step(l);
 		break;
+	case LS_NOTIFYING:
+		break;	/* the handshake's first bytes wait in l->in */
 	case LS_BINDING:
 	case LS_UP:
 	case LS_DRAINING:
@@ -906,6 +1011,7 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 	int err = EVUTIL_SOCKET_ERROR();
 
 	if (what & BEV_EVENT_CONNECTED) {
+		l->connected = 1;
 		net_nodelay(bufferevent_getfd(bev));
 		net_notsent_lowat(bufferevent_getfd(bev), LINK_NOTSENT_LOWAT);
 		net_local(bufferevent_getfd(bev), l->local, sizeof(l->local));
@@ -928,15 +1034,23 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 			neg_decoder_finish(l->dec);
 			link_fail(l, LOG_WARN, "peer closed the connection during "
 				  "negotiation after %zu bytes", l->rx_neg_len);
+		} else if (l->state == LS_NOTIFYING) {
+			link_handshake_failed(l, "transport", "the peer closed "
+					      "the connection while the "
+					      "notification hook ran");
 		} else if (l->state == LS_HANDSHAKE) {
 			tls_conn_set_eof(l->tls);
-			link_handshake_failed(l, "the peer closed the connection "
-					      "during the TLS handshake");
+			link_handshake_failed(l, "transport", "the peer closed "
+					      "the connection during the TLS "
+					      "handshake");
 		} else if (link_mux_on(l)) {
 			if (l->tls != NULL)
 				tls_conn_set_eof(l->tls);
 			link_up_input(l);
-			if (link_mux_on(l) && mux_recv_eof(l->mux) < 0)
+			/* Reading the last bytes may have ended the link. */
+			if (!link_mux_on(l))
+				return;
+			if (mux_recv_eof(l->mux) < 0)
 				link_fail(l, LOG_WARN, "peer closed the link in "
 					  "the middle of a frame");
 			else
@@ -960,13 +1074,17 @@ link_deadline_cb(evutil_socket_t fd, short what, void *arg)
 			  "(negotiation_timeout); %zu bytes received",
 			  l->cfg.negotiation_timeout_ms, l->rx_neg_len);
 		break;
+	case LS_NOTIFYING:
+		link_handshake_failed(l, "timeout", "the notification hook did "
+				      "not answer within handshake_timeout");
+		break;
 	case LS_HANDSHAKE:
-		link_handshake_failed(l, "TLS handshake not complete within "
-				      "handshake_timeout");
+		link_handshake_failed(l, "timeout", "TLS handshake not complete "
+				      "within handshake_timeout");
 		break;
 	case LS_BINDING:
-		link_handshake_failed(l, "the peer did not confirm the "
-				      "session within handshake_timeout");
+		link_handshake_failed(l, "timeout", "the peer did not confirm "
+				      "the session within handshake_timeout");
 		break;
 	case LS_CLOSING:
 		link_linger_done(l);
@@ -1012,6 +1130,9 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 	link_fill_nonce(&l->mine);
 	l->mine.cert_want = (uint8_t)cfg->client_cert;
 	l->t_start_us = l->last_rx_us = link_now_us();
+	l->t_open_wall_us = hook_wall_us();
+	l->last_state = cfg->dialer ? LS_CONNECTING : LS_NEGOTIATING;
+	l->connected = !cfg->dialer;
 	TAILQ_INIT(&l->streams);
 	l->dec = neg_decoder_new();
 	l->deadline_ev = evtimer_new(base, link_deadline_cb, l);
@@ -1037,6 +1158,7 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 	TAILQ_INSERT_TAIL(&link_all, l, entry);
 	link_n++;
 	l->state = cfg->dialer ? LS_CONNECTING : LS_NEGOTIATING; /* initial */
+	link_report_opened(l);
 	if (cfg->dialer) {
 		link_ms_to_tv(cfg->negotiation_timeout_ms, &tv);
 		evtimer_add(l->deadline_ev, &tv);
@@ -1092,7 +1214,7 @@ int
 link_peer_has_cert(const struct link *l)
 {
 	return l->tls != NULL && (l->state == LS_UP || l->state == LS_DRAINING) &&
-	       l->tls_info.subject[0] != '\0';
+	       l->tls_info.peer.subject[0] != '\0';
 }
 
 int

@@ -24,6 +24,8 @@ struct link;
 enum link_state {
 	LS_CONNECTING,  /* dialler: TCP connect in progress */
 	LS_NEGOTIATING, /* waiting for the peer's negotiation message */
+	LS_NOTIFYING,   /* TLS agreed; a notification sink has not yet
+			   answered handshake_pending */
 	LS_HANDSHAKE,   /* TLS handshake in progress */
 	LS_BINDING,     /* mux running, waiting for the peer's BIND */
 	LS_UP,          /* bound: streams may be opened */

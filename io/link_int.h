@@ -86,6 +86,14 @@ struct stream {
 	unsigned readable : 1;   /* the socket has bytes the mux has not taken */
 	int rd_err;              /* errno of a failed read, reported by rd_ev */
 	unsigned *count;         /* the opener's count of live connections */
+	/* For stream_opened / stream_closed (observers only). */
+	uint64_t link_id;
+	uint32_t open_id;        /* id stays known after the mux forgot it */
+	uint64_t bytes_in, bytes_out; /* read from / written to the socket */
+	unsigned reported : 1;   /* stream_opened went out */
+	unsigned on_tls : 1;
+	unsigned reset : 1;
+	char peer_node[NEG_NODE_MAX + 1];
 };
 TAILQ_HEAD(stream_list, stream);
 
@@ -124,7 +132,23 @@ struct link {
 	char local[NET_ADDRSTR_MAX];
 	char peer_addr[NET_ADDRSTR_MAX];
 	uint64_t bytes_in, bytes_out;
-	uint64_t t_start_us, t_hs_us, last_rx_us, last_ping_us;
+	uint64_t t_start_us, t_hs_us, last_rx_us, last_ping_us; /* monotonic */
+	uint64_t t_open_wall_us;   /* for link_closed's start_ts */
+	/* What the hook reports (io/link.c, link_destroy). */
+	enum link_state last_state; /* the state before DEAD */
+	unsigned connected : 1;    /* the TCP connection exists */
+	unsigned hs_pending : 1;   /* handshake_pending not yet answered by
+				      handshake_done or handshake_failed */
+	unsigned hs_failed : 1;    /* handshake_failed reported */
+	unsigned bound : 1;        /* reached UP */
+	unsigned refused : 1;      /* a REFUSE went or came, or we refused
+				      the peer's decision */
+	uint16_t refuse_code;      /* enum neg_reason */
+	const char *fail_stage;    /* handshake_failed's stage, if destroy
+				      must report it */
+	uint8_t transcript[32];    /* SHA-256(OFFER || DECISION) */
+	char transcript_hex[33];   /* its first 16 bytes; "" until known */
+	struct hook_gate *gate;    /* NOTIFYING: the sinks' answer */
 	void *data;            /* the daemon's, see link_set_data() */
 	struct tls_info tls_info;
 	struct stream_list streams;
@@ -141,6 +165,11 @@ void link_ms_to_tv(uint32_t ms, struct timeval *tv);
 /* "link N with ADDRESS (node NAME)", for log lines; a static buffer. */
 const char *link_who(const struct link *l);
 void link_event_init(struct link *l, struct hook_event *ev, int type);
+/* Fills in ev's TLS attributes and both certificates from the session. */
+void link_event_tls(struct link *l, struct hook_event *ev);
+/* Reports a refusal of this link (link_refused): by "local" or "peer". */
+void link_report_refused(struct link *l, const char *by, uint16_t code,
+			 const char *text);
 /* The one place a link changes state (checked against the table). */
 void link_set_state(struct link *l, enum link_state to);
 /* Logs the reason once and schedules the link's destruction. */
@@ -175,7 +204,7 @@ size_t link_cb_read_data(void *ud, uint32_t id, void *sud, uint8_t *buf,
 void link_start_tls(struct link *l);
 void link_handshake_step(struct link *l);
 /* Emits handshake_failed and closes after the alert is flushed. */
-void link_handshake_failed(struct link *l, const char *why);
+void link_handshake_failed(struct link *l, const char *stage, const char *why);
 void link_tls_read_failed(struct link *l, const char *why);
 
 /* io/link_neg.c: the negotiation. */

@@ -71,6 +71,7 @@ link_refuse(struct link *l, uint16_t reason, const char *detail)
 	link_close_after_flush(l, LOG_WARN, "refused the link: %s%s%s",
 			       neg_reason_str(reason), detail ? ": " : "",
 			       detail ? detail : "");
+	link_report_refused(l, "local", reason, l->reason);
 }
 
 /* Both sides, once the outcome is known: upgrade or start the mux. */
@@ -78,7 +79,21 @@ static void
 link_proceed(struct link *l)
 {
 	struct hook_event ev;
+	static const char hex[] = "0123456789abcdef";
+	size_t i;
 
+	/* The transcript both sides bind (BIND) and report. */
+	if (l->cfg.dialer)
+		tls_sha256_pair(l->tx_neg, l->tx_neg_len, l->rx_neg,
+				l->rx_neg_len, l->transcript);
+	else
+		tls_sha256_pair(l->rx_neg, l->rx_neg_len, l->tx_neg,
+				l->tx_neg_len, l->transcript);
+	for (i = 0; i < 16; i++) {
+		l->transcript_hex[2 * i] = hex[l->transcript[i] >> 4];
+		l->transcript_hex[2 * i + 1] = hex[l->transcript[i] & 15];
+	}
+	l->transcript_hex[32] = '\0';
 	if (l->outcome.result == NEG_RESULT_TLS) {
 		log_info("%s: TLS agreed (%s..%s): %s", link_who(l),
 			 tls_version_str(l->outcome.tls_min),
@@ -89,6 +104,10 @@ link_proceed(struct link *l)
 	}
 	link_event_init(l, &ev, HOOK_PLAINTEXT_AGREED);
 	ev.reason = neg_reason_str(l->outcome.reason);
+	ev.reason_code = l->outcome.reason;
+	ev.reason_name = neg_reason_name(l->outcome.reason);
+	ev.tls_offset_out = l->tx_neg_len;	/* where the mux starts */
+	ev.tls_offset_in = l->rx_neg_len;
 	hook_emit(&ev);
 	log_info("%s: plaintext agreed: %s", link_who(l), ev.reason);
 	/* The dialler may already hold the acceptor's first frames. */
@@ -154,11 +173,14 @@ link_on_decision(struct link *l)
 		link_fail(l, LOG_ERR, "the relay refused the link: %s%s%s",
 			  neg_reason_str(l->peer.outcome.reason),
 			  l->peer.text[0] ? "; it says: " : "", l->peer.text);
+		link_report_refused(l, "peer", l->peer.outcome.reason,
+				    l->reason);
 		return;
 	}
 	if (policy_check_decision(&l->mine, &l->peer, &reason) < 0) {
 		link_fail(l, LOG_ERR, "the relay's decision is not acceptable: %s",
 			  neg_reason_str(reason));
+		link_report_refused(l, "local", reason, l->reason);
 		return;
 	}
 	l->outcome = l->peer.outcome;

@@ -11,6 +11,38 @@ struct stream_list stream_orphans = TAILQ_HEAD_INITIALIZER(stream_orphans);
 
 /* ---- streams --------------------------------------------------------- */
 
+/* stream_opened and stream_closed, for observers (summaries, metrics). */
+static void
+stream_report(struct stream *s, int type, const char *result)
+{
+	struct hook_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = type;
+	ev.link_id = s->link_id;
+	ev.peer_node = s->peer_node[0] ? s->peer_node : NULL;
+	ev.protection = s->on_tls ? "tls" : "plaintext";
+	ev.service = s->service;
+	ev.stream_id = s->open_id;
+	ev.result = result;
+	ev.bytes_in = s->bytes_in;
+	ev.bytes_out = s->bytes_out;
+	hook_emit(&ev);
+}
+
+static void
+stream_opened(struct stream *s)
+{
+	struct link *l = s->link;
+
+	s->link_id = l->id;
+	s->open_id = s->id;
+	s->on_tls = l->tls != NULL;
+	snprintf(s->peer_node, sizeof(s->peer_node), "%s", l->peer.params.node);
+	s->reported = 1;
+	stream_report(s, HOOK_STREAM_OPENED, NULL);
+}
+
 /* The one place a stream's memory goes: its read event, its socket
  * (closed with the bufferevent) and itself. */
 static void
@@ -48,6 +80,8 @@ stream_release(struct stream *s, int reset)
 	if (s->freeing)
 		return;
 	s->freeing = 1;
+	if (s->reported)
+		stream_report(s, HOOK_STREAM_CLOSED, reset ? "reset" : "ok");
 	if (s->count != NULL)
 		(*s->count)--;
 	if (s->link != NULL) {
@@ -229,8 +263,17 @@ link_cb_open(void *ud, uint32_t id, const char *service, void **sud)
 	uint32_t code = MUX_C_REFUSED;
 
 	bev = l->ops->on_stream(l->ud, l, service, &code);
-	if (bev == NULL)
+	if (bev == NULL) {
+		struct stream refused;
+
+		memset(&refused, 0, sizeof(refused));
+		refused.link = l;
+		refused.id = id;
+		snprintf(refused.service, sizeof(refused.service), "%s", service);
+		stream_opened(&refused);
+		stream_report(&refused, HOOK_STREAM_CLOSED, mux_code_str(code));
 		return code;
+	}
 	s = link_stream_new(l, bev, service);
 	if (s == NULL) {
 		bufferevent_free(bev);
@@ -244,6 +287,7 @@ link_cb_open(void *ud, uint32_t id, const char *service, void **sud)
 		return MUX_C_INTERNAL;
 	}
 	*sud = s;
+	stream_opened(s);
 	log_debug("%s: stream %u opened by peer for service %s", link_who(l),
 		  id, service);
 	return 0;
@@ -261,6 +305,7 @@ link_cb_data(void *ud, uint32_t id, void *sud, const uint8_t *p, size_t n)
 	evutil_socket_t fd = bufferevent_getfd(s->bev);
 	ssize_t w;
 
+	s->bytes_out += n;
 	if (n > 0 && !s->connecting && fd >= 0 &&
 	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
 		do
@@ -341,6 +386,7 @@ link_cb_read_data(void *ud, uint32_t id, void *sud, uint8_t *buf, size_t max,
 		r = read(bufferevent_getfd(s->bev), buf, max);
 	while (r < 0 && errno == EINTR);
 	if (r > 0) {
+		s->bytes_in += (uint64_t)r;
 		if ((size_t)r < max) {
 			s->readable = 0;
 			stream_read_enable(s, 1);
@@ -390,6 +436,7 @@ link_open_stream(struct link *l, const char *service, struct bufferevent *bev,
 	s->count = count;
 	if (count != NULL)
 		(*count)++;
+	stream_opened(s);
 	bufferevent_enable(bev, EV_WRITE);
 	if (stream_read_start(s) < 0) {
 		mux_reset(l->mux, id, MUX_C_INTERNAL);

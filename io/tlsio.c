@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -13,6 +14,7 @@
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/openssl/evp.h>
 #include <wolfssl/openssl/x509v3.h>
+#include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
@@ -813,15 +815,78 @@ tls_hex(const unsigned char *p, size_t n, char *out, size_t len, int colons)
 				      colons && i ? ":" : "", p[i]);
 }
 
+/* An ASN.1 time as RFC 3339 UTC; empty when it cannot be read. */
+static void
+tls_time_str(const WOLFSSL_ASN1_TIME *t, char *out, size_t len)
+{
+	struct tm tm;
+
+	out[0] = '\0';
+	memset(&tm, 0, sizeof(tm));
+	if (t == NULL || wolfSSL_ASN1_TIME_to_tm(t, &tm) != WOLFSSL_SUCCESS)
+		return;
+	snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static void
+tls_cert_details(WOLFSSL_X509 *x, struct tls_certinfo *ci)
+{
+	unsigned char md[WC_SHA256_DIGEST_SIZE], serial[64];
+	unsigned int mdlen = sizeof(md);
+	int slen = sizeof(serial), nid;
+	WOLFSSL_EVP_PKEY *pk;
+	const char *name;
+
+	wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(x),
+				  ci->subject, sizeof(ci->subject));
+	wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(x),
+				  ci->issuer, sizeof(ci->issuer));
+	if (wolfSSL_X509_get_serial_number(x, serial, &slen) == WOLFSSL_SUCCESS)
+		tls_hex(serial, (size_t)slen, ci->serial, sizeof(ci->serial), 0);
+	if (wolfSSL_X509_digest(x, wolfSSL_EVP_sha256(), md, &mdlen) ==
+	    WOLFSSL_SUCCESS)
+		tls_hex(md, mdlen, ci->sha256, sizeof(ci->sha256), 1);
+	tls_time_str(wolfSSL_X509_get_notBefore(x), ci->not_before,
+		     sizeof(ci->not_before));
+	tls_time_str(wolfSSL_X509_get_notAfter(x), ci->not_after,
+		     sizeof(ci->not_after));
+	switch (wolfSSL_X509_get_pubkey_type(x)) {
+	case RSAk:
+		name = "RSA";
+		break;
+	case ECDSAk:
+		name = "EC";
+		break;
+	case ED25519k:
+		name = "Ed25519";
+		break;
+	case ED448k:
+		name = "Ed448";
+		break;
+	default:
+		name = "";
+		break;
+	}
+	snprintf(ci->key_type, sizeof(ci->key_type), "%s", name);
+	pk = wolfSSL_X509_get_pubkey(x);
+	if (pk != NULL) {
+		int bits = wolfSSL_EVP_PKEY_bits(pk);
+
+		ci->key_bits = bits > 0 ? (unsigned)bits : 0;
+		wolfSSL_EVP_PKEY_free(pk);
+	}
+	nid = wolfSSL_X509_get_signature_nid(x);
+	name = nid > 0 ? wolfSSL_OBJ_nid2ln(nid) : NULL;
+	snprintf(ci->sig_alg, sizeof(ci->sig_alg), "%s", name ? name : "");
+}
+
 void
 tls_conn_info(struct tls_conn *c, struct tls_info *info)
 {
 	WOLFSSL_X509 *x;
 	const char *s;
 	const struct cipher_info *ci;
-	unsigned char md[WC_SHA256_DIGEST_SIZE], serial[64];
-	unsigned int mdlen = sizeof(md);
-	int slen = sizeof(serial);
 
 	memset(info, 0, sizeof(*info));
 	snprintf(info->protocol, sizeof(info->protocol), "%s",
@@ -833,22 +898,14 @@ tls_conn_info(struct tls_conn *c, struct tls_info *info)
 	s = wolfSSL_get_curve_name(c->ssl);
 	snprintf(info->group, sizeof(info->group), "%s", s != NULL ? s : "");
 	info->resumed = wolfSSL_session_reused(c->ssl) == 1;
+	/* Our own certificate belongs to the session: not freed here. */
+	x = wolfSSL_get_certificate(c->ssl);
+	if (x != NULL)
+		tls_cert_details(x, &info->local);
 	x = wolfSSL_get_peer_certificate(c->ssl);
 	if (x == NULL)
 		return;
-	wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(x),
-				  info->subject, sizeof(info->subject));
-	wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(x),
-				  info->issuer, sizeof(info->issuer));
-	if (wolfSSL_X509_get_serial_number(x, serial, &slen) == WOLFSSL_SUCCESS)
-		tls_hex(serial, (size_t)slen, info->serial, sizeof(info->serial), 0);
-	if (wolfSSL_X509_digest(x, wolfSSL_EVP_sha256(), md, &mdlen) ==
-	    WOLFSSL_SUCCESS)
-		tls_hex(md, mdlen, info->sha256, sizeof(info->sha256), 1);
-	if (wolfSSL_ASN1_TIME_to_string(wolfSSL_X509_get_notAfter(x),
-					info->not_after,
-					(int)sizeof(info->not_after)) == NULL)
-		info->not_after[0] = '\0';
+	tls_cert_details(x, &info->peer);
 	wolfSSL_X509_free(x);
 }
 

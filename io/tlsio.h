@@ -110,16 +110,26 @@ void tls_sha256_pair(const void *a, size_t alen, const void *b, size_t blen,
 		     uint8_t out[32]);
 
 /* Facts about an established session, for the hook and the logs. */
-struct tls_info {
-	char protocol[16];
-	char cipher[64];
-	char group[32];
+/* One certificate's details; empty strings where unknown. */
+struct tls_certinfo {
 	char subject[256];
 	char issuer[256];
 	char serial[80];
 	char sha256[100];
-	char not_after[40];
+	char not_before[32];   /* RFC 3339 */
+	char not_after[32];    /* RFC 3339 */
+	char key_type[16];     /* "RSA", "EC", "Ed25519", "Ed448" */
+	unsigned key_bits;
+	char sig_alg[48];      /* e.g. "ecdsa-with-SHA256" */
+};
+
+struct tls_info {
+	char protocol[16];
+	char cipher[64];
+	char group[32];
 	int resumed;
+	struct tls_certinfo peer;  /* empty when the peer sent none */
+	struct tls_certinfo local; /* empty when we sent none */
 };
 void tls_conn_info(struct tls_conn *c, struct tls_info *info);
 

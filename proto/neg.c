@@ -684,42 +684,64 @@ neg_err_str(enum neg_err err)
 	return "unknown negotiation error";
 }
 
+/* The reason codes: name and sentence, in one place. */
+static const struct {
+	uint16_t code;
+	const char *name;
+	const char *text;
+} neg_reasons[] = {
+	{ NEG_R_NONE, "NONE",
+	  "no reason given" },
+	{ NEG_R_TLS_AGREED, "TLS_AGREED",
+	  "TLS agreed: one side prefers or requires TLS and neither side has it off" },
+	{ NEG_R_NEITHER_ASKED, "NEITHER_ASKED",
+	  "plaintext: neither side prefers or requires TLS (set prefer or require on one side to use TLS)" },
+	{ NEG_R_DIALER_OFF, "DIALER_OFF",
+	  "plaintext: the dialling side has TLS off" },
+	{ NEG_R_ACCEPTOR_OFF, "ACCEPTOR_OFF",
+	  "plaintext: the accepting side has TLS off" },
+	{ NEG_R_REQUIRED_BY_DIALER, "REQUIRED_BY_DIALER",
+	  "the dialling side requires TLS but the accepting side has TLS off" },
+	{ NEG_R_REQUIRED_BY_ACCEPTOR, "REQUIRED_BY_ACCEPTOR",
+	  "the accepting side requires TLS but the dialling side has TLS off" },
+	{ NEG_R_NO_COMMON_VERSION, "NO_COMMON_VERSION",
+	  "the two sides' TLS version ranges do not overlap; widen the minimum or maximum TLS version on one side" },
+	{ NEG_R_NO_COMMON_CIPHER, "NO_COMMON_CIPHER",
+	  "no cipher suite is enabled on both sides for the agreed TLS versions; add a common suite to one side's cipher list" },
+	{ NEG_R_NO_COMMON_PROTOCOL, "NO_COMMON_PROTOCOL",
+	  "the two sides speak no common negotiation protocol version; upgrade the older side" },
+	{ NEG_R_MALFORMED, "MALFORMED",
+	  "the negotiation message could not be decoded; check that the peer is a tlsplex daemon of a compatible version" },
+	{ NEG_R_UNKNOWN_PEER, "UNKNOWN_PEER",
+	  "the node name matches no [peer] section or enabled template on the accepting side; add one or fix the node name" },
+	{ NEG_R_BUSY, "BUSY",
+	  "the accepting side reached a limit; retry later or raise the limit" },
+	{ NEG_R_DECISION_MISMATCH, "DECISION_MISMATCH",
+	  "the decision does not follow from the two offers (tampering in transit, or incompatible versions)" },
+	{ NEG_R_POLICY_VIOLATION, "POLICY_VIOLATION",
+	  "the decision breaks this side's TLS policy (this side requires TLS)" },
+};
+
 const char *
 neg_reason_str(uint16_t reason)
 {
-	switch (reason) {
-	case NEG_R_NONE:
-		return "no reason given";
-	case NEG_R_TLS_AGREED:
-		return "TLS agreed: one side prefers or requires TLS and neither side has it off";
-	case NEG_R_NEITHER_ASKED:
-		return "plaintext: neither side prefers or requires TLS (set prefer or require on one side to use TLS)";
-	case NEG_R_DIALER_OFF:
-		return "plaintext: the dialling side has TLS off";
-	case NEG_R_ACCEPTOR_OFF:
-		return "plaintext: the accepting side has TLS off";
-	case NEG_R_REQUIRED_BY_DIALER:
-		return "the dialling side requires TLS but the accepting side has TLS off";
-	case NEG_R_REQUIRED_BY_ACCEPTOR:
-		return "the accepting side requires TLS but the dialling side has TLS off";
-	case NEG_R_NO_COMMON_VERSION:
-		return "the two sides' TLS version ranges do not overlap; widen the minimum or maximum TLS version on one side";
-	case NEG_R_NO_COMMON_CIPHER:
-		return "no cipher suite is enabled on both sides for the agreed TLS versions; add a common suite to one side's cipher list";
-	case NEG_R_NO_COMMON_PROTOCOL:
-		return "the two sides speak no common negotiation protocol version; upgrade the older side";
-	case NEG_R_MALFORMED:
-		return "the negotiation message could not be decoded; check that the peer is a tlsplex daemon of a compatible version";
-	case NEG_R_UNKNOWN_PEER:
-		return "the node name matches no [peer] section or enabled template on the accepting side; add one or fix the node name";
-	case NEG_R_BUSY:
-		return "the accepting side reached a limit; retry later or raise the limit";
-	case NEG_R_DECISION_MISMATCH:
-		return "the decision does not follow from the two offers (tampering in transit, or incompatible versions)";
-	case NEG_R_POLICY_VIOLATION:
-		return "the decision breaks this side's TLS policy (this side requires TLS)";
-	}
+	size_t i;
+
+	for (i = 0; i < sizeof(neg_reasons) / sizeof(neg_reasons[0]); i++)
+		if (neg_reasons[i].code == reason)
+			return neg_reasons[i].text;
 	return "unknown reason code";
+}
+
+const char *
+neg_reason_name(uint16_t reason)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(neg_reasons) / sizeof(neg_reasons[0]); i++)
+		if (neg_reasons[i].code == reason)
+			return neg_reasons[i].name;
+	return "UNKNOWN";
 }
 
 const char *

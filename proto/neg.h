@@ -190,7 +190,10 @@ size_t neg_decoder_offset(const struct neg_decoder *dec);
 size_t neg_decoder_prefix(const struct neg_decoder *dec, const uint8_t **p);
 
 const char *neg_err_str(enum neg_err err);
+/* A reason code's sentence, and its name ("UNKNOWN_PEER"; "UNKNOWN" for
+ * a code this version does not know). */
 const char *neg_reason_str(uint16_t reason);
+const char *neg_reason_name(uint16_t reason);
 const char *neg_type_str(uint8_t type);
 const char *tls_mode_str(uint8_t mode);
 const char *tls_version_str(uint16_t v);

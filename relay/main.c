@@ -279,7 +279,8 @@ relay_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 			 "max_links_per_source", all ? r->conf.cfg->max_links :
 			 r->conf.cfg->max_links_per_source, all ? "" :
 			 " from this address");
-		guard_refuse(r->guard, sa, why);
+		guard_refuse(r->guard, sa, all ? "max_links" :
+			     "max_links_per_source", why);
 		link_refuse_socket(fd, r->conf.cfg->node_name, NEG_R_BUSY,
 				   "the relay has reached a link limit; try later");
 		return;
@@ -475,7 +476,7 @@ main(int argc, char **argv)
 	r.listener = relay_listen(&r, r.conf.cfg->listen);
 	if (r.listener == NULL)
 		goto out;
-	r.guard = guard_new("link listener", "[relay]", NULL);
+	r.guard = guard_new("link listener", "[relay]", NULL, NULL);
 	if (r.guard == NULL) {
 		log_err("out of memory");
 		goto out;
@@ -493,6 +494,7 @@ main(int argc, char **argv)
 		 r.conf.cfg->client_cert == 2 ? "require" :
 		 r.conf.cfg->client_cert == 1 ? "optional" : "none",
 		 r.conf.cfg->n_services);
+	daemon_report(HOOK_DAEMON_STARTED, r.opts->config, NULL, NULL);
 	event_base_dispatch(r.base);
 	link_close_all("the relay is stopping");
 	log_info("stopping: %llu connections were refused before negotiation "

@@ -287,8 +287,11 @@ Test(e2e, injected_bytes_after_offer_kill_the_link)
 	/* The gateway redials and the next, clean link works. */
 	wait_up();
 	cr_assert_eq(h_file_count(P.relay_log, "backend connected"), 0);
-	cr_assert_eq(h_file_count(P.relay_hooks, "\"link\":1,"), 1,
-		     "link 1 should only have its link_closed event");
+	cr_assert_eq(h_file_count(P.relay_hooks, "\"link\":1,"), 2,
+		     "link 1 should only have its link_opened and link_closed");
+	cr_assert_eq(h_file_count(P.relay_hooks, "\"event\":\"link_closed\",\"link\":1,"),
+		     1);
+	cr_assert_eq(h_file_count(P.relay_hooks, "\"outcome\":\"aborted\""), 1);
 }
 
 Test(e2e, injected_bytes_after_decision_kill_the_link)
