@@ -65,7 +65,8 @@ static const struct {
 	[HOOK_DAEMON_RELOADED] = { "daemon_reloaded",
 		"a SIGHUP reload was applied (`result` ok) or refused (rejected)" },
 	[HOOK_DAEMON_STOPPING] = { "daemon_stopping",
-		"SIGTERM or SIGINT: the last event before the final summaries" },
+		"SIGTERM or SIGINT: the daemon stops; the link_closed of the "
+		"links still open follow it" },
 	[HOOK_LINK_OPENED] = { "link_opened",
 		"a link's TCP connection was accepted, or its dialling started" },
 	[HOOK_LINK_REFUSED] = { "link_refused",
