@@ -85,11 +85,14 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
 # A TCP port on 127.0.0.1 that nothing listens on (and none handed out
-# before in this run).
+# before in this run), below the ephemeral range so that no outgoing
+# connection takes it before the daemon binds it.
 USED=""
+LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+[ "${LOW:-0}" -gt 12000 ] 2>/dev/null || LOW=32768
 free_port() {
 	while :; do
-		p=$(( $(od -An -N2 -tu2 /dev/urandom) % 20000 + 30000 ))
+		p=$(( $(od -An -N2 -tu2 /dev/urandom) % (LOW - 10000) + 10000 ))
 		case " $USED " in *" $p "*) continue ;; esac
 		[ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] || continue
 		USED="$USED $p"
@@ -127,7 +130,7 @@ $AS "$PGBIN/postgres" -D "$T/pgdata" -c listen_addresses=127.0.0.1 -c port="$PGP
 	-c full_page_writes=off -c max_connections=40 -c log_connections=on \
 	>"$T/postgres.log" 2>&1 &
 PGPID=$!
-wait_for 30 "$PGBIN/pg_isready" -q -h "$T/sock" -p "$PGPORT" ||
+wait_for 30 "$PGBIN/pg_isready" -q -h "$T/sock" -p "$PGPORT" -U tlsplex -d postgres ||
 	{ cat "$T/postgres.log" >&2; skip "the postgres server did not start (see above)"; }
 say "postgres $("$PGBIN/postgres" -V | awk '{print $3}') (pid $PGPID) on 127.0.0.1:$PGPORT"
 
