@@ -289,7 +289,7 @@ wait_for 5 grep -q "stream for service 'pg' refused: the service requires TLS an
 wait_for 5 grep -q "(service pg) reset by peer: " "$T/gw2.log" || fail "gw2 did not log the reset"
 after=$(grep -c "connection received" "$T/postgres.log")
 [ "$before" = "$after" ] || fail "postgres saw a connection through the plaintext link"
-say "plaintext link: pgbench failed to connect ($(grep -m1 -i "connection" "$T/refused.log" | cut -c1-90))"
+say "plaintext link: pgbench failed to connect ($(grep -m1 -i "connection" "$T/refused.log" | cut -c1-140))"
 say "relay: $(grep -m1 -o "stream for service 'pg' refused: .*" "$T/relay.log")"
 say "gw2: $(grep -m1 -o "stream [0-9]* (service pg) reset by peer: .*" "$T/gw2.log")"
 say "ok"
