@@ -21,6 +21,7 @@
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -107,6 +108,24 @@ ns_delete_prefix(const char *prefix)
 	closedir(d);
 }
 
+/* Deletes the namespaces of earlier runs whose runner is gone (killed
+ * before it could clean up). */
+static void
+ns_delete_orphans(void)
+{
+	DIR *d = opendir("/run/netns");
+	struct dirent *e;
+	int pid;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL)
+		if (sscanf(e->d_name, "tpxf-%d-", &pid) == 1 && pid > 0 &&
+		    kill(pid, 0) < 0 && errno == ESRCH)
+			shell_to("/dev/null", 10000, "%s netns del %s", ip_bin(), e->d_name);
+	closedir(d);
+}
+
 /* Why this machine cannot run the suite, or NULL when it can. */
 static const char *
 cannot_run(void)
@@ -153,6 +172,7 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
 		fflush(stderr);
 		_exit(77);
 	}
+	ns_delete_orphans();
 	snprintf(run, sizeof(run), "%d", (int)getpid());
 	setenv(RUN_ENV, run, 1);
 	if (mkdtemp(tmpl) == NULL)
