@@ -3,10 +3,14 @@
 # demo, skipping those already present.  Needs root (or sudo) only when
 # something is missing.  clang and libclang-rt-dev (libFuzzer) build the
 # fuzz targets in fuzz/ (make fuzz, and make test runs them briefly).
+# iproute2, iptables and iputils-ping build and check the network
+# namespaces of the fault suite (test/test_faults.c); postgresql is the
+# real application carried end to end (test/pg_e2e.sh).
 set -eu
 
 PKGS="build-essential cmake pkg-config libwolfssl-dev libevent-dev \
-libinih-dev libcriterion-dev openssl clang libclang-rt-dev"
+libinih-dev libcriterion-dev openssl clang libclang-rt-dev \
+iproute2 iptables iputils-ping postgresql"
 
 missing=""
 for p in $PKGS; do

@@ -25,7 +25,7 @@
 /* --- sockets ------------------------------------------------------------ */
 
 static int
-listen_on(int port, int *bound)
+listen_at(uint32_t addr, int port, int *bound)
 {
 	struct sockaddr_in sin;
 	socklen_t sl = sizeof(sin);
@@ -37,13 +37,36 @@ listen_on(int port, int *bound)
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_addr.s_addr = addr;
 	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 64) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&sin, &sl) < 0) {
 		close(fd);
 		return -1;
 	}
 	*bound = ntohs(sin.sin_port);
+	return fd;
+}
+
+static int
+listen_on(int port, int *bound)
+{
+	return listen_at(htonl(INADDR_LOOPBACK), port, bound);
+}
+
+/* A blocking, close-on-exec connection to addr:port, or -1. */
+static int
+connect_at(uint32_t addr, int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	sin.sin_addr.s_addr = addr;
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+		close(fd);
+		return -1;
+	}
 	return fd;
 }
 
@@ -109,6 +132,7 @@ struct mconn {
 
 struct mitm {
 	int lfd, port, target, flags;
+	uint32_t target_addr;
 	mitm_edit_fn fn;
 	void *arg;
 	pthread_t thread;
@@ -366,7 +390,7 @@ mitm_main(void *arg)
 
 		if (cfd < 0)
 			continue;
-		sfd = h_connect(m->target);
+		sfd = connect_at(m->target_addr, m->target);
 		c = calloc(1, sizeof(*c));
 		if (sfd < 0 || c == NULL || m->n >= MITM_CONNS_MAX) {
 			close(cfd);
@@ -404,16 +428,25 @@ mitm_main(void *arg)
 struct mitm *
 mitm_start(int target_port, mitm_edit_fn fn, void *arg, int flags)
 {
+	return mitm_start_at(htonl(INADDR_LOOPBACK), htonl(INADDR_LOOPBACK), target_port, fn, arg,
+			     flags);
+}
+
+struct mitm *
+mitm_start_at(uint32_t listen_addr, uint32_t target_addr, int target_port, mitm_edit_fn fn,
+	      void *arg, int flags)
+{
 	struct mitm *m = calloc(1, sizeof(*m));
 
 	if (m == NULL)
 		return NULL;
 	m->target = target_port;
+	m->target_addr = target_addr;
 	m->fn = fn;
 	m->arg = arg;
 	m->flags = flags;
 	pthread_mutex_init(&m->mu, NULL);
-	m->lfd = listen_on(0, &m->port);
+	m->lfd = listen_at(listen_addr, 0, &m->port);
 	if (m->lfd < 0)
 		goto fail;
 	if (pthread_create(&m->thread, NULL, mitm_main, m) != 0)
@@ -1184,14 +1217,18 @@ witness_main(void *arg)
 			if (pfd[i].fd < 0 || pfd[i].revents == 0)
 				continue;
 			r = recv(pfd[i].fd, buf, sizeof(buf), 0);
+			if (r > 0) {
+				/* Counted before the echo: a client that has
+				 * its echo back reads a count that includes it. */
+				pthread_mutex_lock(&w->mu);
+				w->bytes += (size_t)r;
+				pthread_mutex_unlock(&w->mu);
+			}
 			if (r <= 0 || send_all(pfd[i].fd, buf, (size_t)r) < 0) {
 				close(pfd[i].fd);
 				pfd[i].fd = -1;
 				continue;
 			}
-			pthread_mutex_lock(&w->mu);
-			w->bytes += (size_t)r;
-			pthread_mutex_unlock(&w->mu);
 		}
 	}
 	for (i = 1; i <= n; i++)

@@ -56,6 +56,11 @@ struct mitm;
  * 127.0.0.1:target_port from a thread, rewriting as above (fn may be
  * NULL: forward unchanged).  Returns NULL on error. */
 struct mitm *mitm_start(int target_port, mitm_edit_fn fn, void *arg, int flags);
+/* mitm_start() listening on listen_addr and proxying to
+ * target_addr:target_port (IPv4, network byte order): a MITM on another
+ * host, in a network namespace of its own. */
+struct mitm *mitm_start_at(uint32_t listen_addr, uint32_t target_addr, int target_port,
+			   mitm_edit_fn fn, void *arg, int flags);
 int mitm_port(const struct mitm *m);
 /* Connections accepted so far. */
 int mitm_conns(struct mitm *m);
