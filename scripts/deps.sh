@@ -3,10 +3,13 @@
 # demo, skipping those already present.  Needs root (or sudo) only when
 # something is missing.  clang and libclang-rt-dev (libFuzzer) build the
 # fuzz targets in fuzz/ (make fuzz, and make test runs them briefly).
+# tshark runs the Wireshark dissector in contrib/wireshark against a
+# captured link (test "wire"); installed noninteractively, it leaves
+# capturing to root.
 set -eu
 
 PKGS="build-essential cmake pkg-config libwolfssl-dev libevent-dev \
-libinih-dev libcriterion-dev openssl clang libclang-rt-dev"
+libinih-dev libcriterion-dev openssl clang libclang-rt-dev tshark"
 
 missing=""
 for p in $PKGS; do
@@ -28,4 +31,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq || echo "deps: apt-get update failed; trying the cached package lists" >&2
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing
+$SUDO apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 $missing
