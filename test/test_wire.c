@@ -1,0 +1,672 @@
+/*
+ * What a wire monitor sees: the real daemons on loopback, the link port
+ * captured on lo with dumpcap, and tshark with the dissector in
+ * contrib/wireshark/tlsplex.lua reading the capture.  The TLS handshake
+ * must be found exactly where the hook said TLS starts; a plaintext link
+ * must show mux frames at the end of each negotiation message and no TLS;
+ * a refused link must show the REFUSE and its reason.
+ *
+ * The dissector's code tables are checked against proto/neg.h and
+ * proto/frame.h, so that a new code cannot be added on one side only.
+ */
+#include <criterion/criterion.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "pair.h"
+
+/* The fields tshark prints for each packet, in this order. */
+enum col {
+	C_FRAME, C_SRCPORT, C_SEQ, C_LEN, C_TYPE, C_NODE, C_OUTCOME, C_REASON,
+	C_REASON_NAME, C_TLS_OFF, C_PEER_TLS_OFF, C_MUX_OFF, C_PEER_MUX_OFF,
+	C_STREAM_OFF, C_HS_TYPE, C_FRAME_TYPE, C_MSG_LEN, C_TLS_CONTENT,
+	C_TLS_OPAQUE, C_TEXT,
+	NCOL
+};
+
+static const char *const col_fields[NCOL] = {
+	"frame.number", "tcp.srcport", "tcp.seq", "tcp.len", "tlsplex.type",
+	"tlsplex.node", "tlsplex.outcome", "tlsplex.reason",
+	"tlsplex.reason_name", "tlsplex.tls_offset", "tlsplex.peer_tls_offset",
+	"tlsplex.mux_offset", "tlsplex.peer_mux_offset",
+	"tlsplex.stream_offset", "tls.handshake.type", "tlsplex.frame.type",
+	"tlsplex.msg_len", "tls.record.content_type", "tls.record.opaque_type",
+	"tlsplex.text",
+};
+
+#define MAX_ROWS 20000
+
+struct row {
+	char *c[NCOL];
+};
+
+static struct row rows[MAX_ROWS];
+static int nrows;
+static char *tshark_out;
+static pid_t capture_pid;
+static char capture_file[600];
+
+/* The first executable dir/name over $PATH and the usual places, or
+ * NULL. */
+static const char *
+find_prog(const char *name)
+{
+	static char found[600];
+	char path[4096];
+	const char *env = getenv("PATH");
+	char *save, *dir;
+
+	snprintf(path, sizeof(path), "%s:/usr/bin:/usr/sbin:/usr/local/bin",
+		 env != NULL ? env : "");
+	for (dir = strtok_r(path, ":", &save); dir != NULL;
+	     dir = strtok_r(NULL, ":", &save)) {
+		snprintf(found, sizeof(found), "%s/%s", dir, name);
+		if (dir[0] == '/' && access(found, X_OK) == 0)
+			return found;
+	}
+	return NULL;
+}
+
+static void
+wire_init(void)
+{
+	pair_init();
+	nrows = 0;
+	tshark_out = NULL;
+	capture_pid = 0;
+}
+
+static void
+wire_fini(void)
+{
+	free(tshark_out);
+	tshark_out = NULL;
+	pair_fini();
+}
+
+/* Starts dumpcap on lo for the link port and waits until it captures.
+ * Skips the test when this machine does not let us capture. */
+static void
+capture_start(void)
+{
+	const char *dumpcap = find_prog("dumpcap");
+	char prog[600], filter[64], log[600], *text;
+	const char *argv[12];
+	int64_t end;
+
+	cr_assert_not_null(find_prog("tshark"),
+			   "tshark is not installed (scripts/deps.sh installs it)");
+	cr_assert_not_null(dumpcap, "dumpcap is not installed (it comes with tshark)");
+	snprintf(prog, sizeof(prog), "%s", dumpcap);
+	snprintf(filter, sizeof(filter), "tcp port %d", P.relay_port);
+	snprintf(capture_file, sizeof(capture_file), "%s/link.pcapng", P.dir);
+	snprintf(log, sizeof(log), "%s/dumpcap.log", P.dir);
+	argv[0] = prog;
+	argv[1] = "-q";
+	argv[2] = "-i";
+	argv[3] = "lo";
+	argv[4] = "-f";
+	argv[5] = filter;
+	argv[6] = "-w";
+	argv[7] = capture_file;
+	argv[8] = "-a";
+	argv[9] = "duration:50"; /* a bound even if the test dies */
+	argv[10] = NULL;
+	capture_pid = h_spawn(argv, log);
+	cr_assert_gt(capture_pid, 0);
+	/* dumpcap says "Capturing on" before it opens the device; a
+	 * refusal follows at once and ends it. */
+	end = h_now_ms() + 10000;
+	while (h_file_count(log, "Capturing on") == 0 && h_alive(capture_pid) == 1) {
+		cr_assert_lt(h_now_ms(), end, "dumpcap did not start capturing:\n%s",
+			     h_read_file(log, NULL));
+		h_sleep_ms(20);
+	}
+	h_sleep_ms(300);
+	text = h_read_file(log, NULL);
+	if (h_alive(capture_pid) != 1 || (text != NULL && strstr(text, "ermission"))) {
+		char *why = text != NULL ? strstr(text, "ermission") : NULL;
+
+		h_stop(capture_pid, 2000);
+		if (why != NULL) {
+			while (why > text && why[-1] != '\n')
+				why--;
+			why[strcspn(why, "\n")] = '\0';
+			cr_skip_test("cannot capture on lo: run as root, or give dumpcap CAP_NET_RAW and CAP_NET_ADMIN (dumpcap: %s)",
+				     why);
+		}
+		cr_assert_fail("dumpcap failed:\n%s", text ? text : "");
+	}
+	free(text);
+}
+
+/* Stops the daemons, then the capture, by PID. */
+static void
+capture_stop(void)
+{
+	h_stop(P.gw, 5000);
+	h_stop(P.relay, 5000);
+	h_sleep_ms(300); /* the last segments reach the capture */
+	cr_assert_eq(h_stop(capture_pid, 5000), 0, "dumpcap did not stop cleanly");
+}
+
+/* Splits s at sep into at most n fields, keeping empty ones. */
+static int
+split(char *s, char sep, char **out, int n)
+{
+	int i = 0;
+
+	out[i++] = s;
+	for (; *s != '\0' && i < n; s++) {
+		if (*s == sep) {
+			*s = '\0';
+			out[i++] = s + 1;
+		}
+	}
+	return i;
+}
+
+/* Runs tshark with the dissector over the capture, with decode options
+ * opts (space-separated), and fills rows with the tlsplex packets. */
+static void
+run_tshark(const char *opts)
+{
+	char lua[700], home[620], out[620], prog[600], optbuf[256];
+	const char *argv[80];
+	char *o[8], *line, *save;
+	int argc = 0, no, i, rc;
+
+	snprintf(prog, sizeof(prog), "%s", find_prog("tshark"));
+	snprintf(lua, sizeof(lua), "lua_script:%s/contrib/wireshark/tlsplex.lua",
+		 h_source_dir());
+	/* Our own HOME: no personal plugin or preference of the machine's
+	 * user (a tlsplex.lua installed there, say) enters the test. */
+	snprintf(home, sizeof(home), "HOME=%s", P.dir);
+	snprintf(out, sizeof(out), "%s/tshark.out", P.dir);
+	snprintf(optbuf, sizeof(optbuf), "%s", opts);
+	argv[argc++] = "/usr/bin/env";
+	argv[argc++] = "-u";
+	argv[argc++] = "XDG_CONFIG_HOME";
+	argv[argc++] = home;
+	argv[argc++] = prog;
+	argv[argc++] = "-n";
+	argv[argc++] = "-r";
+	argv[argc++] = capture_file;
+	argv[argc++] = "-X";
+	argv[argc++] = lua;
+	argv[argc++] = "-o";
+	argv[argc++] = "tcp.relative_sequence_numbers:TRUE";
+	argv[argc++] = "-o";
+	argv[argc++] = "tcp.desegment_tcp_streams:TRUE";
+	no = split(optbuf, ' ', o, 8);
+	for (i = 0; i < no; i++)
+		if (o[i][0] != '\0')
+			argv[argc++] = o[i];
+	argv[argc++] = "-Y";
+	argv[argc++] = "tlsplex";
+	argv[argc++] = "-T";
+	argv[argc++] = "fields";
+	argv[argc++] = "-E";
+	argv[argc++] = "separator=|";
+	argv[argc++] = "-E";
+	argv[argc++] = "occurrence=a";
+	argv[argc++] = "-E";
+	argv[argc++] = "aggregator=,";
+	for (i = 0; i < NCOL; i++) {
+		argv[argc++] = "-e";
+		argv[argc++] = col_fields[i];
+	}
+	argv[argc] = NULL;
+	rc = h_run(argv, out, 30000);
+	tshark_out = h_read_file(out, NULL);
+	cr_assert_eq(rc, 0, "tshark failed (%d):\n%s", rc, tshark_out);
+	cr_assert_null(strstr(tshark_out, "Lua: Error"), "%s", tshark_out);
+	cr_assert_null(strstr(tshark_out, "[Expert Info"), "%s", tshark_out);
+	for (line = strtok_r(tshark_out, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		/* Packet lines start with the frame number; tshark's own
+		 * notices ("Running as user ...") do not. */
+		if (!isdigit((unsigned char)line[0]))
+			continue;
+		cr_assert_lt(nrows, MAX_ROWS);
+		cr_assert_eq(split(line, '|', rows[nrows].c, NCOL), NCOL,
+			     "short tshark line: %s", line);
+		nrows++;
+	}
+	cr_assert_gt(nrows, 0, "tshark found no tlsplex packet in the capture");
+}
+
+static long long
+num(const struct row *r, enum col c)
+{
+	cr_assert_neq(r->c[c][0], '\0', "frame %s has no %s", r->c[C_FRAME],
+		      col_fields[c]);
+	return strtoll(r->c[c], NULL, 10);
+}
+
+static int
+from_relay(const struct row *r)
+{
+	return num(r, C_SRCPORT) == P.relay_port;
+}
+
+/* Whether the comma list s holds the element v. */
+static int
+list_has(const char *s, const char *v)
+{
+	size_t n = strlen(v);
+
+	while (*s != '\0') {
+		if (strncmp(s, v, n) == 0 && (s[n] == ',' || s[n] == '\0'))
+			return 1;
+		s = strchr(s, ',');
+		if (s == NULL)
+			break;
+		s++;
+	}
+	return 0;
+}
+
+/* The rows whose column c lists v, in one direction; the first in *first. */
+static int
+count_rows(enum col c, const char *v, int relay_side, const struct row **first)
+{
+	int n = 0;
+
+	for (int i = 0; i < nrows; i++) {
+		if (from_relay(&rows[i]) != relay_side || !list_has(rows[i].c[c], v))
+			continue;
+		if (n++ == 0 && first != NULL)
+			*first = &rows[i];
+	}
+	return n;
+}
+
+static int
+count_nonempty(enum col c)
+{
+	int n = 0;
+
+	for (int i = 0; i < nrows; i++)
+		n += rows[i].c[c][0] != '\0';
+	return n;
+}
+
+/* The first row of one direction that hands data on (TLS or mux). */
+static const struct row *
+first_handoff(int relay_side)
+{
+	for (int i = 0; i < nrows; i++)
+		if (from_relay(&rows[i]) == relay_side &&
+		    rows[i].c[C_STREAM_OFF][0] != '\0')
+			return &rows[i];
+	cr_assert_fail("no data after the negotiation message from the %s",
+		       relay_side ? "relay" : "gateway");
+	return NULL;
+}
+
+/* The byte at stream offset off lies in the TCP segment of r. */
+static void
+assert_in_segment(const struct row *r, long long off, const char *what)
+{
+	long long start = num(r, C_SEQ) - 1;
+
+	cr_assert(start <= off && off < start + num(r, C_LEN),
+		  "%s: offset %lld is not in frame %s (bytes %lld..%lld)", what,
+		  off, r->c[C_FRAME], start, start + num(r, C_LEN));
+}
+
+/* --- a tolerant reader of the hook's JSON Lines ------------------------ */
+
+/* Where the value of "key" starts in line (after the colon and any
+ * blanks), or NULL. */
+static const char *
+ev_value(const char *line, const char *key)
+{
+	char k[64];
+	const char *p;
+
+	snprintf(k, sizeof(k), "\"%s\"", key);
+	for (p = strstr(line, k); p != NULL; p = strstr(p + 1, k)) {
+		const char *v = p + strlen(k);
+
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (*v != ':')
+			continue;
+		v++;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		return v;
+	}
+	return NULL;
+}
+
+/* Copies the lines of file whose "event" is event into out (at most
+ * max, malloc'd); returns how many there were. */
+static int
+ev_lines(const char *file, const char *event, char **out, int max)
+{
+	char *buf = h_read_file(file, NULL), *line, *save;
+	int n = 0;
+	size_t el = strlen(event);
+
+	if (buf == NULL)
+		return 0;
+	for (line = strtok_r(buf, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		const char *v = ev_value(line, "event");
+
+		if (v == NULL || v[0] != '"' || strncmp(v + 1, event, el) != 0 ||
+		    v[1 + el] != '"')
+			continue;
+		if (n < max)
+			out[n] = strdup(line);
+		n++;
+	}
+	free(buf);
+	return n;
+}
+
+static long long
+ev_num(const char *line, const char *key)
+{
+	const char *v = ev_value(line, key);
+
+	cr_assert_not_null(v, "no %s in %s", key, line);
+	if (*v == '"')
+		v++;
+	cr_assert(isdigit((unsigned char)*v), "%s is not a number in %s", key, line);
+	return strtoll(v, NULL, 10);
+}
+
+/* The tls_offset_out and tls_offset_in of the one handshake_pending in
+ * file. */
+static void
+pending_offsets(const char *file, long long *out, long long *in)
+{
+	char *line[4] = { NULL };
+	int n = ev_lines(file, "handshake_pending", line, 4);
+
+	cr_assert_eq(n, 1, "%d handshake_pending events in %s", n, file);
+	*out = ev_num(line[0], "tls_offset_out");
+	*in = ev_num(line[0], "tls_offset_in");
+	for (int i = 0; i < 4; i++)
+		free(line[i]);
+}
+
+TestSuite(wire, .init = wire_init, .fini = wire_fini, .timeout = 60);
+
+Test(wire, tls_link_handshake_at_the_hook_offsets)
+{
+	char err[2048], opts[64];
+	long long gw_out, gw_in, relay_out, relay_in;
+	const struct row *offer = NULL, *decision = NULL, *ch = NULL, *sh = NULL;
+
+	start_echo("echo");
+	capture_start();
+	start_pair(TLS_RELAY, TLS_GW);
+	wait_up();
+	cr_assert_eq(h_echo_clients(P.svc_port, 4, 256 * 1024, 3, 20000, err,
+				    sizeof(err)), 0, "echo clients failed:\n%s", err);
+	capture_stop();
+	pending_offsets(P.gw_hooks, &gw_out, &gw_in);
+	pending_offsets(P.relay_hooks, &relay_out, &relay_in);
+	cr_assert_eq(gw_out, relay_in);
+	cr_assert_eq(gw_in, relay_out);
+
+	/* Decode As by the port preference. */
+	snprintf(opts, sizeof(opts), "-o tlsplex.port:%d", P.relay_port);
+	run_tshark(opts);
+
+	cr_assert_eq(count_rows(C_TYPE, "1", 0, &offer), 1, "one OFFER from the gateway");
+	cr_assert_eq(count_rows(C_TYPE, "2", 1, &decision), 1, "one DECISION from the relay");
+	cr_assert_eq(count_rows(C_TYPE, "1", 1, NULL) + count_rows(C_TYPE, "2", 0, NULL) +
+		     count_rows(C_TYPE, "3", 0, NULL) + count_rows(C_TYPE, "3", 1, NULL), 0);
+	cr_assert_str_eq(offer->c[C_NODE], "gw1");
+	cr_assert_eq(num(offer, C_MSG_LEN), gw_out);
+	cr_assert_str_eq(decision->c[C_NODE], "relay");
+	cr_assert_eq(num(decision, C_OUTCOME), 1, "outcome TLS");
+	cr_assert_eq(num(decision, C_REASON), 1);
+	cr_assert_str_eq(decision->c[C_REASON_NAME], "TLS_AGREED");
+	cr_assert_eq(num(decision, C_MSG_LEN), relay_out);
+	cr_assert_eq(num(decision, C_TLS_OFF), relay_out);
+	cr_assert_eq(num(decision, C_PEER_TLS_OFF), gw_out);
+
+	/* The ClientHello starts where the gateway said TLS starts, the
+	 * ServerHello where the relay said; both are found by Wireshark's
+	 * own TLS dissector. */
+	cr_assert_eq(count_rows(C_HS_TYPE, "1", 0, &ch), 1, "one ClientHello, from the gateway");
+	cr_assert_eq(count_rows(C_HS_TYPE, "1", 1, NULL), 0);
+	cr_assert_eq(count_rows(C_HS_TYPE, "2", 1, &sh), 1, "one ServerHello, from the relay");
+	cr_assert_eq(count_rows(C_HS_TYPE, "2", 0, NULL), 0);
+	cr_assert_eq(ch, first_handoff(0), "the ClientHello is the gateway's first TLS");
+	cr_assert_eq(sh, first_handoff(1), "the ServerHello is the relay's first TLS");
+	cr_assert_eq(num(ch, C_STREAM_OFF), gw_out);
+	cr_assert_eq(num(sh, C_STREAM_OFF), relay_out);
+	assert_in_segment(ch, gw_out, "ClientHello");
+	assert_in_segment(sh, relay_out, "ServerHello");
+	/* Messages this small go out in a segment of their own, so the
+	 * ClientHello's record opens its segment. */
+	cr_assert_eq(num(ch, C_SEQ) - 1, gw_out);
+
+	/* Everything after is TLS 1.3 application data records (their
+	 * outer type), never mux frames. */
+	cr_assert_gt(count_rows(C_TLS_OPAQUE, "23", 0, NULL), 2);
+	cr_assert_gt(count_rows(C_TLS_OPAQUE, "23", 1, NULL), 2);
+	cr_assert_eq(count_nonempty(C_FRAME_TYPE), 0, "mux frames decoded on a TLS link");
+	cr_assert_eq(count_nonempty(C_MUX_OFF), 0);
+}
+
+Test(wire, plaintext_link_mux_after_the_messages)
+{
+	char err[2048];
+	const struct row *offer = NULL, *decision = NULL, *g, *r;
+	char *line[2] = { NULL };
+	long long offer_len, decision_len;
+
+	start_echo("echo");
+	capture_start();
+	start_pair("tls = off\n", "tls = off\n");
+	wait_up();
+	cr_assert_eq(h_echo_clients(P.svc_port, 4, 64 * 1024, 4, 20000, err,
+				    sizeof(err)), 0, "echo clients failed:\n%s", err);
+	capture_stop();
+	cr_assert_eq(ev_lines(P.gw_hooks, "plaintext_agreed", line, 1), 1);
+	free(line[0]);
+	cr_assert_eq(ev_lines(P.relay_hooks, "plaintext_agreed", line, 1), 1);
+	free(line[0]);
+	cr_assert_eq(ev_lines(P.gw_hooks, "handshake_pending", line, 0), 0);
+
+	/* Found by the magic alone: no port preference. */
+	run_tshark("-o tlsplex.port:0");
+
+	cr_assert_eq(count_rows(C_TYPE, "1", 0, &offer), 1);
+	cr_assert_eq(count_rows(C_TYPE, "2", 1, &decision), 1);
+	cr_assert_str_eq(offer->c[C_NODE], "gw1");
+	cr_assert_str_eq(decision->c[C_NODE], "relay");
+	cr_assert_eq(num(decision, C_OUTCOME), 0, "outcome plaintext");
+	cr_assert_eq(num(decision, C_REASON), 3);
+	cr_assert_str_eq(decision->c[C_REASON_NAME], "DIALER_OFF");
+	offer_len = num(offer, C_MSG_LEN);
+	decision_len = num(decision, C_MSG_LEN);
+	cr_assert_eq(num(decision, C_MUX_OFF), decision_len);
+	cr_assert_eq(num(decision, C_PEER_MUX_OFF), offer_len);
+	/* The OFFER is alone in the gateway's first segment. */
+	cr_assert_eq(num(offer, C_SEQ) - 1, 0);
+	cr_assert_eq(num(offer, C_LEN), offer_len);
+
+	/* The mux starts with BIND right after each message. */
+	g = first_handoff(0);
+	r = first_handoff(1);
+	cr_assert_eq(num(g, C_STREAM_OFF), offer_len);
+	cr_assert_eq(num(r, C_STREAM_OFF), decision_len);
+	assert_in_segment(g, offer_len, "gateway's BIND");
+	assert_in_segment(r, decision_len, "relay's BIND");
+	cr_assert_eq(strncmp(g->c[C_FRAME_TYPE], "6", 1), 0, "gateway's first frame: %s",
+		     g->c[C_FRAME_TYPE]);
+	cr_assert(g->c[C_FRAME_TYPE][1] == ',' || g->c[C_FRAME_TYPE][1] == '\0');
+	cr_assert_eq(strncmp(r->c[C_FRAME_TYPE], "6", 1), 0, "relay's first frame: %s",
+		     r->c[C_FRAME_TYPE]);
+	cr_assert(r->c[C_FRAME_TYPE][1] == ',' || r->c[C_FRAME_TYPE][1] == '\0');
+	cr_assert_eq(count_rows(C_FRAME_TYPE, "6", 0, NULL), 1);
+	cr_assert_eq(count_rows(C_FRAME_TYPE, "6", 1, NULL), 1);
+	/* The streams' data crosses both ways as DATA frames, and no TLS. */
+	cr_assert_gt(count_rows(C_FRAME_TYPE, "0", 0, NULL), 0);
+	cr_assert_gt(count_rows(C_FRAME_TYPE, "0", 1, NULL), 0);
+	cr_assert_gt(count_rows(C_FRAME_TYPE, "1", 0, NULL), 0, "OPEN from the gateway");
+	cr_assert_eq(count_nonempty(C_TLS_CONTENT) + count_nonempty(C_TLS_OPAQUE), 0,
+		     "TLS records on a plaintext link");
+	cr_assert_eq(count_nonempty(C_HS_TYPE), 0);
+	cr_assert_eq(count_nonempty(C_TLS_OFF), 0);
+}
+
+Test(wire, refused_link_shows_the_reason)
+{
+	const struct row *refuse = NULL;
+	char opts[64];
+	int n;
+
+	capture_start();
+	start_pair(TLS_RELAY, "tls = off\n");
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "the relay refused the link", 10000),
+		     0, "gateway log:\n%s", h_read_file(P.gw_log, NULL));
+	capture_stop();
+
+	/* Decode As on the command line. */
+	snprintf(opts, sizeof(opts), "-o tlsplex.port:0 -d tcp.port==%d,tlsplex",
+		 P.relay_port);
+	run_tshark(opts);
+
+	n = count_rows(C_TYPE, "3", 1, &refuse);
+	cr_assert_geq(n, 1, "no REFUSE from the relay");
+	cr_assert_geq(count_rows(C_TYPE, "1", 0, NULL), n, "an OFFER before each REFUSE");
+	cr_assert_eq(count_rows(C_TYPE, "2", 1, NULL), 0, "no DECISION");
+	for (int i = 0; i < nrows; i++) {
+		if (strcmp(rows[i].c[C_TYPE], "3") != 0)
+			continue;
+		cr_assert_str_eq(rows[i].c[C_NODE], "relay");
+		cr_assert_eq(num(&rows[i], C_OUTCOME), 2, "outcome REFUSE");
+		cr_assert_eq(num(&rows[i], C_REASON), 101);
+		cr_assert_str_eq(rows[i].c[C_REASON_NAME], "REQUIRED_BY_ACCEPTOR");
+		cr_assert_not_null(strstr(rows[i].c[C_TEXT], "requires TLS"), "text: %s",
+				   rows[i].c[C_TEXT]);
+	}
+	cr_assert_eq(count_nonempty(C_STREAM_OFF), 0, "nothing follows a REFUSE");
+	cr_assert_eq(count_nonempty(C_TLS_CONTENT) + count_nonempty(C_TLS_OPAQUE), 0);
+}
+
+/* --- the dissector's tables against the C enums ----------------------- */
+
+#define MAX_CODES 64
+
+struct codes {
+	int n;
+	long code[MAX_CODES];
+	char name[MAX_CODES][48];
+};
+
+/* The members PREFIX<NAME> = <number> of `enum name` in header. */
+static void
+c_enum(const char *header, const char *name, const char *prefix, struct codes *out)
+{
+	char path[600], head[80], *text, *p, *end;
+	size_t pl = strlen(prefix);
+
+	snprintf(path, sizeof(path), "%s/%s", h_source_dir(), header);
+	text = h_read_file(path, NULL);
+	cr_assert_not_null(text, "cannot read %s", path);
+	snprintf(head, sizeof(head), "enum %s {", name);
+	p = strstr(text, head);
+	cr_assert_not_null(p, "no %s in %s", head, header);
+	end = strstr(p, "};");
+	cr_assert_not_null(end);
+	*end = '\0';
+	out->n = 0;
+	for (p = strstr(p, prefix); p != NULL; p = strstr(p + pl, prefix)) {
+		size_t k = 0;
+		char *q = p + pl;
+
+		if (p[-1] != '\t' && p[-1] != ' ')
+			continue;
+		cr_assert_lt(out->n, MAX_CODES);
+		while ((isalnum((unsigned char)q[k]) || q[k] == '_') && k < 47)
+			k++;
+		memcpy(out->name[out->n], q, k);
+		out->name[out->n][k] = '\0';
+		q += k;
+		while (*q == ' ')
+			q++;
+		cr_assert_eq(*q, '=', "%s%s has no explicit value", prefix, out->name[out->n]);
+		out->code[out->n++] = strtol(q + 1, NULL, 0);
+	}
+	free(text);
+	cr_assert_gt(out->n, 2, "found too few members of enum %s", name);
+}
+
+/* The entries [code] = "NAME" of `local table = {` in the dissector. */
+static void
+lua_table(const char *table, struct codes *out)
+{
+	char path[600], head[80], *text, *p, *end;
+
+	snprintf(path, sizeof(path), "%s/contrib/wireshark/tlsplex.lua", h_source_dir());
+	text = h_read_file(path, NULL);
+	cr_assert_not_null(text, "cannot read %s", path);
+	snprintf(head, sizeof(head), "local %s = {", table);
+	p = strstr(text, head);
+	cr_assert_not_null(p, "no %s in tlsplex.lua", head);
+	end = strchr(p, '}');
+	cr_assert_not_null(end);
+	*end = '\0';
+	out->n = 0;
+	for (p = strchr(p, '['); p != NULL; p = strchr(p + 1, '[')) {
+		char *q;
+		size_t k = 0;
+
+		cr_assert_lt(out->n, MAX_CODES);
+		out->code[out->n] = strtol(p + 1, &q, 0);
+		q = strchr(q, '"');
+		cr_assert_not_null(q, "bad entry in %s", table);
+		q++;
+		while (q[k] != '"' && q[k] != '\0' && k < 47)
+			k++;
+		memcpy(out->name[out->n], q, k);
+		out->name[out->n++][k] = '\0';
+	}
+	free(text);
+}
+
+static void
+assert_same(const char *header, const char *enum_name, const char *prefix,
+	    const char *table)
+{
+	struct codes c, l;
+
+	c_enum(header, enum_name, prefix, &c);
+	lua_table(table, &l);
+	for (int i = 0; i < c.n; i++) {
+		int j;
+
+		for (j = 0; j < l.n && l.code[j] != c.code[i]; j++)
+			;
+		cr_assert_lt(j, l.n, "%s%s = %ld (%s) is missing from the table %s in contrib/wireshark/tlsplex.lua",
+			     prefix, c.name[i], c.code[i], header, table);
+		cr_assert_str_eq(l.name[j], c.name[i], "tlsplex.lua %s[%ld]", table, c.code[i]);
+	}
+	cr_assert_eq(l.n, c.n, "tlsplex.lua's %s has %d entries, enum %s %d",
+		     table, l.n, enum_name, c.n);
+}
+
+Test(wire_tables, dissector_knows_every_code)
+{
+	assert_same("proto/neg.h", "neg_reason", "NEG_R_", "reasons");
+	assert_same("proto/neg.h", "neg_type", "NEG_", "msg_types");
+	assert_same("proto/neg.h", "neg_field", "NEG_F_", "field_names");
+	assert_same("proto/frame.h", "frame_type", "FRAME_", "frame_types");
+	assert_same("proto/frame.h", "mux_code", "MUX_C_", "mux_codes");
+}
