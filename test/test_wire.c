@@ -49,6 +49,7 @@ static int nrows;
 static char *tshark_out;
 static pid_t capture_pid;
 static char capture_file[600];
+static int link_port; /* the relay's side of the link in the capture */
 
 /* The first executable dir/name over $PATH and the usual places, or
  * NULL. */
@@ -104,6 +105,7 @@ capture_start(void)
 	snprintf(prog, sizeof(prog), "%s", dumpcap);
 	snprintf(filter, sizeof(filter), "tcp port %d", P.relay_port);
 	snprintf(capture_file, sizeof(capture_file), "%s/link.pcapng", P.dir);
+	link_port = P.relay_port;
 	snprintf(log, sizeof(log), "%s/dumpcap.log", P.dir);
 	argv[0] = prog;
 	argv[1] = "-q";
@@ -251,7 +253,7 @@ num(const struct row *r, enum col c)
 static int
 from_relay(const struct row *r)
 {
-	return num(r, C_SRCPORT) == P.relay_port;
+	return num(r, C_SRCPORT) == link_port;
 }
 
 /* Whether the comma list s holds the element v. */
@@ -558,6 +560,251 @@ Test(wire, refused_link_shows_the_reason)
 	}
 	cr_assert_eq(count_nonempty(C_STREAM_OFF), 0, "nothing follows a REFUSE");
 	cr_assert_eq(count_nonempty(C_TLS_CONTENT) + count_nonempty(C_TLS_OPAQUE), 0);
+}
+
+/* --- the same links cut into small segments ----------------------------
+ *
+ * Loopback carries a link in few, large segments.  To see the dissector
+ * reassemble what a real network cuts up, the test records the link with
+ * the tap and writes it as a capture of its own: every segment at most
+ * SMALL_SEG bytes, so that each negotiation message spans several
+ * segments and TLS records and mux frames start inside segments and span
+ * many.  The relay's side is port 7400, the preference's default. */
+
+#define SMALL_SEG 37
+#define SYN_PORT_GW 40000
+#define DEFAULT_LINK_PORT 7400
+
+static void
+put16(uint8_t *p, unsigned v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	put16(p, v >> 16);
+	put16(p + 2, v & 0xffff);
+}
+
+struct pcap_out {
+	FILE *f;
+	uint32_t usec;
+	uint32_t isn[2];  /* per direction: 0 gateway->relay, 1 back */
+	size_t sent[2];
+};
+
+/* Writes one IPv4/TCP packet (LINKTYPE_RAW) from side dir. */
+static void
+pcap_packet(struct pcap_out *o, int dir, uint8_t flags, const uint8_t *data,
+	    size_t n)
+{
+	uint8_t pkt[40 + SMALL_SEG];
+	uint32_t rec[4], sum = 0;
+	int syn = (flags & 0x02) != 0;
+
+	cr_assert_leq(n, (size_t)SMALL_SEG);
+	memset(pkt, 0, 40);
+	pkt[0] = 0x45;
+	put16(pkt + 2, (unsigned)(40 + n));
+	put16(pkt + 6, 0x4000);
+	pkt[8] = 64;
+	pkt[9] = 6;
+	put32(pkt + 12, 0x7f000001);
+	put32(pkt + 16, 0x7f000001);
+	for (int i = 0; i < 20; i += 2)
+		sum += (uint32_t)pkt[i] << 8 | pkt[i + 1];
+	while (sum > 0xffff)
+		sum = (sum & 0xffff) + (sum >> 16);
+	put16(pkt + 10, ~sum & 0xffff);
+	put16(pkt + 20, dir == 0 ? SYN_PORT_GW : DEFAULT_LINK_PORT);
+	put16(pkt + 22, dir == 0 ? DEFAULT_LINK_PORT : SYN_PORT_GW);
+	put32(pkt + 24, o->isn[dir] + (syn ? 0 : 1) + (uint32_t)o->sent[dir]);
+	put32(pkt + 28, (flags & 0x10) ? o->isn[!dir] + 1 + (uint32_t)o->sent[!dir] : 0);
+	pkt[32] = 5 << 4;
+	pkt[33] = flags;
+	put16(pkt + 34, 65535);
+	if (n > 0)
+		memcpy(pkt + 40, data, n);
+	o->usec += 100;
+	rec[0] = 1000000000u + o->usec / 1000000;
+	rec[1] = o->usec % 1000000;
+	rec[2] = rec[3] = (uint32_t)(40 + n);
+	cr_assert_eq(fwrite(rec, sizeof(rec), 1, o->f), 1);
+	cr_assert_eq(fwrite(pkt, 40 + n, 1, o->f), 1);
+	o->sent[dir] += n;
+}
+
+/* Sends bytes [from, to) of direction dir in segments of SMALL_SEG. */
+static void
+pcap_bytes(struct pcap_out *o, int dir, const uint8_t *p, size_t to)
+{
+	while (o->sent[dir] < to) {
+		size_t n = to - o->sent[dir];
+
+		pcap_packet(o, dir, 0x18, p + o->sent[dir], n < SMALL_SEG ? n : SMALL_SEG);
+	}
+}
+
+/* The link recorded by the tap, as a capture in small segments: the
+ * OFFER, the DECISION (and, when after is 0, what the relay sent with
+ * it), the gateway's first after_gw bytes after its OFFER, then both
+ * directions in turn. */
+static void
+write_small_capture(const uint8_t *c2s, size_t c2s_len, size_t offer_len,
+		    const uint8_t *s2c, size_t s2c_len, size_t decision_cut,
+		    size_t gw_first)
+{
+	struct pcap_out o = { .isn = { 1000, 50000 } };
+	uint32_t hdr[6] = { 0xa1b2c3d4, 0x00040002, 0, 0, 262144, 101 };
+
+	snprintf(capture_file, sizeof(capture_file), "%s/small.pcap", P.dir);
+	link_port = DEFAULT_LINK_PORT;
+	o.f = fopen(capture_file, "wb");
+	cr_assert_not_null(o.f);
+	cr_assert_eq(fwrite(hdr, sizeof(hdr), 1, o.f), 1);
+	pcap_packet(&o, 0, 0x02, NULL, 0);
+	pcap_packet(&o, 1, 0x12, NULL, 0);
+	pcap_packet(&o, 0, 0x10, NULL, 0);
+	pcap_bytes(&o, 0, c2s, offer_len);
+	pcap_bytes(&o, 1, s2c, decision_cut);
+	pcap_bytes(&o, 0, c2s, offer_len + gw_first);
+	while (o.sent[0] < c2s_len || o.sent[1] < s2c_len) {
+		pcap_bytes(&o, 0, c2s, o.sent[0] + SMALL_SEG < c2s_len ?
+			   o.sent[0] + SMALL_SEG : c2s_len);
+		pcap_bytes(&o, 1, s2c, o.sent[1] + SMALL_SEG < s2c_len ?
+			   o.sent[1] + SMALL_SEG : s2c_len);
+	}
+	cr_assert_eq(fclose(o.f), 0);
+}
+
+/* The number of TLS records (tls) or mux frames from off to the end; the
+ * last must end exactly at len. */
+static int
+count_units(const uint8_t *p, size_t len, size_t off, int tls)
+{
+	int n = 0;
+
+	while (off < len) {
+		cr_assert_leq(off + (tls ? 5 : 9), len);
+		off += tls ? 5 + ((size_t)p[off + 3] << 8 | p[off + 4])
+			   : 9 + ((size_t)p[off] << 16 | (size_t)p[off + 1] << 8 | p[off + 2]);
+		n++;
+	}
+	cr_assert_eq(off, len, "the recorded link ends inside a record or frame");
+	return n;
+}
+
+/* Records and frames the dissector found in one direction. */
+static int
+count_found(int relay_side, int tls)
+{
+	int n = 0;
+
+	for (int i = 0; i < nrows; i++) {
+		const char *cols[2] = { rows[i].c[C_TLS_CONTENT], rows[i].c[C_TLS_OPAQUE] };
+
+		if (from_relay(&rows[i]) != relay_side)
+			continue;
+		if (!tls)
+			cols[0] = rows[i].c[C_FRAME_TYPE], cols[1] = "";
+		for (int k = 0; k < 2; k++)
+			for (const char *s = cols[k]; *s != '\0'; s++)
+				n += s == cols[k] || *s == ',';
+	}
+	return n;
+}
+
+/* Runs a link through the tap, stops it, and checks what the dissector
+ * makes of it in small segments. */
+static void
+small_segments(int tls)
+{
+	char err[2048];
+	const uint8_t *c2s, *s2c;
+	size_t c2s_len, s2c_len, offer_len, decision_len;
+	const struct row *offer = NULL, *decision = NULL, *g, *r;
+
+	start_echo("echo");
+	start_tap();
+	if (tls)
+		start_pair(TLS_RELAY, TLS_GW);
+	else
+		start_pair("tls = off\n", "tls = off\n");
+	wait_up();
+	cr_assert_eq(h_echo_clients(P.svc_port, 2, 8 * 1024, 5, 20000, err,
+				    sizeof(err)), 0, "echo clients failed:\n%s", err);
+	h_stop(P.gw, 5000);
+	h_stop(P.relay, 5000);
+	cr_assert_eq(tap_conn_count(P.tap), 1);
+	c2s = tap_bytes(P.tap, 0, TAP_C2S, &c2s_len);
+	s2c = tap_bytes(P.tap, 0, TAP_S2C, &s2c_len);
+	cr_assert_geq(c2s_len, 14u);
+	cr_assert_geq(s2c_len, 14u);
+	offer_len = 14 + ((size_t)c2s[12] << 8 | c2s[13]);
+	decision_len = 14 + ((size_t)s2c[12] << 8 | s2c[13]);
+	if (tls) {
+		long long out, in;
+
+		pending_offsets(P.gw_hooks, &out, &in);
+		cr_assert_eq((size_t)out, offer_len);
+		cr_assert_eq((size_t)in, decision_len);
+		/* The relay answers the ClientHello only once it is whole. */
+		write_small_capture(c2s, c2s_len, offer_len, s2c, s2c_len, decision_len,
+				    5 + ((size_t)c2s[offer_len + 3] << 8 | c2s[offer_len + 4]));
+	} else {
+		/* The relay sends its BIND with the DECISION: the segment that
+		 * ends the DECISION carries the start of the mux. */
+		write_small_capture(c2s, c2s_len, offer_len, s2c, s2c_len,
+				    decision_len + 3, 0);
+	}
+
+	run_tshark(""); /* the default port preference */
+
+	cr_assert_eq(count_rows(C_TYPE, "1", 0, &offer), 1);
+	cr_assert_eq(count_rows(C_TYPE, "2", 1, &decision), 1);
+	cr_assert_str_eq(offer->c[C_NODE], "gw1");
+	cr_assert_str_eq(decision->c[C_NODE], "relay");
+	cr_assert_eq(num(offer, C_MSG_LEN), (long long)offer_len);
+	cr_assert_eq(num(decision, C_MSG_LEN), (long long)decision_len);
+	cr_assert_eq(num(decision, C_OUTCOME), tls ? 1 : 0);
+	cr_assert_eq(num(decision, tls ? C_TLS_OFF : C_MUX_OFF), (long long)decision_len);
+	cr_assert_eq(num(decision, tls ? C_PEER_TLS_OFF : C_PEER_MUX_OFF),
+		     (long long)offer_len);
+	g = first_handoff(0);
+	r = first_handoff(1);
+	cr_assert_eq(num(g, C_STREAM_OFF), (long long)offer_len);
+	cr_assert_eq(num(r, C_STREAM_OFF), (long long)decision_len);
+	if (tls) {
+		cr_assert(list_has(g->c[C_HS_TYPE], "1"), "frame %s: %s", g->c[C_FRAME],
+			  g->c[C_HS_TYPE]);
+		cr_assert(list_has(r->c[C_HS_TYPE], "2"), "frame %s: %s", r->c[C_FRAME],
+			  r->c[C_HS_TYPE]);
+		cr_assert_eq(count_rows(C_HS_TYPE, "1", 0, NULL), 1);
+		cr_assert_eq(count_rows(C_HS_TYPE, "2", 1, NULL), 1);
+		cr_assert_eq(count_nonempty(C_FRAME_TYPE), 0);
+	} else {
+		cr_assert_eq(strncmp(g->c[C_FRAME_TYPE], "6", 1), 0);
+		cr_assert_eq(strncmp(r->c[C_FRAME_TYPE], "6", 1), 0);
+		cr_assert_eq(count_nonempty(C_TLS_CONTENT) + count_nonempty(C_TLS_OPAQUE), 0);
+	}
+	/* Every record or frame on the wire, each found once, whole. */
+	cr_assert_eq(count_found(0, tls), count_units(c2s, c2s_len, offer_len, tls),
+		     "gateway->relay");
+	cr_assert_eq(count_found(1, tls), count_units(s2c, s2c_len, decision_len, tls),
+		     "relay->gateway");
+}
+
+Test(wire, tls_link_in_small_segments)
+{
+	small_segments(1);
+}
+
+Test(wire, plaintext_link_in_small_segments)
+{
+	small_segments(0);
 }
 
 /* --- the dissector's tables against the C enums ----------------------- */

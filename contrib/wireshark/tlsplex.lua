@@ -156,17 +156,19 @@ local tcp_stream_f = Field.new("tcp.stream")
 local tcp_seq_f = Field.new("tcp.seq")
 local tcp_len_f = Field.new("tcp.len")
 
--- Per TCP stream (tcp.stream): dialler endpoint, outcome, and per
--- direction whether its negotiation message was seen and where a PDU
--- that asked for reassembly starts.  Filled in on the first pass; frames
--- remember what they saw (frame_state) so that a later pass, in any
--- order, dissects them the same way.
+-- Per TCP stream (tcp.stream): the dialler's endpoint, the outcome and
+-- the frame that carried it, and per direction the negotiation message.
+-- Every decision is made from the stream offset of the bytes at hand
+-- (the TCP relative sequence number), so that any later pass, in any
+-- order, dissects a frame as the first pass did.  A PDU reassembled by
+-- TCP has no sequence number of its own: its offset is remembered by the
+-- frame that completes it (reasm_base).
 local streams = {}
-local frame_state = {}
+local reasm_base = {}
 
 local function reset_state()
 	streams = {}
-	frame_state = {}
+	reasm_base = {}
 end
 tlsplex.init = reset_state
 
@@ -379,9 +381,29 @@ local function hand_on(tvb, pinfo, tree, root, off, tls, base, st, dir)
 			kinds[#kinds + 1] = dissect_frame(tvb, p, len, root)
 			p = p + FRAME_HDR_LEN + len
 		end
-		pinfo.cols.info:append(" " .. table.concat(kinds, ","))
+		if #kinds > 0 then
+			local text = tostring(pinfo.cols.info)
+			pinfo.cols.info:append((text == "" and "Mux " or ", ") .. table.concat(kinds, ", "))
+		end
 	end
 	return avail
+end
+
+-- The stream offset of tvb's first byte in its direction.
+local function stream_base(tvb, pinfo, st, dir)
+	if tvb:offset() == 0 then
+		-- A PDU that TCP reassembled for us: it starts where we asked.
+		local key = pinfo.number .. "/" .. dir
+		if not pinfo.visited and st.pending[dir] ~= nil then
+			reasm_base[key] = st.pending[dir]
+			st.pending[dir] = nil
+		end
+		if reasm_base[key] ~= nil then return reasm_base[key] end
+	end
+	-- Part of this frame's segment, up to its end.
+	local seq = field_value(tcp_seq_f) or 1
+	local seglen = field_value(tcp_len_f) or tvb:len()
+	return seq - 1 + seglen - tvb:len()
 end
 
 local function dissect(tvb, pinfo, tree)
@@ -389,104 +411,89 @@ local function dissect(tvb, pinfo, tree)
 	if sid == nil then return 0 end
 	local st = streams[sid]
 	if st == nil then
-		st = { neg = {}, pending = {}, outcome = nil, dialler = nil, nodes = {} }
+		st = { neg = {}, pending = {} }
 		streams[sid] = st
 	end
 	local dir = endpoint(pinfo)
-
-	-- What this call knew on the first pass, keyed by frame and length.
-	local key = pinfo.number .. ":" .. tvb:len()
-	local fs = frame_state[key]
-	if fs == nil then
-		local base
-		if st.pending[dir] ~= nil then
-			base = st.pending[dir]
-			st.pending[dir] = nil
-		else
-			local seq = field_value(tcp_seq_f) or 1
-			local seglen = field_value(tcp_len_f) or tvb:len()
-			base = seq - 1 + seglen - tvb:len()
-		end
-		fs = { neg_done = st.neg[dir] ~= nil, outcome = st.outcome, base = base }
-		frame_state[key] = fs
-	end
+	local base = stream_base(tvb, pinfo, st, dir)
 
 	pinfo.cols.protocol = "tlsplex"
+	pinfo.cols.info = ""
 	local root = tree:add(tlsplex, tvb())
 	local off = 0
-	local outcome = fs.outcome
-	local after_offer = false
 
-	if not fs.neg_done then
+	if base == 0 then
 		local n, s = dissect_neg(tvb, pinfo, root)
 		if n == 0 then
-			pinfo.desegment_offset = 0
-			pinfo.desegment_len = DESEGMENT_ONE_MORE_SEGMENT
-			if not pinfo.visited then st.pending[dir] = fs.base end
+			if pinfo.can_desegment > 0 then
+				pinfo.desegment_offset = 0
+				pinfo.desegment_len = DESEGMENT_ONE_MORE_SEGMENT
+				if not pinfo.visited then st.pending[dir] = 0 end
+			end
+			pinfo.cols.info = "negotiation message (incomplete)"
 			return tvb:len()
 		end
 		if n < 0 then
-			root:add_proto_expert_info(ex.malformed, "no negotiation message where one was due")
+			root:add_proto_expert_info(ex.malformed, "the stream does not start with a negotiation message")
 			return tvb:len()
 		end
-		if not pinfo.visited then st.neg[dir] = s end
 		off = n
+		if not pinfo.visited then
+			st.neg[dir] = s
+			if s.type == 1 then st.dialler = dir end
+			if s.type ~= 1 and s.outcome ~= nil then
+				st.outcome = s.outcome
+				st.outcome_frame = pinfo.number
+			end
+		end
 		local info = (msg_types[s.type] or "negotiation") ..
 			     (s.node and (" node=" .. s.node) or "")
 		if s.type == 1 then
-			if not pinfo.visited then st.dialler = dir end
-			after_offer = true
 			info = info .. " tls=" .. name_or_num(tls_modes, s.tls_mode or -1)
-		else
-			if s.outcome ~= nil then
-				outcome = s.outcome
-				if not pinfo.visited then st.outcome = s.outcome end
-				info = info .. " outcome=" .. name_or_num(results, s.outcome) ..
-				       " reason=" .. (reasons[s.reason] or tostring(s.reason))
-			end
+		elseif s.outcome ~= nil then
+			info = info .. " outcome=" .. name_or_num(results, s.outcome) ..
+			       " reason=" .. (reasons[s.reason] or tostring(s.reason))
 		end
 		pinfo.cols.info = info
 		root:append_text(", " .. info)
-		if s.type == 3 then
-			s.item:add_proto_expert_info(ex.refused,
-				"REFUSE " .. (reasons[s.reason] or tostring(s.reason)) ..
-				(s.text and (": " .. s.text) or ""))
-		end
 		local offer = st.dialler and st.neg[st.dialler]
 		if s.type == 2 and offer ~= nil then
 			local pf = s.outcome == 1 and f.peer_tls_offset or f.peer_mux_offset
 			s.item:add(pf, tvb(0, 0), u64(offer.len)):set_generated()
 		end
-		if s.type == 2 and s.outcome == 1 then
-			s.item:add(f.tls_offset, tvb(0, 0), u64(fs.base + n)):set_generated()
+		if s.type == 3 then
+			s.item:add_proto_expert_info(ex.refused,
+				"REFUSE " .. (reasons[s.reason] or tostring(s.reason)) ..
+				(s.text and (": " .. s.text) or ""))
+		elseif s.type == 2 and s.outcome == 1 then
+			s.item:add(f.tls_offset, tvb(0, 0), u64(n)):set_generated()
 			s.item:add(f.handoff, tvb(0, 0), "TLS"):set_generated()
 		elseif s.type == 2 and s.outcome == 0 then
-			s.item:add(f.mux_offset, tvb(0, 0), u64(fs.base + n)):set_generated()
+			s.item:add(f.mux_offset, tvb(0, 0), u64(n)):set_generated()
 			s.item:add(f.handoff, tvb(0, 0), "mux frames (plaintext)"):set_generated()
 			s.item:add_proto_expert_info(ex.plaintext,
 				"plaintext: " .. (reasons[s.reason] or tostring(s.reason)))
 		end
 		if off >= tvb:len() then return off end
-	else
-		pinfo.cols.info = ""
+	elseif st.neg[dir] == nil then
+		root:append_text(", data from before the capture's view of the negotiation")
+		return tvb:len()
 	end
 
-	if outcome == nil or after_offer then
+	if st.outcome == nil or pinfo.number < st.outcome_frame then
 		-- The dialler sends nothing after its OFFER until it has the
-		-- answer; the acceptor nothing after a REFUSE.
+		-- answer.
 		root:add_proto_expert_info(ex.early, (tvb:len() - off) .. " bytes")
 		pinfo.cols.info:append(" [bytes before the answer]")
 		return tvb:len()
 	end
-	if outcome == 1 then
-		root:append_text(", TLS from stream offset " .. (fs.base + off))
-		return hand_on(tvb, pinfo, tree, root, off, true, fs.base, st, dir)
-	elseif outcome == 0 then
+	if st.outcome == 1 then
+		root:append_text(", TLS from stream offset " .. (base + off))
+		return hand_on(tvb, pinfo, tree, root, off, true, base, st, dir)
+	elseif st.outcome == 0 then
 		root:append_text(", mux frames")
-		pinfo.cols.info:append(" mux")
-		return hand_on(tvb, pinfo, tree, root, off, false, fs.base, st, dir)
+		return hand_on(tvb, pinfo, tree, root, off, false, base, st, dir)
 	end
-	-- REFUSE: nothing should follow.
 	root:add_proto_expert_info(ex.early, (tvb:len() - off) .. " bytes after a REFUSE")
 	return tvb:len()
 end
