@@ -11,9 +11,11 @@
  */
 #include <criterion/criterion.h>
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -172,10 +174,33 @@ split(char *s, char sep, char **out, int n)
 	return i;
 }
 
-/* Runs tshark with the dissector over the capture, with decode options
- * opts (space-separated), and fills rows with the tlsplex packets. */
+/* Installs the dissector as an operator would, in the personal Lua
+ * plugin folder under home. */
 static void
-run_tshark(const char *opts)
+install_plugin(const char *home)
+{
+	static const char *const sub[] = { "/.local", "/.local/lib",
+		"/.local/lib/wireshark", "/.local/lib/wireshark/plugins" };
+	char path[700], *lua;
+
+	for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+		snprintf(path, sizeof(path), "%s%s", home, sub[i]);
+		cr_assert(mkdir(path, 0755) == 0 || errno == EEXIST, "mkdir %s", path);
+	}
+	snprintf(path, sizeof(path), "%s/contrib/wireshark/tlsplex.lua", h_source_dir());
+	lua = h_read_file(path, NULL);
+	cr_assert_not_null(lua, "cannot read %s", path);
+	snprintf(path, sizeof(path), "%s%s/tlsplex.lua", home, sub[3]);
+	cr_assert_eq(h_write_file(path, "%s", lua), 0);
+	free(lua);
+}
+
+/* Runs tshark with the dissector over the capture, with decode options
+ * opts (space-separated), and fills rows with the tlsplex packets.  The
+ * dissector is loaded with -X lua_script:, or with plugin set from the
+ * personal plugin folder. */
+static void
+run_tshark_with(const char *opts, int plugin)
 {
 	char lua[700], home[620], out[620], prog[600], optbuf[256];
 	const char *argv[80];
@@ -198,8 +223,12 @@ run_tshark(const char *opts)
 	argv[argc++] = "-n";
 	argv[argc++] = "-r";
 	argv[argc++] = capture_file;
-	argv[argc++] = "-X";
-	argv[argc++] = lua;
+	if (plugin) {
+		install_plugin(P.dir);
+	} else {
+		argv[argc++] = "-X";
+		argv[argc++] = lua;
+	}
 	argv[argc++] = "-o";
 	argv[argc++] = "tcp.relative_sequence_numbers:TRUE";
 	argv[argc++] = "-o";
@@ -240,6 +269,12 @@ run_tshark(const char *opts)
 		nrows++;
 	}
 	cr_assert_gt(nrows, 0, "tshark found no tlsplex packet in the capture");
+}
+
+static void
+run_tshark(const char *opts)
+{
+	run_tshark_with(opts, 0);
 }
 
 static long long
@@ -539,10 +574,11 @@ Test(wire, refused_link_shows_the_reason)
 		     0, "gateway log:\n%s", h_read_file(P.gw_log, NULL));
 	capture_stop();
 
-	/* Decode As on the command line. */
+	/* Installed in ~/.local/lib/wireshark/plugins, and Decode As on
+	 * the command line. */
 	snprintf(opts, sizeof(opts), "-o tlsplex.port:0 -d tcp.port==%d,tlsplex",
 		 P.relay_port);
-	run_tshark(opts);
+	run_tshark_with(opts, 1);
 
 	n = count_rows(C_TYPE, "3", 1, &refuse);
 	cr_assert_geq(n, 1, "no REFUSE from the relay");
