@@ -74,10 +74,25 @@ find_prog(const char *name)
 	return NULL;
 }
 
+/* One set of certificates for the run; each test copies it. */
+#define CERT_CACHE_ENV "TLSPLEX_WIRE_CERTS"
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+	(void)set;
+	pair_certs_cache(CERT_CACHE_ENV);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+	(void)stats;
+	pair_certs_uncache(CERT_CACHE_ENV);
+}
+
 static void
 wire_init(void)
 {
-	pair_init();
+	pair_init_from(getenv(CERT_CACHE_ENV));
 	nrows = 0;
 	tshark_out = NULL;
 	capture_pid = 0;
