@@ -768,6 +768,60 @@ count_found(int relay_side, int tls)
 	return n;
 }
 
+/* Occurrences of needle in s. */
+static int
+count_str(const char *s, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = strstr(s, needle); p != NULL; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+static void
+two_pass_summary(int tls)
+{
+	char lua[700], home[620], out[620], prog[600];
+	const char *argv[16];
+	char *text;
+	int argc = 0, rc;
+
+	snprintf(prog, sizeof(prog), "%s", find_prog("tshark"));
+	snprintf(lua, sizeof(lua), "lua_script:%s/contrib/wireshark/tlsplex.lua",
+		 h_source_dir());
+	snprintf(home, sizeof(home), "HOME=%s", P.dir);
+	snprintf(out, sizeof(out), "%s/tshark-2.out", P.dir);
+	argv[argc++] = "/usr/bin/env";
+	argv[argc++] = "-u";
+	argv[argc++] = "XDG_CONFIG_HOME";
+	argv[argc++] = home;
+	argv[argc++] = prog;
+	argv[argc++] = "-n";
+	argv[argc++] = "-2";
+	argv[argc++] = "-r";
+	argv[argc++] = capture_file;
+	argv[argc++] = "-X";
+	argv[argc++] = lua;
+	argv[argc] = NULL;
+	rc = h_run(argv, out, 30000);
+	text = h_read_file(out, NULL);
+	cr_assert_eq(rc, 0, "tshark -2 failed (%d):\n%s", rc, text);
+	cr_assert_null(strstr(text, "Lua: Error"), "%s", text);
+	cr_assert_null(strstr(text, "Malformed"), "%s", text);
+	cr_assert_null(strstr(text, "Ignored Unknown Record"), "%s", text);
+	cr_assert_null(strstr(text, "Continuation Data"), "%s", text);
+	cr_assert_eq(count_str(text, "OFFER node=gw1"), 1, "%s", text);
+	cr_assert_eq(count_str(text, "DECISION node=relay"), 1, "%s", text);
+	if (tls) {
+		cr_assert_eq(count_str(text, "Client Hello"), 1, "%s", text);
+		cr_assert_eq(count_str(text, "Server Hello"), 1, "%s", text);
+	} else {
+		cr_assert_eq(count_str(text, "BIND"), 2, "%s", text);
+	}
+	free(text);
+}
+
 /* Runs a link through the tap, stops it, and checks what the dissector
  * makes of it in small segments. */
 static void
@@ -841,6 +895,10 @@ small_segments(int tls)
 		cr_assert_eq(strncmp(r->c[C_FRAME_TYPE], "6", 1), 0);
 		cr_assert_eq(count_nonempty(C_TLS_CONTENT) + count_nonempty(C_TLS_OPAQUE), 0);
 	}
+	/* Two passes and no protocol tree in the first (tshark -2 without
+	 * a filter): the summary lines say the same. */
+	two_pass_summary(tls);
+
 	/* Every record or frame on the wire, each found once, whole. */
 	cr_assert_eq(count_found(0, tls), count_units(c2s, c2s_len, offer_len, tls),
 		     "gateway->relay");

@@ -152,28 +152,62 @@ tlsplex.prefs.port = Pref.uint("Link port", DEFAULT_PORT,
 	"TCP port of tlsplex links (the relay's listen port); 0 for none. Links on other ports are found by their magic.")
 
 local tls_handle = Dissector.get("tls")
-local tcp_stream_f = Field.new("tcp.stream")
 local tcp_seq_f = Field.new("tcp.seq")
-local tcp_len_f = Field.new("tcp.len")
 
--- Per TCP stream (tcp.stream): the dialler's endpoint, the outcome and
--- the frame that carried it, and per direction the negotiation message.
--- Every decision is made from the stream offset of the bytes at hand
--- (the TCP relative sequence number), so that any later pass, in any
--- order, dissects a frame as the first pass did.  A PDU reassembled by
--- TCP has no sequence number of its own: its offset is remembered by the
--- frame that completes it (reasm_base).
-local streams = {}
-local reasm_base = {}
+-- State per link, kept on the first pass, which sees the frames in
+-- order: the dialler's endpoint, the outcome and the frame that carried
+-- it, and per direction the negotiation message, the stream offset
+-- reached (cursor) and where a PDU that asked TCP for reassembly starts
+-- (pending).  The stream offset of the bytes at hand decides how they
+-- are dissected; each frame remembers its link, where its segment ends
+-- and where a PDU reassembled in it starts, so that a later pass, in any
+-- order, dissects it as the first did.  Nothing depends on TCP's fields,
+-- which a pass without a protocol tree (tshark -2) does not fill in.
+local links = {}      -- first pass: the current link of each address pair
+local frame_link = {} -- frame number: its link
+local seg_end = {}    -- "frame/direction": the segment's end offset
+local reasm_base = {} -- "frame/direction": the reassembled PDU's start
 
 local function reset_state()
-	streams = {}
+	links = {}
+	frame_link = {}
+	seg_end = {}
 	reasm_base = {}
 end
 tlsplex.init = reset_state
 
 local function endpoint(pinfo)
 	return tostring(pinfo.src) .. "/" .. tostring(pinfo.src_port)
+end
+
+local function address_pair(pinfo)
+	local a = endpoint(pinfo)
+	local b = tostring(pinfo.dst) .. "/" .. tostring(pinfo.dst_port)
+	if a < b then return a .. " " .. b end
+	return b .. " " .. a
+end
+
+local function starts_with_magic(tvb)
+	return tvb:len() >= 8 and tvb(0, 8):raw() == MAGIC
+end
+
+-- The link of this frame.  A negotiation message where a direction
+-- already had one starts a new link on the same addresses and ports.
+local function link_of(tvb, pinfo, dir)
+	local st = frame_link[pinfo.number]
+	if st ~= nil then return st end
+	local key = address_pair(pinfo)
+	st = links[key]
+	if st ~= nil and not pinfo.visited and st.neg[dir] ~= nil and
+	   st.pending[dir] == nil and starts_with_magic(tvb) then
+		st = nil
+	end
+	if st == nil then
+		st = { neg = {}, pending = {}, cursor = {} }
+		if not pinfo.visited then links[key] = st end
+	end
+	frame_link[pinfo.number] = st
+	return st
 end
 
 local function u64(n)
@@ -389,36 +423,42 @@ local function hand_on(tvb, pinfo, tree, root, off, tls, base, st, dir)
 	return avail
 end
 
--- The stream offset of tvb's first byte in its direction.
+-- The stream offset of tvb's first byte in its direction.  TCP hands
+-- a dissector either the rest of a frame's segment (a part of the
+-- frame's data, so at a nonzero offset in it) or a PDU it reassembled
+-- where the dissector asked (a buffer of its own, at offset 0).
 local function stream_base(tvb, pinfo, st, dir)
-	if tvb:offset() == 0 then
-		-- A PDU that TCP reassembled for us: it starts where we asked.
-		local key = pinfo.number .. "/" .. dir
-		if not pinfo.visited and st.pending[dir] ~= nil then
-			reasm_base[key] = st.pending[dir]
-			st.pending[dir] = nil
-		end
-		if reasm_base[key] ~= nil then return reasm_base[key] end
+	local key = pinfo.number .. "/" .. dir
+	local reassembled = tvb:offset() == 0
+	if pinfo.visited then
+		if reassembled and reasm_base[key] ~= nil then return reasm_base[key] end
+		return (seg_end[key] or tvb:len()) - tvb:len()
 	end
-	-- Part of this frame's segment, up to its end.
-	local seq = field_value(tcp_seq_f) or 1
-	local seglen = field_value(tcp_len_f) or tvb:len()
-	return seq - 1 + seglen - tvb:len()
+	local base
+	if reassembled and st.pending[dir] ~= nil then
+		base = st.pending[dir]
+		st.pending[dir] = nil
+		reasm_base[key] = base
+	else
+		base = st.cursor[dir] or 0
+	end
+	local stop = base + tvb:len()
+	st.cursor[dir] = stop
+	if (seg_end[key] or 0) < stop then seg_end[key] = stop end
+	return base
 end
 
 local function dissect(tvb, pinfo, tree)
-	local sid = field_value(tcp_stream_f)
-	if sid == nil then return 0 end
-	local st = streams[sid]
-	if st == nil then
-		st = { neg = {}, pending = {} }
-		streams[sid] = st
-	end
 	local dir = endpoint(pinfo)
+	local st = link_of(tvb, pinfo, dir)
 	local base = stream_base(tvb, pinfo, st, dir)
 
-	pinfo.cols.protocol = "tlsplex"
-	pinfo.cols.info = ""
+	-- A frame can take several calls (a reassembled PDU, then the rest
+	-- of the segment); only the first replaces TCP's columns.
+	if tostring(pinfo.cols.protocol) == "TCP" then
+		pinfo.cols.protocol = "tlsplex"
+		pinfo.cols.info = ""
+	end
 	local root = tree:add(tlsplex, tvb())
 	local off = 0
 
@@ -428,9 +468,9 @@ local function dissect(tvb, pinfo, tree)
 			if pinfo.can_desegment > 0 then
 				pinfo.desegment_offset = 0
 				pinfo.desegment_len = DESEGMENT_ONE_MORE_SEGMENT
-				if not pinfo.visited then st.pending[dir] = 0 end
+				if not pinfo.visited then st.pending[dir] = base end
 			end
-			pinfo.cols.info = "negotiation message (incomplete)"
+			pinfo.cols.info:append("negotiation message (incomplete)")
 			return tvb:len()
 		end
 		if n < 0 then
@@ -454,7 +494,7 @@ local function dissect(tvb, pinfo, tree)
 			info = info .. " outcome=" .. name_or_num(results, s.outcome) ..
 			       " reason=" .. (reasons[s.reason] or tostring(s.reason))
 		end
-		pinfo.cols.info = info
+		pinfo.cols.info:append(info)
 		root:append_text(", " .. info)
 		local offer = st.dialler and st.neg[st.dialler]
 		if s.type == 2 and offer ~= nil then
@@ -505,10 +545,8 @@ end
 -- Claims a TCP stream whose first bytes are the magic, and every later
 -- segment of a stream claimed so.
 local function heuristic(tvb, pinfo, tree)
-	local sid = field_value(tcp_stream_f)
-	if sid == nil then return false end
-	if streams[sid] == nil then
-		if tvb:len() < 8 or tvb(0, 8):raw() ~= MAGIC then return false end
+	if frame_link[pinfo.number] == nil and links[address_pair(pinfo)] == nil then
+		if not starts_with_magic(tvb) then return false end
 		local seq = field_value(tcp_seq_f)
 		if seq ~= nil and seq ~= 1 then return false end
 	end
