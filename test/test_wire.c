@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "neg.h"
 #include "pair.h"
 
 /* The fields tshark prints for each packet, in this order. */
@@ -26,7 +27,7 @@ enum col {
 	C_FRAME, C_SRCPORT, C_SEQ, C_LEN, C_TYPE, C_NODE, C_OUTCOME, C_REASON,
 	C_REASON_NAME, C_TLS_OFF, C_PEER_TLS_OFF, C_MUX_OFF, C_PEER_MUX_OFF,
 	C_STREAM_OFF, C_HS_TYPE, C_FRAME_TYPE, C_MSG_LEN, C_TLS_CONTENT,
-	C_TLS_OPAQUE, C_TEXT,
+	C_TLS_OPAQUE, C_REASON_TEXT, C_TEXT,
 	NCOL
 };
 
@@ -37,7 +38,7 @@ static const char *const col_fields[NCOL] = {
 	"tlsplex.mux_offset", "tlsplex.peer_mux_offset",
 	"tlsplex.stream_offset", "tls.handshake.type", "tlsplex.frame.type",
 	"tlsplex.msg_len", "tls.record.content_type", "tls.record.opaque_type",
-	"tlsplex.text",
+	"tlsplex.reason_text", "tlsplex.text",
 };
 
 #define MAX_ROWS 20000
@@ -606,6 +607,7 @@ Test(wire, refused_link_shows_the_reason)
 		cr_assert_eq(num(&rows[i], C_OUTCOME), 2, "outcome REFUSE");
 		cr_assert_eq(num(&rows[i], C_REASON), 101);
 		cr_assert_str_eq(rows[i].c[C_REASON_NAME], "REQUIRED_BY_ACCEPTOR");
+		cr_assert_str_eq(rows[i].c[C_REASON_TEXT], neg_reason_str(101));
 		cr_assert_not_null(strstr(rows[i].c[C_TEXT], "requires TLS"), "text: %s",
 				   rows[i].c[C_TEXT]);
 	}
@@ -919,11 +921,12 @@ Test(wire, plaintext_link_in_small_segments)
 /* --- the dissector's tables against the C enums ----------------------- */
 
 #define MAX_CODES 64
+#define MAX_NAME 256
 
 struct codes {
 	int n;
 	long code[MAX_CODES];
-	char name[MAX_CODES][48];
+	char name[MAX_CODES][MAX_NAME];
 };
 
 /* The members PREFIX<NAME> = <number> of `enum name` in header. */
@@ -950,7 +953,7 @@ c_enum(const char *header, const char *name, const char *prefix, struct codes *o
 		if (p[-1] != '\t' && p[-1] != ' ')
 			continue;
 		cr_assert_lt(out->n, MAX_CODES);
-		while ((isalnum((unsigned char)q[k]) || q[k] == '_') && k < 47)
+		while ((isalnum((unsigned char)q[k]) || q[k] == '_') && k < MAX_NAME - 1)
 			k++;
 		memcpy(out->name[out->n], q, k);
 		out->name[out->n][k] = '\0';
@@ -964,11 +967,12 @@ c_enum(const char *header, const char *name, const char *prefix, struct codes *o
 	cr_assert_gt(out->n, 2, "found too few members of enum %s", name);
 }
 
-/* The entries [code] = "NAME" of `local table = {` in the dissector. */
+/* The entries [code] = "string" of `local table = {` in the dissector,
+ * with the string's escapes undone. */
 static void
 lua_table(const char *table, struct codes *out)
 {
-	char path[600], head[80], *text, *p, *end;
+	char path[600], head[80], *text, *p;
 
 	snprintf(path, sizeof(path), "%s/contrib/wireshark/tlsplex.lua", h_source_dir());
 	text = h_read_file(path, NULL);
@@ -976,23 +980,28 @@ lua_table(const char *table, struct codes *out)
 	snprintf(head, sizeof(head), "local %s = {", table);
 	p = strstr(text, head);
 	cr_assert_not_null(p, "no %s in tlsplex.lua", head);
-	end = strchr(p, '}');
-	cr_assert_not_null(end);
-	*end = '\0';
+	p += strlen(head);
 	out->n = 0;
-	for (p = strchr(p, '['); p != NULL; p = strchr(p + 1, '[')) {
-		char *q;
+	for (;;) {
 		size_t k = 0;
 
+		p += strspn(p, " \t\r\n,");
+		if (*p == '}')
+			break;
+		cr_assert_eq(*p, '[', "tlsplex.lua %s: unexpected %.20s", table, p);
 		cr_assert_lt(out->n, MAX_CODES);
-		out->code[out->n] = strtol(p + 1, &q, 0);
-		q = strchr(q, '"');
-		cr_assert_not_null(q, "bad entry in %s", table);
-		q++;
-		while (q[k] != '"' && q[k] != '\0' && k < 47)
-			k++;
-		memcpy(out->name[out->n], q, k);
+		out->code[out->n] = strtol(p + 1, &p, 0);
+		p = strchr(p, '"');
+		cr_assert_not_null(p, "bad entry in %s", table);
+		for (p++; *p != '"'; p++) {
+			cr_assert_neq(*p, '\0', "unterminated string in %s", table);
+			if (*p == '\\')
+				p++;
+			cr_assert_lt(k, MAX_NAME - 1);
+			out->name[out->n][k++] = *p;
+		}
 		out->name[out->n++][k] = '\0';
+		p++;
 	}
 	free(text);
 }
@@ -1016,6 +1025,26 @@ assert_same(const char *header, const char *enum_name, const char *prefix,
 	}
 	cr_assert_eq(l.n, c.n, "tlsplex.lua's %s has %d entries, enum %s %d",
 		     table, l.n, enum_name, c.n);
+}
+
+Test(wire_tables, dissector_says_what_neg_reason_str_says)
+{
+	struct codes c, l;
+
+	c_enum("proto/neg.h", "neg_reason", "NEG_R_", &c);
+	lua_table("reason_texts", &l);
+	cr_assert_eq(l.n, c.n, "tlsplex.lua's reason_texts has %d entries, enum neg_reason %d",
+		     l.n, c.n);
+	for (int i = 0; i < c.n; i++) {
+		int j;
+
+		for (j = 0; j < l.n && l.code[j] != c.code[i]; j++)
+			;
+		cr_assert_lt(j, l.n, "NEG_R_%s (%ld) has no text in tlsplex.lua", c.name[i],
+			     c.code[i]);
+		cr_assert_str_eq(l.name[j], neg_reason_str((uint16_t)c.code[i]),
+				 "tlsplex.lua reason_texts[%ld]", c.code[i]);
+	}
 }
 
 Test(wire_tables, dissector_knows_every_code)

@@ -6,9 +6,9 @@
 -- PLAINTEXT) follow in each direction.  This dissector decodes the
 -- negotiation messages, hands the rest of each direction to Wireshark's
 -- TLS dissector, and decodes mux frames on plaintext links.  The byte
--- layout is in docs/PROTOCOL.md; the codes mirror proto/neg.h and
--- proto/frame.h (test/wire.sh checks that the reason table here lists
--- exactly the codes of enum neg_reason).
+-- layout is in docs/PROTOCOL.md; the code tables mirror proto/neg.h,
+-- proto/neg.c and proto/frame.h, and test/test_wire.c checks that they
+-- list exactly the codes and words of the C code.
 --
 -- Load it with  tshark -X lua_script:tlsplex.lua  or copy it into
 -- ~/.local/lib/wireshark/plugins/.  See contrib/wireshark/README.md.
@@ -44,6 +44,26 @@ local reasons = {
 	[107] = "BUSY",
 	[108] = "DECISION_MISMATCH",
 	[109] = "POLICY_VIOLATION",
+}
+
+-- neg_reason_str() in proto/neg.c, by code: what the reason means and
+-- what to do about it.
+local reason_texts = {
+	[0] = "no reason given",
+	[1] = "TLS agreed: one side prefers or requires TLS and neither side has it off",
+	[2] = "plaintext: neither side prefers or requires TLS (set prefer or require on one side to use TLS)",
+	[3] = "plaintext: the dialling side has TLS off",
+	[4] = "plaintext: the accepting side has TLS off",
+	[100] = "the dialling side requires TLS but the accepting side has TLS off",
+	[101] = "the accepting side requires TLS but the dialling side has TLS off",
+	[102] = "the two sides' TLS version ranges do not overlap; widen the minimum or maximum TLS version on one side",
+	[103] = "no cipher suite is enabled on both sides for the agreed TLS versions; add a common suite to one side's cipher list",
+	[104] = "the two sides speak no common negotiation protocol version; upgrade the older side",
+	[105] = "the negotiation message could not be decoded; check that the peer is a tlsplex daemon of a compatible version",
+	[106] = "the node name matches no [peer] section or enabled template on the accepting side; add one or fix the node name",
+	[107] = "the accepting side reached a limit; retry later or raise the limit",
+	[108] = "the decision does not follow from the two offers (tampering in transit, or incompatible versions)",
+	[109] = "the decision breaks this side's TLS policy (this side requires TLS)",
 }
 
 -- enum neg_field in proto/neg.h.
@@ -108,6 +128,7 @@ local f = {
 	outcome = ProtoField.uint8("tlsplex.outcome", "Outcome", base.DEC, results),
 	reason = ProtoField.uint16("tlsplex.reason", "Reason code", base.DEC, reasons),
 	reason_name = ProtoField.string("tlsplex.reason_name", "Reason"),
+	reason_text = ProtoField.string("tlsplex.reason_text", "Meaning"),
 	out_tls_min = ProtoField.uint16("tlsplex.outcome.tls_min", "Agreed TLS min", base.HEX, tls_versions),
 	out_tls_max = ProtoField.uint16("tlsplex.outcome.tls_max", "Agreed TLS max", base.HEX, tls_versions),
 	common_cipher = ProtoField.uint16("tlsplex.common_cipher", "Common cipher suite", base.HEX, cipher_names),
@@ -279,6 +300,7 @@ local function dissect_tlvs(tvb, off, len, tree)
 			item:add(f.outcome, tvb(v, 1))
 			item:add(f.reason, tvb(v + 1, 2))
 			item:add(f.reason_name, tvb(v + 1, 2), reasons[s.reason] or "unknown")
+			item:add(f.reason_text, tvb(v + 1, 2), reason_texts[s.reason] or "unknown reason code")
 			item:add(f.out_tls_min, tvb(v + 3, 2))
 			item:add(f.out_tls_max, tvb(v + 5, 2))
 			item:append_text(": " .. name_or_num(results, s.outcome) .. ", " ..
