@@ -75,6 +75,18 @@ find_prog(const char *name)
 	return NULL;
 }
 
+/* tshark's path; fails the test when it is missing. */
+static const char *
+tshark_path(void)
+{
+	static char path[600];
+	const char *p = find_prog("tshark");
+
+	cr_assert_not_null(p, "tshark is not installed (scripts/deps.sh installs it)");
+	snprintf(path, sizeof(path), "%s", p);
+	return path;
+}
+
 /* One set of certificates for the run; each test copies it. */
 #define CERT_CACHE_ENV "TLSPLEX_WIRE_CERTS"
 
@@ -112,13 +124,13 @@ wire_fini(void)
 static void
 capture_start(void)
 {
-	const char *dumpcap = find_prog("dumpcap");
+	const char *dumpcap;
 	char prog[600], filter[64], log[600], *text;
 	const char *argv[12];
 	int64_t end;
 
-	cr_assert_not_null(find_prog("tshark"),
-			   "tshark is not installed (scripts/deps.sh installs it)");
+	tshark_path();
+	dumpcap = find_prog("dumpcap");
 	cr_assert_not_null(dumpcap, "dumpcap is not installed (it comes with tshark)");
 	snprintf(prog, sizeof(prog), "%s", dumpcap);
 	snprintf(filter, sizeof(filter), "tcp port %d", P.relay_port);
@@ -156,7 +168,7 @@ capture_start(void)
 			while (why > text && why[-1] != '\n')
 				why--;
 			why[strcspn(why, "\n")] = '\0';
-			cr_skip_test("cannot capture on lo: run as root, or give dumpcap CAP_NET_RAW and CAP_NET_ADMIN (dumpcap: %s)",
+			cr_skip_test("cannot capture on lo: run as root, or give dumpcap CAP_NET_RAW and CAP_NET_ADMIN (%s)",
 				     why);
 		}
 		cr_assert_fail("dumpcap failed:\n%s", text ? text : "");
@@ -223,7 +235,7 @@ run_tshark_with(const char *opts, int plugin)
 	char *o[8], *line, *save;
 	int argc = 0, no, i, rc;
 
-	snprintf(prog, sizeof(prog), "%s", find_prog("tshark"));
+	snprintf(prog, sizeof(prog), "%s", tshark_path());
 	snprintf(lua, sizeof(lua), "lua_script:%s/contrib/wireshark/tlsplex.lua",
 		 h_source_dir());
 	/* Our own HOME: no personal plugin or preference of the machine's
@@ -789,7 +801,7 @@ two_pass_summary(int tls)
 	char *text;
 	int argc = 0, rc;
 
-	snprintf(prog, sizeof(prog), "%s", find_prog("tshark"));
+	snprintf(prog, sizeof(prog), "%s", tshark_path());
 	snprintf(lua, sizeof(lua), "lua_script:%s/contrib/wireshark/tlsplex.lua",
 		 h_source_dir());
 	snprintf(home, sizeof(home), "HOME=%s", P.dir);
