@@ -658,6 +658,7 @@ struct pcap_out {
 	FILE *f;
 	uint32_t usec;
 	uint32_t isn[2];  /* per direction: 0 gateway->relay, 1 back */
+	unsigned gw_port;
 	size_t sent[2];
 };
 
@@ -684,8 +685,8 @@ pcap_packet(struct pcap_out *o, int dir, uint8_t flags, const uint8_t *data,
 	while (sum > 0xffff)
 		sum = (sum & 0xffff) + (sum >> 16);
 	put16(pkt + 10, ~sum & 0xffff);
-	put16(pkt + 20, dir == 0 ? SYN_PORT_GW : DEFAULT_LINK_PORT);
-	put16(pkt + 22, dir == 0 ? DEFAULT_LINK_PORT : SYN_PORT_GW);
+	put16(pkt + 20, dir == 0 ? o->gw_port : DEFAULT_LINK_PORT);
+	put16(pkt + 22, dir == 0 ? DEFAULT_LINK_PORT : o->gw_port);
 	put32(pkt + 24, o->isn[dir] + (syn ? 0 : 1) + (uint32_t)o->sent[dir]);
 	put32(pkt + 28, (flags & 0x10) ? o->isn[!dir] + 1 + (uint32_t)o->sent[!dir] : 0);
 	pkt[32] = 5 << 4;
@@ -717,32 +718,58 @@ pcap_bytes(struct pcap_out *o, int dir, const uint8_t *p, size_t to)
  * OFFER, the DECISION (and, when after is 0, what the relay sent with
  * it), the gateway's first after_gw bytes after its OFFER, then both
  * directions in turn. */
-static void
-write_small_capture(const uint8_t *c2s, size_t c2s_len, size_t offer_len,
-		    const uint8_t *s2c, size_t s2c_len, size_t decision_cut,
-		    size_t gw_first)
+static FILE *
+pcap_create(const char *name)
 {
-	struct pcap_out o = { .isn = { 1000, 50000 } };
 	uint32_t hdr[6] = { 0xa1b2c3d4, 0x00040002, 0, 0, 262144, 101 };
+	FILE *f;
 
-	snprintf(capture_file, sizeof(capture_file), "%s/small.pcap", P.dir);
+	snprintf(capture_file, sizeof(capture_file), "%s/%s", P.dir, name);
 	link_port = DEFAULT_LINK_PORT;
-	o.f = fopen(capture_file, "wb");
-	cr_assert_not_null(o.f);
-	cr_assert_eq(fwrite(hdr, sizeof(hdr), 1, o.f), 1);
+	f = fopen(capture_file, "wb");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(hdr, sizeof(hdr), 1, f), 1);
+	return f;
+}
+
+/* One link into the capture f: the handshake, the OFFER (or whatever
+ * the gateway sent first, offer_len bytes), the DECISION's first
+ * decision_cut bytes, the gateway's next gw_first bytes, then both
+ * directions in turn.  Returns the time reached. */
+static uint32_t
+pcap_link(FILE *f, uint32_t usec, unsigned gw_port, const uint8_t *c2s,
+	  size_t c2s_len, size_t offer_len, const uint8_t *s2c, size_t s2c_len,
+	  size_t decision_cut, size_t gw_first)
+{
+	struct pcap_out o = { .f = f, .usec = usec, .isn = { 1000, 50000 },
+			      .gw_port = gw_port };
+
 	pcap_packet(&o, 0, 0x02, NULL, 0);
 	pcap_packet(&o, 1, 0x12, NULL, 0);
 	pcap_packet(&o, 0, 0x10, NULL, 0);
-	pcap_bytes(&o, 0, c2s, offer_len);
-	pcap_bytes(&o, 1, s2c, decision_cut);
-	pcap_bytes(&o, 0, c2s, offer_len + gw_first);
+	pcap_bytes(&o, 0, c2s, offer_len < c2s_len ? offer_len : c2s_len);
+	pcap_bytes(&o, 1, s2c, decision_cut < s2c_len ? decision_cut : s2c_len);
+	if (offer_len + gw_first < c2s_len)
+		pcap_bytes(&o, 0, c2s, offer_len + gw_first);
 	while (o.sent[0] < c2s_len || o.sent[1] < s2c_len) {
 		pcap_bytes(&o, 0, c2s, o.sent[0] + SMALL_SEG < c2s_len ?
 			   o.sent[0] + SMALL_SEG : c2s_len);
 		pcap_bytes(&o, 1, s2c, o.sent[1] + SMALL_SEG < s2c_len ?
 			   o.sent[1] + SMALL_SEG : s2c_len);
 	}
-	cr_assert_eq(fclose(o.f), 0);
+	return o.usec;
+}
+
+static void
+write_small_capture(const uint8_t *c2s, size_t c2s_len, size_t offer_len,
+		    const uint8_t *s2c, size_t s2c_len, size_t decision_cut,
+		    size_t gw_first)
+{
+	FILE *f = pcap_create("small.pcap");
+
+	pcap_link(f, 0, SYN_PORT_GW, c2s, c2s_len, offer_len, s2c, s2c_len,
+		  decision_cut, gw_first);
+	cr_assert_eq(fclose(f), 0);
 }
 
 /* The number of TLS records (tls) or mux frames from off to the end; the
@@ -793,35 +820,52 @@ count_str(const char *s, const char *needle)
 	return n;
 }
 
-static void
-two_pass_summary(int tls)
+/* tshark's output (malloc'd) for the capture, read with the dissector
+ * and the options in opts (space-separated, at most 8). */
+static char *
+tshark_text(const char *opts)
 {
-	char lua[700], home[620], out[620], prog[600];
-	const char *argv[16];
-	char *text;
-	int argc = 0, rc;
+	char lua[700], home[620], out[620], prog[600], optbuf[256];
+	const char *argv[32];
+	char *o[8], *text, *p;
+	int argc = 0, rc, no;
 
 	snprintf(prog, sizeof(prog), "%s", tshark_path());
 	snprintf(lua, sizeof(lua), "lua_script:%s/contrib/wireshark/tlsplex.lua",
 		 h_source_dir());
 	snprintf(home, sizeof(home), "HOME=%s", P.dir);
-	snprintf(out, sizeof(out), "%s/tshark-2.out", P.dir);
+	snprintf(out, sizeof(out), "%s/tshark-text.out", P.dir);
+	snprintf(optbuf, sizeof(optbuf), "%s", opts);
 	argv[argc++] = "/usr/bin/env";
 	argv[argc++] = "-u";
 	argv[argc++] = "XDG_CONFIG_HOME";
 	argv[argc++] = home;
 	argv[argc++] = prog;
 	argv[argc++] = "-n";
-	argv[argc++] = "-2";
 	argv[argc++] = "-r";
 	argv[argc++] = capture_file;
 	argv[argc++] = "-X";
 	argv[argc++] = lua;
+	no = split(optbuf, ' ', o, 8);
+	for (int i = 0; i < no; i++)
+		if (o[i][0] != '\0')
+			argv[argc++] = o[i];
 	argv[argc] = NULL;
 	rc = h_run(argv, out, 30000);
 	text = h_read_file(out, NULL);
-	cr_assert_eq(rc, 0, "tshark -2 failed (%d):\n%s", rc, text);
-	cr_assert_null(strstr(text, "Lua: Error"), "%s", text);
+	cr_assert_eq(rc, 0, "tshark %s failed (%d):\n%.2000s", opts, rc, text);
+	p = strstr(text, "Lua Error");
+	cr_assert_null(p, "tshark %s: %.300s", opts, p);
+	p = strstr(text, "Lua: Error");
+	cr_assert_null(p, "tshark %s: %.300s", opts, p);
+	return text;
+}
+
+static void
+two_pass_summary(int tls)
+{
+	char *text = tshark_text("-2");
+
 	cr_assert_null(strstr(text, "Malformed"), "%s", text);
 	cr_assert_null(strstr(text, "Ignored Unknown Record"), "%s", text);
 	cr_assert_null(strstr(text, "Continuation Data"), "%s", text);
@@ -928,6 +972,87 @@ Test(wire, tls_link_in_small_segments)
 Test(wire, plaintext_link_in_small_segments)
 {
 	small_segments(0);
+}
+
+/* --- hostile bytes ---------------------------------------------------
+ *
+ * The negotiation fuzz corpus, and deterministic mutations of it, each
+ * sent as a link's first bytes (against a real DECISION, followed by
+ * random bytes both ways), each from a port of its own: the dissector
+ * raises no Lua error, and decodes every DECISION. */
+
+#define MUTANTS 12
+
+static size_t
+corpus_file(const char *name, uint8_t *buf, size_t cap)
+{
+	char path[700], *text;
+	size_t len;
+
+	snprintf(path, sizeof(path), "%s/fuzz/corpus/neg/%s", h_source_dir(), name);
+	text = h_read_file(path, &len);
+	cr_assert_not_null(text, "cannot read %s", path);
+	cr_assert_leq(len, cap);
+	memcpy(buf, text, len);
+	free(text);
+	return len;
+}
+
+Test(wire, hostile_bytes_raise_no_lua_error)
+{
+	static const char *const names[] = {
+		"offer", "offer-flow", "offer-off-v1-7", "offer-trailing",
+		"offer-unknown-critical", "offer-unknown-field", "decision-plain",
+		"decision-tls", "refuse", "refuse-bare", "http-get",
+		"tls-clienthello",
+	};
+	uint8_t dec_plain[4096], dec_tls[4096], c2s[8192], s2c[8192];
+	size_t nplain, ntls;
+	uint64_t seed = 9;
+	uint32_t usec = 0;
+	int magic_links = 0, links = 0;
+	FILE *f;
+
+	nplain = corpus_file("decision-plain", dec_plain, sizeof(dec_plain));
+	ntls = corpus_file("decision-tls", dec_tls, sizeof(dec_tls));
+	f = pcap_create("hostile.pcap");
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		uint8_t orig[4096];
+		size_t n = corpus_file(names[i], orig, sizeof(orig));
+
+		for (int m = 0; m <= MUTANTS; m++) {
+			const uint8_t *dec = m % 2 ? dec_tls : dec_plain;
+			size_t dn = m % 2 ? ntls : nplain, cl, sl;
+			uint64_t r = h_splitmix64(&seed);
+
+			memcpy(c2s, orig, n);
+			/* m = 0: as is; then bytes changed, the length cut or
+			 * the body length rewritten. */
+			for (int k = 0; m > 0 && k < 1 + (int)(r % 4); k++)
+				c2s[h_splitmix64(&seed) % n] = (uint8_t)h_splitmix64(&seed);
+			cl = m > 0 && r % 5 == 0 ? h_splitmix64(&seed) % (n + 1) : n;
+			if (m > 0 && r % 7 == 0 && n >= 14)
+				c2s[12] = (uint8_t)h_splitmix64(&seed);
+			sl = (size_t)(h_splitmix64(&seed) % 200);
+			h_payload_fill(c2s + cl, sl, seed, 1);
+			memcpy(s2c, dec, dn);
+			h_payload_fill(s2c + dn, sl, seed, 2);
+			magic_links += cl >= 8 && memcmp(c2s, "\x89TPX\r\n\x1a\n", 8) == 0;
+			usec = pcap_link(f, usec, (unsigned)(SYN_PORT_GW + links), c2s,
+					 cl + sl, cl, s2c, dn + sl, dn, 0);
+			links++;
+		}
+	}
+	cr_assert_eq(fclose(f), 0);
+	cr_assert_gt(magic_links, 50);
+
+	/* The whole tree of every packet, in one pass and in two. */
+	free(tshark_text("-V"));
+	free(tshark_text("-2 -V"));
+	run_tshark("");
+	cr_assert_eq(count_rows(C_TYPE, "2", 1, NULL), links,
+		     "a DECISION was not decoded");
+	cr_assert_geq(count_rows(C_TYPE, "1", 0, NULL), magic_links / 2);
 }
 
 /* --- the dissector's tables against the C enums ----------------------- */

@@ -174,6 +174,7 @@ tlsplex.prefs.port = Pref.uint("Link port", DEFAULT_PORT,
 
 local tls_handle = Dissector.get("tls")
 local tcp_seq_f = Field.new("tcp.seq")
+local tcp_stream_f = Field.new("tcp.stream")
 
 -- State per link, kept on the first pass, which sees the frames in
 -- order: the dialler's endpoint, the outcome and the frame that carried
@@ -182,8 +183,14 @@ local tcp_seq_f = Field.new("tcp.seq")
 -- (pending).  The stream offset of the bytes at hand decides how they
 -- are dissected; each frame remembers its link, where its segment ends
 -- and where a PDU reassembled in it starts, so that a later pass, in any
--- order, dissects it as the first did.  Nothing depends on TCP's fields,
+-- order, dissects it as the first did.  Nothing needs TCP's fields,
 -- which a pass without a protocol tree (tshark -2) does not fill in.
+local function field_value(fld)
+	local v = fld()
+	if v == nil then return nil end
+	return v.value
+end
+
 local links = {}      -- first pass: the current link of each address pair
 local frame_link = {} -- frame number: its link
 local seg_end = {}    -- "frame/direction": the segment's end offset
@@ -212,19 +219,23 @@ local function starts_with_magic(tvb)
 	return tvb:len() >= 8 and tvb(0, 8):raw() == MAGIC
 end
 
--- The link of this frame.  A negotiation message where a direction
--- already had one starts a new link on the same addresses and ports.
+-- The link of this frame.  A new TCP connection (tcp.stream, when TCP's
+-- fields are there), or a negotiation message opening a segment in a
+-- direction that already had one, starts a new link on the same
+-- addresses and ports.
 local function link_of(tvb, pinfo, dir)
 	local st = frame_link[pinfo.number]
 	if st ~= nil then return st end
 	local key = address_pair(pinfo)
+	local sid = field_value(tcp_stream_f)
 	st = links[key]
-	if st ~= nil and not pinfo.visited and st.neg[dir] ~= nil and
-	   st.pending[dir] == nil and starts_with_magic(tvb) then
+	if st ~= nil and not pinfo.visited and
+	   ((sid ~= nil and st.sid ~= nil and sid ~= st.sid) or
+	    (st.neg[dir] ~= nil and tvb:offset() > 0 and starts_with_magic(tvb))) then
 		st = nil
 	end
 	if st == nil then
-		st = { neg = {}, pending = {}, cursor = {} }
+		st = { neg = {}, pending = {}, cursor = {}, sid = sid }
 		if not pinfo.visited then links[key] = st end
 	end
 	frame_link[pinfo.number] = st
@@ -233,12 +244,6 @@ end
 
 local function u64(n)
 	return UInt64.new(n % 4294967296, math.floor(n / 4294967296))
-end
-
-local function field_value(fld)
-	local v = fld()
-	if v == nil then return nil end
-	return v.value
 end
 
 local function name_or_num(t, v)
@@ -508,10 +513,12 @@ local function dissect(tvb, pinfo, tree)
 				st.outcome_frame = pinfo.number
 			end
 		end
-		local info = (msg_types[s.type] or "negotiation") ..
+		local info = (msg_types[s.type] or ("message type " .. s.type)) ..
 			     (s.node and (" node=" .. s.node) or "")
 		if s.type == 1 then
-			info = info .. " tls=" .. name_or_num(tls_modes, s.tls_mode or -1)
+			if s.tls_mode ~= nil then
+				info = info .. " tls=" .. name_or_num(tls_modes, s.tls_mode)
+			end
 		elseif s.outcome ~= nil then
 			info = info .. " outcome=" .. name_or_num(results, s.outcome) ..
 			       " reason=" .. (reasons[s.reason] or tostring(s.reason))
