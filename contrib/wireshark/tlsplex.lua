@@ -176,6 +176,13 @@ local tls_handle = Dissector.get("tls")
 local tcp_seq_f = Field.new("tcp.seq")
 local tcp_stream_f = Field.new("tcp.stream")
 
+-- A TCP field's value in this frame, or nil.
+local function field_value(fld)
+	local v = fld()
+	if v == nil then return nil end
+	return v.value
+end
+
 -- State per link, kept on the first pass, which sees the frames in
 -- order: the dialler's endpoint, the outcome and the frame that carried
 -- it, and per direction the negotiation message, the stream offset
@@ -185,12 +192,6 @@ local tcp_stream_f = Field.new("tcp.stream")
 -- and where a PDU reassembled in it starts, so that a later pass, in any
 -- order, dissects it as the first did.  Nothing needs TCP's fields,
 -- which a pass without a protocol tree (tshark -2) does not fill in.
-local function field_value(fld)
-	local v = fld()
-	if v == nil then return nil end
-	return v.value
-end
-
 local links = {}      -- first pass: the current link of each address pair
 local frame_link = {} -- frame number: its link
 local seg_end = {}    -- "frame/direction": the segment's end offset
