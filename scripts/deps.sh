@@ -5,12 +5,14 @@
 # fuzz targets in fuzz/ (make fuzz, and make test runs them briefly).
 # iproute2, iptables and iputils-ping build and check the network
 # namespaces of the fault suite (test/test_faults.c); postgresql is the
-# real application carried end to end (test/pg_e2e.sh).
+# real application carried end to end (test/pg_e2e.sh).  tshark runs the
+# Wireshark dissector in contrib/wireshark against a captured link (test
+# "wire"); installed noninteractively, it leaves capturing to root.
 set -eu
 
 PKGS="build-essential cmake pkg-config libwolfssl-dev libevent-dev \
 libinih-dev libcriterion-dev openssl clang libclang-rt-dev \
-iproute2 iptables iputils-ping postgresql"
+iproute2 iptables iputils-ping postgresql tshark"
 
 missing=""
 for p in $PKGS; do
@@ -32,4 +34,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq || echo "deps: apt-get update failed; trying the cached package lists" >&2
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing
+$SUDO apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 $missing

@@ -38,6 +38,13 @@ void pair_init(void);
 /* pair_init() with the certificates copied from directory certs (made
  * once by scripts/mkcerts.sh) instead of made afresh. */
 void pair_init_from(const char *certs);
+/* From a ReportHook(PRE_ALL): makes one set of certificates for the
+ * whole run and names its directory in $env, for pair_init_from(getenv(
+ * env)); on failure $env stays unset and each test makes its own.  No
+ * Criterion assertion. */
+void pair_certs_cache(const char *env);
+/* From a ReportHook(POST_ALL): removes what pair_certs_cache() made. */
+void pair_certs_uncache(const char *env);
 /* Criterion .fini: stops every process and the tap, removes the
  * directory unless $TLSPLEX_KEEP is set. */
 void pair_fini(void);
