@@ -6,7 +6,7 @@
 set -eu
 
 PKGS="build-essential cmake pkg-config libwolfssl-dev libevent-dev \
-libinih-dev libcriterion-dev openssl clang libclang-rt-dev"
+libinih-dev libcriterion-dev openssl clang libclang-rt-dev curl"
 
 missing=""
 for p in $PKGS; do
