@@ -1,6 +1,7 @@
 /*
  * The monitors that run beside the hook's sinks in both daemons: the
- * metrics endpoint (io/metrics.c) and, later, the periodic summaries.
+ * metrics endpoint (io/metrics.c) and the periodic summaries
+ * (io/summary.c).
  * Three calls from each daemon: start, reload, stop.
  */
 #ifndef TLSPLEX_MONITOR_H

@@ -360,3 +360,142 @@ Test(metrics, silent_scrapes_are_dropped_at_the_deadline)
 	cr_assert_eq(h_wait_file_contains(P.relay_log, "no complete request "
 					  "within 2 s", 1000), 0);
 }
+
+/* ---- summaries ------------------------------------------------------------ */
+
+struct sums {
+	uint64_t tls_opened, tls_closed, tls_streams, none_opened, none_closed;
+	uint64_t svc_streams, ends, finals, last_seq;
+	int seq_ok, ports_ok;
+};
+
+static uint64_t
+num_or_0(const char *line, const char *key)
+{
+	char k[64];
+	const char *p;
+
+	snprintf(k, sizeof(k), "\"%s\":", key);
+	p = strstr(line, k);
+	return p != NULL ? strtoull(p + strlen(k), NULL, 10) : 0;
+}
+
+/* Adds up the summary records of a hook file. */
+static void
+sum_file(const char *path, struct sums *s)
+{
+	char *text = h_read_file(path, NULL), *line, *save = NULL;
+	char server[64];
+
+	cr_assert_not_null(text);
+	memset(s, 0, sizeof(*s));
+	s->seq_ok = s->ports_ok = 1;
+	snprintf(server, sizeof(server), "\"server_ip\":\"127.0.0.1\","
+		 "\"server_port\":%d,\"client_ip\":\"127.0.0.1\"", P.relay_port);
+	for (line = strtok_r(text, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (strstr(line, "\"event\":\"link_summary\"")) {
+			if (!strstr(line, server))
+				s->ports_ok = 0;
+			if (strstr(line, "\"protection\":\"tls\"")) {
+				s->tls_opened += num_or_0(line, "links_opened");
+				s->tls_closed += num_or_0(line, "links_closed");
+				s->tls_streams += num_or_0(line, "streams_opened");
+			} else if (strstr(line, "\"protection\":\"none\"")) {
+				s->none_opened += num_or_0(line, "links_opened");
+				s->none_closed += num_or_0(line, "links_closed");
+			}
+		} else if (strstr(line, "\"event\":\"service_summary\"") &&
+			   strstr(line, "\"service\":\"echo\"")) {
+			s->svc_streams += num_or_0(line, "streams_opened");
+		} else if (strstr(line, "\"event\":\"summary_end\"")) {
+			uint64_t seq = num_or_0(line, "interval_seq");
+
+			if (seq != s->last_seq + 1)
+				s->seq_ok = 0;
+			s->last_seq = seq;
+			s->ends++;
+			s->finals += strstr(line, "\"final\":true") != NULL;
+		}
+	}
+	free(text);
+}
+
+/* Rewrites one of the pair's config files, replacing from with to. */
+static void
+conf_replace(const char *name, const char *from, const char *to)
+{
+	char path[600], *old, *at;
+
+	snprintf(path, sizeof(path), "%s/%s", P.dir, name);
+	old = h_read_file(path, NULL);
+	cr_assert_not_null(old);
+	at = strstr(old, from);
+	cr_assert_not_null(at, "no '%s' in %s", from, name);
+	*at = '\0';
+	cr_assert_eq(h_write_file(path, "%s%s%s", old, to, at + strlen(from)), 0);
+	free(old);
+}
+
+Test(metrics, summaries_count_the_links_the_test_made)
+{
+	struct sums r, g;
+	char *line;
+	int raw, i;
+	int64_t end;
+
+	start_echo("echo");
+	start_pair(TLS_RELAY "summary_interval = 1s\n",
+		   TLS_GW "summary_interval = 1s\n");
+	wait_up();
+	line = hook_line(P.relay_hooks, "daemon_started");
+	cr_assert_eq(json_num(line, "summary_interval_s"), 1);
+	free(line);
+	for (i = 0; i < 3; i++)
+		echo_stream(P.svc_port, "counted in a summary");
+	raw = connect_port(P.relay_port);
+	cr_assert_eq(send(raw, "GET / HTTP/1.0\r\n\r\n", 18, MSG_NOSIGNAL), 18);
+	cr_assert(closed_within(raw, 5000));
+	close(raw);
+	end = h_now_ms() + 6000;
+	while (h_file_count(P.relay_hooks, "\"event\":\"summary_end\"") < 2 &&
+	       h_now_ms() < end)
+		h_sleep_ms(50);
+	/* A reload that changes the interval writes a final set. */
+	conf_replace("relay.ini", "summary_interval = 1s", "summary_interval = 2s");
+	cr_assert_eq(kill(P.relay, SIGHUP), 0);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "summaries every 2000 ms",
+					  5000), 0);
+	echo_stream(P.svc_port, "after the reload");
+	cr_assert_eq(h_stop(P.gw, 5000), 0);
+	P.gw = 0;
+	cr_assert_eq(h_wait_file_contains(P.relay_hooks, "\"outcome\":\"tls\"",
+					  5000), 0);
+	cr_assert_eq(h_stop(P.relay, 5000), 0);
+	P.relay = 0;
+
+	sum_file(P.relay_hooks, &r);
+	cr_assert_geq(r.ends, 3, "%s", h_read_file(P.relay_hooks, NULL));
+	cr_assert(r.seq_ok, "interval_seq is not 1, 2, 3, ...");
+	cr_assert_eq(r.finals, 2, "final sets: at the reload and at stop");
+	cr_assert(r.ports_ok, "a link_summary without the link's addresses");
+	cr_assert_eq(r.tls_opened, 1);
+	cr_assert_eq(r.tls_closed, 1);
+	cr_assert_eq(r.tls_streams, 4);
+	cr_assert_eq(r.none_opened, 1, "the aborted connection");
+	cr_assert_eq(r.none_closed, 1);
+	cr_assert_eq(r.svc_streams, 4);
+	line = hook_line(P.relay_hooks, "summary_end");
+	free(line);
+
+	sum_file(P.gw_hooks, &g);
+	cr_assert_geq(g.ends, 2);
+	cr_assert(g.seq_ok);
+	cr_assert_eq(g.finals, 1);
+	cr_assert(g.ports_ok);
+	cr_assert_eq(g.tls_opened, 1);
+	cr_assert_eq(g.tls_closed, 1);
+	cr_assert_eq(g.tls_streams, 4);
+	cr_assert_eq(g.none_opened, 0);
+	cr_assert_eq(g.svc_streams, 4);
+}
