@@ -208,17 +208,28 @@ ssvc_idle(const struct ssvc *v)
 static struct ssvc *
 ssvc_find(struct summary *s, const struct hook_event *ev)
 {
-	struct ssvc want, *v, *take = NULL, *idle = NULL;
+	const char *svc = ev->service ? ev->service : "";
+	const char *peer = ev->peer_node ? ev->peer_node : "";
+	const char *prot = ev->protection ? ev->protection : "";
+	uint64_t h = fnv_str(fnv_str(fnv_str(0xcbf29ce484222325ull, svc), peer),
+			     prot);
+	struct ssvc *v, *take = NULL, *idle = NULL;
 	int i;
 
-	memset(&want, 0, sizeof(want));
-	CPY(want.service, ev->service);
-	CPY(want.peer_node, ev->peer_node);
-	CPY(want.protection, ev->protection);
-	want.hash = fnv_str(fnv_str(fnv_str(0xcbf29ce484222325ull,
-					    want.service), want.peer_node),
-			    want.protection);
-	want.used = 1;
+	/* Names longer than the fields are cut; the hash is of the cut
+	 * names, so that a found entry compares equal. */
+	if (strlen(svc) >= sizeof(v->service) ||
+	    strlen(peer) >= sizeof(v->peer_node) ||
+	    strlen(prot) >= sizeof(v->protection)) {
+		static struct ssvc cut;
+
+		CPY(cut.service, svc);
+		CPY(cut.peer_node, peer);
+		CPY(cut.protection, prot);
+		svc = cut.service, peer = cut.peer_node, prot = cut.protection;
+		h = fnv_str(fnv_str(fnv_str(0xcbf29ce484222325ull, svc), peer),
+			    prot);
+	}
 	for (i = 0; i < SUMMARY_MAX_SERVICES; i++) {
 		v = &s->svcs[i];
 		if (!v->used) {
@@ -226,9 +237,9 @@ ssvc_find(struct summary *s, const struct hook_event *ev)
 				take = v;
 			continue;
 		}
-		if (v->hash == want.hash && strcmp(v->service, want.service) == 0 &&
-		    strcmp(v->peer_node, want.peer_node) == 0 &&
-		    strcmp(v->protection, want.protection) == 0)
+		if (v->hash == h && strcmp(v->service, svc) == 0 &&
+		    strcmp(v->peer_node, peer) == 0 &&
+		    strcmp(v->protection, prot) == 0)
 			return v;
 		if (idle == NULL && ssvc_idle(v))
 			idle = v;
@@ -237,14 +248,20 @@ ssvc_find(struct summary *s, const struct hook_event *ev)
 		take = idle;
 	if (take == NULL) {
 		take = &s->svcs[SUMMARY_MAX_SERVICES];
-		if (take->used)
-			return take;
-		memset(&want, 0, sizeof(want));
-		snprintf(want.service, sizeof(want.service), "_other");
-		want.hash = fnv_str(0xcbf29ce484222325ull, "_other");
-		want.used = 1;
+		if (!take->used) {
+			memset(take, 0, sizeof(*take));
+			snprintf(take->service, sizeof(take->service), "_other");
+			take->hash = fnv_str(0xcbf29ce484222325ull, "_other");
+			take->used = 1;
+		}
+		return take;
 	}
-	*take = want;
+	memset(take, 0, sizeof(*take));
+	CPY(take->service, svc);
+	CPY(take->peer_node, peer);
+	CPY(take->protection, prot);
+	take->hash = h;
+	take->used = 1;
 	return take;
 }
 

@@ -352,6 +352,16 @@ Test(summary, streams_services_and_live_bytes)
 	stream_ev(s, HOOK_STREAM_CLOSED, "db", "reset", 1, 2);
 	stream_ev(s, HOOK_STREAM_OPENED, "nope", NULL, 0, 0);
 	stream_ev(s, HOOK_STREAM_CLOSED, "nope", "REFUSED", 0, 0);
+	{
+		/* A name longer than the record keeps: cut, counted together. */
+		char lng[201];
+
+		memset(lng, 'x', 200);
+		lng[200] = '\0';
+		stream_ev(s, HOOK_STREAM_OPENED, lng, NULL, 0, 0);
+		stream_ev(s, HOOK_STREAM_CLOSED, lng, "ok", 0, 0);
+		stream_ev(s, HOOK_STREAM_OPENED, lng, NULL, 0, 0);
+	}
 	live_in = 1000;
 	live_out = 3000;
 	summary_flush(s, T0 + 15 * SEC, 0);
@@ -367,10 +377,13 @@ Test(summary, streams_services_and_live_bytes)
 	cr_assert_eq(num(r, "streams_opened"), 0);
 	cr_assert_eq(num(r, "streams_refused"), 1);
 	r = find("link_summary", NULL, 0);
-	cr_assert_eq(num(r, "streams_opened"), 2);
+	cr_assert_eq(num(r, "streams_opened"), 4);
 	cr_assert_eq(num(r, "bytes_in"), 1000, "live bytes not counted");
+	cr_assert_eq(count("service_summary", "\"service\":\"xxxx"), 1);
+	cr_assert_eq(num(find("service_summary", "\"service\":\"xxxx", 0),
+			 "streams_opened"), 2);
 	cr_assert_eq(num(r, "bytes_out"), 3000);
-	cr_assert_eq(num(find("summary_end", NULL, 0), "records"), 3);
+	cr_assert_eq(num(find("summary_end", NULL, 0), "records"), 4);
 
 	/* At close only what the earlier intervals did not count. */
 	close_link(s, 1, "10.0.0.2:5000", "tls", "tls", 1500, 3001, T0 + 20 * SEC);
