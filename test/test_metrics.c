@@ -307,6 +307,34 @@ Test(metrics, http_rules)
 	cr_assert_null(scrape(mr, "/nothing"));
 }
 
+/* conf_replace() is below, with the summaries' tests. */
+static void conf_replace(const char *name, const char *from, const char *to);
+
+Test(metrics, a_reload_moves_the_endpoint)
+{
+	char extra[256], from[64], to[64], line[96];
+	int mr = h_free_port(), mr2 = h_free_port();
+	char *text;
+
+	snprintf(extra, sizeof(extra), "tls = off\nclient_cert = none\n"
+		 "metrics_listen = 127.0.0.1:%d\n", mr);
+	start_relay(extra, "");
+	cr_assert_eq(h_wait_port(mr, 5000), 0);
+	snprintf(from, sizeof(from), "metrics_listen = 127.0.0.1:%d", mr);
+	snprintf(to, sizeof(to), "metrics_listen = 127.0.0.1:%d", mr2);
+	conf_replace("relay.ini", from, to);
+	cr_assert_eq(kill(P.relay, SIGHUP), 0);
+	snprintf(line, sizeof(line), "metrics endpoint: http://127.0.0.1:%d/", mr2);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, line, 5000), 0, "%s",
+		     h_read_file(P.relay_log, NULL));
+	text = scrape(mr2, "/metrics");
+	cr_assert_not_null(text);
+	cr_assert_eq(series_value(text, "tlsplex_config_reloads_total{result="
+				  "\"ok\"}"), 1);
+	free(text);
+	cr_assert_eq(h_port_listening(mr), 0, "the old endpoint still listens");
+}
+
 Test(metrics, allow_list_refuses_other_sources)
 {
 	char extra[256], buf[512];
