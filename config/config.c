@@ -54,6 +54,7 @@ enum key_flag {
 	K_REQUIRED = 1,  /* no default; the key must be set */
 	K_ZERO_OK = 2,   /* 0 is allowed besides the range */
 	K_PORT_ONLY = 4, /* a bare port or ":port" means 127.0.0.1:port */
+	K_EMPTY_OK = 8,  /* an address key that may be empty (off) */
 };
 
 struct choice {
@@ -288,6 +289,17 @@ static const struct key keys[] = {
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "deny",
 	  .dflt = "", .parse = p_acl, DAE(deny),
 	  .help = "Source networks refused before a byte is read, checked before `allow`; same form and scope as `allow`." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "metrics_listen",
+	  .dflt = "", .parse = p_addr, .flags = K_EMPTY_OK, DAE(metrics_listen),
+	  .help = "Address of the Prometheus metrics endpoint (HTTP GET /metrics), host:port such as 127.0.0.1:9464. Empty: no endpoint." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "metrics_allow",
+	  .dflt = "127.0.0.0/8,::1", .parse = p_acl, DAE(metrics_allow),
+	  .help = "Source networks that may scrape the metrics endpoint, in the form of `allow`; others are closed at once. Empty: every source." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "summary_interval",
+	  .dflt = "0", .parse = p_duration, .check = c_range,
+	  .flags = K_ZERO_OK, .lo = 1000, .hi = 24 * MS_HOUR,
+	  DAE(summary_interval_ms),
+	  .help = "Interval of the link_summary and service_summary events, 1s to 24h, boundaries at wall-clock multiples of it (15m: :00, :15, ...); 0 turns summaries off." },
 	{ .sec = SEC_DAEMON, .roles = CFG_RELAY, .name = "max_links",
 	  .dflt = "1024", .parse = p_count, .check = c_range,
 	  .lo = 1, .hi = 1000000, DAE(max_links),
@@ -715,9 +727,13 @@ static int
 p_addr(struct ld *st, const struct key *e, const char *val,
        void *base)
 {
-	const char *why = addr_parse(val, e->flags & K_PORT_ONLY,
-				     field(e, base), e->size);
+	const char *why;
 
+	if ((e->flags & K_EMPTY_OK) && val[0] == '\0') {
+		*(char *)field(e, base) = '\0';
+		return 0;
+	}
+	why = addr_parse(val, e->flags & K_PORT_ONLY, field(e, base), e->size);
 	if (why) {
 		bad(st, e, val, why);
 		return -1;

@@ -122,6 +122,9 @@ struct cfg {
 	int log_level;                   /* 0 error .. 3 debug */
 	struct cfg_acl allow, deny;      /* relay: link sources; gateway:
 					    clients of every service */
+	char metrics_listen[CFG_ADDR_MAX]; /* Prometheus endpoint; "" = off */
+	struct cfg_acl metrics_allow;    /* who may scrape it */
+	uint32_t summary_interval_ms;    /* 0 = no summaries */
 	uint32_t max_links;              /* relay: links at once */
 	uint32_t max_links_per_source;   /* relay: links from one address */
 	int tls_sticky;                  /* remember TLS peers, refuse

@@ -13,6 +13,7 @@
 #include "link.h"
 #include "log.h"
 #include "sticky.h"
+#include "summary.h"
 #include "tlsio.h"
 
 static struct event *daemon_sig_ev[3];
@@ -228,6 +229,7 @@ daemon_report(int type, const char *config, const char *result,
 	ev.result = result;
 	ev.reason = reason;
 	ev.links_open = link_count();
+	ev.summary_interval_s = summary_interval_s();
 	hook_emit(&ev);
 }
 

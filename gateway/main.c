@@ -21,6 +21,7 @@
 #include "hook.h"
 #include "link.h"
 #include "log.h"
+#include "monitor.h"
 #include "frame.h"
 #include "guard.h"
 #include "net.h"
@@ -547,6 +548,7 @@ gw_commit(void *ud, const struct daemon_conf *cur,
 		h->svc = svc;
 	}
 	gw_conf_install(gw);
+	daemon_monitor_reload(cur->cfg);
 	log_info("SIGHUP: configuration reloaded from %s: %zu services, relay "
 		 "%s; the running link keeps its settings", gw->path,
 		 cur->cfg->n_services, cur->cfg->relay);
@@ -612,6 +614,8 @@ main(int argc, char **argv)
 	log_info("node %s (tls = %s) serving %zu services through relay %s",
 		 gw.conf.cfg->node_name, tls_mode_str((uint8_t)gw.conf.cfg->tls),
 		 gw.conf.cfg->n_services, gw.conf.cfg->relay);
+	if (daemon_monitor_start(gw.base, gw.conf.cfg) < 0)
+		goto out;
 	daemon_report(HOOK_DAEMON_STARTED, gw.opts->config, NULL, NULL);
 	gw_dial(&gw);
 	event_base_dispatch(gw.base);
@@ -628,6 +632,7 @@ out:
 	if (gw.reload_ev != NULL)
 		event_free(gw.reload_ev);
 	link_close_all("the gateway is stopping");
+	daemon_monitor_stop();
 	for (i = 0; i < gw.n_listeners; i++)
 		if (gw.listeners[i].lis != NULL)
 			evconnlistener_free(gw.listeners[i].lis);

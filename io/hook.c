@@ -55,6 +55,9 @@ static struct {
 #define EV_TLS (B(HOOK_HANDSHAKE_DONE) | B(HOOK_LINK_CLOSED))
 #define EV_REASON (B(HOOK_LINK_REFUSED) | B(HOOK_HANDSHAKE_FAILED) |         \
 		   B(HOOK_PLAINTEXT_AGREED) | B(HOOK_LINK_CLOSED))
+#define EV_LS B(HOOK_LINK_SUMMARY)
+#define EV_SS B(HOOK_SERVICE_SUMMARY)
+#define EV_SUM (EV_LS | EV_SS | B(HOOK_SUMMARY_END))
 
 static const struct {
 	const char *name;
@@ -90,9 +93,11 @@ static const struct {
 	[HOOK_STREAM_CLOSED] = { "stream_closed",
 		"(observers only) a stream ended" },
 	[HOOK_LINK_SUMMARY] = { "link_summary",
-		"every summary_interval, one per aggregation key" },
+		"every summary_interval, one per aggregation key that had links "
+		"open or activity in the interval" },
 	[HOOK_SERVICE_SUMMARY] = { "service_summary",
-		"every summary_interval, one per service" },
+		"every summary_interval, one per service, peer node and "
+		"protection with streams in the interval" },
 	[HOOK_SUMMARY_END] = { "summary_end",
 		"after each interval's summary records" },
 	[HOOK_SINK_RECOVERED] = { "sink_recovered",
@@ -143,7 +148,25 @@ static const struct hook_field hook_fields[] = {
 	  "peer address, ip:port" },
 	{ "peer_ip", K_HEAD, 0, EV_LINK, "string", "peer address" },
 	{ "peer_port", K_HEAD, 0, EV_LINK, "number", "peer port" },
-	{ "peer_node", K_STR, OFF(peer_node), EV_LINK, "string",
+	{ "interval_seq", K_U64, OFF(interval_seq), EV_SUM, "number",
+	  "the interval's number, from 1; +1 per interval" },
+	{ "interval_start", K_STR, OFF(interval_start), EV_SUM, "string",
+	  "when the interval began, RFC 3339" },
+	{ "interval_end", K_STR, OFF(interval_end), EV_SUM, "string",
+	  "when it ended (this record was written), RFC 3339" },
+	{ "final", K_BOOL, OFF(final), EV_SUM, "bool",
+	  "the close-out set: written at stop, or when a reload changes "
+	  "summary_interval" },
+	{ "session_key", K_STR, OFF(session_key), EV_LS | EV_SS, "string",
+	  "16 hex digits: a hash of the record's key fields, the same for "
+	  "the same key in every interval and across restarts" },
+	{ "server_ip", K_STR, OFF(server_ip), EV_LS, "string",
+	  "the relay's address of the links (relay: local; gateway: peer)" },
+	{ "server_port", K_U64NZ, OFF(server_port), EV_LS, "number",
+	  "the relay's port of the links" },
+	{ "client_ip", K_STR, OFF(client_ip), EV_LS, "string",
+	  "the gateway's address of the links (no port)" },
+	{ "peer_node", K_STR, OFF(peer_node), EV_LINK | EV_LS | EV_SS, "string",
 	  "the node name the peer claimed, once its message arrived" },
 	{ "transcript", K_STR, OFF(transcript), EV_LINK, "string",
 	  "from the decision on: 32 hex digits, the first 16 bytes of "
@@ -159,7 +182,7 @@ static const struct hook_field hook_fields[] = {
 	  "who refused: `local` or `peer`" },
 	{ "reason_code", K_U64NZ, OFF(reason_code), EV_REASON, "number",
 	  "the negotiation reason code (docs/PROTOCOL.md), when one applies" },
-	{ "reason_name", K_STR, OFF(reason_name), EV_REASON, "string",
+	{ "reason_name", K_STR, OFF(reason_name), EV_REASON | EV_LS, "string",
 	  "the reason's name: a negotiation reason (`UNKNOWN_PEER`, "
 	  "`NEITHER_ASKED`, ...) or a TCP-stage one (`deny_list`, "
 	  "`allow_list`, `max_links`, `max_links_per_source`, `max_clients`, "
@@ -182,62 +205,92 @@ static const struct hook_field hook_fields[] = {
 	{ "mux_offset_in", K_U64, OFF(tls_offset_in),
 	  B(HOOK_PLAINTEXT_AGREED), "number",
 	  "bytes this side received before the peer's first mux frame" },
-	{ "outcome", K_STR, OFF(outcome), B(HOOK_LINK_CLOSED), "string",
+	{ "outcome", K_STR, OFF(outcome), B(HOOK_LINK_CLOSED) | EV_LS, "string",
 	  "`tls`, `plaintext` (the link carried streams so), `refused`, "
 	  "`failed` (the handshake or the binding failed), `aborted` "
 	  "(ended in the negotiation, or not tlsplex), `connect_failed`" },
 	{ "protection", K_STR, OFF(protection), B(HOOK_LINK_CLOSED) |
-	  B(HOOK_STREAM_OPENED) | B(HOOK_STREAM_CLOSED), "string",
+	  B(HOOK_STREAM_OPENED) | B(HOOK_STREAM_CLOSED) | EV_LS | EV_SS,
+	  "string",
 	  "`tls`, `plaintext` or `none` (never carried a stream)" },
 	{ "last_state", K_STR, OFF(last_state), B(HOOK_LINK_CLOSED), "string",
 	  "the link's state before it closed (`CONNECTING`, `NEGOTIATING`, "
 	  "`HANDSHAKE`, `BINDING`, `UP`, `DRAINING`, `CLOSING`)" },
 	{ "start_ts", K_STR, OFF(start_ts), B(HOOK_LINK_CLOSED), "string",
 	  "when the link was opened, RFC 3339" },
-	{ "protocol", K_STR, OFF(protocol), EV_TLS, "string",
+	{ "protocol", K_STR, OFF(protocol), EV_TLS | EV_LS, "string",
 	  "TLS version, `TLSv1.3` or `TLSv1.2`" },
-	{ "cipher", K_STR, OFF(cipher), EV_TLS, "string",
+	{ "cipher", K_STR, OFF(cipher), EV_TLS | EV_LS, "string",
 	  "IANA cipher suite name" },
-	{ "group", K_STR, OFF(group), EV_TLS, "string",
+	{ "group", K_STR, OFF(group), EV_TLS | EV_LS, "string",
 	  "key-exchange group" },
 	{ "resumed", K_BOOL, OFF(resumed), B(HOOK_HANDSHAKE_DONE), "bool",
 	  "the session was resumed" },
-#define CERT_FIELDS(who, m, desc)                                           \
+#define CERT_FIELDS(who, m, desc, sig)                                      \
 	{ who "_subject", K_STR, OFF(m.subject), EV_TLS, "string",          \
 	  desc " certificate's subject" },                                   \
 	{ who "_issuer", K_STR, OFF(m.issuer), EV_TLS, "string",            \
 	  desc " certificate's issuer" },                                    \
 	{ who "_serial", K_STR, OFF(m.serial), EV_TLS, "string",            \
 	  desc " certificate's serial number, hex" },                        \
-	{ who "_sha256", K_STR, OFF(m.sha256), EV_TLS, "string",            \
+	{ who "_sha256", K_STR, OFF(m.sha256), EV_TLS | (sig), "string",    \
 	  desc " certificate's SHA-256 fingerprint" },                       \
 	{ who "_not_before", K_STR, OFF(m.not_before), EV_TLS, "string",    \
 	  desc " certificate's notBefore, RFC 3339" },                       \
 	{ who "_not_after", K_STR, OFF(m.not_after), EV_TLS, "string",      \
 	  desc " certificate's notAfter, RFC 3339" },                        \
-	{ who "_key_type", K_STR, OFF(m.key_type), EV_TLS, "string",        \
+	{ who "_key_type", K_STR, OFF(m.key_type), EV_TLS | (sig), "string",\
 	  desc " certificate's key type: `RSA`, `EC`, `Ed25519`, `Ed448`" }, \
-	{ who "_key_bits", K_U64NZ, OFF(m.key_bits), EV_TLS, "number",      \
+	{ who "_key_bits", K_U64NZ, OFF(m.key_bits), EV_TLS | (sig), "number",\
 	  desc " certificate's key size in bits" },                          \
 	{ who "_sig_alg", K_STR, OFF(m.sig_alg), EV_TLS, "string",          \
 	  desc " certificate's signature algorithm" }
-	CERT_FIELDS("peer", peer_cert, "the peer's"),
-	CERT_FIELDS("local", local_cert, "our own"),
+	CERT_FIELDS("peer", peer_cert, "the peer's", EV_LS),
+	CERT_FIELDS("local", local_cert, "our own", 0),
 #undef CERT_FIELDS
 	{ "duration_ms", K_U64, OFF(duration_ms), EV_TLS, "number",
 	  "handshake_done: the handshake's duration; link_closed: the "
 	  "link's (monotonic clock)" },
+	{ "links_lifetime_start", K_U64, OFF(links_lifetime_start), EV_LS,
+	  "number", "links with this key since summaries started, at the "
+	  "interval's start" },
+	{ "links_lifetime_end", K_U64, OFF(links_lifetime_end), EV_LS,
+	  "number", "the same at its end" },
+	{ "links_active_start", K_U64, OFF(links_active_start), EV_LS,
+	  "number", "links with this key open at the interval's start" },
+	{ "links_active_end", K_U64, OFF(links_active_end), EV_LS, "number",
+	  "the same at its end" },
+	{ "links_opened", K_U64, OFF(links_opened), EV_LS, "number",
+	  "links counted under this key in the interval (a link is counted "
+	  "once its key is known; see \"Summaries\")" },
+	{ "links_closed", K_U64, OFF(links_closed), EV_LS, "number",
+	  "links with this key closed in the interval" },
+	{ "links_short", K_U64, OFF(links_short), EV_LS, "number",
+	  "links opened and closed within the interval" },
+	{ "handshakes_full", K_U64, OFF(handshakes_full), EV_LS, "number",
+	  "TLS handshakes done without resumption" },
+	{ "handshakes_resumed", K_U64, OFF(handshakes_resumed), EV_LS,
+	  "number", "TLS handshakes done by resuming a session" },
+	{ "handshake_ms_sum", K_U64, OFF(handshake_ms_sum), EV_LS, "number",
+	  "the handshakes' durations added up, milliseconds" },
+	{ "handshake_ms_max", K_U64, OFF(handshake_ms_max), EV_LS, "number",
+	  "the longest handshake, milliseconds" },
+	{ "streams_opened", K_U64, OFF(streams_opened), EV_LS | EV_SS,
+	  "number", "streams opened in the interval (refused ones not "
+	  "included)" },
+	{ "streams_refused", K_U64, OFF(streams_refused), EV_SS, "number",
+	  "streams this daemon refused in the interval" },
 	{ "bytes_in", K_U64, OFF(bytes_in),
-	  B(HOOK_LINK_CLOSED) | B(HOOK_STREAM_CLOSED), "number",
+	  B(HOOK_LINK_CLOSED) | B(HOOK_STREAM_CLOSED) | EV_LS | EV_SS, "number",
 	  "bytes received on the socket (link: negotiation, TLS and mux "
-	  "framing included)" },
+	  "framing included; summaries: in the interval)" },
 	{ "bytes_out", K_U64, OFF(bytes_out),
-	  B(HOOK_LINK_CLOSED) | B(HOOK_STREAM_CLOSED), "number",
+	  B(HOOK_LINK_CLOSED) | B(HOOK_STREAM_CLOSED) | EV_LS | EV_SS, "number",
 	  "bytes sent on the socket" },
 	{ "streams", K_U64, OFF(streams), B(HOOK_LINK_CLOSED), "number",
 	  "streams the link carried" },
 	{ "service", K_STR, OFF(service), B(HOOK_LINK_REFUSED) |
-	  B(HOOK_STREAM_OPENED) | B(HOOK_STREAM_CLOSED), "string",
+	  B(HOOK_STREAM_OPENED) | B(HOOK_STREAM_CLOSED) | EV_SS, "string",
 	  "the service (a gateway's client refused at the TCP stage; a "
 	  "stream)" },
 	{ "stream", K_U64, OFF(stream_id),
@@ -261,6 +314,18 @@ static const struct hook_field hook_fields[] = {
 	  "`reset`, or the code that refused it (`REFUSED`, ...)" },
 	{ "links_open", K_U64, OFF(links_open), B(HOOK_DAEMON_STOPPING),
 	  "number", "links open when the stop began" },
+	{ "records", K_U64, OFF(records), B(HOOK_SUMMARY_END), "number",
+	  "link_summary and service_summary records of this interval" },
+	{ "refused_tcp_stage", K_U64, OFF(refused_tcp_stage),
+	  B(HOOK_SUMMARY_END), "number",
+	  "connections refused at the TCP stage in the interval (they have "
+	  "no link and so no link_summary)" },
+	{ "links_pending", K_U64, OFF(links_pending), B(HOOK_SUMMARY_END),
+	  "number", "links open at the interval's end whose key is not known "
+	  "yet (still negotiating or in the handshake)" },
+	{ "links_folded", K_U64, OFF(links_folded), B(HOOK_SUMMARY_END),
+	  "number", "links counted under the `_other` record in the interval "
+	  "because the number of keys reached its bound" },
 	{ "sink", K_STR, OFF(sink), B(HOOK_SINK_RECOVERED), "string",
 	  "the sink (`file:PATH`, ...)" },
 	{ "lost", K_U64, OFF(lost), B(HOOK_SINK_RECOVERED), "number",
@@ -427,8 +492,7 @@ jw_knum(struct jw *w, const char *k, uint64_t v)
 	jw_raw(w, num, (size_t)n);
 }
 
-/* Splits "ip:port" or "[ip6]:port"; returns 0, or -1 (unknown). */
-static int
+int
 hook_split_addr(const char *a, char *ip, size_t iplen, uint64_t *port)
 {
 	const char *colon;

@@ -96,6 +96,23 @@ struct hook_event {
 	/* sink_recovered */
 	const char *sink;
 	uint64_t lost;
+	/* link_summary, service_summary, summary_end (io/summary.c); the
+	 * key also uses peer_node, protection, protocol, cipher, group,
+	 * peer_cert's key_type, key_bits and sha256, outcome, reason_name
+	 * and service, the counts bytes_in and bytes_out */
+	uint64_t interval_seq;
+	const char *interval_start, *interval_end; /* RFC 3339 */
+	int final;
+	const char *session_key;
+	const char *server_ip, *client_ip;
+	uint64_t server_port;
+	uint64_t links_lifetime_start, links_lifetime_end;
+	uint64_t links_active_start, links_active_end;
+	uint64_t links_opened, links_closed, links_short;
+	uint64_t handshakes_full, handshakes_resumed;
+	uint64_t handshake_ms_sum, handshake_ms_max;
+	uint64_t streams_opened, streams_refused;
+	uint64_t records, refused_tcp_stage, links_pending, links_folded;
 };
 
 /*
@@ -155,6 +172,10 @@ const char *hook_type_str(int type);
 
 /* Prints docs/MONITORING.md's tables: one per event, a row per key. */
 void hook_write_reference(FILE *out);
+
+/* Splits "ip:port" or "[ip6]:port" into ip (without brackets) and port.
+ * Returns 0, or -1 when a is NULL or not of that form. */
+int hook_split_addr(const char *a, char *ip, size_t iplen, uint64_t *port);
 
 /* Events emitted since start (the last seq). */
 uint64_t hook_seq(void);

@@ -1246,3 +1246,24 @@ link_count(void)
 {
 	return link_n;
 }
+
+size_t
+link_count_by_state(enum link_state st)
+{
+	struct link *l;
+	size_t n = 0;
+
+	TAILQ_FOREACH(l, &link_all, entry)
+		n += l->state == st;
+	return n;
+}
+
+void
+link_bytes_each(void (*fn)(void *arg, uint64_t id, uint64_t in,
+			   uint64_t out), void *arg)
+{
+	struct link *l;
+
+	TAILQ_FOREACH(l, &link_all, entry)
+		fn(arg, l->id, l->bytes_in, l->bytes_out);
+}

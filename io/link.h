@@ -127,5 +127,11 @@ int link_is_tls(const struct link *l);
 uint64_t link_id(const struct link *l);
 const char *link_peer_node(const struct link *l);
 size_t link_count(void);
+/* Open links in state st. */
+size_t link_count_by_state(enum link_state st);
+/* Calls fn for every open link with its id and the bytes it has read
+ * from and written to its socket so far. */
+void link_bytes_each(void (*fn)(void *arg, uint64_t id, uint64_t in,
+				uint64_t out), void *arg);
 
 #endif

@@ -22,6 +22,7 @@
 #include "hook.h"
 #include "link.h"
 #include "log.h"
+#include "monitor.h"
 #include "frame.h"
 #include "guard.h"
 #include "net.h"
@@ -410,6 +411,7 @@ relay_commit(void *ud, const struct daemon_conf *cur,
 	relay_install(r, r->next_backends);
 	r->next_backends = NULL;
 	relay_warn_templates(cur->cfg);
+	daemon_monitor_reload(cur->cfg);
 	log_info("SIGHUP: configuration reloaded from %s: %zu services, %zu "
 		 "peers, listening on %s; running links keep their settings",
 		 r->path, cur->cfg->n_services, cur->cfg->n_peers,
@@ -494,6 +496,8 @@ main(int argc, char **argv)
 		 r.conf.cfg->client_cert == 2 ? "require" :
 		 r.conf.cfg->client_cert == 1 ? "optional" : "none",
 		 r.conf.cfg->n_services);
+	if (daemon_monitor_start(r.base, r.conf.cfg) < 0)
+		goto out;
 	daemon_report(HOOK_DAEMON_STARTED, r.opts->config, NULL, NULL);
 	event_base_dispatch(r.base);
 	link_close_all("the relay is stopping");
@@ -502,6 +506,7 @@ main(int argc, char **argv)
 		 (unsigned long long)guard_refused(r.guard));
 	status = 0;
 out:
+	daemon_monitor_stop();
 	if (r.drain_ev != NULL)
 		event_free(r.drain_ev);
 	if (r.reload_ev != NULL)

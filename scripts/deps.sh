@@ -7,12 +7,13 @@
 # namespaces of the fault suite (test/test_faults.c); postgresql is the
 # real application carried end to end (test/pg_e2e.sh).  tshark runs the
 # Wireshark dissector in contrib/wireshark against a captured link (test
-# "wire"); installed noninteractively, it leaves capturing to root.
+# "wire"); installed noninteractively, it leaves capturing to root.  curl
+# scrapes the metrics endpoint (test "metrics").
 set -eu
 
 PKGS="build-essential cmake pkg-config libwolfssl-dev libevent-dev \
 libinih-dev libcriterion-dev openssl clang libclang-rt-dev \
-iproute2 iptables iputils-ping postgresql tshark"
+iproute2 iptables iputils-ping postgresql tshark curl"
 
 missing=""
 for p in $PKGS; do

@@ -1075,7 +1075,7 @@ Test(config, reference_matches_docs)
 			  "docs/CONFIG.md lacks this reference row (regenerate with cfg_write_reference):\n%s",
 			  line);
 	}
-	cr_assert_eq(rows, 53, "the table has %zu keys", rows);
+	cr_assert_eq(rows, 56, "the table has %zu keys", rows);
 	free(doc);
 	free(ref);
 }
@@ -1220,4 +1220,30 @@ Test(config, partner_errors_are_named)
 		    "match_name", "unknown key in a [peer] section", NULL);
 	expect_fail("[relay]\ntls = off\n[template t]\nmin_tls = 1.3\nmax_tls = 1.2\n",
 		    CFG_RELAY, 3, "min_tls", "[template t]", NULL);
+}
+
+Test(config, metrics_and_summary_keys)
+{
+	struct cfg *c = load("[relay]\ntls = off\n", CFG_RELAY);
+
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_str_eq(c->metrics_listen, "", "off by default");
+	cr_assert_eq(c->metrics_allow.n, 2, "loopback only by default");
+	cr_assert_eq(c->summary_interval_ms, 0, "off by default");
+	cfg_free(c);
+	c = load("[relay]\ntls = off\nmetrics_listen = [::1]:9464\n"
+		 "metrics_allow =\nsummary_interval = 15m\n", CFG_RELAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_str_eq(c->metrics_listen, "[::1]:9464");
+	cr_assert_eq(c->metrics_allow.n, 0);
+	cr_assert_eq(c->summary_interval_ms, 900000);
+	cfg_free(c);
+	expect_fail("[gateway]\nrelay = h:1\ntls = off\nmetrics_listen = 9464\n",
+		    CFG_GATEWAY, 4, "metrics_listen", "has no port", NULL);
+	expect_fail("[relay]\ntls = off\nsummary_interval = 500ms\n", CFG_RELAY, 3,
+		    "summary_interval", "out of range", NULL);
+	expect_fail("[relay]\ntls = off\nsummary_interval = 25h\n", CFG_RELAY, 3,
+		    "summary_interval", "out of range", NULL);
+	expect_fail("[relay]\ntls = off\nmetrics_allow = 10.0.0.0/33\n", CFG_RELAY,
+		    3, "metrics_allow", "not an address or network", NULL);
 }
