@@ -109,6 +109,11 @@ daemon_load(const char *prog, int role, const struct daemon_opts *o)
 		return NULL;
 	}
 	daemon_log_level(c, o);
+	if (daemon_check_hooks(c, err, sizeof(err)) < 0) {
+		log_err("configuration rejected: %s", err);
+		cfg_free(c);
+		return NULL;
+	}
 	log_info("TLS: %s", tls_library_describe());
 	if (o->check_only) {
 		struct tls_ctx *t = NULL;
@@ -156,17 +161,55 @@ daemon_start(int argc, char **argv, const char *prog, int role,
 	return c;
 }
 
+/*
+ * What a sink that fails does to the daemon: a file that cannot be opened
+ * and an event list that names no event are configuration errors (start
+ * refused, reload rejected); a socket nobody receives on is not (its
+ * events are dropped and counted until a receiver appears).
+ */
+int
+daemon_check_hooks(const struct cfg *c, char *err, size_t errlen)
+{
+	uint32_t mask;
+	char why[256];
+
+	if (c->hook_socket[0] != '\0' &&
+	    hook_event_mask(c->hook_socket_events, &mask, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s: key 'hook_socket_events': %s", c->file,
+			 why);
+		return -1;
+	}
+	if (c->hook_command[0] != '\0' &&
+	    hook_event_mask(c->hook_command_events, &mask, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s: key 'hook_command_events': %s",
+			 c->file, why);
+		return -1;
+	}
+	return 0;
+}
+
 int
 daemon_open_hooks(const struct cfg *c)
 {
+	char err[512];
+
 	hook_set_identity(c->role == CFG_RELAY ? "relay" : "gateway",
 			  c->node_name);
+	if (daemon_check_hooks(c, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return -1;
+	}
 	if (c->hook_file[0] == '\0') {
 		hook_close_file();
-		return 0;
-	}
-	if (hook_open_file(c->hook_file) < 0) {
+	} else if (hook_open_file(c->hook_file) < 0) {
 		log_err("cannot open hook_file '%s': %m", c->hook_file);
+		return -1;
+	}
+	if (c->hook_socket[0] == '\0') {
+		hook_close_socket();
+	} else if (hook_open_socket(c->hook_socket, c->hook_socket_events, err,
+				    sizeof(err)) < 0) {
+		log_err("%s", err);
 		return -1;
 	}
 	return 0;
