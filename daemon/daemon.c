@@ -212,6 +212,24 @@ daemon_open_hooks(const struct cfg *c)
 		log_err("%s", err);
 		return -1;
 	}
+	if (c->hook_command[0] == '\0') {
+		hook_close_command();
+	} else {
+		struct hook_cmd_conf cc = {
+			.path = c->hook_command,
+			.events = c->hook_command_events,
+			.timeout_ms = c->hook_command_timeout_ms,
+			.max = c->hook_command_max,
+			.veto = c->hook_command_veto,
+			.veto_on_timeout = c->hook_command_on_timeout ==
+					   CFG_HOOK_TIMEOUT_VETO,
+		};
+
+		if (hook_open_command(&cc, err, sizeof(err)) < 0) {
+			log_err("%s", err);
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -306,6 +324,7 @@ daemon_base_new(void)
 	event_config_free(ec);
 	if (base == NULL)
 		return NULL;
+	hook_cmd_set_base(base);
 	for (i = 0; i < 2; i++) {
 		daemon_sig_ev[i] = evsignal_new(base, sigs[i], daemon_signal_cb, base);
 		if (daemon_sig_ev[i] == NULL || evsignal_add(daemon_sig_ev[i], NULL) < 0) {
@@ -326,8 +345,10 @@ daemon_base_free(struct event_base *base)
 			event_free(daemon_sig_ev[i]);
 		daemon_sig_ev[i] = NULL;
 	}
-	if (base != NULL)
+	if (base != NULL) {
+		hook_cmd_set_base(NULL);
 		event_base_free(base);
+	}
 }
 
 int

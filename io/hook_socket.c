@@ -91,7 +91,7 @@ int
 hook_open_socket(const char *path, const char *events, char *err,
 		 size_t errlen)
 {
-	struct hook_socket *s;
+	struct hook_socket *s, *old;
 	char name[sizeof(s->sa.sun_path) + 8];
 	size_t plen = strlen(path);
 
@@ -111,6 +111,14 @@ hook_open_socket(const char *path, const char *events, char *err,
 	s->sa.sun_family = AF_UNIX;
 	memcpy(s->sa.sun_path, path, plen + 1);
 	s->salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen + 1);
+	/* Nothing to let go of: an unchanged sink stays, with its counters
+	 * and its failure streak (the receiver still learns what it lost). */
+	old = hook_sink_state(&hook_socket_ops);
+	if (old != NULL && old->mask == s->mask &&
+	    strcmp(old->sa.sun_path, s->sa.sun_path) == 0) {
+		hook_socket_free(s);
+		return 0;
+	}
 	s->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->fd < 0) {
 		snprintf(err, errlen, "hook_socket: cannot make a socket: %s",

