@@ -230,6 +230,15 @@ daemon_open_hooks(const struct cfg *c)
 			return -1;
 		}
 	}
+	if (hook_open_syslog(c->hook_syslog == CFG_HOOK_SYSLOG_JSON ?
+			     HOOK_SYSLOG_JSON :
+			     c->hook_syslog == CFG_HOOK_SYSLOG_RFC5424 ?
+			     HOOK_SYSLOG_RFC5424 : HOOK_SYSLOG_OFF,
+			     c->hook_syslog_facility, c->hook_syslog_ident,
+			     c->hook_syslog_socket, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return -1;
+	}
 	return 0;
 }
 

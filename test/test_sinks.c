@@ -618,3 +618,165 @@ Test(cmd, failures_without_veto_are_counted_and_others_sinks_unaffected)
 	cr_assert_eq(lines, 6, "the file got every event:\n%s", text);
 	free(text);
 }
+
+/* ---- syslog ------------------------------------------------------------- */
+
+/* An RFC 5424 message, taken apart (RFC 5424, section 6). */
+struct rfc5424 {
+	int pri;
+	char ts[64], host[256], app[64], procid[64], msgid[64];
+	char sd[HOOK_LINE_MAX * 2];
+	const char *msg;
+};
+
+/* Parses buf; asserts the grammar of the header and of one SD-ELEMENT
+ * (or the NILVALUE). */
+static void
+parse_5424(char *buf, struct rfc5424 *m)
+{
+	char *p = buf, *end;
+	int n;
+
+	cr_assert_eq(*p, '<', "%s", buf);
+	m->pri = (int)strtol(p + 1, &end, 10);
+	cr_assert(end > p + 1 && end - p <= 4 && *end == '>', "PRI: %s", buf);
+	p = end + 1;
+	cr_assert_eq(strncmp(p, "1 ", 2), 0, "VERSION must be 1: %s", buf);
+	p += 2;
+	cr_assert_eq(sscanf(p, "%63s %255s %63s %63s %63s%n", m->ts, m->host,
+			    m->app, m->procid, m->msgid, &n), 5, "%s", buf);
+	p += n;
+	cr_assert_eq(*p++, ' ');
+	/* TIMESTAMP: 2026-12-01T20:33:52.123456Z */
+	cr_assert_eq(strlen(m->ts), 27, "%s", m->ts);
+	cr_assert(m->ts[4] == '-' && m->ts[7] == '-' && m->ts[10] == 'T' &&
+		  m->ts[13] == ':' && m->ts[16] == ':' && m->ts[19] == '.' &&
+		  m->ts[26] == 'Z', "TIMESTAMP %s", m->ts);
+	cr_assert_leq(strlen(m->app), 48);
+	cr_assert_leq(strlen(m->msgid), 32);
+	if (*p == '-') {
+		m->sd[0] = '\0';
+		p++;
+	} else {
+		char *s = p;
+
+		cr_assert_eq(*p, '[', "%s", p);
+		/* To the first ] not escaped. */
+		for (p++; *p != '\0' && *p != ']'; p++)
+			if (*p == '\\')
+				p++;
+		cr_assert_eq(*p, ']', "SD-ELEMENT not closed: %s", s);
+		p++;
+		snprintf(m->sd, sizeof(m->sd), "%.*s", (int)(p - s), s);
+	}
+	m->msg = *p == ' ' ? p + 1 : p;
+}
+
+/* The unescaped value of SD-PARAM name in sd, into out; 0 or -1. */
+static int
+sd_param(const char *sd, const char *name, char *out, size_t cap)
+{
+	char key[80];
+	const char *p;
+	size_t n = 0;
+
+	snprintf(key, sizeof(key), " %s=\"", name);
+	p = strstr(sd, key);
+	if (p == NULL)
+		return -1;
+	for (p += strlen(key); *p != '\0' && *p != '"' && n + 1 < cap; p++) {
+		if (*p == '\\') {
+			p++;
+			cr_assert(*p == '"' || *p == '\\' || *p == ']',
+				  "bad escape in %s", sd);
+		} else {
+			cr_assert(*p != ']', "unescaped ] in %s", sd);
+		}
+		out[n++] = *p;
+	}
+	out[n] = '\0';
+	return *p == '"' ? 0 : -1;
+}
+
+Test(sinks, syslog_rfc5424_messages_parse)
+{
+	char sock[128], buf[HOOK_LINE_MAX * 3], err[256], v[512], host[256];
+	struct hook_event ev = sample(HOOK_HANDSHAKE_PENDING, 7);
+	struct rfc5424 m;
+	int fd, params = 0;
+
+	snprintf(sock, sizeof(sock), "%s/log", dir);
+	fd = receiver(sock, 0);
+	cr_assert_eq(hook_open_syslog(HOOK_SYSLOG_RFC5424, 19, "tpx-test", sock,
+				      err, sizeof(err)), 0, "%s", err);
+	hook_emit(&ev);
+	cr_assert_gt(recv_one(fd, buf, sizeof(buf), 2000), 0);
+	parse_5424(buf, &m);
+	cr_assert_eq(m.pri, 19 * 8 + 6, "local3.info: %s", buf);
+	gethostname(host, sizeof(host));
+	cr_assert_str_eq(m.host, host);
+	cr_assert_str_eq(m.app, "tpx-test");
+	cr_assert_eq(atoi(m.procid), (int)getpid());
+	cr_assert_str_eq(m.msgid, "handshake_pending");
+	cr_assert_eq(strncmp(m.sd, "[tlsplex@32473 ", 15), 0, "%s", m.sd);
+	cr_assert_eq(sd_param(m.sd, "link", v, sizeof(v)), 0, "%s", m.sd);
+	cr_assert_str_eq(v, "7");
+	cr_assert_eq(sd_param(m.sd, "tls_offset_out", v, sizeof(v)), 0);
+	cr_assert_str_eq(v, "125");
+	cr_assert_eq(sd_param(m.sd, "peer_node", v, sizeof(v)), 0);
+	cr_assert_str_eq(v, "gw1");
+	cr_assert_eq(sd_param(m.sd, "ts", v, sizeof(v)), -1, "ts is in the header");
+	for (const char *p = m.sd; (p = strstr(p, "=\"")) != NULL; p++)
+		params++;
+	cr_assert_geq(params, 15, "%s", m.sd);
+	/* A failure: WARNING, and the escapes of RFC 5424, 6.3.3. */
+	ev = sample(HOOK_HANDSHAKE_FAILED, 7);
+	hook_emit(&ev);
+	cr_assert_gt(recv_one(fd, buf, sizeof(buf), 2000), 0);
+	parse_5424(buf, &m);
+	cr_assert_eq(m.pri, 19 * 8 + 4, "local3.warning: %s", buf);
+	cr_assert_str_eq(m.msgid, "handshake_failed");
+	cr_assert_not_null(strstr(m.sd, " reason=\"a \\\"quoted\\\" reason with \\] "
+				  "and \\\\ in it\""), "%s", m.sd);
+	cr_assert_eq(sd_param(m.sd, "reason", v, sizeof(v)), 0);
+	cr_assert_str_eq(v, "a \"quoted\" reason with ] and \\ in it");
+	cr_assert_eq(sd_param(m.sd, "stage", v, sizeof(v)), 0);
+	cr_assert_str_eq(v, "veto");
+	cr_assert_str_eq(m.msg, "a \"quoted\" reason with ] and \\ in it");
+	cr_assert_eq(stats_of("syslog")->written, 2);
+	close(fd);
+}
+
+Test(sinks, syslog_json_mode_and_a_missing_syslogd)
+{
+	char sock[128], buf[HOOK_LINE_MAX * 3], err[256], json[HOOK_LINE_MAX];
+	struct hook_event ev = sample(HOOK_LINK_CLOSED, 3);
+	struct rfc5424 m;
+	int fd;
+
+	snprintf(sock, sizeof(sock), "%s/log", dir);
+	cr_assert_eq(hook_open_syslog(HOOK_SYSLOG_JSON, 3, "tlsplex-relay", sock,
+				      err, sizeof(err)), 0, "%s", err);
+	hook_emit(&ev);
+	hook_emit(&ev);
+	cr_assert_eq(stats_of("syslog")->dropped, 2, "no syslogd: dropped");
+	fd = receiver(sock, 0);
+	ev.outcome = "failed";
+	hook_emit(&ev);
+	cr_assert_gt(recv_one(fd, buf, sizeof(buf), 2000), 0);
+	parse_5424(buf, &m);
+	cr_assert_str_eq(m.msgid, "sink_recovered");
+	cr_assert_not_null(strstr(m.msg, "\"lost\":2"), "%s", m.msg);
+	cr_assert_gt(recv_one(fd, buf, sizeof(buf), 2000), 0);
+	parse_5424(buf, &m);
+	cr_assert_eq(m.pri, 3 * 8 + 4, "daemon.warning for a failed link: %s", buf);
+	cr_assert_str_eq(m.sd, "", "json mode: no structured data");
+	cr_assert_gt(hook_format_json(&ev, json, sizeof(json)), 0);
+	cr_assert_str_eq(m.msg, json, "the message is the event's JSON");
+	/* off closes it. */
+	cr_assert_eq(hook_open_syslog(HOOK_SYSLOG_OFF, 3, "x", sock, err,
+				      sizeof(err)), 0);
+	hook_emit(&ev);
+	cr_assert_eq(recv_one(fd, buf, sizeof(buf), 100), -1);
+	close(fd);
+}

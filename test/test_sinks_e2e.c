@@ -257,3 +257,31 @@ Test(sinks_e2e, slow_commands_never_stall_other_links_traffic)
 		    rounds, h_file_count(started, "x"), (long long)worst);
 	cr_assert_lt(worst, 500, "a round trip took %lld ms", (long long)worst);
 }
+
+Test(sinks_e2e, syslog_gets_the_links_events_as_rfc5424)
+{
+	char extra[1024], sock[700], want[128];
+	char *msg;
+	int fd, n = 0;
+
+	start_echo("echo");
+	snprintf(sock, sizeof(sock), "%s/log", P.dir);
+	fd = receiver(sock);
+	snprintf(extra, sizeof(extra), TLS_RELAY "hook_syslog = rfc5424\n"
+		 "hook_syslog_socket = %s\nhook_syslog_facility = local0\n", sock);
+	start_pair(extra, TLS_GW);
+	wait_up();
+	msg = recv_until(fd, " daemon_started [tlsplex@32473 ", 5000, &n);
+	cr_assert_not_null(msg, "no daemon_started");
+	cr_assert_eq(strncmp(msg, "<134>1 ", 7), 0, "local0.info: %s", msg);
+	cr_assert_not_null(strstr(msg, " tlsplex-relay "), "%s", msg);
+	cr_assert_not_null(strstr(msg, " sinks=\"file,syslog\""), "%s", msg);
+	free(msg);
+	msg = recv_until(fd, " handshake_done [tlsplex@32473 ", 5000, &n);
+	cr_assert_not_null(msg, "no handshake_done");
+	snprintf(want, sizeof(want), " protocol=\"TLSv1.3\"");
+	cr_assert_not_null(strstr(msg, want), "%s", msg);
+	cr_assert_not_null(strstr(msg, " peer_subject=\"/CN=gw1\""), "%s", msg);
+	free(msg);
+	close(fd);
+}
