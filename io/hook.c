@@ -251,7 +251,8 @@ static const struct hook_field hook_fields[] = {
 	  "the configuration file" },
 	{ "sinks", K_STR, OFF(sinks),
 	  B(HOOK_DAEMON_STARTED) | B(HOOK_DAEMON_RELOADED), "string",
-	  "the open sinks, comma-separated (`file`, `socket`, ...)" },
+	  "the open sinks' kinds, comma-separated: `file`, `socket`, "
+	  "`command`, `syslog`" },
 	{ "summary_interval_s", K_U64, OFF(summary_interval_s),
 	  B(HOOK_DAEMON_STARTED), "number", "summary_interval; 0 = off" },
 	{ "result", K_STR, OFF(result), B(HOOK_DAEMON_RELOADED) |
