@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -21,6 +22,8 @@
 
 #include <event2/event.h>
 
+#include "config.h"
+#include "daemon.h"
 #include "hook.h"
 #include "hook_sink.h"
 
@@ -356,27 +359,35 @@ wait_no_commands(int ms)
 	return hook_cmd_running();
 }
 
-/* Children of this process that are zombies (exited, not reaped). */
+/* Children of this process that are zombies (exited, not reaped), from
+ * /proc/PID/stat: "pid (comm) state ppid ...". */
 static int
 zombies(void)
 {
-	char path[64], buf[512], *p;
-	int n = 0;
+	char path[300], buf[512], state;
+	struct dirent *d;
+	int n = 0, ppid;
+	DIR *dp = opendir("/proc");
 	FILE *f;
 
-	f = popen("ps -o stat=,ppid= -e 2>/dev/null", "r");
-	if (f == NULL)
-		return 0;
-	snprintf(path, sizeof(path), " %d", (int)getpid());
-	while (fgets(buf, sizeof(buf), f) != NULL) {
-		p = strchr(buf, '\n');
-		if (p != NULL)
-			*p = '\0';
-		if (buf[0] == 'Z' && strstr(buf, path) != NULL &&
-		    atoi(strstr(buf, path)) == (int)getpid())
+	cr_assert_not_null(dp);
+	while ((d = readdir(dp)) != NULL) {
+		char *close_paren;
+
+		if (d->d_name[0] < '0' || d->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", d->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		if (fgets(buf, sizeof(buf), f) != NULL &&
+		    (close_paren = strrchr(buf, ')')) != NULL &&
+		    sscanf(close_paren + 1, " %c %d", &state, &ppid) == 2 &&
+		    state == 'Z' && ppid == (int)getpid())
 			n++;
+		fclose(f);
 	}
-	pclose(f);
+	closedir(dp);
 	return n;
 }
 
@@ -427,6 +438,18 @@ Test(cmd, command_gets_the_event_on_stdin_and_its_fields_in_env)
 				    .timeout_ms = 5000, .max = 4 };
 	char *text, *want;
 	int n;
+
+	/* zombies() sees one. */
+	pid_t z = fork();
+
+	cr_assert_geq(z, 0);
+	if (z == 0)
+		_exit(0);
+	for (int i = 0; i < 100 && zombies() == 0; i++)
+		usleep(10000);
+	cr_assert_eq(zombies(), 1, "zombies() cannot see a zombie");
+	waitpid(z, NULL, 0);
+	cr_assert_eq(zombies(), 0);
 
 	snprintf(out, sizeof(out), "%s/out", dir);
 	snprintf(body, sizeof(body),
@@ -779,4 +802,60 @@ Test(sinks, syslog_json_mode_and_a_missing_syslogd)
 	hook_emit(&ev);
 	cr_assert_eq(recv_one(fd, buf, sizeof(buf), 100), -1);
 	close(fd);
+}
+
+/* A reload replaces the sink while its commands run: they finish, are
+ * reaped and answer their gates, and the new sink counts on its own. */
+Test(cmd, commands_outlive_the_sink_that_started_them)
+{
+	struct hook_event ev = sample(HOOK_HANDSHAKE_PENDING, 1);
+	struct hook_cmd_conf cc = { .events = "handshake_pending",
+				    .timeout_ms = 5000, .max = 4, .veto = 1 };
+	struct hook_gate *g;
+	char err[256];
+
+	cc.path = script("old", "sleep 0.3\nexit 0");
+	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	gate_calls = 0;
+	cr_assert_eq(emit_gated(&ev, &g), 1);
+	cc.path = script("new", "exit 0");
+	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(hook_cmd_running(), 1);
+	cr_assert(loop_until(&gate_calls, 5000), "the old command's verdict is lost");
+	cr_assert_eq(gate_verdict, 0);
+	cr_assert_eq(wait_no_commands(2000), 0);
+	cr_assert_eq(stats_of("command")->written, 0);
+	cr_assert_eq(zombies(), 0);
+	/* Closing the loop with a command running kills and reaps it. */
+	cc.path = script("forever", "sleep 30");
+	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	gate_calls = 0;
+	cr_assert_eq(emit_gated(&ev, &g), 1);
+	hook_cmd_set_base(NULL);
+	cr_assert_eq(hook_cmd_running(), 0);
+	cr_assert_eq(gate_calls, 1);
+	cr_assert_eq(gate_verdict, -1, "no verdict from a killed command");
+	cr_assert_eq(zombies(), 0);
+}
+
+Test(sinks, event_lists_are_checked_with_the_configuration)
+{
+	char err[512];
+	struct cfg *c;
+
+	c = cfg_load_string("[relay]\ntls = off\nhook_socket = /tmp/x.sock\n"
+			    "hook_socket_events = link_closed,link_closd\n",
+			    "t.ini", CFG_RELAY, err, sizeof(err));
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(daemon_check_hooks(c, err, sizeof(err)), -1);
+	cr_assert_not_null(strstr(err, "hook_socket_events"), "%s", err);
+	cr_assert_not_null(strstr(err, "'link_closd'"), "%s", err);
+	cr_assert_eq(daemon_open_hooks(c), -1, "a reload with it is rejected");
+	cfg_free(c);
+	c = cfg_load_string("[relay]\ntls = off\nhook_command = /bin/true\n"
+			    "hook_command_events = all\n",
+			    "t.ini", CFG_RELAY, err, sizeof(err));
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(daemon_check_hooks(c, err, sizeof(err)), 0, "%s", err);
+	cfg_free(c);
 }

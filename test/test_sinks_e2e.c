@@ -285,3 +285,67 @@ Test(sinks_e2e, syslog_gets_the_links_events_as_rfc5424)
 	free(msg);
 	close(fd);
 }
+
+/* The relay decides: the gateway's ClientHello arrives while the relay's
+ * link waits in NOTIFYING, and is served once the command says yes. */
+Test(sinks_e2e, relay_waits_for_its_command_then_serves_the_handshake)
+{
+	char extra[1024];
+	char *line;
+	int fd;
+
+	start_echo("echo");
+	snprintf(extra, sizeof(extra), TLS_RELAY "hook_command = %s\n"
+		 "hook_command_veto = yes\nhook_command_timeout = 2s\n",
+		 script("think", "sleep 0.5\nexit 0"));
+	start_pair(extra, TLS_GW);
+	wait_up();
+	cr_assert_eq(h_wait_file_contains(P.relay_hooks, "handshake_done", 5000), 0);
+	line = hook_line(P.relay_hooks, "handshake_done");
+	cr_assert_geq(json_num(line, "duration_ms"), 450,
+		      "the wait is part of the handshake's time: %s", line);
+	free(line);
+	fd = connect_port(P.svc_port);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(echo_once(fd, "after the relay's notification", 5000), 0);
+	close(fd);
+}
+
+static void
+late_command(int veto)
+{
+	char extra[1024];
+	char *line;
+
+	start_echo("echo");
+	start_tap();
+	snprintf(extra, sizeof(extra), TLS_GW "hook_command = %s\n"
+		 "hook_command_veto = yes\nhook_command_timeout = 500ms\n"
+		 "hook_command_on_timeout = %s\n",
+		 script("late", "sleep 10"), veto ? "veto" : "proceed");
+	start_pair(TLS_RELAY, extra);
+	if (!veto) {
+		wait_up();
+		cr_assert_eq(h_file_count(P.gw_hooks, "handshake_failed"), 0);
+		cr_assert_eq(h_wait_file_contains(P.gw_log, "did not finish within "
+						  "500 ms", 5000), 0);
+		return;
+	}
+	cr_assert_eq(tap_wait_conns(P.tap, 2, 15000), 0, "no retry after the veto");
+	cr_assert_eq(h_wait_file_contains(P.gw_hooks, "handshake_failed", 5000), 0);
+	line = hook_line(P.gw_hooks, "handshake_failed");
+	cr_assert_not_null(strstr(line, "\"stage\":\"veto\""), "%s", line);
+	cr_assert_not_null(strstr(line, "did not finish within 500 ms"), "%s", line);
+	free(line);
+	cr_assert_eq(h_file_count(P.gw_hooks, "handshake_done"), 0);
+}
+
+Test(sinks_e2e, late_command_with_on_timeout_proceed_lets_the_link_up)
+{
+	late_command(0);
+}
+
+Test(sinks_e2e, late_command_with_on_timeout_veto_refuses_the_link)
+{
+	late_command(1);
+}
