@@ -67,6 +67,7 @@ struct hook_cmd {
 	struct cmd_child *pending; /* started by the last write(), for gate() */
 	uint64_t lost;          /* commands that failed or were late */
 	int failing;            /* in a failure streak (logged once) */
+	int vetoing;            /* vetoing unasked handshakes (logged once) */
 	uint64_t streak;
 };
 
@@ -463,8 +464,19 @@ hook_cmd_gate(void *state, const struct hook_event *ev, const char *json,
 	if (ev->type != HOOK_HANDSHAKE_PENDING || !s->veto ||
 	    !(s->mask & (1u << ev->type)))
 		return 0;
-	if (c == NULL || c->timed_out)
-		return -1;	/* it could not be asked: no verdict is a veto */
+	if (c == NULL || c->timed_out) {
+		/* It could not be asked: no verdict is a veto. */
+		if (!s->vetoing)
+			log_err("hook_command %s: not run for link %" PRIu64
+				" (%d of hook_command_max %" PRIu32 " running, "
+				"or it cannot start): its handshake is vetoed; "
+				"further such vetoes are not logged until a "
+				"command runs again", s->path, ev->link_id,
+				cmd_nrunning, s->max);
+		s->vetoing = 1;
+		return -1;
+	}
+	s->vetoing = 0;
 	c->gate = g;
 	return 1;
 }
