@@ -388,7 +388,11 @@ cmd_spawn(struct hook_cmd *s, const struct hook_event *ev, const char *json,
 	posix_spawn_file_actions_adddup2(&fa, p[0], 0);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	/* stderr stays: what the command says goes to the daemon's log. */
+	/* Without closefrom (before glibc 2.34) only O_CLOEXEC keeps the
+	 * daemon's descriptors from the command. */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
 	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+#endif
 	sigemptyset(&none);
 	sigfillset(&all);
 	posix_spawnattr_setsigmask(&attr, &none);
