@@ -2,11 +2,13 @@
 # Installs the Debian packages tlsplex needs to build, test and run the
 # demo, skipping those already present.  Needs root (or sudo) only when
 # something is missing.  clang and libclang-rt-dev (libFuzzer) build the
-# fuzz targets in fuzz/ (make fuzz, and make test runs them briefly).
+# fuzz targets in fuzz/ (make fuzz, and make test runs them briefly);
+# rsyslog is the real syslogd test_sinks checks the syslog sink against
+# (the test starts its own, on a socket of its own).
 set -eu
 
 PKGS="build-essential cmake pkg-config libwolfssl-dev libevent-dev \
-libinih-dev libcriterion-dev openssl clang libclang-rt-dev"
+libinih-dev libcriterion-dev openssl clang libclang-rt-dev rsyslog"
 
 missing=""
 for p in $PKGS; do

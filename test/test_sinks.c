@@ -859,3 +859,99 @@ Test(sinks, event_lists_are_checked_with_the_configuration)
 	cr_assert_eq(daemon_check_hooks(c, err, sizeof(err)), 0, "%s", err);
 	cfg_free(c);
 }
+
+/* rsyslogd itself, on a socket of the test's own, parses what the sink
+ * sends as RFC 5424 and hands its fields to a template. */
+Test(sinks, rsyslogd_parses_the_messages)
+{
+	static const char rsyslogd[] = "/usr/sbin/rsyslogd";
+	char conf[128], sock[128], out[128], pidf[128], log[128], err[256];
+	char ts[40], want[512], host[256], json[HOOK_LINE_MAX], *text = NULL;
+	struct hook_event ev = sample(HOOK_HANDSHAKE_FAILED, 9), ev2;
+	int64_t end;
+	pid_t pid;
+	int status;
+
+	if (access(rsyslogd, X_OK) != 0)
+		cr_skip_test("%s is not installed (scripts/deps.sh installs "
+			     "rsyslog)", rsyslogd);
+	snprintf(conf, sizeof(conf), "%s/rsyslog.conf", dir);
+	snprintf(sock, sizeof(sock), "%s/log", dir);
+	snprintf(out, sizeof(out), "%s/out", dir);
+	snprintf(pidf, sizeof(pidf), "%s/rsyslogd.pid", dir);
+	snprintf(log, sizeof(log), "%s/rsyslogd.log", dir);
+	FILE *f = fopen(conf, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "global(workDirectory=\"%s\")\n"
+		"module(load=\"imuxsock\" SysSock.Use=\"off\")\n"
+		"input(type=\"imuxsock\" Socket=\"%s\" UseSpecialParser=\"off\" "
+		"ParseHostname=\"on\")\n"
+		"template(name=\"t\" type=\"string\" string=\"pri=%%pri%% "
+		"ver=%%protocol-version%% ts=%%timereported:::date-rfc3339%% "
+		"host=%%hostname%% app=%%app-name%% procid=%%procid%% "
+		"msgid=%%msgid%% sd=%%structured-data%% msg=%%msg%%\\n\")\n"
+		"*.* action(type=\"omfile\" file=\"%s\" template=\"t\")\n",
+		dir, sock, out);
+	fclose(f);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl(rsyslogd, rsyslogd, "-n", "-f", conf, "-i", pidf,
+		      (char *)NULL);
+		_exit(127);
+	}
+	for (end = now_ms() + 5000; access(sock, F_OK) != 0 && now_ms() < end;)
+		usleep(20000);
+	cr_assert_eq(access(sock, F_OK), 0, "rsyslogd did not listen: %s",
+		     slurp(log));
+	cr_assert_eq(hook_open_syslog(HOOK_SYSLOG_RFC5424, 19, "tpx-test", sock,
+				      err, sizeof(err)), 0, "%s", err);
+	hook_emit(&ev);
+	hook_rfc3339(ev.ts_us, ts, sizeof(ts));
+	cr_assert_eq(hook_open_syslog(HOOK_SYSLOG_JSON, 3, "tpx-test", sock,
+				      err, sizeof(err)), 0, "%s", err);
+	ev2 = sample(HOOK_LINK_CLOSED, 9);
+	hook_emit(&ev2);
+	cr_assert_gt(hook_format_json(&ev2, json, sizeof(json)), 0);
+	for (end = now_ms() + 5000; now_ms() < end; usleep(20000)) {
+		free(text);
+		text = slurp(out);
+		if (text != NULL && strstr(text, "msgid=link_closed") != NULL)
+			break;
+	}
+	kill(pid, SIGTERM);
+	for (end = now_ms() + 3000; waitpid(pid, &status, WNOHANG) == 0;) {
+		if (now_ms() > end) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			break;
+		}
+		usleep(20000);
+	}
+	cr_assert_not_null(text, "rsyslogd wrote nothing: %s", slurp(log));
+	gethostname(host, sizeof(host));
+	snprintf(want, sizeof(want), "pri=156 ver=1 ts=%.19s", ts);
+	cr_assert_not_null(strstr(text, want), "want %s in:\n%s", want, text);
+	snprintf(want, sizeof(want), " host=%s app=tpx-test procid=%d "
+		 "msgid=handshake_failed sd=[tlsplex@32473 "
+		 "event=\"handshake_failed\" link=\"9\" ", host,
+		 (int)getpid());
+	cr_assert_not_null(strstr(text, want), "want %s in:\n%s", want, text);
+	cr_assert_not_null(strstr(text, " reason=\"a \\\"quoted\\\" reason with "
+				  "\\] and \\\\ in it\""), "%s", text);
+	cr_assert_not_null(strstr(text, " stage=\"veto\" "), "%s", text);
+	cr_assert_not_null(strstr(text, "] msg=a \"quoted\" reason with ] and "
+				  "\\ in it\n"), "%s", text);
+	/* json: daemon.info, no structured data, the event as the message. */
+	snprintf(want, sizeof(want), "pri=30 ver=1 ");
+	cr_assert_not_null(strstr(text, want), "%s", text);
+	cr_assert_not_null(strstr(text, "msgid=link_closed sd=- msg="), "%s", text);
+	cr_assert_not_null(strstr(text, json), "want %s in:\n%s", json, text);
+	free(text);
+}
