@@ -161,12 +161,6 @@ daemon_start(int argc, char **argv, const char *prog, int role,
 	return c;
 }
 
-/*
- * What a sink that fails does to the daemon: a file that cannot be opened
- * and an event list that names no event are configuration errors (start
- * refused, reload rejected); a socket nobody receives on is not (its
- * events are dropped and counted until a receiver appears).
- */
 int
 daemon_check_hooks(const struct cfg *c, char *err, size_t errlen)
 {
@@ -188,6 +182,13 @@ daemon_check_hooks(const struct cfg *c, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * What a sink that fails does to the daemon (docs/MONITORING.md, Sinks):
+ * a file that cannot be opened and an event list that names no event are
+ * configuration errors (start refused, reload rejected; the command's
+ * path was checked at load); a socket or syslogd nobody receives on, or
+ * a command that fails later, is not: its events are dropped and counted.
+ */
 int
 daemon_open_hooks(const struct cfg *c)
 {
