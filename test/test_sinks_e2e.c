@@ -349,3 +349,37 @@ Test(sinks_e2e, late_command_with_on_timeout_veto_refuses_the_link)
 {
 	late_command(1);
 }
+
+/* A receiver that never reads: its queue fills, the relay drops and
+ * counts, and keeps serving links and streams. */
+Test(sinks_e2e, socket_receiver_that_never_reads_never_stalls_the_relay)
+{
+	char extra[1024], sock[700];
+	int fd, stuck, i;
+
+	start_echo("echo");
+	snprintf(sock, sizeof(sock), "%s/stuck.sock", P.dir);
+	stuck = receiver(sock);
+	snprintf(extra, sizeof(extra), TLS_RELAY "hook_socket = %s\n", sock);
+	start_pair(extra, TLS_GW);
+	wait_up();
+	/* Each probe link is two events more than the queue takes. */
+	for (i = 0; i < 20; i++) {
+		int probe = connect_port(P.relay_port);
+
+		if (probe >= 0)
+			close(probe);
+	}
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "the receiver is not "
+					  "taking events", 10000), 0,
+		     "the queue never filled");
+	fd = connect_port(P.svc_port);
+	cr_assert_geq(fd, 0);
+	for (i = 0; i < 10; i++)
+		cr_assert_eq(echo_once(fd, "the relay is not stuck", 2000), 0);
+	close(fd);
+	cr_assert_eq(h_file_count(P.relay_log, "the receiver is not taking events"),
+		     1, "one log line per drop streak");
+	cr_assert_eq(h_alive(P.relay), 1);
+	close(stuck);
+}
