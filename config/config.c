@@ -112,7 +112,14 @@ static int c_file_or_dir(struct ld *, const struct key *, const char *,
 			 const void *);
 static int c_parent_dir(struct ld *, const struct key *, const char *,
 			const void *);
+static int c_sun_path(struct ld *, const struct key *, const char *,
+		      const void *);
+static int c_command(struct ld *, const struct key *, const char *,
+		     const void *);
+static int c_app_name(struct ld *, const struct key *, const char *,
+		      const void *);
 static void d_node_name(struct ld *, char *, size_t);
+static void d_syslog_ident(struct ld *, char *, size_t);
 static void d_server_name(struct ld *, char *, size_t);
 
 static const struct choice tls_modes[] = {
@@ -151,6 +158,27 @@ static const struct choice key_perms_modes[] = {
 static const struct choice link_budgets[] = {
 	{ "auto", CFG_LINK_BUDGET_AUTO },
 	{ "off", CFG_LINK_BUDGET_OFF },
+	{ NULL, 0 },
+};
+
+static const struct choice hook_syslog_modes[] = {
+	{ "off", CFG_HOOK_SYSLOG_OFF },
+	{ "json", CFG_HOOK_SYSLOG_JSON },
+	{ "rfc5424", CFG_HOOK_SYSLOG_RFC5424 },
+	{ NULL, 0 },
+};
+
+static const struct choice hook_on_timeouts[] = {
+	{ "proceed", CFG_HOOK_TIMEOUT_PROCEED },
+	{ "veto", CFG_HOOK_TIMEOUT_VETO },
+	{ NULL, 0 },
+};
+
+/* RFC 5424 facility codes. */
+static const struct choice syslog_facilities[] = {
+	{ "daemon", 3 }, { "user", 1 }, { "auth", 4 }, { "authpriv", 10 },
+	{ "local0", 16 }, { "local1", 17 }, { "local2", 18 }, { "local3", 19 },
+	{ "local4", 20 }, { "local5", 21 }, { "local6", 22 }, { "local7", 23 },
 	{ NULL, 0 },
 };
 
@@ -279,6 +307,52 @@ static const struct key keys[] = {
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_file",
 	  .dflt = "", .parse = p_path, .check = c_parent_dir, DAE(hook_file),
 	  .help = "File that link events are appended to as JSON Lines; its directory must exist. Empty: no events are written." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_socket",
+	  .dflt = "", .parse = p_path, .check = c_sun_path, DAE(hook_socket),
+	  .help = "Unix datagram socket that each event is sent to as one datagram (the JSON object and a newline), without waiting: while nothing receives there, or the receiver is full, events are dropped and counted, and the receiver gets sink_recovered when it is back. At most 107 bytes. Empty: none." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_socket_events",
+	  .dflt = "all", .parse = p_names, DAE(hook_socket_events),
+	  .help = "Events sent to hook_socket: all, or event names separated by ','." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_command",
+	  .dflt = "", .parse = p_path, .check = c_command, DAE(hook_command),
+	  .help = "Absolute path of a program run, without a shell, for each event in hook_command_events: the event's JSON on its standard input, its key fields in TLSPLEX_* environment variables. Checked at load: it must be an executable regular file. Empty: none." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_command_events",
+	  .dflt = "handshake_pending", .parse = p_names,
+	  DAE(hook_command_events),
+	  .help = "Events hook_command runs for: all, or event names separated by ','." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_command_timeout",
+	  .dflt = "2s", .parse = p_duration, .check = c_range,
+	  .lo = 100, .hi = 60000, DAE(hook_command_timeout_ms),
+	  .help = "How long hook_command may run, 100ms to 60s; then it gets SIGTERM, and SIGKILL 1 s later. With hook_command_veto = yes it must be below handshake_timeout." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_command_max",
+	  .dflt = "4", .parse = p_count, .check = c_range,
+	  .lo = 1, .hi = 256, DAE(hook_command_max),
+	  .help = "Most hook_command processes running at once, 1 to 256; an event beyond it is dropped and counted, and with hook_command_veto = yes its handshake is vetoed." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_command_veto",
+	  .dflt = "no", .parse = p_enum, .choices = yes_no,
+	  DAE(hook_command_veto),
+	  .help = "yes: before each TLS handshake the link waits (state NOTIFYING, inside handshake_timeout) for hook_command run for handshake_pending; exit status 0 lets the handshake go ahead, anything else vetoes it. no: the command's failures and timeouts are logged and counted only." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_command_on_timeout",
+	  .dflt = "proceed", .parse = p_enum, .choices = hook_on_timeouts,
+	  DAE(hook_command_on_timeout),
+	  .help = "With hook_command_veto = yes, what a command that outlives hook_command_timeout means for the handshake: proceed or veto." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_syslog",
+	  .dflt = "off", .parse = p_enum, .choices = hook_syslog_modes,
+	  DAE(hook_syslog),
+	  .help = "Events to syslog as RFC 5424 datagrams on hook_syslog_socket, sent without waiting: off, json (the event's JSON is the message) or rfc5424 (its keys are structured data, SD-ID tlsplex@32473). Events are INFO; refusals and failures WARNING." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_syslog_facility",
+	  .dflt = "daemon", .parse = p_enum, .choices = syslog_facilities,
+	  DAE(hook_syslog_facility),
+	  .help = "Syslog facility of the events: daemon, user, auth, authpriv or local0 to local7." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_syslog_ident",
+	  .dflt_fn = d_syslog_ident,
+	  .dflt_doc = "the program: `tlsplex-relay` or `tlsplex-gateway`",
+	  .parse = p_name, .check = c_app_name, DAE(hook_syslog_ident),
+	  .help = "APP-NAME of the syslog messages, 1 to 48 characters from A-Z a-z 0-9 . _ -." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_syslog_socket",
+	  .dflt = "/dev/log", .parse = p_path, .check = c_sun_path,
+	  DAE(hook_syslog_socket),
+	  .help = "Unix datagram socket of the syslog daemon. While nothing receives there, events are dropped and counted." },
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "log_level",
 	  .dflt = "info", .parse = p_enum, .choices = log_levels,
 	  DAE(log_level),
@@ -1266,6 +1340,65 @@ c_parent_dir(struct ld *st, const struct key *e, const char *val,
 	return 0;
 }
 
+static int
+c_sun_path(struct ld *st, const struct key *e, const char *val,
+	   const void *base)
+{
+	const char *path = field(e, base);
+
+	/* sizeof(sockaddr_un.sun_path) is 108 on Linux, NUL included. */
+	if (strlen(path) > 107) {
+		kfail(st, st->line, e->name, "'%.300s' is longer than the 107 bytes a Unix socket path may have; expected a shorter path",
+		      path);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+c_command(struct ld *st, const struct key *e, const char *val,
+	  const void *base)
+{
+	const char *path = field(e, base);
+	struct stat sb;
+
+	if (!*path)
+		return 0;
+	if (val[0] != '/') {
+		kfail(st, st->line, e->name, "'%.300s' is not an absolute path; expected the absolute path of an executable (it is run without a shell or PATH search)",
+		      val);
+		return -1;
+	}
+	if (stat(path, &sb) != 0) {
+		kfail(st, st->line, e->name, "cannot find '%.300s': %s; expected the absolute path of an executable",
+		      path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(sb.st_mode) || access(path, X_OK) != 0) {
+		kfail(st, st->line, e->name, "'%.300s' is not an executable regular file; expected the absolute path of an executable",
+		      path);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+c_app_name(struct ld *st, const struct key *e, const char *val,
+	   const void *base)
+{
+	if (strlen(field(e, base)) > 48) {
+		bad(st, e, val, "is longer than 48 characters (RFC 5424 APP-NAME)");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+d_syslog_ident(struct ld *st, char *buf, size_t len)
+{
+	snprintf(buf, len, "tlsplex-%s", role_name(st->role));
+}
+
 static void
 d_node_name(struct ld *st, char *buf, size_t len)
 {
@@ -2053,6 +2186,37 @@ check_partners(struct ld *st)
 }
 
 static int
+check_hooks(struct ld *st)
+{
+	struct cfg *c = st->c;
+	char a[32], b[32];
+
+	if (!c->hook_command_veto)
+		return 0;
+	if (!c->hook_command[0]) {
+		kfail(st, dline(st, "hook_command_veto"), "hook_command_veto",
+		      "yes needs a command to decide; expected hook_command to be set, or hook_command_veto = no");
+		return -1;
+	}
+	if (!cfg_list_has(c->hook_command_events, "all") &&
+	    !cfg_list_has(c->hook_command_events, "handshake_pending")) {
+		kfail(st, dline(st, "hook_command_veto"), "hook_command_veto",
+		      "yes decides handshake_pending, which hook_command_events '%.200s' leaves out; expected handshake_pending in hook_command_events",
+		      c->hook_command_events);
+		return -1;
+	}
+	if (c->hook_command_timeout_ms >= c->handshake_timeout_ms) {
+		fmt_ms(a, sizeof(a), c->hook_command_timeout_ms);
+		fmt_ms(b, sizeof(b), c->handshake_timeout_ms);
+		kfail(st, dline(st, "hook_command_timeout"), "hook_command_timeout",
+		      "%s is not below handshake_timeout %s, inside which a link waits for the command; expected hook_command_timeout < handshake_timeout",
+		      a, b);
+		return -1;
+	}
+	return 0;
+}
+
+static int
 finish(struct ld *st)
 {
 	char buf[CFG_ADDR_MAX];
@@ -2080,7 +2244,8 @@ finish(struct ld *st)
 	}
 	if (check_services(st) < 0 || check_partners(st) < 0 ||
 	    check_ranges(st) < 0 ||
-	    check_ciphers(st) < 0 || check_tls_files(st) < 0)
+	    check_ciphers(st) < 0 || check_tls_files(st) < 0 ||
+	    check_hooks(st) < 0)
 		return -1;
 	st->c->ciphers_auto = st->dseen[key_index(SEC_DAEMON, "ciphers")] == 0;
 	return 0;

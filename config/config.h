@@ -23,6 +23,17 @@ enum cfg_role {
 	CFG_GATEWAY = 2,
 };
 
+enum cfg_hook_syslog {
+	CFG_HOOK_SYSLOG_OFF,
+	CFG_HOOK_SYSLOG_JSON,
+	CFG_HOOK_SYSLOG_RFC5424,
+};
+
+enum cfg_hook_on_timeout {
+	CFG_HOOK_TIMEOUT_PROCEED,
+	CFG_HOOK_TIMEOUT_VETO,
+};
+
 /* Value meaning "not set here; inherit from the daemon section". */
 #define CFG_UNSET (-1)
 
@@ -119,6 +130,18 @@ struct cfg {
 	} link_budget;
 	uint32_t redial_min_ms, redial_max_ms; /* gateway backoff */
 	char hook_file[CFG_PATH_MAX];    /* JSON Lines event sink; "" = none */
+	char hook_socket[CFG_PATH_MAX];  /* Unix datagram sink; "" = none */
+	char hook_socket_events[CFG_LIST_MAX]; /* "all" or event names */
+	char hook_command[CFG_PATH_MAX]; /* command sink; "" = none */
+	char hook_command_events[CFG_LIST_MAX];
+	uint32_t hook_command_timeout_ms;
+	uint32_t hook_command_max;       /* commands running at once */
+	int hook_command_veto;           /* handshake_pending waits for it */
+	int hook_command_on_timeout;     /* enum cfg_hook_on_timeout */
+	int hook_syslog;                 /* enum cfg_hook_syslog */
+	int hook_syslog_facility;        /* syslog facility code (3 daemon) */
+	char hook_syslog_ident[CFG_NAME_MAX + 1]; /* APP-NAME, <= 48 */
+	char hook_syslog_socket[CFG_PATH_MAX];    /* /dev/log */
 	int log_level;                   /* 0 error .. 3 debug */
 	struct cfg_acl allow, deny;      /* relay: link sources; gateway:
 					    clients of every service */

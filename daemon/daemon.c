@@ -110,6 +110,11 @@ daemon_load(const char *prog, int role, const struct daemon_opts *o)
 		return NULL;
 	}
 	daemon_log_level(c, o);
+	if (daemon_check_hooks(c, err, sizeof(err)) < 0) {
+		log_err("configuration rejected: %s", err);
+		cfg_free(c);
+		return NULL;
+	}
 	log_info("TLS: %s", tls_library_describe());
 	if (o->check_only) {
 		struct tls_ctx *t = NULL;
@@ -158,16 +163,82 @@ daemon_start(int argc, char **argv, const char *prog, int role,
 }
 
 int
+daemon_check_hooks(const struct cfg *c, char *err, size_t errlen)
+{
+	uint32_t mask;
+	char why[256];
+
+	if (c->hook_socket[0] != '\0' &&
+	    hook_event_mask(c->hook_socket_events, &mask, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s: key 'hook_socket_events': %s", c->file,
+			 why);
+		return -1;
+	}
+	if (c->hook_command[0] != '\0' &&
+	    hook_event_mask(c->hook_command_events, &mask, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s: key 'hook_command_events': %s",
+			 c->file, why);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * What a sink that fails does to the daemon (docs/MONITORING.md, Sinks):
+ * a file that cannot be opened and an event list that names no event are
+ * configuration errors (start refused, reload rejected; the command's
+ * path was checked at load); a socket or syslogd nobody receives on, or
+ * a command that fails later, is not: its events are dropped and counted.
+ */
+int
 daemon_open_hooks(const struct cfg *c)
 {
+	char err[512];
+
 	hook_set_identity(c->role == CFG_RELAY ? "relay" : "gateway",
 			  c->node_name);
+	if (daemon_check_hooks(c, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return -1;
+	}
 	if (c->hook_file[0] == '\0') {
 		hook_close_file();
-		return 0;
-	}
-	if (hook_open_file(c->hook_file) < 0) {
+	} else if (hook_open_file(c->hook_file) < 0) {
 		log_err("cannot open hook_file '%s': %m", c->hook_file);
+		return -1;
+	}
+	if (c->hook_socket[0] == '\0') {
+		hook_close_socket();
+	} else if (hook_open_socket(c->hook_socket, c->hook_socket_events, err,
+				    sizeof(err)) < 0) {
+		log_err("%s", err);
+		return -1;
+	}
+	if (c->hook_command[0] == '\0') {
+		hook_close_command();
+	} else {
+		struct hook_cmd_conf cc = {
+			.path = c->hook_command,
+			.events = c->hook_command_events,
+			.timeout_ms = c->hook_command_timeout_ms,
+			.max = c->hook_command_max,
+			.veto = c->hook_command_veto,
+			.veto_on_timeout = c->hook_command_on_timeout ==
+					   CFG_HOOK_TIMEOUT_VETO,
+		};
+
+		if (hook_open_command(&cc, err, sizeof(err)) < 0) {
+			log_err("%s", err);
+			return -1;
+		}
+	}
+	if (hook_open_syslog(c->hook_syslog == CFG_HOOK_SYSLOG_JSON ?
+			     HOOK_SYSLOG_JSON :
+			     c->hook_syslog == CFG_HOOK_SYSLOG_RFC5424 ?
+			     HOOK_SYSLOG_RFC5424 : HOOK_SYSLOG_OFF,
+			     c->hook_syslog_facility, c->hook_syslog_ident,
+			     c->hook_syslog_socket, err, sizeof(err)) < 0) {
+		log_err("%s", err);
 		return -1;
 	}
 	return 0;
@@ -265,6 +336,7 @@ daemon_base_new(void)
 	event_config_free(ec);
 	if (base == NULL)
 		return NULL;
+	hook_cmd_set_base(base);
 	for (i = 0; i < 2; i++) {
 		daemon_sig_ev[i] = evsignal_new(base, sigs[i], daemon_signal_cb, base);
 		if (daemon_sig_ev[i] == NULL || evsignal_add(daemon_sig_ev[i], NULL) < 0) {
@@ -285,8 +357,10 @@ daemon_base_free(struct event_base *base)
 			event_free(daemon_sig_ev[i]);
 		daemon_sig_ev[i] = NULL;
 	}
-	if (base != NULL)
+	if (base != NULL) {
+		hook_cmd_set_base(NULL);
 		event_base_free(base);
+	}
 }
 
 int

@@ -44,7 +44,11 @@ struct cfg *daemon_load(const char *prog, int role, const struct daemon_opts *o)
 struct cfg *daemon_start(int argc, char **argv, const char *prog, int role,
 			 struct daemon_opts *o, int *status);
 
-/* Opens the hook sink named in the config.  Returns 0 or -1 (logged). */
+/* Checks what the io layer knows about the hook keys (event names).
+ * Returns 0, or -1 with err. */
+int daemon_check_hooks(const struct cfg *c, char *err, size_t errlen);
+/* Opens (again: every reload) the hook sinks the config names and closes
+ * the others.  Returns 0 or -1 (logged). */
 int daemon_open_hooks(const struct cfg *c);
 /* Emits a daemon event (daemon_started, daemon_reloaded or
  * daemon_stopping) with what this daemon is; NULL leaves a key out. */

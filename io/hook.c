@@ -305,7 +305,8 @@ static const struct hook_field hook_fields[] = {
 	  "the configuration file" },
 	{ "sinks", K_STR, OFF(sinks),
 	  B(HOOK_DAEMON_STARTED) | B(HOOK_DAEMON_RELOADED), "string",
-	  "the open sinks, comma-separated (`file`, `socket`, ...)" },
+	  "the open sinks' kinds, comma-separated: `file`, `socket`, "
+	  "`command`, `syslog`" },
 	{ "summary_interval_s", K_U64, OFF(summary_interval_s),
 	  B(HOOK_DAEMON_STARTED), "number", "summary_interval; 0 = off" },
 	{ "result", K_STR, OFF(result), B(HOOK_DAEMON_RELOADED) |
@@ -411,6 +412,71 @@ hook_instance(void)
 	if (hook_id.instance[0] == '\0')
 		hook_new_instance();
 	return hook_id.instance;
+}
+
+const char *
+hook_role(void)
+{
+	return hook_id.role;
+}
+
+const char *
+hook_node(void)
+{
+	return hook_id.node;
+}
+
+int
+hook_type_parse(const char *name)
+{
+	int t;
+
+	for (t = 0; t < HOOK_TYPES; t++)
+		if (strcmp(hook_events[t].name, name) == 0)
+			return t;
+	return -1;
+}
+
+int
+hook_event_mask(const char *list, uint32_t *mask, char *err, size_t errlen)
+{
+	char item[64];
+	const char *p = list, *end;
+	size_t n;
+	int t;
+
+	*mask = 0;
+	if (list == NULL || *list == '\0' || strcmp(list, "all") == 0) {
+		*mask = EV_ALL;
+		return 0;
+	}
+	while (*p != '\0') {
+		end = strchr(p, ',');
+		if (end == NULL)
+			end = p + strlen(p);
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		n = (size_t)(end - p);
+		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		if (n == 0 || n >= sizeof(item)) {
+			snprintf(err, errlen, "'%.*s' is not an event name",
+				 (int)(n > 60 ? 60 : n), p);
+			return -1;
+		}
+		memcpy(item, p, n);
+		item[n] = '\0';
+		t = hook_type_parse(item);
+		if (t < 0 || hook_type_internal(t)) {
+			snprintf(err, errlen, "'%s' is not an event a sink "
+				 "receives (see docs/MONITORING.md, Events)",
+				 item);
+			return -1;
+		}
+		*mask |= B(t);
+		p = *end ? end + 1 : end;
+	}
+	return 0;
 }
 
 uint64_t

@@ -135,6 +135,17 @@ int hook_register(hook_fn fn, void *arg);
 void hook_set_identity(const char *role, const char *node);
 /* The instance id, 16 hex digits. */
 const char *hook_instance(void);
+/* The role and node name set by hook_set_identity() ("" before). */
+const char *hook_role(void);
+const char *hook_node(void);
+
+/* The event type named name ("link_closed"), or -1. */
+int hook_type_parse(const char *name);
+/* Parses a sink's event filter: "all" (or empty) or event names
+ * separated by ',' into a mask of (1 << type).  Returns 0, or -1 with
+ * err saying which name is not an event sinks receive. */
+int hook_event_mask(const char *list, uint32_t *mask, char *err,
+		    size_t errlen);
 
 /* Opens the JSON Lines file sink (appending), replacing an open one:
  * called on every reload, so that a rotated file is let go.  Returns 0,
@@ -142,6 +153,49 @@ const char *hook_instance(void);
 int hook_open_file(const char *path);
 /* Closes the file sink; observers and other sinks stay. */
 void hook_close_file(void);
+
+/*
+ * The other sinks.  Each open replaces the open sink of its kind (so a
+ * reload applies new settings), and each close removes it; observers and
+ * other sinks stay.  An events list is what hook_event_mask() takes.
+ * The opens return 0, or -1 with err (the open sink then stays).
+ */
+/* Unix datagram socket (io/hook_socket.c): each event is one datagram to
+ * path, sent without waiting; no receiver, or a full one, drops it. */
+int hook_open_socket(const char *path, const char *events, char *err,
+		     size_t errlen);
+void hook_close_socket(void);
+
+/* External command (io/hook_cmd.c). */
+struct hook_cmd_conf {
+	const char *path;       /* absolute path of an executable */
+	const char *events;     /* events it runs for */
+	uint32_t timeout_ms;    /* then SIGTERM, and SIGKILL 1 s later */
+	uint32_t max;           /* commands running at once */
+	int veto;               /* handshake_pending waits for its verdict */
+	int veto_on_timeout;    /* a late verdict vetoes (else proceeds) */
+};
+int hook_open_command(const struct hook_cmd_conf *cc, char *err,
+		      size_t errlen);
+void hook_close_command(void);
+struct event_base;
+/* The loop commands run from (children, pipes, timers).  NULL kills the
+ * commands still running (SIGKILL), reaps them and answers their gates.
+ * The caller ignores SIGPIPE (daemon_base_new() does). */
+void hook_cmd_set_base(struct event_base *base);
+/* Commands running now (started, not yet reaped). */
+int hook_cmd_running(void);
+
+/* syslog (io/hook_syslog.c): RFC 5424 datagrams to the Unix socket at
+ * path (/dev/log), sent without waiting. */
+enum hook_syslog_format {
+	HOOK_SYSLOG_OFF = 0,
+	HOOK_SYSLOG_JSON,       /* the event's JSON is the MSG */
+	HOOK_SYSLOG_RFC5424,    /* its keys are structured data */
+};
+int hook_open_syslog(int format, int facility, const char *ident,
+		     const char *path, char *err, size_t errlen);
+void hook_close_syslog(void);
 /* Closes every sink and forgets observers. */
 void hook_reset(void);
 

@@ -8,12 +8,14 @@
 # real application carried end to end (test/pg_e2e.sh).  tshark runs the
 # Wireshark dissector in contrib/wireshark against a captured link (test
 # "wire"); installed noninteractively, it leaves capturing to root.  curl
-# scrapes the metrics endpoint (test "metrics").
+# scrapes the metrics endpoint (test "metrics").  rsyslog is the real
+# syslogd test_sinks checks the syslog sink against (the test starts its
+# own, on a socket of its own).
 set -eu
 
 PKGS="build-essential cmake pkg-config libwolfssl-dev libevent-dev \
 libinih-dev libcriterion-dev openssl clang libclang-rt-dev \
-iproute2 iptables iputils-ping postgresql tshark curl"
+iproute2 iptables iputils-ping postgresql tshark curl rsyslog"
 
 missing=""
 for p in $PKGS; do

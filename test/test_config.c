@@ -1075,7 +1075,7 @@ Test(config, reference_matches_docs)
 			  "docs/CONFIG.md lacks this reference row (regenerate with cfg_write_reference):\n%s",
 			  line);
 	}
-	cr_assert_eq(rows, 56, "the table has %zu keys", rows);
+	cr_assert_eq(rows, 68, "the table has %zu keys", rows);
 	free(doc);
 	free(ref);
 }
@@ -1246,4 +1246,82 @@ Test(config, metrics_and_summary_keys)
 		    "summary_interval", "out of range", NULL);
 	expect_fail("[relay]\ntls = off\nmetrics_allow = 10.0.0.0/33\n", CFG_RELAY,
 		    3, "metrics_allow", "not an address or network", NULL);
+}
+
+/* ---- the hook sinks' keys --------------------------------------------- */
+
+Test(config, hook_sink_keys)
+{
+	const char *h = "[relay]\ntls = off\n";
+	struct cfg *c;
+
+	c = load("[relay]\ntls = off\n", CFG_RELAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_str_eq(c->hook_socket, "");
+	cr_assert_str_eq(c->hook_socket_events, "all");
+	cr_assert_str_eq(c->hook_command_events, "handshake_pending");
+	cr_assert_eq(c->hook_command_timeout_ms, 2000);
+	cr_assert_eq(c->hook_command_max, 4);
+	cr_assert_eq(c->hook_command_veto, 0);
+	cr_assert_eq(c->hook_command_on_timeout, CFG_HOOK_TIMEOUT_PROCEED);
+	cr_assert_eq(c->hook_syslog, CFG_HOOK_SYSLOG_OFF);
+	cr_assert_eq(c->hook_syslog_facility, 3);
+	cr_assert_str_eq(c->hook_syslog_ident, "tlsplex-relay");
+	cr_assert_str_eq(c->hook_syslog_socket, "/dev/log");
+	cfg_free(c);
+	c = load("[relay]\ntls = off\nhook_socket = /run/x.sock\n"
+		 "hook_socket_events = link_closed, link_refused\n"
+		 "hook_command = /bin/true\nhook_command_veto = yes\n"
+		 "hook_command_timeout = 500ms\nhook_command_on_timeout = veto\n"
+		 "hook_syslog = rfc5424\nhook_syslog_facility = local3\n"
+		 "hook_syslog_ident = tpx\n", CFG_RELAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_str_eq(c->hook_socket_events, "link_closed,link_refused");
+	cr_assert_eq(c->hook_command_veto, 1);
+	cr_assert_eq(c->hook_command_on_timeout, CFG_HOOK_TIMEOUT_VETO);
+	cr_assert_eq(c->hook_syslog, CFG_HOOK_SYSLOG_RFC5424);
+	cr_assert_eq(c->hook_syslog_facility, 19);
+	cr_assert_str_eq(c->hook_syslog_ident, "tpx");
+	cfg_free(c);
+	c = load(GW_BASE "tls = off\n" GW_SVC, CFG_GATEWAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_str_eq(c->hook_syslog_ident, "tlsplex-gateway");
+	cfg_free(c);
+
+	expect_fail("[relay]\ntls = off\nhook_command = bin/true\n", CFG_RELAY,
+		    3, "hook_command", "not an absolute path", NULL);
+	expect_fail("[relay]\ntls = off\nhook_command = /nonexistent/notify\n",
+		    CFG_RELAY, 3, "hook_command", "cannot find", NULL);
+	expect_fail("[relay]\ntls = off\nhook_command = /etc/passwd\n", CFG_RELAY,
+		    3, "hook_command", "not an executable", NULL);
+	expect_fail("[relay]\ntls = off\nhook_command = /tmp\n", CFG_RELAY,
+		    3, "hook_command", "not an executable", NULL);
+	expect_fail("[relay]\ntls = off\nhook_command_veto = yes\n", CFG_RELAY,
+		    3, "hook_command_veto", "needs a command", NULL);
+	expect_fail("[relay]\ntls = off\nhook_command = /bin/true\n"
+		    "hook_command_events = link_closed\nhook_command_veto = yes\n",
+		    CFG_RELAY, 5, "hook_command_veto", "leaves out", NULL);
+	expect_fail("[relay]\ntls = off\nhook_command = /bin/true\n"
+		    "hook_command_veto = yes\nhandshake_timeout = 2s\n",
+		    CFG_RELAY, 1, "hook_command_timeout", "not below handshake_timeout",
+		    NULL);
+	expect_fail("[relay]\ntls = off\nhook_command_timeout = 61s\n", CFG_RELAY,
+		    3, "hook_command_timeout", "out of range", "from 100ms to 1m");
+	expect_fail("[relay]\ntls = off\nhook_command_max = 0\n", CFG_RELAY,
+		    3, "hook_command_max", "out of range", "from 1 to 256");
+	expect_fail("[relay]\ntls = off\nhook_socket = /tmp/"
+		    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.sock\n", CFG_RELAY,
+		    3, "hook_socket", "longer than the 107 bytes", NULL);
+	expect_fail("[relay]\ntls = off\nhook_socket_events = link closed\n",
+		    CFG_RELAY, 3, "hook_socket_events", "not a valid entry", NULL);
+	expect_fail("[relay]\ntls = off\nhook_syslog = yes\n", CFG_RELAY, 3,
+		    "hook_syslog", "not a valid value", "off, json, rfc5424");
+	expect_fail("[relay]\ntls = off\nhook_syslog_facility = kern\n",
+		    CFG_RELAY, 3, "hook_syslog_facility", "not a valid value",
+		    "local7");
+	expect_fail("[relay]\ntls = off\nhook_syslog_ident = "
+		    "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghij\n",
+		    CFG_RELAY, 3, "hook_syslog_ident", "longer than 48", NULL);
+	(void)h;
 }
