@@ -431,6 +431,7 @@ static struct {
 	struct map links, insts, dedupe, findings, groups;
 	struct vec sides, instv, tcprefs, losts, services, findv, groupv;
 	int64_t latest_us;
+	int secondary; /* listing a link under its second group */
 	struct report r;
 } S;
 
@@ -453,6 +454,9 @@ finding_add(enum rpt_id id, const char *group, const char *subject,
 		vec_push(&S.findv, f);
 	}
 	f->count += count;
+	/* A link listed under two groups (--group-by node) counts once. */
+	if (!S.secondary)
+		S.r.id_count[id] += count;
 }
 
 static struct rpt_groupstat *
@@ -1216,8 +1220,11 @@ link_report(struct side *s)
 			keys[nkeys++] = v.a->node ? v.a->node : "?";
 		break;
 	}
-	for (i = 0; i < nkeys; i++)
+	for (i = 0; i < nkeys; i++) {
+		S.secondary = i > 0;
 		link_findings_in(keys[i], &v, cls, disagree, dis, ex);
+	}
+	S.secondary = 0;
 }
 
 static void
@@ -1314,6 +1321,13 @@ input_findings(void)
 			if (missing == 0)
 				first = 1;
 			missing += in->seq[0] - 1;
+		}
+		/* What a sink_recovered already counted is not said twice. */
+		for (j = 0; j < S.losts.n; j++) {
+			struct lostrec *l = S.losts.v[j];
+
+			if (strcmp(l->instance, in->id) == 0)
+				missing = missing > l->lost ? missing - l->lost : 0;
 		}
 		if (missing > 0) {
 			snprintf(subj, sizeof(subj), "seq gap: events missing "
@@ -1419,7 +1433,6 @@ analyse(void)
 
 		f->fail = S.r.id_fail[f->id];
 		S.r.findings[i] = *f;
-		S.r.id_count[f->id] += f->count;
 		fail |= f->fail;
 	}
 	qsort(S.r.findings, S.r.nfindings, sizeof(*S.r.findings), cmp_finding);
