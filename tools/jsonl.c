@@ -12,6 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+static uint32_t
+key_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
 struct jp {
 	const char *p, *end, *start;
 	struct jobj *o;
@@ -302,8 +312,10 @@ jobj_parse(struct jobj *o, const char *line, size_t len, char *err,
 			jp_ws(&j);
 			if (jp_string(&j, &v->key) < 0)
 				return -1;
+			v->hash = key_hash(v->key);
 			for (i = 0; i < o->n; i++)
-				if (strcmp(o->f[i].key, v->key) == 0)
+				if (o->f[i].hash == v->hash &&
+				    strcmp(o->f[i].key, v->key) == 0)
 					return jp_fail(&j, "duplicate key \"%s\"",
 						       v->key);
 			jp_ws(&j);
@@ -336,10 +348,11 @@ jobj_parse(struct jobj *o, const char *line, size_t len, char *err,
 const struct jval *
 jobj_get(const struct jobj *o, const char *key)
 {
+	uint32_t h = key_hash(key);
 	int i;
 
 	for (i = 0; i < o->n; i++)
-		if (strcmp(o->f[i].key, key) == 0)
+		if (o->f[i].hash == h && strcmp(o->f[i].key, key) == 0)
 			return &o->f[i];
 	return NULL;
 }

@@ -22,6 +22,7 @@ enum jval_type {
 
 struct jval {
 	const char *key;
+	uint32_t hash;   /* of key: lookups compare it first */
 	enum jval_type type;
 	const char *str; /* JV_STR: NUL-terminated, may not hold a NUL */
 	double num;      /* JV_NUM */

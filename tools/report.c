@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -695,43 +696,90 @@ input_problem(const char *name, uint64_t lineno, const char *what,
 		S.r.malformed++;
 }
 
+/* A bounded line reader: lines longer than LINE_MAX_BYTES are cut and
+ * flagged, never buffered whole. */
+struct lreader {
+	FILE *f;
+	size_t off, len;
+	int eof;
+	char buf[1 << 16];
+};
+
+/* The next line (without its newline) in line, its length in *len.
+ * Returns 1 for a line ending in a newline, 0 for a last line without
+ * one, -1 at the end.  *toolong is set when the line was cut. */
+static int
+lreader_next(struct lreader *r, char *line, size_t *len, int *toolong)
+{
+	size_t n = 0;
+	int any = 0;
+
+	*toolong = 0;
+	for (;;) {
+		const char *p, *start;
+		size_t seg;
+
+		if (r->off == r->len) {
+			if (r->eof)
+				break;
+			r->len = fread(r->buf, 1, sizeof(r->buf), r->f);
+			r->off = 0;
+			if (r->len == 0) {
+				r->eof = 1;
+				break;
+			}
+		}
+		any = 1;
+		start = r->buf + r->off;
+		p = memchr(start, '\n', r->len - r->off);
+		seg = p ? (size_t)(p - start) : r->len - r->off;
+		if (n + seg > LINE_MAX_BYTES) {
+			*toolong = 1;
+			if (n < LINE_MAX_BYTES)
+				memcpy(line + n, start, LINE_MAX_BYTES - n);
+			n = LINE_MAX_BYTES;
+		} else {
+			memcpy(line + n, start, seg);
+			n += seg;
+		}
+		r->off += seg + (p != NULL);
+		if (p != NULL) {
+			*len = n;
+			return 1;
+		}
+	}
+	*len = n;
+	return any ? 0 : -1;
+}
+
 /* Reads one stream of JSON Lines. */
 static void
 read_stream(FILE *f, const char *name)
 {
 	static char line[LINE_MAX_BYTES + 1];
 	static struct jobj obj;
+	static struct lreader lr;
 	char err[256];
 	uint64_t lineno = 0;
 	size_t len;
-	int c, toolong;
+	int rc, toolong;
 
-	for (;;) {
-		len = 0;
-		toolong = 0;
-		while ((c = getc_unlocked(f)) != EOF && c != '\n') {
-			if (len < LINE_MAX_BYTES)
-				line[len++] = (char)c;
-			else
-				toolong = 1;
-		}
-		if (c == EOF && len == 0 && !toolong)
-			break;
+	memset(&lr, 0, offsetof(struct lreader, buf));
+	lr.f = f;
+	while ((rc = lreader_next(&lr, line, &len, &toolong)) >= 0) {
 		lineno++;
 		S.r.lines++;
 		if (toolong) {
 			snprintf(err, sizeof(err), "longer than %d bytes",
 				 LINE_MAX_BYTES);
-			input_problem(name, lineno, "line", err, c == EOF);
+			input_problem(name, lineno, "line", err, rc == 0);
 		} else if (jobj_parse(&obj, line, len, err, sizeof(err)) < 0) {
 			input_problem(name, lineno, "not a JSON object", err,
-				      c == EOF);
+				      rc == 0);
 		} else if (take_event(&obj, err, sizeof(err)) < 0) {
 			input_problem(name, lineno, "not a tlsplex event", err,
-				      c == EOF);
+				      rc == 0);
 		}
-		if (c == EOF)
-			break;
 	}
 	if (ferror(f)) {
 		char subj[512];
