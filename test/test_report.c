@@ -582,6 +582,26 @@ Test(report, overlong_line_is_malformed)
 	h_rmtree(dir);
 }
 
+Test(report, control_characters_never_reach_the_terminal)
+{
+	char dir[] = "/tmp/tlsplex-report-XXXXXX", path[600], *out;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/esc.jsonl", dir);
+	cr_assert_eq(h_write_file(path, "{\"ts\":\"2026-12-01T09:00:00.000000Z\","
+		"\"event\":\"link_refused\",\"v\":2,\"seq\":1,\"instance\":"
+		"\"0123456789abcdef\",\"node\":\"gw\\u001b[2J1\",\"pid\":7,"
+		"\"role\":\"gateway\",\"peer\":\"10.0.0.5:1\",\"peer_ip\":"
+		"\"10.0.0.5\",\"stage\":\"tcp\",\"reason_name\":\"max\\nclients\","
+		"\"service\":\"echo\"}\n"), 0);
+	cr_assert_eq(rep(&out, path, NULL), 0, "%s", out);
+	cr_assert_null(strchr(out, '\033'), "%s", out);
+	cr_assert_not_null(strstr(out, "tcp max?clients, service echo (by gw?[2J1)"),
+			   "%s", out);
+	free(out);
+	h_rmtree(dir);
+}
+
 Test(report, standard_input)
 {
 	char *out;

@@ -143,6 +143,15 @@ map_slot(struct map *m, const char *key)
 	return NULL;
 }
 
+/* The map's own copy of key (a slot in m->keys); key must be in m. */
+static const char **
+map_key(struct map *m, const char *key)
+{
+	void **v = map_slot(m, key);
+
+	return &m->keys[v - m->vals];
+}
+
 static void *
 map_get(struct map *m, const char *key)
 {
@@ -429,7 +438,7 @@ struct opts {
 
 static struct {
 	struct opts o;
-	struct map links, insts, dedupe, findings, groups;
+	struct map links, insts, dedupe, findings, groups, strings;
 	struct vec sides, instv, tcprefs, losts, services, findv, groupv;
 	int64_t latest_us;
 	int secondary; /* listing a link under its second group */
@@ -476,13 +485,52 @@ group_get(const char *name)
 
 /* ---- input ------------------------------------------------------------ */
 
+/* One arena copy per distinct string: every link repeats the same
+ * node names, certificates and ciphers.  Control characters (a decoded
+ * \n or ESC in a peer's name) become '?', so that no printer has to
+ * care. */
+static const char *
+intern(const char *in)
+{
+	char buf[JOBJ_MAX_TEXT];
+	const char *v, *s = in;
+	size_t i;
+
+	for (i = 0; in[i] != '\0'; i++)
+		if ((unsigned char)in[i] < 0x20 || in[i] == 0x7f)
+			break;
+	if (in[i] != '\0') {
+		snprintf(buf, sizeof(buf), "%s", in);
+		for (; buf[i] != '\0'; i++)
+			if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+				buf[i] = '?';
+		s = buf;
+	}
+	v = map_get(&S.strings, s);
+	if (v == NULL) {
+		map_put(&S.strings, s, NULL);
+		v = *map_key(&S.strings, s);
+		map_put(&S.strings, s, (void *)v);
+	}
+	return v;
+}
+
+/* The string value of key, interned, or NULL. */
+static const char *
+istr(const struct jobj *o, const char *key)
+{
+	const char *v = jobj_str(o, key);
+
+	return v != NULL ? intern(v) : NULL;
+}
+
 static void
 set_str(const char **dst, const struct jobj *o, const char *key)
 {
 	const char *v = jobj_str(o, key);
 
 	if (v != NULL && (*dst == NULL || strcmp(*dst, v) != 0))
-		*dst = xstrdup(v);
+		*dst = intern(v);
 }
 
 static struct inst *
@@ -492,7 +540,7 @@ inst_get(const char *id)
 
 	if (in == NULL) {
 		in = xalloc(sizeof(*in));
-		in->id = xstrdup(id);
+		in->id = intern(id);
 		map_put(&S.insts, id, in);
 		vec_push(&S.instv, in);
 	}
@@ -525,7 +573,7 @@ link_event(const struct jobj *o, const char *event, const char *instance,
 	s = map_get(&S.links, key);
 	if (s == NULL) {
 		s = xalloc(sizeof(*s));
-		s->instance = xstrdup(instance);
+		s->instance = intern(instance);
 		s->link = link;
 		s->start_us = ts;
 		map_put(&S.links, key, s);
@@ -629,7 +677,7 @@ take_event(const struct jobj *o, char *err, size_t errlen)
 		l = xalloc(sizeof(*l));
 		l->instance = in->id;
 		l->node = in->node;
-		l->sink = xstrdup(jobj_str(o, "sink"));
+		l->sink = istr(o, "sink");
 		l->lost = (uint64_t)n;
 		vec_push(&S.losts, l);
 		return 0;
@@ -650,8 +698,8 @@ take_event(const struct jobj *o, char *err, size_t errlen)
 		    jobj_str(o, "service") == NULL)
 			return 0;
 		sv = xalloc(sizeof(*sv));
-		sv->service = xstrdup(jobj_str(o, "service"));
-		sv->protection = xstrdup(jobj_str(o, "protection"));
+		sv->service = istr(o, "service");
+		sv->protection = istr(o, "protection");
 		if (jobj_int(o, "streams_opened", &n) == 0 ||
 		    jobj_int(o, "streams", &n) == 0)
 			sv->streams = n > 0 ? (uint64_t)n : 0;
@@ -666,9 +714,9 @@ take_event(const struct jobj *o, char *err, size_t errlen)
 		t = xalloc(sizeof(*t));
 		t->node = in->node;
 		t->role = in->role;
-		t->peer_ip = xstrdup(jobj_str(o, "peer_ip"));
-		t->reason_name = xstrdup(jobj_str(o, "reason_name"));
-		t->service = xstrdup(jobj_str(o, "service"));
+		t->peer_ip = istr(o, "peer_ip");
+		t->reason_name = istr(o, "reason_name");
+		t->service = istr(o, "service");
 		t->count = 1;
 		if (jobj_int(o, "suppressed", &n) == 0 && n > 0)
 			t->count += (uint64_t)n;
@@ -1714,6 +1762,7 @@ out:
 	map_free(&S.dedupe);
 	map_free(&S.findings);
 	map_free(&S.groups);
+	map_free(&S.strings);
 	free(S.sides.v);
 	free(S.instv.v);
 	free(S.tcprefs.v);
