@@ -408,7 +408,8 @@ Test(report, links_with_no_outcome_are_unclassified)
 	free(out);
 	cr_assert_eq(rep(&out, fixture("no_outcome.jsonl"), NULL), 1);
 	cr_assert_not_null(strstr(out, "FAIL TPX-UNCLASSIFIED        1  gateway side: "
-				  "no link_closed, handshake_pending unanswered"),
+				  "no link_closed, handshake_pending unanswered (still "
+				  "open, or the daemon crashed)"),
 			   "%s", out);
 	free(out);
 }
@@ -514,6 +515,9 @@ Test(report, sink_recovered_explains_its_gap)
 	cr_assert_not_null(strstr(out, "\"subject\":\"sink file:/var/log/tlsplex/"
 				  "gw-hooks.jsonl of gw1 lost events\",\"count\":5"),
 			   "%s", out);
+	cr_assert_not_null(strstr(out, "\"subject\":\"gateway side: no link_closed, "
+				  "handshake_pending unanswered (the daemon stopped: "
+				  "events lost)\""), "%s", out);
 	free(out);
 }
 

@@ -671,8 +671,11 @@ take_event(const struct jobj *o, char *err, size_t errlen)
 		struct lostrec *l;
 
 		/* It carries the seq of the event after it: not counted. */
-		if (seen_before(instance, seq, event) ||
-		    jobj_int(o, "lost", &n) < 0 || n <= 0)
+		if (seen_before(instance, seq, event)) {
+			S.r.duplicates++;
+			return 0;
+		}
+		if (jobj_int(o, "lost", &n) < 0 || n <= 0)
 			return 0;
 		l = xalloc(sizeof(*l));
 		l->instance = in->id;
@@ -1154,6 +1157,7 @@ link_certs(const char *group, const struct lview *v, const char *ex)
 static void
 side_findings(const char *group, const struct side *s, const char *ex)
 {
+	struct inst *in;
 	char subj[256];
 
 	if (s->closed && s->pending && !s->done && !s->failed)
@@ -1162,11 +1166,16 @@ side_findings(const char *group, const struct side *s, const char *ex)
 			    "handshake_failed", 1, ex);
 	if (!s->no_outcome)
 		return;
-	snprintf(subj, sizeof(subj), "%s side: no link_closed%s%s",
+	in = map_get(&S.insts, s->instance);
+	snprintf(subj, sizeof(subj), "%s side: %s%s%s",
 		 s->role ? s->role : "?",
+		 s->closed ? "link_closed with an unknown outcome" :
+		 "no link_closed",
 		 s->pending && !s->done && !s->failed ?
 		 ", handshake_pending unanswered" : "",
-		 s->closed ? " (unknown outcome)" : "");
+		 s->closed ? "" : in != NULL && in->stopping ?
+		 " (the daemon stopped: events lost)" :
+		 " (still open, or the daemon crashed)");
 	finding_add(TPX_UNCLASSIFIED, group, subj, 1, ex);
 }
 
