@@ -606,6 +606,43 @@ Test(report, control_characters_never_reach_the_terminal)
 	h_rmtree(dir);
 }
 
+/* Summaries (when the daemons write them) carry the streams per service. */
+Test(report, streams_per_service_from_summaries)
+{
+	char dir[] = "/tmp/tlsplex-report-XXXXXX", path[600], *out;
+	static const char *const rec[] = {
+		"\"service\":\"echo\",\"protection\":\"plaintext\",\"streams_opened\":12",
+		"\"service\":\"echo\",\"protection\":\"tls\",\"streams_opened\":30",
+		"\"service\":\"db\",\"protection\":\"plaintext\",\"streams_opened\":3",
+		"\"service\":\"echo\",\"protection\":\"plaintext\",\"streams_opened\":5",
+	};
+	FILE *f;
+	size_t i;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/sum.jsonl", dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	for (i = 0; i < 4; i++)
+		fprintf(f, "{\"ts\":\"2026-12-01T09:0%zu:00.000000Z\",\"event\":"
+			"\"service_summary\",\"v\":2,\"seq\":%zu,\"instance\":"
+			"\"00000000000000aa\",\"node\":\"gw1\",\"pid\":9,\"role\":"
+			"\"gateway\",%s}\n", i, i + 1, rec[i]);
+	fclose(f);
+	cr_assert_eq(rep(&out, path, NULL), 0, "%s", out);
+	cr_assert_not_null(strstr(out, "\nstreams on plaintext links per service: "
+				  "echo 17, db 3\n"), "%s", out);
+	free(out);
+	cr_assert_eq(rep(&out, JSON, path, NULL), 0, "%s", out);
+	cr_assert_not_null(strstr(out, "{\"service\":\"db\",\"protection\":"
+				  "\"plaintext\",\"streams\":3}"), "%s", out);
+	free(out);
+	cr_assert_eq(rep(&out, JSON, fixture("tls_ok.jsonl"), NULL), 0);
+	cr_assert_not_null(strstr(out, "\"services\":null"), "%s", out);
+	free(out);
+	h_rmtree(dir);
+}
+
 Test(report, standard_input)
 {
 	char *out;
