@@ -383,6 +383,15 @@ Test(report, connect_failure)
 		     "%s", out);
 	only_findings(out, "TPX-CONNECT-FAILED", 1L, NULL);
 	cr_assert_eq(links(out, "connect_failed"), 1);
+	/* It never heard the relay's name: the address stands for it... */
+	cr_assert_not_null(strstr(out, "{\"group\":\"gw1 -> 192.0.2.10\",\"links\":1,"),
+			   "%s", out);
+	free(out);
+	/* ...unless another link of gw1 heard it at the same address. */
+	cr_assert_eq(rep(&out, JSON, fixture("connect_failed.jsonl"),
+			 fixture("tls_ok.jsonl"), NULL), 0, "%s", out);
+	cr_assert_not_null(strstr(out, "{\"group\":\"gw1 -> relay\",\"links\":2,"),
+			   "%s", out);
 	free(out);
 }
 

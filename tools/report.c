@@ -439,6 +439,7 @@ struct opts {
 static struct {
 	struct opts o;
 	struct map links, insts, dedupe, findings, groups, strings;
+	struct map names; /* "gateway node|relay address" -> relay node */
 	struct vec sides, instv, tcprefs, losts, services, findv, groupv;
 	int64_t latest_us;
 	int secondary; /* listing a link under its second group */
@@ -1054,6 +1055,8 @@ struct lview {
 static void
 lview_init(struct lview *v, struct side *s)
 {
+	char key[600];
+
 	memset(v, 0, sizeof(*v));
 	if (is_dialler(s)) {
 		v->d = s;
@@ -1066,6 +1069,12 @@ lview_init(struct lview *v, struct side *s)
 	if (v->gw == NULL && v->a)
 		v->gw = ip_of(v->a->peer, v->gwbuf, sizeof(v->gwbuf));
 	v->relay = v->a ? v->a->node : v->d->peer_node;
+	/* A link that never heard the relay's name (connect_failed) takes
+	 * the name another link of the same gateway heard at that address. */
+	if (v->relay == NULL && v->d && v->d->node && v->d->peer) {
+		snprintf(key, sizeof(key), "%s|%s", v->d->node, v->d->peer);
+		v->relay = map_get(&S.names, key);
+	}
 	if (v->relay == NULL && v->d)
 		v->relay = ip_of(v->d->peer, v->relaybuf, sizeof(v->relaybuf));
 	if (v->gw == NULL)
@@ -1516,8 +1525,16 @@ analyse(void)
 
 	S.r.now_us = S.o.now_given ? S.o.now_us : S.latest_us;
 	S.r.now_given = S.o.now_given;
-	for (i = 0; i < S.sides.n; i++)
-		side_classify(S.sides.v[i]);
+	for (i = 0; i < S.sides.n; i++) {
+		struct side *s = S.sides.v[i];
+		char key[600];
+
+		side_classify(s);
+		if (is_dialler(s) && s->node && s->peer && s->peer_node) {
+			snprintf(key, sizeof(key), "%s|%s", s->node, s->peer);
+			map_put(&S.names, key, (void *)s->peer_node);
+		}
+	}
 	join_sides();
 	for (i = 0; i < S.sides.n; i++) {
 		struct side *s = S.sides.v[i];
@@ -1772,6 +1789,7 @@ out:
 	map_free(&S.findings);
 	map_free(&S.groups);
 	map_free(&S.strings);
+	map_free(&S.names);
 	free(S.sides.v);
 	free(S.instv.v);
 	free(S.tcprefs.v);
