@@ -23,12 +23,13 @@ fail() {
 	exit 1
 }
 
+# Stops the processes newest first (the gateway before the relay, so
+# that it does not redial a relay that is going away), each within 5 s.
 stop_all() {
-	local p
-	for p in "${pids[@]}"; do
+	local i p
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		p=${pids[i]}
 		kill -TERM "$p" 2>/dev/null || true
-	done
-	for p in "${pids[@]}"; do
 		for _ in $(seq 50); do
 			kill -0 "$p" 2>/dev/null || break
 			sleep 0.1
