@@ -322,7 +322,8 @@ parse_cert_time(const char *s, int64_t *out)
 void
 rpt_time_str(int64_t ts_us, char *buf, size_t len)
 {
-	time_t t = (time_t)(ts_us >= 0 ? ts_us / 1000000 : (ts_us - 999999) / 1000000);
+	int64_t sec = ts_us >= 0 ? ts_us / 1000000 : (ts_us - 999999) / 1000000;
+	time_t t = (time_t)sec;
 	struct tm tm;
 
 	gmtime_r(&t, &tm);
@@ -1224,17 +1225,22 @@ link_findings_in(const char *group, struct lview *v, int cls, int disagree,
 	}
 	if (disagree)
 		finding_add(TPX_SIDES_DISAGREE, group, dis_subj, 1, ex);
-	for (i = 0; i < 2; i++)
-		if (sd[i] && sd[i]->refused) {
-			snprintf(subj, sizeof(subj), "%s %s (by %s)",
-				 sd[i]->refuse_stage ? sd[i]->refuse_stage : "negotiation",
-				 sd[i]->refuse_reason ? sd[i]->refuse_reason : "?",
-				 sd[i]->refuse_by && strcmp(sd[i]->refuse_by, "local") == 0 ?
-				 sd[i]->node ? sd[i]->node : "?" :
-				 sd[i]->peer_node ? sd[i]->peer_node : "peer");
-			finding_add(TPX_REFUSED, group, subj, 1, ex);
-			break;
-		}
+	for (i = 0; i < 2; i++) {
+		const struct side *r = sd[i];
+		const char *by;
+
+		if (r == NULL || !r->refused)
+			continue;
+		if (r->refuse_by && strcmp(r->refuse_by, "local") == 0)
+			by = r->node ? r->node : "?";
+		else
+			by = r->peer_node ? r->peer_node : "peer";
+		snprintf(subj, sizeof(subj), "%s %s (by %s)",
+			 r->refuse_stage ? r->refuse_stage : "negotiation",
+			 r->refuse_reason ? r->refuse_reason : "?", by);
+		finding_add(TPX_REFUSED, group, subj, 1, ex);
+		break;
+	}
 	switch (cls) {
 	case RC_PLAINTEXT:
 		if (exempt(v)) {
@@ -1323,9 +1329,13 @@ link_report(struct side *s)
 		keys[nkeys++] = "(links)";
 		break;
 	case RG_CIPHER:
-		keys[nkeys++] = (v.d && v.d->cipher) ? v.d->cipher :
-				(v.a && v.a->cipher) ? v.a->cipher :
-				cls == RC_PLAINTEXT ? "(plaintext)" : "(no protection)";
+		if (v.d && v.d->cipher)
+			keys[nkeys++] = v.d->cipher;
+		else if (v.a && v.a->cipher)
+			keys[nkeys++] = v.a->cipher;
+		else
+			keys[nkeys++] = cls == RC_PLAINTEXT ? "(plaintext)" :
+					"(no protection)";
 		break;
 	case RG_NODE:
 		if (v.d)
