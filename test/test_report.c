@@ -756,6 +756,10 @@ Test(report, group_by_node_counts_a_link_once)
 	cr_assert_not_null(strstr(out, "{\"group\":\"relay\",\"links\":1,"), "%s", out);
 	only_findings(out, "TPX-PLAINTEXT", 1L, NULL);
 	free(out);
+	cr_assert_eq(rep(&out, JSON, "--group-by", "node", "--allow-plaintext", "gw1",
+			 fixture("plaintext.jsonl"), NULL), 0);
+	cr_assert_eq(links(out, "plaintext_allowed"), 1, "%s", out);
+	free(out);
 }
 
 Test(report, usage_errors)

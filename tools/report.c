@@ -1245,7 +1245,8 @@ link_findings_in(const char *group, struct lview *v, int cls, int disagree,
 	case RC_PLAINTEXT:
 		if (exempt(v)) {
 			g->exempt++;
-			S.r.exempt++;
+			if (!S.secondary)
+				S.r.exempt++;
 			break;
 		}
 		snprintf(subj, sizeof(subj), "plaintext agreed (%s)",
@@ -1340,7 +1341,8 @@ link_report(struct side *s)
 	case RG_NODE:
 		if (v.d)
 			keys[nkeys++] = v.d->node ? v.d->node : "?";
-		if (v.a)
+		if (v.a && (nkeys == 0 ||
+			    strcmp(keys[0], v.a->node ? v.a->node : "?") != 0))
 			keys[nkeys++] = v.a->node ? v.a->node : "?";
 		break;
 	}
