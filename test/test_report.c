@@ -782,6 +782,12 @@ Test(report, usage_errors)
 	free(out);
 	cr_assert_eq(rep(&out, "--now", "yesterday", fixture("tls_ok.jsonl"), NULL), 64);
 	free(out);
+	cr_assert_eq(rep(&out, fixture("tls_ok.jsonl"), "--format", NULL), 64);
+	cr_assert_not_null(strstr(out, "option '--format' needs a value"), "%s", out);
+	free(out);
+	cr_assert_eq(rep(&out, "--help", NULL), 0);
+	cr_assert_not_null(strstr(out, "usage: tlsplex-report"), "%s", out);
+	free(out);
 	cr_assert_eq(rep(&out, NULL), 64);
 	cr_assert_not_null(strstr(out, "no FILE given"), "%s", out);
 	free(out);

@@ -1675,7 +1675,7 @@ parse_args(int argc, char **argv)
 	o->min_tls = 12;
 	o->warn_days = 30;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "qh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":qh", lo, NULL)) != -1) {
 		switch (c) {
 		case O_FORMAT:
 			if (strcmp(optarg, "text") == 0)
@@ -1762,6 +1762,9 @@ parse_args(int argc, char **argv)
 		case O_HELP:
 			fputs(usage, stdout);
 			exit(0);
+		case ':':
+			return usage_error("option '%s' needs a value",
+					   argv[optind - 1]);
 		default:
 			return usage_error("unknown option '%s'", argv[optind - 1]);
 		}
