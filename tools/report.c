@@ -8,6 +8,7 @@
  */
 #include "jsonl.h"
 #include "report.h"
+#include "report_util.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -25,310 +26,8 @@
 
 #define EXIT_READY 0
 #define EXIT_FINDING 1
-#define EXIT_INPUT 2
+#define EXIT_INPUT RPT_EXIT_INPUT
 #define EXIT_USAGE 64
-
-/* ---- memory: one arena for everything that lives as long as the run ---- */
-
-struct arena_block {
-	struct arena_block *next;
-	size_t used, cap;
-	char data[];
-};
-static struct arena_block *arena;
-
-static void *
-xalloc(size_t n)
-{
-	struct arena_block *b = arena;
-	void *p;
-
-	n = (n + 15) & ~(size_t)15;
-	if (b == NULL || b->used + n > b->cap) {
-		size_t cap = n > 65536 ? n : 65536;
-
-		b = malloc(sizeof(*b) + cap);
-		if (b == NULL) {
-			fprintf(stderr, "tlsplex-report: out of memory\n");
-			exit(EXIT_INPUT);
-		}
-		b->used = 0;
-		b->cap = cap;
-		b->next = arena;
-		arena = b;
-	}
-	p = b->data + b->used;
-	b->used += n;
-	memset(p, 0, n);
-	return p;
-}
-
-static char *
-xstrdup(const char *s)
-{
-	size_t n;
-	char *p;
-
-	if (s == NULL)
-		return NULL;
-	n = strlen(s);
-	p = xalloc(n + 1);
-	memcpy(p, s, n + 1);
-	return p;
-}
-
-static char *
-xprintf(const char *fmt, ...)
-{
-	va_list ap;
-	char buf[1024];
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	return xstrdup(buf);
-}
-
-static void *
-xrealloc(void *p, size_t n)
-{
-	p = realloc(p, n);
-	if (p == NULL) {
-		fprintf(stderr, "tlsplex-report: out of memory\n");
-		exit(EXIT_INPUT);
-	}
-	return p;
-}
-
-static void
-arena_free(void)
-{
-	while (arena != NULL) {
-		struct arena_block *n = arena->next;
-
-		free(arena);
-		arena = n;
-	}
-}
-
-/* ---- a string-keyed hash map ----------------------------------------- */
-
-struct map {
-	const char **keys;
-	void **vals;
-	size_t cap, n;
-};
-
-static uint64_t
-map_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
-static void **
-map_slot(struct map *m, const char *key)
-{
-	size_t i;
-
-	if (m->cap == 0)
-		return NULL;
-	for (i = map_hash(key) & (m->cap - 1); m->keys[i] != NULL;
-	     i = (i + 1) & (m->cap - 1))
-		if (strcmp(m->keys[i], key) == 0)
-			return &m->vals[i];
-	return NULL;
-}
-
-/* The map's own copy of key (a slot in m->keys); key must be in m. */
-static const char **
-map_key(struct map *m, const char *key)
-{
-	void **v = map_slot(m, key);
-
-	return &m->keys[v - m->vals];
-}
-
-static void *
-map_get(struct map *m, const char *key)
-{
-	void **v = map_slot(m, key);
-
-	return v != NULL ? *v : NULL;
-}
-
-/* Stores val under key (copied into the arena); replaces an old value. */
-static void
-map_put(struct map *m, const char *key, void *val)
-{
-	void **v = map_slot(m, key);
-	size_t i, j, oldcap = m->cap;
-	const char **ok = m->keys;
-	void **ov = m->vals;
-
-	if (v != NULL) {
-		*v = val;
-		return;
-	}
-	if (2 * (m->n + 1) > m->cap) {
-		m->cap = m->cap ? 2 * m->cap : 64;
-		m->keys = xrealloc(NULL, m->cap * sizeof(*m->keys));
-		m->vals = xrealloc(NULL, m->cap * sizeof(*m->vals));
-		memset(m->keys, 0, m->cap * sizeof(*m->keys));
-		for (i = 0; i < oldcap; i++) {
-			if (ok[i] == NULL)
-				continue;
-			for (j = map_hash(ok[i]) & (m->cap - 1); m->keys[j];
-			     j = (j + 1) & (m->cap - 1))
-				;
-			m->keys[j] = ok[i];
-			m->vals[j] = ov[i];
-		}
-		free(ok);
-		free(ov);
-	}
-	for (j = map_hash(key) & (m->cap - 1); m->keys[j];
-	     j = (j + 1) & (m->cap - 1))
-		;
-	m->keys[j] = xstrdup(key);
-	m->vals[j] = val;
-	m->n++;
-}
-
-static void
-map_free(struct map *m)
-{
-	free(m->keys);
-	free(m->vals);
-	memset(m, 0, sizeof(*m));
-}
-
-/* A growing array of pointers. */
-struct vec {
-	void **v;
-	size_t n, cap;
-};
-
-static void
-vec_push(struct vec *a, void *p)
-{
-	if (a->n == a->cap) {
-		a->cap = a->cap ? 2 * a->cap : 64;
-		a->v = xrealloc(a->v, a->cap * sizeof(*a->v));
-	}
-	a->v[a->n++] = p;
-}
-
-/* ---- times ------------------------------------------------------------ */
-
-static int
-digits(const char *s, int n, int *out)
-{
-	int v = 0, i;
-
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-static int64_t
-days_from_civil(int y, int m, int d)
-{
-	int64_t era, yoe, doy, doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-/* RFC 3339 ("2026-12-01T20:35:29.755239Z", "...+02:00") to microseconds
- * since the epoch.  Returns 0, or -1 when s is not one. */
-static int
-parse_rfc3339(const char *s, int64_t *out)
-{
-	int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
-	int64_t us = 0, scale = 100000;
-	size_t n = strlen(s);
-	const char *p;
-
-	if (n < 20 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) ||
-	    s[7] != '-' || digits(s + 8, 2, &d) ||
-	    (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-	    digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) ||
-	    s[16] != ':' || digits(s + 17, 2, &sec))
-		return -1;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
-		return -1;
-	p = s + 19;
-	if (*p == '.') {
-		p++;
-		if (*p < '0' || *p > '9')
-			return -1;
-		for (; *p >= '0' && *p <= '9'; p++) {
-			us += (*p - '0') * scale;
-			scale /= 10;
-		}
-	}
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		sign = *p == '+' ? 1 : -1;
-		if (digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om))
-			return -1;
-		p += 6;
-	} else {
-		return -1;
-	}
-	if (*p != '\0')
-		return -1;
-	*out = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) -
-		sign * (oh * 3600 + om * 60)) * 1000000 + us;
-	return 0;
-}
-
-/* A certificate date: RFC 3339, or the "Dec  3 20:35:30 2026 GMT" of
- * schema 1 files. */
-static int
-parse_cert_time(const char *s, int64_t *out)
-{
-	static const char mon[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-	int d, h, mi, sec, y, m;
-	char ms[4];
-
-	if (parse_rfc3339(s, out) == 0)
-		return 0;
-	if (sscanf(s, "%3s %d %d:%d:%d %d GMT", ms, &d, &h, &mi, &sec, &y) != 6)
-		return -1;
-	for (m = 0; m < 12; m++)
-		if (strncmp(mon + 3 * m, ms, 3) == 0)
-			break;
-	if (m == 12)
-		return -1;
-	*out = (days_from_civil(y, m + 1, d) * 86400 + h * 3600 + mi * 60 + sec) *
-	       1000000;
-	return 0;
-}
-
-void
-rpt_time_str(int64_t ts_us, char *buf, size_t len)
-{
-	int64_t sec = ts_us >= 0 ? ts_us / 1000000 : (ts_us - 999999) / 1000000;
-	time_t t = (time_t)sec;
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 /* ---- names ------------------------------------------------------------ */
 
@@ -457,11 +156,11 @@ finding_add(enum rpt_id id, const char *group, const char *subject,
 	snprintf(key, sizeof(key), "%d\x1f%s\x1f%s", (int)id, group, subject);
 	f = map_get(&S.findings, key);
 	if (f == NULL) {
-		f = xalloc(sizeof(*f));
+		f = arena_alloc(sizeof(*f));
 		f->id = id;
-		f->group = xstrdup(group);
-		f->subject = xstrdup(subject);
-		f->example = xstrdup(example);
+		f->group = arena_strdup(group);
+		f->subject = arena_strdup(subject);
+		f->example = arena_strdup(example);
 		map_put(&S.findings, key, f);
 		vec_push(&S.findv, f);
 	}
@@ -477,8 +176,8 @@ group_get(const char *name)
 	struct rpt_groupstat *g = map_get(&S.groups, name);
 
 	if (g == NULL) {
-		g = xalloc(sizeof(*g));
-		g->name = xstrdup(name);
+		g = arena_alloc(sizeof(*g));
+		g->name = arena_strdup(name);
 		map_put(&S.groups, name, g);
 		vec_push(&S.groupv, g);
 	}
@@ -541,7 +240,7 @@ inst_get(const char *id)
 	struct inst *in = map_get(&S.insts, id);
 
 	if (in == NULL) {
-		in = xalloc(sizeof(*in));
+		in = arena_alloc(sizeof(*in));
 		in->id = intern(id);
 		map_put(&S.insts, id, in);
 		vec_push(&S.instv, in);
@@ -574,7 +273,7 @@ link_event(const struct jobj *o, const char *event, const char *instance,
 	snprintf(key, sizeof(key), "%s/%lld", instance, (long long)link);
 	s = map_get(&S.links, key);
 	if (s == NULL) {
-		s = xalloc(sizeof(*s));
+		s = arena_alloc(sizeof(*s));
 		s->instance = intern(instance);
 		s->link = link;
 		s->start_us = ts;
@@ -679,7 +378,7 @@ take_event(const struct jobj *o, char *err, size_t errlen)
 		}
 		if (jobj_int(o, "lost", &n) < 0 || n <= 0)
 			return 0;
-		l = xalloc(sizeof(*l));
+		l = arena_alloc(sizeof(*l));
 		l->instance = in->id;
 		l->node = in->node;
 		l->sink = istr(o, "sink");
@@ -689,7 +388,7 @@ take_event(const struct jobj *o, char *err, size_t errlen)
 	}
 	if (in->nseq == in->capseq) {
 		in->capseq = in->capseq ? 2 * in->capseq : 64;
-		in->seq = xrealloc(in->seq, in->capseq * sizeof(*in->seq));
+		in->seq = mem_realloc(in->seq, in->capseq * sizeof(*in->seq));
 	}
 	in->seq[in->nseq++] = (uint64_t)seq;
 	if (strcmp(event, "daemon_started") == 0) {
@@ -702,7 +401,7 @@ take_event(const struct jobj *o, char *err, size_t errlen)
 		if (seen_before(instance, seq, event) ||
 		    jobj_str(o, "service") == NULL)
 			return 0;
-		sv = xalloc(sizeof(*sv));
+		sv = arena_alloc(sizeof(*sv));
 		sv->service = istr(o, "service");
 		sv->protection = istr(o, "protection");
 		if (jobj_int(o, "streams_opened", &n) == 0 ||
@@ -716,7 +415,7 @@ take_event(const struct jobj *o, char *err, size_t errlen)
 
 		if (seen_before(instance, seq, event))
 			return 0;
-		t = xalloc(sizeof(*t));
+		t = arena_alloc(sizeof(*t));
 		t->node = in->node;
 		t->role = in->role;
 		t->peer_ip = istr(o, "peer_ip");
@@ -1110,7 +809,7 @@ example_of(const struct side *s)
 	char ts[32];
 
 	rpt_time_str(s->start_us, ts, sizeof(ts));
-	return xprintf("%s link %lld (instance %s) opened %s",
+	return arena_printf("%s link %lld (instance %s) opened %s",
 		       s->node ? s->node : "?", (long long)s->link,
 		       s->instance, ts);
 }
@@ -1324,7 +1023,7 @@ link_report(struct side *s)
 	ex = example_of(v.d ? v.d : v.a);
 	switch (S.o.group_by) {
 	case RG_PEER:
-		keys[nkeys++] = xprintf("%s -> %s", v.gw, v.relay);
+		keys[nkeys++] = arena_printf("%s -> %s", v.gw, v.relay);
 		break;
 	case RG_SERVICE:
 		keys[nkeys++] = "(links)";
@@ -1365,7 +1064,7 @@ tcp_findings(void)
 
 		switch (S.o.group_by) {
 		case RG_PEER:
-			group = xprintf("%s -> %s", t->peer_ip ? t->peer_ip : "?",
+			group = arena_printf("%s -> %s", t->peer_ip ? t->peer_ip : "?",
 					t->node ? t->node : "?");
 			break;
 		case RG_SERVICE:
@@ -1561,7 +1260,7 @@ analyse(void)
 		S.r.id_fail[id] = listed(S.o.fail_on, S.o.nfail_on,
 					 rpt_id_name(id));
 	S.r.nfindings = S.findv.n;
-	S.r.findings = xalloc((S.findv.n + 1) * sizeof(*S.r.findings));
+	S.r.findings = arena_alloc((S.findv.n + 1) * sizeof(*S.r.findings));
 	for (i = 0; i < S.findv.n; i++) {
 		struct rpt_finding *f = S.findv.v[i];
 
@@ -1571,13 +1270,13 @@ analyse(void)
 	}
 	qsort(S.r.findings, S.r.nfindings, sizeof(*S.r.findings), cmp_finding);
 	S.r.ngroups = S.groupv.n;
-	S.r.groups = xalloc((S.groupv.n + 1) * sizeof(*S.r.groups));
+	S.r.groups = arena_alloc((S.groupv.n + 1) * sizeof(*S.r.groups));
 	for (i = 0; i < S.groupv.n; i++)
 		S.r.groups[i] = *(struct rpt_groupstat *)S.groupv.v[i];
 	qsort(S.r.groups, S.r.ngroups, sizeof(*S.r.groups), cmp_group);
 	S.r.service_data = S.services.n > 0;
 	S.r.nservices = S.services.n;
-	S.r.services = xalloc((S.services.n + 1) * sizeof(*S.r.services));
+	S.r.services = arena_alloc((S.services.n + 1) * sizeof(*S.r.services));
 	for (i = 0; i < S.services.n; i++)
 		S.r.services[i] = *(struct rpt_service *)S.services.v[i];
 	if (S.r.unreadable > 0 || S.r.events == 0 ||
@@ -1627,13 +1326,13 @@ usage_error(const char *fmt, ...)
 static char **
 split_list(const char *s, size_t *n)
 {
-	char **v, *copy = xstrdup(s), *tok, *save = NULL;
+	char **v, *copy = arena_strdup(s), *tok, *save = NULL;
 	size_t cap = 1;
 	const char *p;
 
 	for (p = s; *p; p++)
 		cap += *p == ',';
-	v = xalloc(cap * sizeof(*v));
+	v = arena_alloc(cap * sizeof(*v));
 	*n = 0;
 	for (tok = strtok_r(copy, ",", &save); tok != NULL;
 	     tok = strtok_r(NULL, ",", &save)) {
@@ -1812,6 +1511,6 @@ out:
 	free(S.services.v);
 	free(S.findv.v);
 	free(S.groupv.v);
-	arena_free();
+	arena_release();
 	return rc;
 }
