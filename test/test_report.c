@@ -549,6 +549,7 @@ Test(report, empty_input_is_an_input_problem)
 
 	cr_assert_eq(rep(&out, JSON, fixture("empty.jsonl"), NULL), 2, "%s", out);
 	cr_assert_eq(num_after(out, "\"input\":", "events"), 0);
+	cr_assert_not_null(strstr(out, "\"now\":null,"), "%s", out);
 	free(out);
 	cr_assert_eq(rep(&out, fixture("empty.jsonl"), NULL), 2);
 	cr_assert_not_null(strstr(out, "\nno events in the input\n"), "%s", out);

@@ -40,6 +40,16 @@ class_list(char *buf, size_t len, const uint64_t *cls)
 					      rpt_class_name(c));
 }
 
+/* The reference time, or "none" when there is nothing to refer to. */
+static void
+now_str(const struct report *r, char *buf, size_t len)
+{
+	if (r->events == 0 && !r->now_given)
+		snprintf(buf, len, "none");
+	else
+		rpt_time_str(r->now_us, buf, len);
+}
+
 static const char *
 result_word(const struct report *r)
 {
@@ -95,12 +105,12 @@ print_text(FILE *out, const struct report *r)
 	char ts[32], cl[256], pc[64], ids[512], sv[1024];
 	size_t g, i;
 
-	rpt_time_str(r->now_us, ts, sizeof(ts));
+	now_str(r, ts, sizeof(ts));
 	fprintf(out, "tlsplex readiness report, by %s\n", group_names[r->group_by]);
 	fprintf(out, "input: %zu file%s, %" PRIu64 " lines, %" PRIu64 " events from %"
 		PRIu64 " daemon instances; reference time %s%s\n", r->files,
 		r->files == 1 ? "" : "s", r->lines, r->events, r->instances, ts,
-		r->now_given ? "" : " (the latest event)");
+		r->now_given || r->events == 0 ? "" : " (the latest event)");
 	class_list(cl, sizeof(cl), r->cls);
 	fprintf(out, "links: %" PRIu64 " (%" PRIu64 " joined by transcript, %" PRIu64
 		" by address, %" PRIu64 " one side only)%s%s\n", r->links,
@@ -201,10 +211,11 @@ print_json(FILE *out, const struct report *r)
 	size_t i;
 	int id;
 
-	rpt_time_str(r->now_us, ts, sizeof(ts));
+	now_str(r, ts, sizeof(ts));
 	fprintf(out, "{\"report\":\"tlsplex-readiness\",\"version\":1,"
-		"\"group_by\":\"%s\",\"now\":\"%s\",\"min_tls\":\"1.%d\","
-		"\"cert_warn_days\":%ld,\n", group_names[r->group_by], ts,
+		"\"group_by\":\"%s\",\"now\":", group_names[r->group_by]);
+	jstr(out, strcmp(ts, "none") == 0 ? NULL : ts);
+	fprintf(out, ",\"min_tls\":\"1.%d\",\"cert_warn_days\":%ld,\n",
 		r->min_tls - 10, r->cert_warn_days);
 	fprintf(out, "\"input\":{\"files\":%zu,\"unreadable\":%zu,\"lines\":%" PRIu64
 		",\"events\":%" PRIu64 ",\"malformed\":%" PRIu64 ",\"truncated\":%"
@@ -294,7 +305,7 @@ print_markdown(FILE *out, const struct report *r)
 	size_t i;
 	int c;
 
-	rpt_time_str(r->now_us, ts, sizeof(ts));
+	now_str(r, ts, sizeof(ts));
 	percent(pc, sizeof(pc), r->cls[RC_TLS], carried(r->cls));
 	decisive_ids(ids, sizeof(ids), r);
 	fprintf(out, "# tlsplex readiness report\n\n");
