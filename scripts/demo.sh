@@ -23,12 +23,13 @@ fail() {
 	exit 1
 }
 
+# Stops the processes newest first (the gateway before the relay, so
+# that it does not redial a relay that is going away), each within 5 s.
 stop_all() {
-	local p
-	for p in "${pids[@]}"; do
+	local i p
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		p=${pids[i]}
 		kill -TERM "$p" 2>/dev/null || true
-	done
-	for p in "${pids[@]}"; do
 		for _ in $(seq 50); do
 			kill -0 "$p" 2>/dev/null || break
 			sleep 0.1
@@ -50,7 +51,7 @@ wait_for() {
 	return 1
 }
 
-for b in tlsplex-relay tlsplex-gateway tpx-echo tpx-blast; do
+for b in tlsplex-relay tlsplex-gateway tlsplex-report tpx-echo tpx-blast; do
 	[ -x "$BIN/$b" ] || fail "$BIN/$b is missing; run 'make build' first"
 done
 
@@ -108,4 +109,9 @@ echo "== summary"
 links=$(grep -c '"event":"handshake_pending"' "$RUN/hooks-relay.jsonl")
 echo "links made: $links; clients carried: $CLIENTS; bytes verified each way: $((CLIENTS * BYTES))"
 echo "logs, hook files and certificates are in $RUN"
+echo
+echo "== readiness report (tlsplex-report hooks-gateway.jsonl hooks-relay.jsonl)"
+rc=0
+"$BIN/tlsplex-report" "$RUN/hooks-gateway.jsonl" "$RUN/hooks-relay.jsonl" || rc=$?
+[ "$rc" -eq 0 ] || fail "tlsplex-report says the demo pair is not ready (exit $rc)"
 echo "demo: OK"

@@ -19,7 +19,7 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 MODE=${1:-}
 B=${FUZZ_BUILD:-$SRC/build-fuzz}
 CC_FUZZ=${FUZZ_CC:-clang}
-TARGETS="neg mux config"
+TARGETS="neg mux config jsonl"
 
 case "$MODE" in
 corpus | run) ;;
@@ -36,7 +36,7 @@ fi
 cmake -S "$SRC" -B "$B" -DCMAKE_C_COMPILER="$CC_FUZZ" -DTLSPLEX_FUZZ=ON \
 	-DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 1
 cmake --build "$B" -j "$(nproc 2>/dev/null || echo 2)" \
-	--target fuzz_neg fuzz_mux fuzz_config >/dev/null || {
+	--target fuzz_neg fuzz_mux fuzz_config fuzz_jsonl >/dev/null || {
 	echo "fuzz: build failed in $B" >&2
 	exit 1
 }
@@ -48,6 +48,7 @@ max_len() {
 	neg) echo 4200 ;;
 	mux) echo 20000 ;;
 	config) echo 4096 ;;
+	jsonl) echo 65535 ;;
 	esac
 }
 
