@@ -99,4 +99,10 @@ void hk_check(const struct hk_log *log, int64_t max_ms, int flags);
 size_t hk_check_pair(const struct hk_log *gw, const struct hk_log *relay,
 		     int flags);
 
+/* Runs fn(arg) with the checks above reporting instead of failing the
+ * test: returns NULL when every check passed, else the first failure's
+ * message (valid until the next check).  For testing the checker
+ * itself; what fn allocates before a failure is its own business. */
+const char *hk_probe(void (*fn)(void *), void *arg);
+
 #endif

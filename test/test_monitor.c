@@ -1488,3 +1488,288 @@ Test(monitor, sighup_reopens_the_file_and_loses_nothing)
 	hk_free(b);
 	hk_free(all);
 }
+
+/* ---- the checker itself ------------------------------------------------ */
+
+#define SYN_HEAD(role, node) "\"v\":2,\"instance\":\"0123456789abcdef\"," \
+	"\"node\":\"" node "\",\"pid\":42,\"role\":\"" role "\""
+#define SYN_LINK(tls_role) ",\"tls_role\":\"" tls_role "\"," \
+	"\"local\":\"127.0.0.1:7000\",\"local_ip\":\"127.0.0.1\"," \
+	"\"local_port\":7000,\"peer\":\"127.0.0.1:5000\"," \
+	"\"peer_ip\":\"127.0.0.1\",\"peer_port\":5000"
+#define SYN_TR ",\"transcript\":\"00112233445566778899aabbccddeeff\""
+#define SYN_R SYN_HEAD("relay", "relay") SYN_LINK("server")
+
+enum { SYN_STARTED, SYN_OPENED, SYN_PENDING, SYN_DONE, SYN_CLOSED,
+       SYN_STOPPING, SYN_N };
+
+/* A relay's stream with one TLS link, as the daemon writes it. */
+static const char *const syn_good[SYN_N] = {
+	"\"event\":\"daemon_started\"," SYN_HEAD("relay", "relay")
+	",\"version\":\"0.1.0\",\"config\":\"relay.ini\"",
+	"\"event\":\"link_opened\",\"link\":1," SYN_R ",\"direction\":\"in\"",
+	"\"event\":\"handshake_pending\",\"link\":1," SYN_R SYN_TR
+	",\"tls_offset_out\":60,\"tls_offset_in\":70",
+	"\"event\":\"handshake_done\",\"link\":1," SYN_R SYN_TR
+	",\"protocol\":\"TLSv1.3\",\"duration_ms\":5",
+	"\"event\":\"link_closed\",\"link\":1," SYN_R SYN_TR
+	",\"reason\":\"closed\",\"outcome\":\"tls\",\"protection\":\"tls\","
+	"\"last_state\":\"UP\",\"start_ts\":\"2026-12-01T20:00:00.000000Z\","
+	"\"protocol\":\"TLSv1.3\",\"duration_ms\":9,\"bytes_in\":1,"
+	"\"bytes_out\":1,\"streams\":1",
+	"\"event\":\"daemon_stopping\"," SYN_HEAD("relay", "relay")
+	",\"reason\":\"SIGTERM\",\"links_open\":1",
+};
+
+/* Writes lines (NULL entries left out) as a hook file: ts and seq
+ * added, seq skipping one number before line gap_at (-1: no gap). */
+static void
+syn_write(const char *path, const char *const *lines, int n, int gap_at)
+{
+	FILE *f = fopen(path, "w");
+	int seq = 0;
+
+	cr_assert_not_null(f);
+	for (int i = 0; i < n; i++) {
+		if (lines[i] == NULL)
+			continue;
+		seq += 1 + (i == gap_at);
+		fprintf(f, "{\"ts\":\"2026-12-01T20:00:00.%06dZ\",\"seq\":%d,%s}\n",
+			i, seq, lines[i]);
+	}
+	fclose(f);
+}
+
+struct syn_probe {
+	const char *file, *other;
+	int64_t max_ms;
+};
+
+/* The logs of the probe running: freed by syn_probe_run(), also when a
+ * check jumped out of syn_check(). */
+static struct hk_log *syn_logs[2];
+
+static void
+syn_check(void *arg)
+{
+	struct syn_probe *p = arg;
+
+	syn_logs[0] = hk_load1(p->file);
+	hk_check(syn_logs[0], p->max_ms, 0);
+	if (p->other != NULL) {
+		syn_logs[1] = hk_load1(p->other);
+		hk_check(syn_logs[1], p->max_ms, 0);
+		hk_check_pair(syn_logs[1], syn_logs[0], 0);
+	}
+}
+
+static const char *
+syn_probe_run(struct syn_probe *p)
+{
+	const char *msg = hk_probe(syn_check, p);
+
+	hk_free(syn_logs[0]);
+	hk_free(syn_logs[1]);
+	syn_logs[0] = syn_logs[1] = NULL;
+	return msg;
+}
+
+/* The checker on lines: NULL if it passed, else its message. */
+static const char *
+syn_run(const char *const *lines, int n, int gap_at, int64_t max_ms)
+{
+	static char path[700];
+	struct syn_probe p = { path, NULL, max_ms };
+
+	snprintf(path, sizeof(path), "%s/syn.jsonl", P.dir);
+	syn_write(path, lines, n, gap_at);
+	return syn_probe_run(&p);
+}
+
+/* The checker finds each broken invariant in a stream that differs from
+ * a good one by that alone. */
+Test(monitor, checker_rejects_each_broken_invariant)
+{
+	static const char failed[] = "\"event\":\"handshake_failed\",\"link\":1,"
+		SYN_R SYN_TR ",\"stage\":\"tls\",\"reason\":\"x\"";
+	static const char failed_nostage[] = "\"event\":\"handshake_failed\","
+		"\"link\":1," SYN_R SYN_TR ",\"reason\":\"x\"";
+	static const char late_open[] = "\"event\":\"link_opened\",\"link\":2,"
+		SYN_R ",\"direction\":\"in\"";
+	const char *lines[SYN_N + 2];
+	struct { int drop, dup, gap; const char *replace_at[SYN_N + 1];
+		 const char *insert; int insert_at; int64_t max_ms;
+		 const char *want; } cases[] = {
+		{ -1, -1, -1, { NULL }, NULL, 0, 60000, NULL },
+		{ SYN_DONE, -1, -1, { NULL }, NULL, 0, 60000, "unanswered" },
+		{ -1, SYN_CLOSED, -1, { NULL }, NULL, 0, 60000, "after its link_closed" },
+		{ -1, -1, SYN_CLOSED, { NULL }, NULL, 0, 60000, "no gap" },
+		{ -1, -1, -1, { NULL }, failed, SYN_CLOSED, 60000, "answered twice" },
+		{ SYN_CLOSED, -1, -1, { NULL }, NULL, 0, 60000, "never closed" },
+		{ SYN_STARTED, -1, -1, { NULL }, NULL, 0, 60000, "starts with" },
+		{ SYN_STOPPING, -1, -1, { NULL }, NULL, 0, 60000, "no daemon_stopping" },
+		{ -1, -1, -1, { NULL }, late_open, SYN_N, 60000, "after daemon_stopping" },
+		{ -1, -1, -1, { NULL }, NULL, 0, 5, "longer than the test" },
+		{ SYN_DONE, -1, -1, { NULL }, failed_nostage, SYN_CLOSED, 60000,
+		  "stage" },
+		{ SYN_DONE, -1, -1, { NULL }, failed, SYN_CLOSED, 60000,
+		  "outcome tls without handshake_done" },
+	};
+
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		int n = 0;
+		const char *msg;
+
+		for (int i = 0; i <= SYN_N; i++) {
+			if (i == cases[c].insert_at && cases[c].insert != NULL)
+				lines[n++] = cases[c].insert;
+			if (i == SYN_N)
+				break;
+			if (i != cases[c].drop)
+				lines[n++] = syn_good[i];
+			if (i == cases[c].dup)
+				lines[n++] = syn_good[i];
+		}
+		msg = syn_run(lines, n, cases[c].gap < 0 ? -1 :
+			      cases[c].gap + (cases[c].dup >= 0 &&
+					      cases[c].dup < cases[c].gap),
+			      cases[c].max_ms);
+		if (cases[c].want == NULL)
+			cr_assert_null(msg, "case %zu: the good stream fails: %s", c, msg);
+		else
+			cr_assert(msg != NULL && strstr(msg, cases[c].want) != NULL,
+				  "case %zu: expected a failure naming '%s', got: %s",
+				  c, cases[c].want, msg ? msg : "(passed)");
+	}
+}
+
+/* One key of the good stream changed: the schema version, an outcome
+ * that contradicts the events, a transcript that changes. */
+Test(monitor, checker_rejects_bad_values_and_disagreeing_sides)
+{
+	static const struct { int line; const char *from, *to, *want; } cases[] = {
+		{ SYN_OPENED, "\"v\":2", "\"v\":1", "schema version" },
+		{ SYN_CLOSED, "\"outcome\":\"tls\"", "\"outcome\":\"plaintext\"",
+		  "without plaintext_agreed" },
+		{ SYN_CLOSED, "\"outcome\":\"tls\",\"protection\":\"tls\"",
+		  "\"outcome\":\"aborted\",\"protection\":\"none\"",
+		  "handshake_done but outcome aborted" },
+		{ SYN_CLOSED, "\"outcome\":\"tls\"", "\"outcome\":\"sideways\"",
+		  "outcome sideways" },
+		{ SYN_CLOSED, "\"protection\":\"tls\"", "\"protection\":\"none\"",
+		  "without handshake_done" },
+		{ SYN_CLOSED, ",\"outcome\":\"tls\"", "", "outcome (null)" },
+		{ SYN_CLOSED, "aabbccddeeff", "aabbccddeefe", "transcript" },
+		{ SYN_PENDING, ",\"tls_offset_in\":70", "", "tls_offset_in" },
+		{ SYN_OPENED, "\"tls_role\":\"server\"", "\"tls_role\":\"client\"",
+		  "tls_role" },
+		{ SYN_OPENED, "\"direction\":\"in\"", "\"direction\":\"out\"",
+		  "direction" },
+	};
+	char buf[SYN_N][2048];
+	const char *lines[SYN_N], *msg;
+	char gwpath[700];
+	struct syn_probe p;
+
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		const char *at;
+
+		for (int i = 0; i < SYN_N; i++)
+			lines[i] = syn_good[i];
+		at = strstr(syn_good[cases[c].line], cases[c].from);
+		cr_assert_not_null(at, "case %zu", c);
+		snprintf(buf[0], sizeof(buf[0]), "%.*s%s%s",
+			 (int)(at - syn_good[cases[c].line]),
+			 syn_good[cases[c].line], cases[c].to,
+			 at + strlen(cases[c].from));
+		lines[cases[c].line] = buf[0];
+		msg = syn_run(lines, SYN_N, -1, 60000);
+		cr_assert(msg != NULL && strstr(msg, cases[c].want) != NULL,
+			  "case %zu: expected a failure naming '%s', got: %s", c,
+			  cases[c].want, msg ? msg : "(passed)");
+	}
+
+	/* Both sides of one link: the gateway's stream is the relay's with
+	 * the roles swapped; the join passes, then fails on a changed
+	 * outcome and on a transcript the relay does not know. */
+	snprintf(gwpath, sizeof(gwpath), "%s/syn-gw.jsonl", P.dir);
+	p.file = NULL;
+	p.other = gwpath;
+	p.max_ms = 60000;
+	for (int variant = 0; variant < 3; variant++) {
+		char relay[700];
+		const char *want[3] = { NULL, "disagree", "is not in" };
+
+		for (int i = 0; i < SYN_N; i++) {
+			const char *s = syn_good[i];
+			char *o = buf[i];
+			size_t k = 0;
+
+			/* role, node, tls_role, direction of the gateway */
+			while (*s != '\0' && k + 16 < sizeof(buf[i])) {
+				static const char *const sw[][2] = {
+					{ "\"role\":\"relay\"", "\"role\":\"gateway\"" },
+					{ "\"node\":\"relay\"", "\"node\":\"gw1\"" },
+					{ "\"tls_role\":\"server\"", "\"tls_role\":\"client\"" },
+					{ "\"direction\":\"in\"", "\"direction\":\"out\"" },
+				};
+				size_t w;
+
+				for (w = 0; w < 4; w++)
+					if (strncmp(s, sw[w][0], strlen(sw[w][0])) == 0)
+						break;
+				if (w < 4) {
+					k += (size_t)snprintf(o + k, sizeof(buf[i]) - k,
+							      "%s", sw[w][1]);
+					s += strlen(sw[w][0]);
+				} else {
+					o[k++] = *s++;
+				}
+			}
+			o[k] = '\0';
+			lines[i] = o;
+		}
+		if (variant == 1) {
+			/* A gateway whose handshake failed while the relay's
+			 * link came up. */
+			static char failed[2048], closed[2048];
+			const char *d = buf[SYN_DONE], *c = buf[SYN_CLOSED];
+			const char *at = strstr(d, ",\"protocol\"");
+			const char *oc = strstr(c, "\"outcome\":\"tls\","
+						"\"protection\":\"tls\"");
+
+			cr_assert(at != NULL && oc != NULL);
+			snprintf(failed, sizeof(failed), "%.*s,\"stage\":\"tls\","
+				 "\"reason\":\"x\"", (int)(at - d), d);
+			memcpy(strstr(failed, "handshake_done"), "handshake_fail", 14);
+			memmove(strstr(failed, "handshake_fail") + 16,
+				strstr(failed, "handshake_fail") + 14,
+				strlen(strstr(failed, "handshake_fail") + 14) + 1);
+			memcpy(strstr(failed, "handshake_fail") + 14, "ed", 2);
+			snprintf(closed, sizeof(closed), "%.*s\"outcome\":\"failed\","
+				 "\"protection\":\"none\"%s", (int)(oc - c), c,
+				 oc + strlen("\"outcome\":\"tls\",\"protection\":"
+					     "\"tls\""));
+			lines[SYN_DONE] = failed;
+			lines[SYN_CLOSED] = closed;
+		}
+		if (variant == 2)
+			for (int i = SYN_PENDING; i <= SYN_CLOSED; i++) {
+				char *t = strstr(buf[i], "aabbccddeeff");
+
+				if (t != NULL)
+					memcpy(t, "aabbccddeefe", 12);
+			}
+		syn_write(gwpath, lines, SYN_N, -1);
+		snprintf(relay, sizeof(relay), "%s/syn-relay.jsonl", P.dir);
+		syn_write(relay, syn_good, SYN_N, -1);
+		p.file = relay;
+		msg = syn_probe_run(&p);
+		if (want[variant] == NULL)
+			cr_assert_null(msg, "the two sides of a good link fail: %s", msg);
+		else
+			cr_assert(msg != NULL && strstr(msg, want[variant]) != NULL,
+				  "variant %d: expected '%s', got: %s", variant,
+				  want[variant], msg ? msg : "(passed)");
+	}
+}
