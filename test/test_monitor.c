@@ -698,6 +698,62 @@ Test(monitor, tcp_stage_refusals_are_rate_limited_and_counted)
 	hk_free(relay);
 }
 
+/* The gateway's clients: a held client dropped at hold_timeout, and one
+ * over max_clients: link_refused at stage tcp naming the service and
+ * the client, no link. */
+Test(monitor, tcp_stage_refusals_of_gateway_clients_name_the_service)
+{
+	struct hk_log *gw, *relay;
+	const struct hk_ev *e;
+	char who[64];
+	int a, b;
+
+	P.echo_extra = "max_clients = 1\n";
+	start_echo("echo");
+	P.relay_port = h_free_port();	/* no relay yet */
+	start_gateway(PLAIN, "");
+	cr_assert_eq(h_wait_port(P.svc_port, 5000), 0);
+	a = connect_port(P.svc_port);
+	cr_assert_geq(a, 0);
+	/* held, then turned away after hold_timeout (1 s) */
+	cr_assert(closed_within(a, 3000), "the held client was not dropped");
+	close(a);
+	wait_events(P.gw_hooks, "link_refused", 1, 2000);
+	start_relay(PLAIN, "");
+	wait_up();
+	a = connect_port(P.svc_port);
+	cr_assert_eq(echo_once(a, "the one client", 5000), 0);
+	b = connect_port(P.svc_port);
+	cr_assert_geq(b, 0);
+	{
+		struct sockaddr_in sa;
+		socklen_t sl = sizeof(sa);
+
+		cr_assert_eq(getsockname(b, (struct sockaddr *)&sa, &sl), 0);
+		snprintf(who, sizeof(who), "127.0.0.1:%d", ntohs(sa.sin_port));
+	}
+	cr_assert(closed_within(b, 2000), "the second client was not refused");
+	close(b);
+	close(a);
+	wait_events(P.gw_hooks, "link_refused", 2, 2000);
+	stop_and_check(&gw, &relay, 0);
+
+	e = hk_nth(gw, "link_refused", "reason_name", "hold_timeout", 0);
+	cr_assert_not_null(e, "no hold_timeout refusal");
+	expect_str(e, "stage", "tcp");
+	expect_str(e, "service", "echo");
+	cr_assert_null(hk_get(e, "link"));
+	e = hk_nth(gw, "link_refused", "reason_name", "max_clients", 0);
+	cr_assert_not_null(e, "no max_clients refusal");
+	expect_str(e, "stage", "tcp");
+	expect_str(e, "service", "echo");
+	expect_str(e, "peer", who);
+	cr_assert_null(hk_get(e, "link"));
+	cr_assert_eq(hk_count(gw, "link_refused", NULL, NULL), 2);
+	hk_free(gw);
+	hk_free(relay);
+}
+
 /* ---- refused in the negotiation ---------------------------------------- */
 
 static void
@@ -1121,7 +1177,7 @@ Test(monitor, tls_failed_with_a_certificate_of_another_ca)
 Test(monitor, tls_failed_with_a_certificate_for_another_name)
 {
 	tls_fails("tls = require\ncert = certs/gw2.crt\nkey = certs/gw2.key\n"
-		  "client_cert = require\n", "");
+		  "client_cert = require\n", "does not carry the name 'relay'");
 }
 
 /* ---- every handshake_pending answered ---------------------------------- */
