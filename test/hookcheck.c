@@ -584,10 +584,17 @@ check_closed(const struct hk_link *l, const struct hk_ev *ev, int64_t max_ms)
 			  strcmp(outcome, "failed") == 0,
 			  "%s:%d: plaintext_agreed but outcome %s", where, line,
 			  outcome);
-	if (l->answer != NULL && hk_is(l->answer, "event", "handshake_failed"))
+	if (l->answer != NULL && hk_is(l->answer, "event", "handshake_failed")) {
 		HK_ASSERT(strcmp(outcome, "failed") == 0,
 			  "%s:%d: handshake_failed but outcome %s", where, line,
 			  outcome);
+		/* The failure is reported with the reason the link ends. */
+		HK_ASSERT(strstr(hk_get(ev, "reason"),
+				 hk_get(l->answer, "reason")) != NULL,
+			  "%s:%d: link_closed says '%s', its handshake_failed "
+			  "(line %d) '%s'", where, line, hk_get(ev, "reason"),
+			  l->answer->line, hk_get(l->answer, "reason"));
+	}
 	if (strcmp(outcome, "connect_failed") == 0)
 		HK_ASSERT(l->direction != NULL &&
 			  strcmp(l->direction, "out") == 0,
@@ -672,8 +679,9 @@ check_link_event(struct hk_state *st, const struct hk_ev *ev, int stopping,
 			  l->answer ? l->answer->line : 0);
 		l->answer = ev;
 		if (e[10] == 'f')
-			HK_ASSERT(in_list(hk_get(ev, "stage"), hk_fail_stages),
-				  "%s:%d: handshake_failed stage %s", ev->file,
+			HK_ASSERT(in_list(hk_get(ev, "stage"), hk_fail_stages) &&
+				  hk_get(ev, "reason") != NULL,
+				  "%s:%d: handshake_failed stage %s (and a reason)", ev->file,
 				  ev->line, hk_get(ev, "stage"));
 		else
 			HK_ASSERT((int64_t)hk_num(ev, "duration_ms") < max_ms,

@@ -1796,7 +1796,7 @@ Test(monitor, checker_rejects_bad_values_and_disagreeing_sides)
 
 			cr_assert(at != NULL && oc != NULL);
 			snprintf(failed, sizeof(failed), "%.*s,\"stage\":\"tls\","
-				 "\"reason\":\"x\"", (int)(at - d), d);
+				 "\"reason\":\"closed\"", (int)(at - d), d);
 			memcpy(strstr(failed, "handshake_done"), "handshake_fail", 14);
 			memmove(strstr(failed, "handshake_fail") + 16,
 				strstr(failed, "handshake_fail") + 14,
