@@ -93,7 +93,10 @@ void hk_check(const struct hk_log *log, int64_t max_ms, int flags);
  * that link on either side carries the same one, and the two
  * link_closed agree on the outcome, except when the gateway refused the
  * relay's decision itself (DECISION_MISMATCH, POLICY_VIOLATION): then
- * the relay's outcome is failed or aborted.  Returns the number of
+ * the relay's outcome is failed or aborted.  A relay's transcript the
+ * gateway lacks is allowed only for a link that carried no stream, and
+ * only as many as the gateway has links that ended before a decision
+ * arrived (it was stopped or cut off meanwhile).  Returns the number of
  * links joined.
  */
 size_t hk_check_pair(const struct hk_log *gw, const struct hk_log *relay,
