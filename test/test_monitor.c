@@ -1459,6 +1459,59 @@ Test(monitor, plaintext_bind_mismatch_fails_both_sides)
 	hk_free(relay);
 }
 
+/* A MITM changes a field of the OFFER that the decision does not
+ * depend on: both sides agree TLS and finish the handshake over
+ * different transcripts, and BIND inside TLS fails the link. */
+static void
+tweak_offer(struct mitm_edit *e, void *arg)
+{
+	if (e->dir == MITM_C2S)
+		e->msg.params.max_streams = e->msg.params.max_streams > 1 ?
+			e->msg.params.max_streams - 1 : 2;
+}
+
+Test(monitor, tls_bind_mismatch_is_handshake_failed_at_stage_bind)
+{
+	struct hk_log *gw, *relay;
+	const struct hk_ev *g, *r;
+	int binds = 0;
+
+	M = mitm_start(P.relay_port, tweak_offer, NULL, 0);
+	cr_assert_not_null(M);
+	start_pair_via(mitm_port(M), TLS_RELAY, TLS_GW);
+	wait_events(P.gw_hooks, "link_closed", 1, 5000);
+	wait_events(P.relay_hooks, "link_closed", 1, 5000);
+	stop_and_check(&gw, &relay, HK_UNMATCHED_OK);
+
+	g = first_link(gw, "handshake_failed");
+	r = first_link(relay, "handshake_failed");
+	/* The side that reads the other's BIND first names the mismatch;
+	 * the other may see the close before the BIND. */
+	binds = hk_is(g, "stage", "bind") + hk_is(r, "stage", "bind");
+	cr_assert_geq(binds, 1, "no side failed at stage bind: %s / %s",
+		      hk_get(g, "stage"), hk_get(r, "stage"));
+	if (hk_is(g, "stage", "bind"))
+		cr_assert_not_null(strstr(hk_get(g, "reason"), "transcript mismatch"));
+	if (hk_is(r, "stage", "bind"))
+		cr_assert_not_null(strstr(hk_get(r, "reason"), "transcript mismatch"));
+	cr_assert_str_neq(hk_get(g, "transcript"), hk_get(r, "transcript"));
+	for (int side = 0; side < 2; side++) {
+		const struct hk_ev *c = first_link(side ? relay : gw, "link_closed");
+
+		expect_str(c, "outcome", "failed");
+		expect_str(c, "protection", "none");
+		cr_assert_eq(hk_num(c, "streams"), 0);
+	}
+	cr_assert_eq(hk_count(gw, "handshake_done", NULL, NULL), 0);
+	/* TLS started on the wire where the gateway said it would. */
+	cr_assert_eq(hk_num(first_link(gw, "handshake_pending"), "tls_offset_out"),
+		     mitm_neg_len(M, 0, MITM_C2S));
+	cr_assert_eq(hk_num(first_link(gw, "handshake_pending"), "tls_offset_in"),
+		     mitm_neg_len(M, 0, MITM_S2C));
+	hk_free(gw);
+	hk_free(relay);
+}
+
 /* ---- identity across restarts, rotation, daemon events ------------------- */
 
 Test(monitor, link_ids_restart_per_instance_and_stay_unique_with_it)
