@@ -1599,6 +1599,50 @@ Test(monitor, sighup_reopens_the_file_and_loses_nothing)
 	hk_free(all);
 }
 
+/* logrotate sends SIGHUP whatever the state of the configuration file: a
+ * reload that is rejected still lets the rotated file go. */
+Test(monitor, sighup_with_a_rejected_configuration_still_reopens_the_file)
+{
+	static const char junk[] = "not tlsplex";
+	char old[700], conf[700];
+	const char *both[2];
+	struct hk_log *a, *b, *all;
+	const struct hk_ev *e;
+	char *good;
+
+	start_relay(PLAIN, "");
+	snprintf(conf, sizeof(conf), "%s/relay.ini", P.dir);
+	good = h_read_file(conf, NULL);
+	cr_assert_not_null(good);
+	snprintf(old, sizeof(old), "%s.1", P.relay_hooks);
+	cr_assert_eq(rename(P.relay_hooks, old), 0);
+	cr_assert_eq(h_write_file(conf, "%sbogus = 1\n", good), 0);
+	cr_assert_eq(kill(P.relay, SIGHUP), 0);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "reload rejected", 5000), 0,
+		     "%s", h_read_file(P.relay_log, NULL));
+	poke(P.relay_port, junk, sizeof(junk) - 1);
+	wait_events(P.relay_hooks, "link_closed", 1, 3000);
+	cr_assert_eq(h_write_file(conf, "%s", good), 0);
+	free(good);
+	stop_clean(&P.relay, P.relay_log);
+
+	a = checked(old, HK_ROTATED);
+	b = checked(P.relay_hooks, HK_RESUMED);
+	both[0] = old;
+	both[1] = P.relay_hooks;
+	all = hk_load(both, 2);
+	hk_check(all, h_now_ms() - T0 + 1, 0);
+	e = hk_nth(b, "daemon_reloaded", NULL, NULL, 0);
+	cr_assert_not_null(e, "the rejected reload's event is not in the new file");
+	expect_str(e, "result", "rejected");
+	cr_assert_eq(hk_count(a, "daemon_reloaded", NULL, NULL), 0);
+	cr_assert_eq(hk_count(a, "link_opened", NULL, NULL), 0);
+	cr_assert_eq(hk_count(b, "link_opened", NULL, NULL), 1);
+	hk_free(a);
+	hk_free(b);
+	hk_free(all);
+}
+
 /* ---- the checker itself ------------------------------------------------ */
 
 #define SYN_HEAD(role, node) "\"v\":2,\"instance\":\"0123456789abcdef\"," \
