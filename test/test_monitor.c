@@ -1359,6 +1359,21 @@ Test(monitor, shutdown_during_the_handshake_is_answered)
 	hk_free(relay);
 }
 
+/* The gateway stopped while both sides wait for the other's BIND. */
+Test(monitor, shutdown_between_handshake_and_bind_is_answered)
+{
+	struct hk_log *gw, *relay;
+
+	start_gated(GATE_APPDATA, TLS_RELAY TLS12, TLS_GW TLS12);
+	stop_and_check(&gw, &relay, 0);
+	expect_failed(gw, "shutdown", "stopping", "BINDING");
+	expect_failed(relay, "transport", "", "BINDING");
+	cr_assert_eq(hk_count(gw, "handshake_done", NULL, NULL), 0);
+	cr_assert_eq(hk_count(relay, "handshake_done", NULL, NULL), 0);
+	hk_free(gw);
+	hk_free(relay);
+}
+
 /*
  * TODO(sinks): a veto.  The daemons have no way yet for a test to veto
  * handshake_pending: an in-process observer is not reachable from a
