@@ -44,8 +44,8 @@ test: deps
 	cd $(TEST_BUILD) && ctest --output-on-failure
 	cmake -S . -B $(SYSTEM_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTLSPLEX_SANITIZE=ON \
 		-DTLSPLEX_WOLFSSL=system -DTLSPLEX_WOLFSSL_PREFIX= >/dev/null
-	cmake --build $(SYSTEM_BUILD) -j $(JOBS) --target test_e2e test_hook test_tlsinfo test_tlssec test_security test_attack
-	cd $(SYSTEM_BUILD) && ctest --output-on-failure -R 'e2e|hook|tlsinfo|tlssec|security|attack'
+	cmake --build $(SYSTEM_BUILD) -j $(JOBS) --target test_e2e test_hook test_tlsinfo test_tlssec test_security test_attack test_monitor
+	cd $(SYSTEM_BUILD) && ctest --output-on-failure -R 'e2e|hook|tlsinfo|tlssec|security|attack|monitor'
 	scripts/fuzz.sh corpus
 
 demo: build

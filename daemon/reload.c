@@ -60,6 +60,8 @@ daemon_reload(struct daemon_conf *cur, const struct daemon_opts *o, int role,
 	if (c == NULL) {
 		log_err("SIGHUP: reload rejected, the running configuration "
 			"stays: %s", err);
+		/* A rotated event file is let go all the same. */
+		(void)daemon_open_hooks(cur->cfg);
 		daemon_report(HOOK_DAEMON_RELOADED, o->config, "rejected", err);
 		return -1;
 	}
@@ -88,6 +90,7 @@ reject_built:
 	daemon_conf_free(&next, cur);
 reject:
 	log_err("SIGHUP: reload rejected, the running configuration stays");
+	(void)daemon_open_hooks(cur->cfg);
 	daemon_report(HOOK_DAEMON_RELOADED, o->config, "rejected",
 		      "the new configuration could not be applied; see the log");
 	return -1;
