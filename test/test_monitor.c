@@ -1386,15 +1386,11 @@ Test(monitor, shutdown_between_handshake_and_bind_is_answered)
 }
 
 /*
- * TODO(sinks): a veto.  The daemons have no way yet for a test to veto
- * handshake_pending: an in-process observer is not reachable from a
- * daemon's configuration, and the command sink (hook_command_veto) is on
- * another branch.  Once it is merged: a hook_command that exits non-zero
- * with hook_command_veto = on, then handshake_failed stage veto on the
- * side that ran it, no TLS byte after the negotiation on the wire (the
- * tap's capture ends at tls_offset_out), and link_closed failed; and one
- * that sleeps past handshake_timeout: stage timeout, last_state
- * NOTIFYING.
+ * The veto path (handshake_failed stage veto, last_state NOTIFYING, no
+ * TLS byte on the wire after the negotiation, the gateway redialling) is
+ * tested end to end with a real hook_command in test_sinks_e2e.c
+ * (command_veto_refuses_the_link_before_any_tls_byte,
+ * late_command_with_on_timeout_veto_refuses_the_link).
  */
 
 /* ---- the dialler rejects the decision; a plaintext BIND mismatch ------- */
