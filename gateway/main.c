@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <stdint.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/bufferevent.h>
@@ -65,10 +67,16 @@ struct gateway {
 	const char *path;          /* configuration file, for reloads */
 	const struct daemon_opts *opts; /* the command line, for reloads */
 	struct daemon_conf conf;   /* the running configuration */
-	const struct partner *relay; /* the relay as a partner, from conf */
 	struct event_base *base;
 	struct link_config lcfg;
 	struct link *link;         /* NULL while down */
+	size_t cur;                /* relay list entry of link, or of the
+				      next dial */
+	size_t tried;              /* relays failed since a link was up */
+	struct link *probe;        /* relay_failback: a link to the first
+				      relay, being set up */
+	struct event *failback_ev;
+	int stopping;              /* SIGTERM: drain, no new work */
 	struct event *redial_ev;
 	uint32_t backoff_ms;       /* next redial delay before jitter */
 	struct gw_listener *listeners;
@@ -121,22 +129,108 @@ gw_held_unlink(struct gateway *gw, struct gw_held *h)
 	event_free(h->timer);
 }
 
-static void
-gw_on_up(void *ud, struct link *l)
+/* The relay list entry link l was dialled to, from its link data. */
+static size_t
+gw_link_relay(const struct link *l)
 {
-	struct gateway *gw = ud;
+	return (size_t)(uintptr_t)link_data(l) - 1;
+}
+
+/* "relay 2 of 3 (ADDRESS)", or "the relay (ADDRESS)" when there is one. */
+static const char *
+gw_relay_label(const struct gateway *gw, size_t i)
+{
+	static char buf[2][CFG_ADDR_MAX + 40];
+	static int which;
+	const struct cfg *c = gw->conf.cfg;
+	char *b = buf[which ^= 1];
+
+	if (i >= c->n_relays)
+		snprintf(b, sizeof(buf[0]), "a relay no longer in the list");
+	else if (c->n_relays == 1)
+		snprintf(b, sizeof(buf[0]), "the relay (%s)", c->relays[i].addr);
+	else
+		snprintf(b, sizeof(buf[0]), "relay %zu of %zu (%s)", i + 1,
+			 c->n_relays, c->relays[i].addr);
+	return b;
+}
+
+/* The partner the gateway sees in relay i: the [peer NAME] named after
+ * the name its certificate must carry, or the daemon section alone. */
+static const struct partner *
+gw_relay_partner(const struct gateway *gw, size_t i)
+{
+	const struct partners *ps = gw->conf.partners;
+	const struct partner *p = NULL;
+
+	if (i < gw->conf.cfg->n_relays)
+		p = partners_find(ps, gw->conf.cfg->relays[i].server_name);
+	return p != NULL ? p : &ps->deflt;
+}
+
+static void
+gw_failback_arm(struct gateway *gw)
+{
+	const struct cfg *c = gw->conf.cfg;
+	struct timeval tv;
+
+	if (c->relay_failback_ms == 0 || c->relay_order != CFG_RELAY_ORDERED ||
+	    gw->stopping || gw->link == NULL || gw->cur == 0 ||
+	    gw->probe != NULL)
+		return;
+	tv.tv_sec = c->relay_failback_ms / 1000;
+	tv.tv_usec = (suseconds_t)(c->relay_failback_ms % 1000) * 1000;
+	evtimer_add(gw->failback_ev, &tv);
+}
+
+static void
+gw_start_held(struct gateway *gw)
+{
 	struct gw_held *h;
 
-	gw->backoff_ms = gw->conf.cfg->redial_min_ms;
-	log_info("link %llu to the relay (node %s) is up (%s); accepting "
-		 "clients%s", (unsigned long long)link_id(l), link_peer_node(l),
-		 link_is_tls(l) ? "TLS" : "plaintext",
-		 gw->n_held ? ", starting the held ones" : "");
 	while ((h = TAILQ_FIRST(&gw->held)) != NULL && link_is_up(gw->link)) {
 		gw_held_unlink(gw, h);
 		gw_client_start(gw, h->svc, h->st, h->fd, h->who);
 		free(h);
 	}
+}
+
+static void
+gw_on_up(void *ud, struct link *l)
+{
+	struct gateway *gw = ud;
+	size_t i = gw_link_relay(l);
+
+	if (gw->stopping) {
+		link_drain(l, "the gateway is stopping");
+		return;
+	}
+	if (l == gw->probe) {
+		struct link *old = gw->link;
+
+		gw->probe = NULL;
+		gw->link = l;
+		gw->cur = i;
+		log_info("link %llu to %s (node %s) is up (%s): failback to the "
+			 "preferred relay; new clients go to it%s",
+			 (unsigned long long)link_id(l), gw_relay_label(gw, i),
+			 link_peer_node(l), link_is_tls(l) ? "TLS" : "plaintext",
+			 old != NULL ? ", the old link drains" : "");
+		if (old != NULL)
+			link_drain(old, "failback to the preferred relay");
+		gw_start_held(gw);
+		return;
+	}
+	if (l != gw->link)
+		return;
+	gw->backoff_ms = gw->conf.cfg->redial_min_ms;
+	gw->tried = 0;
+	log_info("link %llu to %s (node %s) is up (%s); accepting clients%s",
+		 (unsigned long long)link_id(l), gw_relay_label(gw, i),
+		 link_peer_node(l), link_is_tls(l) ? "TLS" : "plaintext",
+		 gw->n_held ? ", starting the held ones" : "");
+	gw_start_held(gw);
+	gw_failback_arm(gw);
 }
 
 /* Refuses a held client: closes it with a reset. */
@@ -198,37 +292,94 @@ gw_client_hold(struct gateway *gw, const struct cfg_service *svc,
 }
 
 static uint32_t
-gw_jitter(uint32_t ms)
+gw_random(void)
 {
 	uint32_t r = 0;
 
 	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
-		r = (uint32_t)ms * 2654435761u;
-	/* Uniform in [ms/2, ms]. */
-	return ms / 2 + (ms > 1 ? r % (ms / 2 + 1) : 0);
+		r = (uint32_t)time(NULL) * 2654435761u;
+	return r;
 }
 
+static uint32_t
+gw_jitter(uint32_t ms)
+{
+	/* Uniform in [ms/2, ms]. */
+	return ms / 2 + (ms > 1 ? gw_random() % (ms / 2 + 1) : 0);
+}
+
+/* Where a fresh link goes (at start, after a drain, or for a new round
+ * after every relay failed): the first relay when ordered, the next one
+ * in turn when spread. */
+static void
+gw_fresh_relay(struct gateway *gw)
+{
+	const struct cfg *c = gw->conf.cfg;
+
+	gw->tried = 0;
+	if (c->relay_order == CFG_RELAY_SPREAD)
+		gw->cur = (gw->cur + 1) % c->n_relays;
+	else
+		gw->cur = 0;
+}
+
+/*
+ * The link to relay gw->cur ended (or could not start, l NULL): fail
+ * over to the next relay at once while some relay of the list has not
+ * been tried since the last link was up; after a whole round, wait the
+ * redial backoff and start a fresh round.
+ */
 static void
 gw_on_down(void *ud, struct link *l)
 {
 	struct gateway *gw = ud;
+	const struct cfg *c = gw->conf.cfg;
+	const char *why = l != NULL && link_reason(l)[0] ? link_reason(l) :
+			  "no connection";
 	struct timeval tv;
+	size_t from = gw->cur;
 	uint32_t delay;
 
+	if (l != NULL && l == gw->probe) {
+		gw->probe = NULL;
+		log_info("failback: %s is still unavailable (%s); staying on %s, "
+			 "next try in %u ms", gw_relay_label(gw, 0), why,
+			 gw_relay_label(gw, gw->cur), c->relay_failback_ms);
+		gw_failback_arm(gw);
+		return;
+	}
 	if (l != NULL && gw->link != l)
 		return; /* a drained link ended; its successor is in place */
 	gw->link = NULL;
-	if (gw->redial_ev == NULL)
+	if (gw->stopping || gw->redial_ev == NULL)
 		return;
+	evtimer_del(gw->failback_ev);
+	if (gw->cur >= c->n_relays)
+		gw->cur = 0; /* a reload shortened the list */
+	gw->tried++;
+	if (gw->tried < c->n_relays) {
+		gw->cur = (gw->cur + 1) % c->n_relays;
+		log_warn("failover: link to %s is down (%s); dialling %s now",
+			 gw_relay_label(gw, from), why,
+			 gw_relay_label(gw, gw->cur));
+		gw_dial(gw);
+		return;
+	}
+	gw_fresh_relay(gw);
 	delay = gw_jitter(gw->backoff_ms);
-	log_info("link to the relay is down; redialling in %u ms", delay);
+	if (c->n_relays > 1)
+		log_warn("link to %s is down (%s); none of the %zu relays "
+			 "answered, dialling %s in %u ms", gw_relay_label(gw, from),
+			 why, c->n_relays, gw_relay_label(gw, gw->cur), delay);
+	else
+		log_info("link to the relay is down; redialling in %u ms", delay);
 	tv.tv_sec = delay / 1000;
 	tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
 	evtimer_add(gw->redial_ev, &tv);
-	if (gw->backoff_ms < gw->conf.cfg->redial_max_ms / 2)
+	if (gw->backoff_ms < c->redial_max_ms / 2)
 		gw->backoff_ms *= 2;
 	else
-		gw->backoff_ms = gw->conf.cfg->redial_max_ms;
+		gw->backoff_ms = c->redial_max_ms;
 }
 
 static struct bufferevent *
@@ -246,13 +397,17 @@ static void
 gw_on_draining(void *ud, struct link *l)
 {
 	struct gateway *gw = ud;
+	size_t from = gw_link_relay(l);
 
-	if (gw->link != l)
+	if (gw->link != l || gw->stopping)
 		return;
-	log_info("link %llu is draining; dialling a fresh link for new clients",
-		 (unsigned long long)link_id(l));
 	gw->link = NULL;
 	evtimer_del(gw->redial_ev);
+	evtimer_del(gw->failback_ev);
+	gw_fresh_relay(gw);
+	log_info("link %llu to %s is draining; dialling %s for new clients",
+		 (unsigned long long)link_id(l), gw_relay_label(gw, from),
+		 gw_relay_label(gw, gw->cur));
 	gw_dial(gw);
 }
 
@@ -263,12 +418,14 @@ gw_on_verify(void *ud, struct link *l, struct tls_conn *tls,
 {
 	struct gateway *gw = ud;
 	const struct cfg *c = gw->conf.cfg;
+	size_t i = gw_link_relay(l);
+	const struct partner *p = gw_relay_partner(gw, i);
 
-	if (partner_verify(gw->relay, tls, info, link_peer_node(l), why,
-			   whylen) < 0)
+	if (partner_verify(p, tls, info, link_peer_node(l), why, whylen) < 0)
 		return -1;
-	if (gw->relay->tls_sticky)
-		daemon_sticky_remember(gw->conf.sticky, c->server_name);
+	if (p->tls_sticky && i < c->n_relays)
+		daemon_sticky_remember(gw->conf.sticky,
+				       c->relays[i].server_name);
 	return 0;
 }
 
@@ -286,31 +443,63 @@ gw_redial_cb(evutil_socket_t fd, short what, void *arg)
 	gw_dial(arg);
 }
 
-static void
-gw_dial(struct gateway *gw)
+/* Starts a link to relay i with its partner's settings; NULL when the
+ * address does not resolve or the link cannot start (logged). */
+static struct link *
+gw_link_to(struct gateway *gw, size_t i)
 {
-	const struct cfg *c = gw->conf.cfg;
+	const struct cfg_relay *r = &gw->conf.cfg->relays[i];
+	const struct partner *p = gw_relay_partner(gw, i);
 	struct sockaddr_storage ss;
 	struct link_config lc;
+	struct link *l;
 	socklen_t sl;
 	char err[512];
 
-	if (net_resolve(c->relay, 0, &ss, &sl, err, sizeof(err)) < 0) {
-		log_err("relay %s: %s", c->relay, err);
-		gw_on_down(gw, NULL);
-		return;
+	if (net_resolve(r->addr, 0, &ss, &sl, err, sizeof(err)) < 0) {
+		log_err("%s: %s", gw_relay_label(gw, i), err);
+		return NULL;
 	}
 	lc = gw->lcfg;
-	if (partner_sticky_rule(gw->relay,
-				sticky_has(gw->conf.sticky, c->server_name),
+	lc.server_name = r->server_name;
+	partner_apply(p, &lc.params, NULL);
+	if (partner_sticky_rule(p, sticky_has(gw->conf.sticky, r->server_name),
 				NULL, &lc.params) == PARTNER_STICKY_RAISE)
 		log_info("relay %s has completed TLS with this gateway before "
-			 "(tls_sticky): offering tls = require", c->server_name);
-	log_info("dialling the relay at %s", c->relay);
-	gw->link = link_new(gw->base, -1, (struct sockaddr *)&ss, (int)sl,
-			    &lc, &gw_ops, gw);
+			 "(tls_sticky): offering tls = require", r->server_name);
+	log_info("dialling %s", gw_relay_label(gw, i));
+	l = link_new(gw->base, -1, (struct sockaddr *)&ss, (int)sl, &lc,
+		     &gw_ops, gw);
+	if (l != NULL)
+		link_set_data(l, (void *)(uintptr_t)(i + 1));
+	return l;
+}
+
+static void
+gw_dial(struct gateway *gw)
+{
+	if (gw->cur >= gw->conf.cfg->n_relays)
+		gw->cur = 0;
+	gw->link = gw_link_to(gw, gw->cur);
 	if (gw->link == NULL)
 		gw_on_down(gw, NULL);
+}
+
+/* relay_failback: dial the preferred relay beside the running link; it
+ * takes over when it comes up (gw_on_up). */
+static void
+gw_failback_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gateway *gw = arg;
+
+	if (gw->stopping || gw->probe != NULL || gw->cur == 0 ||
+	    !link_is_up(gw->link))
+		return;
+	log_info("failback: trying %s while %s carries the clients",
+		 gw_relay_label(gw, 0), gw_relay_label(gw, gw->cur));
+	gw->probe = gw_link_to(gw, 0);
+	if (gw->probe == NULL)
+		gw_failback_arm(gw);
 }
 
 /* Starts a stream for a client, or holds or refuses it. */
@@ -324,7 +513,8 @@ gw_client_start(struct gateway *gw, const struct cfg_service *svc,
 		gw_client_hold(gw, svc, st, fd, who);
 		return;
 	}
-	if (svc->tls == TLS_MODE_REQUIRE && !link_is_tls(gw->link)) {
+	if (cfg_tls_wire(svc->tls) == TLS_MODE_REQUIRE &&
+	    !link_is_tls(gw->link)) {
 		log_warn("client %s for service %s refused: the service "
 			 "requires TLS and the link is plaintext", who, svc->name);
 		net_close_reset(fd);
@@ -365,6 +555,35 @@ gw_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 	}
 	net_ntop(sa, who, sizeof(who));
 	gw_client_start(gl->gw, svc, st, fd, who);
+}
+
+/* SIGTERM: no new clients (the listeners close, held clients are
+ * refused), no new links, no reloads; the links drain. */
+static uint32_t
+gw_quiesce(void *ud)
+{
+	struct gateway *gw = ud;
+	size_t i;
+
+	gw->stopping = 1;
+	evtimer_del(gw->redial_ev);
+	evtimer_del(gw->failback_ev);
+	event_del(gw->reload_ev);
+	event_del(gw->drain_ev);
+	if (gw->probe != NULL)
+		link_close(gw->probe, "the gateway is stopping");
+	gw->probe = NULL;
+	for (i = 0; i < gw->n_listeners; i++)
+		if (gw->listeners[i].lis != NULL) {
+			evconnlistener_free(gw->listeners[i].lis);
+			gw->listeners[i].lis = NULL;
+		}
+	if (gw->n_held > 0)
+		log_warn("refusing %zu held clients: the gateway is stopping",
+			 gw->n_held);
+	while (!TAILQ_EMPTY(&gw->held))
+		gw_held_free(gw, TAILQ_FIRST(&gw->held));
+	return gw->conf.cfg->drain_timeout_ms;
 }
 
 static void
@@ -489,20 +708,13 @@ gw_listeners_install(struct gateway *gw, const struct cfg *c,
 		next[i].taken = 0;
 }
 
-/* Link settings for new links, from the running configuration. */
+/* Link settings for new links, from the running configuration; the
+ * relay's partner (gw_relay_partner) is applied per dial, because the
+ * gateway offers before it learns the relay's node name. */
 static void
 gw_conf_install(struct gateway *gw)
 {
-	const struct partners *ps = gw->conf.partners;
-
-	/* The gateway offers before it learns the relay's node name, so
-	 * its partner is the [peer NAME] named after the relay it expects,
-	 * or the daemon section alone. */
-	gw->relay = partners_find(ps, gw->conf.cfg->server_name);
-	if (gw->relay == NULL)
-		gw->relay = &ps->deflt;
 	daemon_link_config(gw->conf.cfg, gw->conf.tls, &gw->lcfg);
-	partner_apply(gw->relay, &gw->lcfg.params, NULL);
 }
 
 /* Reload stage: the listeners of next, taking over unchanged ones. */
@@ -547,7 +759,7 @@ gw_commit(void *ud, const struct daemon_conf *cur,
 		h->svc = svc;
 	}
 	gw_conf_install(gw);
-	log_info("SIGHUP: configuration reloaded from %s: %zu services, relay "
+	log_info("SIGHUP: configuration reloaded from %s: %zu services, relays "
 		 "%s; the running link keeps its settings", gw->path,
 		 cur->cfg->n_services, cur->cfg->relay);
 }
@@ -599,19 +811,27 @@ main(int argc, char **argv)
 	}
 	gw_conf_install(&gw);
 	gw.backoff_ms = gw.conf.cfg->redial_min_ms;
+	gw.cur = gw.conf.cfg->relay_order == CFG_RELAY_SPREAD ?
+		 gw_random() % gw.conf.cfg->n_relays : 0;
 	gw.redial_ev = evtimer_new(gw.base, gw_redial_cb, &gw);
+	gw.failback_ev = evtimer_new(gw.base, gw_failback_cb, &gw);
 	gw.drain_ev = evsignal_new(gw.base, SIGUSR1, gw_drain_cb, &gw);
 	gw.reload_ev = evsignal_new(gw.base, SIGHUP, gw_reload_cb, &gw);
-	if (gw.redial_ev == NULL || gw.drain_ev == NULL || gw.reload_ev == NULL ||
+	if (gw.redial_ev == NULL || gw.failback_ev == NULL ||
+	    gw.drain_ev == NULL || gw.reload_ev == NULL ||
 	    evsignal_add(gw.drain_ev, NULL) < 0 ||
 	    evsignal_add(gw.reload_ev, NULL) < 0)
 		goto out;
 	if (gw_listeners_build(&gw, gw.conf.cfg, &next) < 0)
 		goto out;
 	gw_listeners_install(&gw, gw.conf.cfg, next);
-	log_info("node %s (tls = %s) serving %zu services through relay %s",
-		 gw.conf.cfg->node_name, tls_mode_str((uint8_t)gw.conf.cfg->tls),
-		 gw.conf.cfg->n_services, gw.conf.cfg->relay);
+	daemon_set_stop(gw_quiesce, &gw);
+	log_info("node %s (tls = %s) serving %zu services through relay %s%s",
+		 gw.conf.cfg->node_name, cfg_tls_name(gw.conf.cfg->tls),
+		 gw.conf.cfg->n_services, gw.conf.cfg->relay,
+		 gw.conf.cfg->n_relays < 2 ? "" :
+		 gw.conf.cfg->relay_order == CFG_RELAY_SPREAD ?
+		 " (spread)" : " (ordered)");
 	gw_dial(&gw);
 	event_base_dispatch(gw.base);
 	status = 0;
@@ -620,6 +840,9 @@ out:
 		event_free(gw.redial_ev);
 		gw.redial_ev = NULL;
 	}
+	gw.stopping = 1;
+	if (gw.failback_ev != NULL)
+		event_free(gw.failback_ev);
 	while (!TAILQ_EMPTY(&gw.held))
 		gw_held_free(&gw, TAILQ_FIRST(&gw.held));
 	if (gw.drain_ev != NULL)

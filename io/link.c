@@ -274,8 +274,10 @@ link_close_all(const char *reason)
 		}
 		link_destroy(l);
 	}
+	/* One that has not written all it received is cut short: reset. */
 	while ((s = TAILQ_FIRST(&stream_orphans)) != NULL)
-		stream_release(s, 0);
+		stream_release(s, evbuffer_get_length(
+			bufferevent_get_output(s->bev)) != 0);
 }
 
 static void
@@ -1123,4 +1125,33 @@ size_t
 link_count(void)
 {
 	return link_n;
+}
+
+size_t
+link_streams_open(void)
+{
+	const struct link *l;
+	size_t n = 0;
+
+	TAILQ_FOREACH(l, &link_all, entry)
+		if (l->mux != NULL)
+			n += mux_stream_count(l->mux);
+	return n;
+}
+
+size_t
+link_streams_flushing(void)
+{
+	const struct stream *s;
+	size_t n = 0;
+
+	TAILQ_FOREACH(s, &stream_orphans, entry)
+		n++;
+	return n;
+}
+
+const char *
+link_reason(const struct link *l)
+{
+	return l->reason;
 }

@@ -125,5 +125,12 @@ int link_is_tls(const struct link *l);
 uint64_t link_id(const struct link *l);
 const char *link_peer_node(const struct link *l);
 size_t link_count(void);
+/* Why the link ends, once it does ("" before); for the daemon's log in
+ * on_down. */
+const char *link_reason(const struct link *l);
+/* Streams open on every link, and streams whose link is done with them
+ * that are still writing what they received to their socket. */
+size_t link_streams_open(void);
+size_t link_streams_flushing(void);
 
 #endif

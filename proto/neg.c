@@ -718,6 +718,8 @@ neg_reason_str(uint16_t reason)
 		return "the decision does not follow from the two offers (tampering in transit, or incompatible versions)";
 	case NEG_R_POLICY_VIOLATION:
 		return "the decision breaks this side's TLS policy (this side requires TLS)";
+	case NEG_R_CERT_REQUIRED:
+		return "the accepting side verifies certificates (tls = verify) and the dialling side offers none; give it cert and key";
 	}
 	return "unknown reason code";
 }
