@@ -139,9 +139,9 @@ partner_check_offer(const struct partner *p, const struct neg_params *offer,
 	if (!p->verify || offer->cert_present)
 		return 0;
 	*reason = NEG_R_CERT_REQUIRED;
-	snprintf(text, textlen, "%s%stls = verify here: node '%s' must present "
-		 "a certificate this relay verifies, and its offer announces "
-		 "none", p->label, p->label[0] ? " has " : "", offer->node);
+	snprintf(text, textlen, "%s has tls = verify: node '%s' must present "
+		 "a certificate that verifies; its offer announces none",
+		 p->label[0] ? p->label : "[relay]", offer->node);
 	return -1;
 }
 

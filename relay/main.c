@@ -88,14 +88,9 @@ relay_on_offer(void *ud, struct link *l, const struct neg_params *offer,
 	}
 	rl->partner = *p;
 	snprintf(rl->node, sizeof(rl->node), "%s", offer->node);
-	if (partner_check_offer(p, offer, reason, text, textlen) < 0) {
-		log_warn("link %llu: node '%s' refused: %s (tls = verify) "
-			 "demands a verified certificate and its offer announces "
-			 "none; give the gateway cert and key",
-			 (unsigned long long)link_id(l), offer->node,
-			 p->label[0] ? p->label : "[relay]");
+	/* The link logs the refusal with its text. */
+	if (partner_check_offer(p, offer, reason, text, textlen) < 0)
 		return -1;
-	}
 	if (p->any)
 		log_warn("link %llu: node '%s' admitted by %s, which admits any "
 			 "peer", (unsigned long long)link_id(l), offer->node,
