@@ -347,10 +347,8 @@ Test(topo, failback_returns_to_the_first_relay_and_old_streams_finish)
 	fd = connect_port(P.svc_port);
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(echo_once(fd, "before the failback", 5000), 0);
-	h_sleep_ms(700);
-	cr_assert_geq(h_file_count(P.gw_log, "failback: relay 1 of 2"), 1,
-		      "the preferred relay was not probed:\n%s",
-		      h_read_file(P.gw_log, NULL));
+	/* The preferred relay is probed, and found still down. */
+	wait_count(P.gw_log, "failback: relay 1 of 2", 1, 5000);
 	relay_start(0, "", "");
 	wait_count(P.gw_log, "failback to the preferred relay", 1, 5000);
 	/* New clients go to relay 0; the old stream still works, on the
@@ -393,9 +391,9 @@ Test(topo, sigterm_lets_a_stream_finish_then_exits)
 	shutdown(fd, SHUT_WR);
 	cr_assert(closed_within(fd, 3000));
 	t0 = h_now_ms();
-	cr_assert_eq(h_wait_exit(R[0].pid, 3000), 0, "%s",
+	cr_assert_eq(h_wait_exit(R[0].pid, 5000), 0, "%s",
 		     h_read_file(R[0].log, NULL));
-	cr_assert_lt(h_now_ms() - t0, 2000);
+	cr_assert_lt(h_now_ms() - t0, 3000);
 	cr_assert_eq(h_file_count(R[0].log, "drained: every link and stream finished"), 1);
 	close(fd);
 	/* The held client goes to the relay when it is back. */
@@ -420,9 +418,9 @@ Test(topo, drain_timeout_resets_what_is_left_and_a_second_sigterm_is_immediate)
 	t0 = h_now_ms();
 	kill(R[0].pid, SIGTERM);
 	/* The stream stays open: the relay resets it after 1 s, and exits. */
-	cr_assert_eq(h_wait_exit(R[0].pid, 4000), 0);
+	cr_assert_eq(h_wait_exit(R[0].pid, 6000), 0);
 	cr_assert_geq(h_now_ms() - t0, 900);
-	cr_assert_lt(h_now_ms() - t0, 2500);
+	cr_assert_lt(h_now_ms() - t0, 4000);
 	cr_assert_eq(h_file_count(R[0].log, "drain_timeout (1000 ms) passed with 1 streams"),
 		     1, "%s", h_read_file(R[0].log, NULL));
 	{
@@ -446,8 +444,8 @@ Test(topo, drain_timeout_resets_what_is_left_and_a_second_sigterm_is_immediate)
 	cr_assert_eq(echo_once(fd, "three", 5000), 0);
 	t0 = h_now_ms();
 	kill(P.gw, SIGTERM);
-	cr_assert_eq(h_wait_exit(P.gw, 3000), 0);
-	cr_assert_lt(h_now_ms() - t0, 1500);
+	cr_assert_eq(h_wait_exit(P.gw, 5000), 0);
+	cr_assert_lt(h_now_ms() - t0, 3000);
 	cr_assert_eq(h_wait_file_contains(P.gw_log, "at once (second signal)", 1000), 0);
 	cr_assert(closed_within(fd, 2000));
 	close(fd);
