@@ -1184,14 +1184,18 @@ witness_main(void *arg)
 			if (pfd[i].fd < 0 || pfd[i].revents == 0)
 				continue;
 			r = recv(pfd[i].fd, buf, sizeof(buf), 0);
+			/* Counted before the echo, so that a client that has
+			 * its echo back reads a count that includes it. */
+			if (r > 0) {
+				pthread_mutex_lock(&w->mu);
+				w->bytes += (size_t)r;
+				pthread_mutex_unlock(&w->mu);
+			}
 			if (r <= 0 || send_all(pfd[i].fd, buf, (size_t)r) < 0) {
 				close(pfd[i].fd);
 				pfd[i].fd = -1;
 				continue;
 			}
-			pthread_mutex_lock(&w->mu);
-			w->bytes += (size_t)r;
-			pthread_mutex_unlock(&w->mu);
 		}
 	}
 	for (i = 1; i <= n; i++)

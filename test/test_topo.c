@@ -31,10 +31,23 @@ struct relay_inst {
 
 static struct relay_inst R[NRELAYS];
 
+/* mkcerts.sh takes longer than most tests here: one set for the run. */
+#define CERT_CACHE_ENV "TLSPLEX_TOPO_CERTS"
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+	cert_cache_make(CERT_CACHE_ENV);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+	cert_cache_remove(CERT_CACHE_ENV);
+}
+
 static void
 topo_init(void)
 {
-	pair_init();
+	pair_init_from(getenv(CERT_CACHE_ENV));
 	for (int i = 0; i < NRELAYS; i++) {
 		R[i].port = h_free_port();
 		R[i].pid = 0;
