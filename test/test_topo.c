@@ -100,10 +100,10 @@ relay_start(int i, const char *extra, const char *sections)
 	}
 }
 
-/* Starts the gateway dialling the relays whose indexes are in order
- * (e.g. "01"), with extra [gateway] lines. */
+/* Writes the gateway's configuration: it dials the relays whose indexes
+ * are in order (e.g. "01"), with extra [gateway] lines. */
 static void
-gw_start(const char *order, const char *extra)
+gw_write(const char *order, const char *extra)
 {
 	char conf[600], list[256];
 	size_t n = 0;
@@ -120,6 +120,16 @@ gw_start(const char *order, const char *extra)
 		"negotiation_timeout = 3s\nhandshake_timeout = 3s\n%s\n"
 		"[service echo]\nlisten = 127.0.0.1:%d\n",
 		list, extra, P.svc_port), 0);
+}
+
+/* Starts the gateway on gw_write(order, extra). */
+static void
+gw_start(const char *order, const char *extra)
+{
+	char conf[600];
+
+	gw_write(order, extra);
+	snprintf(conf, sizeof(conf), "%s/gateway.ini", P.dir);
 	P.gw = spawn_bin("tlsplex-gateway", conf, P.gw_log);
 	cr_assert_gt(P.gw, 0);
 }
@@ -377,6 +387,34 @@ Test(topo, failback_returns_to_the_first_relay_and_old_streams_finish)
 	cr_assert_eq(h_wait_file_contains(R[1].hooks, "\"event\":\"link_closed\"",
 					  5000), 0, "%s", h_read_file(R[1].log, NULL));
 	cr_assert_eq(relay_links(1), 1);
+}
+
+Test(topo, sighup_changes_the_relay_list_for_the_next_link)
+{
+	int fd;
+
+	start_echo("echo");
+	relay_start(0, "", "");
+	relay_start(1, "", "");
+	gw_start("0", "");
+	wait_count(P.gw_log, "is up", 1, 15000);
+	fd = connect_port(P.svc_port);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(echo_once(fd, "on relay 0", 5000), 0);
+	/* The new list names relay 1 only; the running link stays. */
+	gw_write("1", "");
+	kill(P.gw, SIGHUP);
+	wait_count(P.gw_log, "configuration reloaded", 1, 5000);
+	cr_assert_eq(echo_once(fd, "still on relay 0", 5000), 0);
+	cr_assert_eq(relay_links(1), 0);
+	/* The next link goes to the new list. */
+	kill(P.gw, SIGUSR1);
+	wait_count(P.gw_log, "is up", 2, 15000);
+	cr_assert_eq(relay_links(1), 1, "%s", h_read_file(P.gw_log, NULL));
+	echo_ok(2, 7);
+	cr_assert_eq(echo_once(fd, "drained, not dropped", 5000), 0);
+	close(fd);
+	cr_assert_eq(relay_links(0), 1);
 }
 
 /* ---- drain on SIGTERM ----------------------------------------------- */
