@@ -16,6 +16,7 @@
 #define CFG_ACL_MAX 64      /* networks in one allow, deny or match_source */
 #define CFG_LIST_MAX 512    /* a comma-separated list of names or patterns */
 #define CFG_RELAYS_MAX 8    /* addresses in the gateway's relay list */
+#define CFG_GW_LINKS_MAX 16 /* live links a gateway keeps at once */
 
 /* tls = verify: a configuration value only.  On the wire it is require
  * (cfg_tls_wire); on the relay it also demands a verified client
@@ -105,6 +106,7 @@ struct cfg {
 	size_t n_relays;
 	int relay_order;                 /* enum cfg_relay_order */
 	uint32_t relay_failback_ms;      /* 0 = off: stay where the link is */
+	uint32_t relay_links;            /* live links kept at once */
 	char server_name[CFG_ADDR_MAX];  /* gateway: name the relay's
 					    certificate must carry (the
 					    first relay's, when unset) */

@@ -63,22 +63,30 @@ struct gw_held {
 };
 TAILQ_HEAD(gw_held_list, gw_held);
 
+/* One of the relay_links live links, and how it finds its relay. */
+struct gw_slot {
+	struct gateway *gw;
+	size_t index;
+	struct link *link;         /* NULL while down */
+	size_t cur;                /* relay list entry of link, or of the
+				      next dial */
+	size_t tried;              /* relays failed since a link was up */
+	uint32_t backoff_ms;       /* next redial delay before jitter */
+	struct event *redial_ev;
+	struct link *probe;        /* relay_failback: a link to the first
+				      relay, being set up */
+	struct event *failback_ev;
+};
+
 struct gateway {
 	const char *path;          /* configuration file, for reloads */
 	const struct daemon_opts *opts; /* the command line, for reloads */
 	struct daemon_conf conf;   /* the running configuration */
 	struct event_base *base;
 	struct link_config lcfg;
-	struct link *link;         /* NULL while down */
-	size_t cur;                /* relay list entry of link, or of the
-				      next dial */
-	size_t tried;              /* relays failed since a link was up */
-	struct link *probe;        /* relay_failback: a link to the first
-				      relay, being set up */
-	struct event *failback_ev;
+	struct gw_slot slots[CFG_GW_LINKS_MAX]; /* the live links */
+	size_t n_slots;            /* relay_links at start */
 	int stopping;              /* SIGTERM: drain, no new work */
-	struct event *redial_ev;
-	uint32_t backoff_ms;       /* next redial delay before jitter */
 	struct gw_listener *listeners;
 	size_t n_listeners;
 	struct gw_held_list held;
@@ -117,7 +125,7 @@ gw_svc_state(struct gateway *gw, const char *name)
 	return st;
 }
 
-static void gw_dial(struct gateway *gw);
+static void gw_dial(struct gw_slot *sl);
 
 /* Takes h off the held list and stops its timer; the caller owns h->fd. */
 static void
@@ -129,11 +137,24 @@ gw_held_unlink(struct gateway *gw, struct gw_held *h)
 	event_free(h->timer);
 }
 
-/* The relay list entry link l was dialled to, from its link data. */
+/* A link's data: the slot it belongs to and the relay list entry it was
+ * dialled to. */
+static void
+gw_link_tag(struct link *l, const struct gw_slot *sl, size_t i)
+{
+	link_set_data(l, (void *)(((uintptr_t)sl->index << 8 | i) + 1));
+}
+
 static size_t
 gw_link_relay(const struct link *l)
 {
-	return (size_t)(uintptr_t)link_data(l) - 1;
+	return ((uintptr_t)link_data(l) - 1) & 0xff;
+}
+
+static struct gw_slot *
+gw_link_slot(struct gateway *gw, const struct link *l)
+{
+	return &gw->slots[((uintptr_t)link_data(l) - 1) >> 8];
 }
 
 /* "relay 2 of 3 (ADDRESS)", or "the relay (ADDRESS)" when there is one. */
@@ -155,6 +176,19 @@ gw_relay_label(const struct gateway *gw, size_t i)
 	return b;
 }
 
+/* " (live link 2 of 3)" when the gateway keeps several, else "". */
+static const char *
+gw_slot_label(const struct gw_slot *sl)
+{
+	static char buf[48];
+
+	if (sl->gw->n_slots < 2)
+		return "";
+	snprintf(buf, sizeof(buf), " (live link %zu of %zu)", sl->index + 1,
+		 sl->gw->n_slots);
+	return buf;
+}
+
 /* The partner the gateway sees in relay i: the [peer NAME] named after
  * the name its certificate must carry, or the daemon section alone. */
 static const struct partner *
@@ -168,19 +202,41 @@ gw_relay_partner(const struct gateway *gw, size_t i)
 	return p != NULL ? p : &ps->deflt;
 }
 
-static void
-gw_failback_arm(struct gateway *gw)
+/* The up link with the fewest open streams, or NULL when none is up. */
+static struct link *
+gw_pick_link(struct gateway *gw)
 {
-	const struct cfg *c = gw->conf.cfg;
+	struct link *best = NULL;
+	size_t best_n = 0;
+
+	for (size_t k = 0; k < gw->n_slots; k++) {
+		struct link *l = gw->slots[k].link;
+		size_t n;
+
+		if (!link_is_up(l))
+			continue;
+		n = link_stream_count(l);
+		if (best == NULL || n < best_n) {
+			best = l;
+			best_n = n;
+		}
+	}
+	return best;
+}
+
+static void
+gw_failback_arm(struct gw_slot *sl)
+{
+	const struct cfg *c = sl->gw->conf.cfg;
 	struct timeval tv;
 
 	if (c->relay_failback_ms == 0 || c->relay_order != CFG_RELAY_ORDERED ||
-	    gw->stopping || gw->link == NULL || gw->cur == 0 ||
-	    gw->probe != NULL)
+	    sl->gw->stopping || sl->link == NULL || sl->cur == 0 ||
+	    sl->probe != NULL)
 		return;
 	tv.tv_sec = c->relay_failback_ms / 1000;
 	tv.tv_usec = (suseconds_t)(c->relay_failback_ms % 1000) * 1000;
-	evtimer_add(gw->failback_ev, &tv);
+	evtimer_add(sl->failback_ev, &tv);
 }
 
 static void
@@ -188,7 +244,7 @@ gw_start_held(struct gateway *gw)
 {
 	struct gw_held *h;
 
-	while ((h = TAILQ_FIRST(&gw->held)) != NULL && link_is_up(gw->link)) {
+	while ((h = TAILQ_FIRST(&gw->held)) != NULL && gw_pick_link(gw) != NULL) {
 		gw_held_unlink(gw, h);
 		gw_client_start(gw, h->svc, h->st, h->fd, h->who);
 		free(h);
@@ -199,38 +255,40 @@ static void
 gw_on_up(void *ud, struct link *l)
 {
 	struct gateway *gw = ud;
+	struct gw_slot *sl = gw_link_slot(gw, l);
 	size_t i = gw_link_relay(l);
 
 	if (gw->stopping) {
 		link_drain(l, "the gateway is stopping");
 		return;
 	}
-	if (l == gw->probe) {
-		struct link *old = gw->link;
+	if (l == sl->probe) {
+		struct link *old = sl->link;
 
-		gw->probe = NULL;
-		gw->link = l;
-		gw->cur = i;
-		log_info("link %llu to %s (node %s) is up (%s): failback to the "
-			 "preferred relay; new clients go to it%s",
+		sl->probe = NULL;
+		sl->link = l;
+		sl->cur = i;
+		log_info("link %llu to %s (node %s) is up (%s)%s: failback to "
+			 "the preferred relay; new clients go to it%s",
 			 (unsigned long long)link_id(l), gw_relay_label(gw, i),
 			 link_peer_node(l), link_is_tls(l) ? "TLS" : "plaintext",
+			 gw_slot_label(sl),
 			 old != NULL ? ", the old link drains" : "");
 		if (old != NULL)
 			link_drain(old, "failback to the preferred relay");
 		gw_start_held(gw);
 		return;
 	}
-	if (l != gw->link)
+	if (l != sl->link)
 		return;
-	gw->backoff_ms = gw->conf.cfg->redial_min_ms;
-	gw->tried = 0;
-	log_info("link %llu to %s (node %s) is up (%s); accepting clients%s",
+	sl->backoff_ms = gw->conf.cfg->redial_min_ms;
+	sl->tried = 0;
+	log_info("link %llu to %s (node %s) is up (%s)%s; accepting clients%s",
 		 (unsigned long long)link_id(l), gw_relay_label(gw, i),
 		 link_peer_node(l), link_is_tls(l) ? "TLS" : "plaintext",
-		 gw->n_held ? ", starting the held ones" : "");
+		 gw_slot_label(sl), gw->n_held ? ", starting the held ones" : "");
 	gw_start_held(gw);
-	gw_failback_arm(gw);
+	gw_failback_arm(sl);
 }
 
 /* Refuses a held client: closes it with a reset. */
@@ -308,78 +366,87 @@ gw_jitter(uint32_t ms)
 	return ms / 2 + (ms > 1 ? gw_random() % (ms / 2 + 1) : 0);
 }
 
-/* Where a fresh link goes (at start, after a drain, or for a new round
- * after every relay failed): the first relay when ordered, the next one
- * in turn when spread. */
+/* Where a slot's fresh link goes (at start, after a drain, or for a new
+ * round after every relay failed): the first relay when ordered, the
+ * next one in turn when spread. */
 static void
-gw_fresh_relay(struct gateway *gw)
+gw_fresh_relay(struct gw_slot *sl)
 {
-	const struct cfg *c = gw->conf.cfg;
+	const struct cfg *c = sl->gw->conf.cfg;
 
-	gw->tried = 0;
+	sl->tried = 0;
 	if (c->relay_order == CFG_RELAY_SPREAD)
-		gw->cur = (gw->cur + 1) % c->n_relays;
+		sl->cur = (sl->cur + 1) % c->n_relays;
 	else
-		gw->cur = 0;
+		sl->cur = 0;
 }
 
 /*
- * The link to relay gw->cur ended (or could not start, l NULL): fail
- * over to the next relay at once while some relay of the list has not
- * been tried since the last link was up; after a whole round, wait the
- * redial backoff and start a fresh round.
+ * The slot's link to relay sl->cur ended (or could not start, l NULL):
+ * fail over to the next relay at once while some relay of the list has
+ * not been tried since the slot's last link was up; after a whole round,
+ * wait the redial backoff and start a fresh round.
  */
 static void
-gw_on_down(void *ud, struct link *l)
+gw_slot_down(struct gw_slot *sl, struct link *l)
 {
-	struct gateway *gw = ud;
+	struct gateway *gw = sl->gw;
 	const struct cfg *c = gw->conf.cfg;
 	const char *why = l != NULL && link_reason(l)[0] ? link_reason(l) :
 			  "no connection";
 	struct timeval tv;
-	size_t from = gw->cur;
+	size_t from = sl->cur;
 	uint32_t delay;
 
-	if (l != NULL && l == gw->probe) {
-		gw->probe = NULL;
-		log_info("failback: %s is still unavailable (%s); staying on %s, "
-			 "next try in %u ms", gw_relay_label(gw, 0), why,
-			 gw_relay_label(gw, gw->cur), c->relay_failback_ms);
-		gw_failback_arm(gw);
+	if (l != NULL && l == sl->probe) {
+		sl->probe = NULL;
+		log_info("failback: %s is still unavailable (%s); staying on "
+			 "%s%s, next try in %u ms", gw_relay_label(gw, 0), why,
+			 gw_relay_label(gw, sl->cur), gw_slot_label(sl),
+			 c->relay_failback_ms);
+		gw_failback_arm(sl);
 		return;
 	}
-	if (l != NULL && gw->link != l)
+	if (l != NULL && sl->link != l)
 		return; /* a drained link ended; its successor is in place */
-	gw->link = NULL;
-	if (gw->stopping || gw->redial_ev == NULL)
+	sl->link = NULL;
+	if (gw->stopping || sl->redial_ev == NULL)
 		return;
-	evtimer_del(gw->failback_ev);
-	if (gw->cur >= c->n_relays)
-		gw->cur = 0; /* a reload shortened the list */
-	gw->tried++;
-	if (gw->tried < c->n_relays) {
-		gw->cur = (gw->cur + 1) % c->n_relays;
-		log_warn("failover: link to %s is down (%s); dialling %s now",
-			 gw_relay_label(gw, from), why,
-			 gw_relay_label(gw, gw->cur));
-		gw_dial(gw);
+	evtimer_del(sl->failback_ev);
+	if (sl->cur >= c->n_relays)
+		sl->cur = 0; /* a reload shortened the list */
+	sl->tried++;
+	if (sl->tried < c->n_relays) {
+		sl->cur = (sl->cur + 1) % c->n_relays;
+		log_warn("failover: link to %s is down (%s)%s; dialling %s now",
+			 gw_relay_label(gw, from), why, gw_slot_label(sl),
+			 gw_relay_label(gw, sl->cur));
+		gw_dial(sl);
 		return;
 	}
-	gw_fresh_relay(gw);
-	delay = gw_jitter(gw->backoff_ms);
+	gw_fresh_relay(sl);
+	delay = gw_jitter(sl->backoff_ms);
 	if (c->n_relays > 1)
-		log_warn("link to %s is down (%s); none of the %zu relays "
+		log_warn("link to %s is down (%s)%s; none of the %zu relays "
 			 "answered, dialling %s in %u ms", gw_relay_label(gw, from),
-			 why, c->n_relays, gw_relay_label(gw, gw->cur), delay);
+			 why, gw_slot_label(sl), c->n_relays,
+			 gw_relay_label(gw, sl->cur), delay);
 	else
-		log_info("link to the relay is down; redialling in %u ms", delay);
+		log_info("link to the relay is down%s; redialling in %u ms",
+			 gw_slot_label(sl), delay);
 	tv.tv_sec = delay / 1000;
 	tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
-	evtimer_add(gw->redial_ev, &tv);
-	if (gw->backoff_ms < c->redial_max_ms / 2)
-		gw->backoff_ms *= 2;
+	evtimer_add(sl->redial_ev, &tv);
+	if (sl->backoff_ms < c->redial_max_ms / 2)
+		sl->backoff_ms *= 2;
 	else
-		gw->backoff_ms = c->redial_max_ms;
+		sl->backoff_ms = c->redial_max_ms;
+}
+
+static void
+gw_on_down(void *ud, struct link *l)
+{
+	gw_slot_down(gw_link_slot(ud, l), l);
 }
 
 static struct bufferevent *
@@ -392,23 +459,24 @@ gw_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 	return NULL;
 }
 
-/* The current link takes no new streams: dial its successor now. */
+/* The slot's link takes no new streams: dial its successor now. */
 static void
 gw_on_draining(void *ud, struct link *l)
 {
 	struct gateway *gw = ud;
+	struct gw_slot *sl = gw_link_slot(gw, l);
 	size_t from = gw_link_relay(l);
 
-	if (gw->link != l || gw->stopping)
+	if (sl->link != l || gw->stopping)
 		return;
-	gw->link = NULL;
-	evtimer_del(gw->redial_ev);
-	evtimer_del(gw->failback_ev);
-	gw_fresh_relay(gw);
-	log_info("link %llu to %s is draining; dialling %s for new clients",
+	sl->link = NULL;
+	evtimer_del(sl->redial_ev);
+	evtimer_del(sl->failback_ev);
+	gw_fresh_relay(sl);
+	log_info("link %llu to %s is draining%s; dialling %s for new clients",
 		 (unsigned long long)link_id(l), gw_relay_label(gw, from),
-		 gw_relay_label(gw, gw->cur));
-	gw_dial(gw);
+		 gw_slot_label(sl), gw_relay_label(gw, sl->cur));
+	gw_dial(sl);
 }
 
 /* The relay's identity beyond server_name, and the sticky state. */
@@ -443,20 +511,21 @@ gw_redial_cb(evutil_socket_t fd, short what, void *arg)
 	gw_dial(arg);
 }
 
-/* Starts a link to relay i with its partner's settings; NULL when the
- * address does not resolve or the link cannot start (logged). */
+/* Starts a link for slot sl to relay i with its partner's settings; NULL
+ * when the address does not resolve or the link cannot start (logged). */
 static struct link *
-gw_link_to(struct gateway *gw, size_t i)
+gw_link_to(struct gw_slot *sl, size_t i)
 {
+	struct gateway *gw = sl->gw;
 	const struct cfg_relay *r = &gw->conf.cfg->relays[i];
 	const struct partner *p = gw_relay_partner(gw, i);
 	struct sockaddr_storage ss;
 	struct link_config lc;
 	struct link *l;
-	socklen_t sl;
+	socklen_t sl_len;
 	char err[512];
 
-	if (net_resolve(r->addr, 0, &ss, &sl, err, sizeof(err)) < 0) {
+	if (net_resolve(r->addr, 0, &ss, &sl_len, err, sizeof(err)) < 0) {
 		log_err("%s: %s", gw_relay_label(gw, i), err);
 		return NULL;
 	}
@@ -467,54 +536,57 @@ gw_link_to(struct gateway *gw, size_t i)
 				NULL, &lc.params) == PARTNER_STICKY_RAISE)
 		log_info("relay %s has completed TLS with this gateway before "
 			 "(tls_sticky): offering tls = require", r->server_name);
-	log_info("dialling %s", gw_relay_label(gw, i));
-	l = link_new(gw->base, -1, (struct sockaddr *)&ss, (int)sl, &lc,
+	log_info("dialling %s%s", gw_relay_label(gw, i), gw_slot_label(sl));
+	l = link_new(gw->base, -1, (struct sockaddr *)&ss, (int)sl_len, &lc,
 		     &gw_ops, gw);
 	if (l != NULL)
-		link_set_data(l, (void *)(uintptr_t)(i + 1));
+		gw_link_tag(l, sl, i);
 	return l;
 }
 
 static void
-gw_dial(struct gateway *gw)
+gw_dial(struct gw_slot *sl)
 {
-	if (gw->cur >= gw->conf.cfg->n_relays)
-		gw->cur = 0;
-	gw->link = gw_link_to(gw, gw->cur);
-	if (gw->link == NULL)
-		gw_on_down(gw, NULL);
+	if (sl->cur >= sl->gw->conf.cfg->n_relays)
+		sl->cur = 0;
+	sl->link = gw_link_to(sl, sl->cur);
+	if (sl->link == NULL)
+		gw_slot_down(sl, NULL);
 }
 
-/* relay_failback: dial the preferred relay beside the running link; it
- * takes over when it comes up (gw_on_up). */
+/* relay_failback: dial the preferred relay beside the slot's running
+ * link; it takes over when it comes up (gw_on_up). */
 static void
 gw_failback_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct gateway *gw = arg;
+	struct gw_slot *sl = arg;
+	struct gateway *gw = sl->gw;
 
-	if (gw->stopping || gw->probe != NULL || gw->cur == 0 ||
-	    !link_is_up(gw->link))
+	if (gw->stopping || sl->probe != NULL || sl->cur == 0 ||
+	    !link_is_up(sl->link))
 		return;
-	log_info("failback: trying %s while %s carries the clients",
-		 gw_relay_label(gw, 0), gw_relay_label(gw, gw->cur));
-	gw->probe = gw_link_to(gw, 0);
-	if (gw->probe == NULL)
-		gw_failback_arm(gw);
+	log_info("failback: trying %s while %s carries the clients%s",
+		 gw_relay_label(gw, 0), gw_relay_label(gw, sl->cur),
+		 gw_slot_label(sl));
+	sl->probe = gw_link_to(sl, 0);
+	if (sl->probe == NULL)
+		gw_failback_arm(sl);
 }
 
-/* Starts a stream for a client, or holds or refuses it. */
+/* Starts a stream for a client on the least busy up link, or holds or
+ * refuses it. */
 static void
 gw_client_start(struct gateway *gw, const struct cfg_service *svc,
 		struct gw_svc_state *st, evutil_socket_t fd, const char *who)
 {
+	struct link *l = gw_pick_link(gw);
 	struct bufferevent *bev;
 
-	if (!link_is_up(gw->link)) {
+	if (l == NULL) {
 		gw_client_hold(gw, svc, st, fd, who);
 		return;
 	}
-	if (cfg_tls_wire(svc->tls) == TLS_MODE_REQUIRE &&
-	    !link_is_tls(gw->link)) {
+	if (cfg_tls_wire(svc->tls) == TLS_MODE_REQUIRE && !link_is_tls(l)) {
 		log_warn("client %s for service %s refused: the service "
 			 "requires TLS and the link is plaintext", who, svc->name);
 		net_close_reset(fd);
@@ -526,7 +598,7 @@ gw_client_start(struct gateway *gw, const struct cfg_service *svc,
 		net_close_reset(fd);
 		return;
 	}
-	if (link_open_stream(gw->link, svc->name, bev, &st->clients) < 0)
+	if (link_open_stream(l, svc->name, bev, &st->clients) < 0)
 		log_warn("client %s for service %s refused", who, svc->name);
 }
 
@@ -566,13 +638,17 @@ gw_quiesce(void *ud)
 	size_t i;
 
 	gw->stopping = 1;
-	evtimer_del(gw->redial_ev);
-	evtimer_del(gw->failback_ev);
+	for (i = 0; i < gw->n_slots; i++) {
+		struct gw_slot *sl = &gw->slots[i];
+
+		evtimer_del(sl->redial_ev);
+		evtimer_del(sl->failback_ev);
+		if (sl->probe != NULL)
+			link_close(sl->probe, "the gateway is stopping");
+		sl->probe = NULL;
+	}
 	event_del(gw->reload_ev);
 	event_del(gw->drain_ev);
-	if (gw->probe != NULL)
-		link_close(gw->probe, "the gateway is stopping");
-	gw->probe = NULL;
 	for (i = 0; i < gw->n_listeners; i++)
 		if (gw->listeners[i].lis != NULL) {
 			evconnlistener_free(gw->listeners[i].lis);
@@ -590,12 +666,18 @@ static void
 gw_drain_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct gateway *gw = arg;
+	size_t i, n = 0;
 
-	if (gw->link == NULL || !link_is_up(gw->link)) {
-		log_info("SIGUSR1: no link is up; nothing to drain");
-		return;
+	for (i = 0; i < gw->n_slots; i++) {
+		struct link *l = gw->slots[i].link;
+
+		if (!link_is_up(l))
+			continue;
+		n++;
+		link_drain(l, "operator asked for a fresh link (SIGUSR1)");
 	}
-	link_drain(gw->link, "operator asked for a fresh link (SIGUSR1)");
+	if (n == 0)
+		log_info("SIGUSR1: no link is up; nothing to drain");
 }
 
 /* Undoes gw_listeners_build(): hands taken-over listeners back to the
@@ -759,6 +841,10 @@ gw_commit(void *ud, const struct daemon_conf *cur,
 		h->svc = svc;
 	}
 	gw_conf_install(gw);
+	if (cur->cfg->relay_links != gw->n_slots)
+		log_warn("SIGHUP: relay_links = %u applies when the gateway "
+			 "starts; it keeps %zu live links", cur->cfg->relay_links,
+			 gw->n_slots);
 	log_info("SIGHUP: configuration reloaded from %s: %zu services, relays "
 		 "%s; the running link keeps its settings", gw->path,
 		 cur->cfg->n_services, cur->cfg->relay);
@@ -789,7 +875,7 @@ main(int argc, char **argv)
 	struct gateway gw;
 	struct gw_listener *next;
 	struct cfg *c;
-	size_t i;
+	size_t i, start;
 	int status;
 
 	memset(&gw, 0, sizeof(gw));
@@ -810,15 +896,26 @@ main(int argc, char **argv)
 		goto out;
 	}
 	gw_conf_install(&gw);
-	gw.backoff_ms = gw.conf.cfg->redial_min_ms;
-	gw.cur = gw.conf.cfg->relay_order == CFG_RELAY_SPREAD ?
-		 gw_random() % gw.conf.cfg->n_relays : 0;
-	gw.redial_ev = evtimer_new(gw.base, gw_redial_cb, &gw);
-	gw.failback_ev = evtimer_new(gw.base, gw_failback_cb, &gw);
+	gw.n_slots = gw.conf.cfg->relay_links;
+	start = gw.conf.cfg->relay_order == CFG_RELAY_SPREAD ?
+		gw_random() % gw.conf.cfg->n_relays : 0;
+	for (i = 0; i < gw.n_slots; i++) {
+		struct gw_slot *sl = &gw.slots[i];
+
+		sl->gw = &gw;
+		sl->index = i;
+		sl->backoff_ms = gw.conf.cfg->redial_min_ms;
+		/* spread: the live links start on different relays */
+		sl->cur = gw.conf.cfg->relay_order == CFG_RELAY_SPREAD ?
+			  (start + i) % gw.conf.cfg->n_relays : 0;
+		sl->redial_ev = evtimer_new(gw.base, gw_redial_cb, sl);
+		sl->failback_ev = evtimer_new(gw.base, gw_failback_cb, sl);
+		if (sl->redial_ev == NULL || sl->failback_ev == NULL)
+			goto out;
+	}
 	gw.drain_ev = evsignal_new(gw.base, SIGUSR1, gw_drain_cb, &gw);
 	gw.reload_ev = evsignal_new(gw.base, SIGHUP, gw_reload_cb, &gw);
-	if (gw.redial_ev == NULL || gw.failback_ev == NULL ||
-	    gw.drain_ev == NULL || gw.reload_ev == NULL ||
+	if (gw.drain_ev == NULL || gw.reload_ev == NULL ||
 	    evsignal_add(gw.drain_ev, NULL) < 0 ||
 	    evsignal_add(gw.reload_ev, NULL) < 0)
 		goto out;
@@ -832,17 +929,22 @@ main(int argc, char **argv)
 		 gw.conf.cfg->n_relays < 2 ? "" :
 		 gw.conf.cfg->relay_order == CFG_RELAY_SPREAD ?
 		 " (spread)" : " (ordered)");
-	gw_dial(&gw);
+	for (i = 0; i < gw.n_slots; i++)
+		gw_dial(&gw.slots[i]);
 	event_base_dispatch(gw.base);
 	status = 0;
 out:
-	if (gw.redial_ev != NULL) {
-		event_free(gw.redial_ev);
-		gw.redial_ev = NULL;
-	}
 	gw.stopping = 1;
-	if (gw.failback_ev != NULL)
-		event_free(gw.failback_ev);
+	for (i = 0; i < CFG_GW_LINKS_MAX; i++) {
+		struct gw_slot *sl = &gw.slots[i];
+
+		if (sl->redial_ev != NULL)
+			event_free(sl->redial_ev);
+		sl->redial_ev = NULL;
+		if (sl->failback_ev != NULL)
+			event_free(sl->failback_ev);
+		sl->failback_ev = NULL;
+	}
 	while (!TAILQ_EMPTY(&gw.held))
 		gw_held_free(&gw, TAILQ_FIRST(&gw.held));
 	if (gw.drain_ev != NULL)

@@ -1174,3 +1174,9 @@ link_reason(const struct link *l)
 {
 	return l->reason;
 }
+
+size_t
+link_stream_count(const struct link *l)
+{
+	return l->mux != NULL ? mux_stream_count(l->mux) : 0;
+}

@@ -131,6 +131,8 @@ const char *link_reason(const struct link *l);
 /* Streams open on every link, and streams whose link is done with them
  * that are still writing what they received to their socket. */
 size_t link_streams_open(void);
+/* Streams open on l. */
+size_t link_stream_count(const struct link *l);
 size_t link_streams_flushing(void);
 
 #endif

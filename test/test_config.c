@@ -1075,7 +1075,7 @@ Test(config, reference_matches_docs)
 			  "docs/CONFIG.md lacks this reference row (regenerate with cfg_write_reference):\n%s",
 			  line);
 	}
-	cr_assert_eq(rows, 56, "the table has %zu keys", rows);
+	cr_assert_eq(rows, 57, "the table has %zu keys", rows);
 	free(doc);
 	free(ref);
 }
@@ -1234,12 +1234,14 @@ Test(config, relay_list_ordered_spread_and_failback)
 	cr_assert_str_eq(c->relays[0].server_name, "127.0.0.1");
 	cr_assert_eq(c->relay_order, CFG_RELAY_ORDERED);
 	cr_assert_eq(c->relay_failback_ms, 0);
+	cr_assert_eq(c->relay_links, 1);
 	cr_assert_eq(c->drain_timeout_ms, 10000);
 	cfg_free(c);
 
 	c = load("[gateway]\nrelay = a.example:7400 , [::1]:7401,b.example:9\n"
 		 "ca = certs/ca.crt\nrelay_order = spread\n"
-		 "relay_failback = 30s\ndrain_timeout = 0\n" GW_SVC, CFG_GATEWAY);
+		 "relay_failback = 30s\ndrain_timeout = 0\nrelay_links = 16\n"
+		 GW_SVC, CFG_GATEWAY);
 	cr_assert_not_null(c, "%s", err);
 	cr_assert_eq(c->n_relays, 3);
 	cr_assert_str_eq(c->relay, "a.example:7400, [::1]:7401, b.example:9");
@@ -1251,6 +1253,7 @@ Test(config, relay_list_ordered_spread_and_failback)
 	cr_assert_str_eq(c->relays[2].server_name, "b.example");
 	cr_assert_eq(c->relay_order, CFG_RELAY_SPREAD);
 	cr_assert_eq(c->relay_failback_ms, 30000);
+	cr_assert_eq(c->relay_links, 16);
 	cr_assert_eq(c->drain_timeout_ms, 0);
 	cfg_free(c);
 
@@ -1281,6 +1284,9 @@ Test(config, bad_relay_lists_are_named)
 	expect_fail("[gateway]\nrelay = a:1\nrelay_failback = 50ms\n"
 		    "ca = certs/ca.crt\n" GW_SVC,
 		    CFG_GATEWAY, 3, "relay_failback", "out of range", NULL);
+	expect_fail("[gateway]\nrelay = a:1\nrelay_links = 17\n"
+		    "ca = certs/ca.crt\n" GW_SVC,
+		    CFG_GATEWAY, 3, "relay_links", "out of range", "1 to 16");
 	expect_fail("[relay]\n" RELAY_FILES "relay_order = spread\n",
 		    CFG_RELAY, 5, "relay_order", NULL, NULL);
 }

@@ -155,6 +155,21 @@ relay_links(int i)
 	return h_file_count(R[i].hooks, "\"event\":\"handshake_done\"");
 }
 
+/* Waits up to 5 s for relay i to have completed TLS on n links, and
+ * asserts it has exactly n (its hook line may trail the gateway's "is
+ * up" a little). */
+static void
+wait_links(int i, int n)
+{
+	int64_t end = h_now_ms() + 5000;
+
+	while (relay_links(i) < n && h_now_ms() < end)
+		h_sleep_ms(20);
+	cr_assert_eq(relay_links(i), n, "relay %d completed TLS on %d links, "
+		     "not %d; gateway log:\n%s", i, relay_links(i), n,
+		     h_read_file(P.gw_log, NULL));
+}
+
 static void
 echo_ok(int nclients, uint64_t seed)
 {
@@ -276,7 +291,7 @@ Test(topo, first_relay_down_at_start_fails_over_to_the_second)
 		     "%s", h_read_file(P.gw_log, NULL));
 	cr_assert_eq(h_wait_file_contains(P.gw_log, "to relay 2 of 2", 1000), 0);
 	echo_ok(8, 1);
-	cr_assert_eq(relay_links(1), 1);
+	wait_links(1, 1);
 }
 
 Test(topo, a_relay_that_refuses_is_passed_over)
@@ -294,7 +309,7 @@ Test(topo, a_relay_that_refuses_is_passed_over)
 	cr_assert_eq(h_wait_file_contains(R[0].log, "matches no [peer]", 1000), 0);
 	echo_ok(4, 2);
 	cr_assert_eq(relay_links(0), 0);
-	cr_assert_eq(relay_links(1), 1);
+	wait_links(1, 1);
 }
 
 Test(topo, sigkill_mid_transfer_resets_streams_and_moves_to_the_next_relay)
@@ -310,7 +325,7 @@ Test(topo, sigkill_mid_transfer_resets_streams_and_moves_to_the_next_relay)
 	relay_start(2, "", "");
 	gw_start("012", "");
 	wait_count(P.gw_log, "is up", 1, 15000);
-	cr_assert_eq(relay_links(0), 1);
+	wait_links(0, 1);
 	c.port = P.svc_port;
 	cr_assert_eq(pthread_create(&th, NULL, client_run, &c), 0);
 	end = h_now_ms() + 15000;
@@ -333,7 +348,7 @@ Test(topo, sigkill_mid_transfer_resets_streams_and_moves_to_the_next_relay)
 	echo_ok(8, 4);
 	cr_assert_eq(h_file_count(P.gw_log, "failover: link to relay 1 of 3"), 1,
 		     "%s", h_read_file(P.gw_log, NULL));
-	cr_assert_eq(relay_links(1), 1);
+	wait_links(1, 1);
 	cr_assert_eq(relay_links(2), 0);
 }
 
@@ -353,6 +368,9 @@ Test(topo, spread_puts_each_new_link_on_the_next_relay)
 		wait_count(P.gw_log, "is up", k, 15000);
 	}
 	echo_ok(2, 5);
+	for (int64_t end = h_now_ms() + 5000;
+	     relay_links(0) + relay_links(1) < 4 && h_now_ms() < end;)
+		h_sleep_ms(20);
 	seen[0] = relay_links(0);
 	seen[1] = relay_links(1);
 	cr_assert_eq(seen[0] + seen[1], 4);
@@ -368,7 +386,7 @@ Test(topo, failback_returns_to_the_first_relay_and_old_streams_finish)
 	relay_start(1, "", "");
 	gw_start("01", "relay_failback = 300ms\n");
 	wait_count(P.gw_log, "is up", 1, 15000);
-	cr_assert_eq(relay_links(1), 1);
+	wait_links(1, 1);
 	/* A stream on relay 1's link, open across the switch. */
 	fd = connect_port(P.svc_port);
 	cr_assert_geq(fd, 0);
@@ -380,13 +398,13 @@ Test(topo, failback_returns_to_the_first_relay_and_old_streams_finish)
 	/* New clients go to relay 0; the old stream still works, on the
 	 * draining link. */
 	echo_ok(4, 6);
-	cr_assert_eq(relay_links(0), 1);
+	wait_links(0, 1);
 	cr_assert_eq(echo_once(fd, "after the failback", 5000), 0);
 	close(fd);
 	/* The drained link closes once its stream is done. */
 	cr_assert_eq(h_wait_file_contains(R[1].hooks, "\"event\":\"link_closed\"",
 					  5000), 0, "%s", h_read_file(R[1].log, NULL));
-	cr_assert_eq(relay_links(1), 1);
+	wait_links(1, 1);
 }
 
 Test(topo, sighup_changes_the_relay_list_for_the_next_link)
@@ -410,11 +428,58 @@ Test(topo, sighup_changes_the_relay_list_for_the_next_link)
 	/* The next link goes to the new list. */
 	kill(P.gw, SIGUSR1);
 	wait_count(P.gw_log, "is up", 2, 15000);
-	cr_assert_eq(relay_links(1), 1, "%s", h_read_file(P.gw_log, NULL));
+	wait_links(1, 1);
 	echo_ok(2, 7);
 	cr_assert_eq(echo_once(fd, "drained, not dropped", 5000), 0);
 	close(fd);
-	cr_assert_eq(relay_links(0), 1);
+	wait_links(0, 1);
+}
+
+/* ---- several live links ------------------------------------------- */
+
+Test(topo, relay_links_keeps_a_pool_to_the_first_relay)
+{
+	start_echo("echo");
+	relay_start(0, "", "");
+	relay_start(1, "", "");
+	gw_start("01", "relay_links = 3\n");
+	wait_count(P.gw_log, "is up", 3, 15000);
+	echo_ok(12, 8);
+	wait_links(0, 3);
+	cr_assert_eq(relay_links(1), 0);
+	cr_assert_eq(h_file_count(P.gw_log, "(live link 3 of 3)"), 2,
+		     "%s", h_read_file(P.gw_log, NULL));
+}
+
+Test(topo, spread_links_share_the_streams_and_fail_on_their_own)
+{
+	int fd[2], ok = 0;
+
+	start_echo("echo");
+	relay_start(0, "", "");
+	relay_start(1, "", "");
+	gw_start("01", "relay_order = spread\nrelay_links = 2\n");
+	wait_count(P.gw_log, "is up", 2, 15000);
+	wait_links(0, 1);
+	wait_links(1, 1);
+	/* Each new client goes to the link with fewer streams: one each. */
+	for (int k = 0; k < 2; k++) {
+		fd[k] = connect_port(P.svc_port);
+		cr_assert_geq(fd[k], 0);
+		cr_assert_eq(echo_once(fd[k], "hello", 5000), 0);
+	}
+	kill(R[0].pid, SIGKILL);
+	/* Only the stream on the dead relay's link is reset. */
+	for (int k = 0; k < 2; k++) {
+		ok += echo_once(fd[k], "still there?", 3000) == 0;
+		close(fd[k]);
+	}
+	cr_assert_eq(ok, 1, "%d of the 2 streams survived", ok);
+	/* That link fails over to the other relay; the pool is whole again. */
+	wait_count(P.gw_log, "failover: link to relay 1 of 2", 1, 5000);
+	wait_count(P.gw_log, "is up", 3, 15000);
+	wait_links(1, 2);
+	echo_ok(8, 9);
 }
 
 /* ---- drain on SIGTERM ----------------------------------------------- */
@@ -559,7 +624,7 @@ Test(topo, relay_restart_under_load_loses_no_completed_byte)
 		     "%d complete, %d reset:\n%s", count[O_COMPLETE],
 		     count[O_RESET], bad);
 	cr_assert_eq(h_file_count(P.gw_log, "failover"), 0);
-	cr_assert_eq(relay_links(0), 2, "the restarted relay carried no link");
+	wait_links(0, 2);
 	cr_assert_eq(h_file_count(R[0].log, "drained: every link and stream finished"), 1,
 		     "%s", h_read_file(R[0].log, NULL));
 	cr_log_info("relay restart under load: %d of %d streams complete and "
