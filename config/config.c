@@ -94,6 +94,8 @@ static int p_enum(struct ld *, const struct key *, const char *, void *);
 static int p_name(struct ld *, const struct key *, const char *, void *);
 static int p_host(struct ld *, const struct key *, const char *, void *);
 static int p_addr(struct ld *, const struct key *, const char *, void *);
+static int p_relays(struct ld *, const struct key *, const char *, void *);
+static int p_failback(struct ld *, const struct key *, const char *, void *);
 static int p_duration(struct ld *, const struct key *, const char *, void *);
 static int p_size(struct ld *, const struct key *, const char *, void *);
 static int p_count(struct ld *, const struct key *, const char *, void *);
@@ -127,6 +129,13 @@ static const struct choice tls_modes[] = {
 	{ "allow", TLS_MODE_ALLOW },
 	{ "prefer", TLS_MODE_PREFER },
 	{ "require", TLS_MODE_REQUIRE },
+	{ "verify", CFG_TLS_VERIFY },
+	{ NULL, 0 },
+};
+
+static const struct choice relay_orders[] = {
+	{ "ordered", CFG_RELAY_ORDERED },
+	{ "spread", CFG_RELAY_SPREAD },
 	{ NULL, 0 },
 };
 
@@ -215,15 +224,27 @@ static const struct key keys[] = {
 	  .dflt = "127.0.0.1:7400", .parse = p_addr, DAE(listen),
 	  .help = "Address the relay accepts links on: host:port, IPv6 as [::1]:7400." },
 	{ .sec = SEC_DAEMON, .roles = CFG_GATEWAY, .name = "relay",
-	  .flags = K_REQUIRED, .parse = p_addr, DAE(relay),
-	  .help = "Address of the relay to dial: host:port, IPv6 as [::1]:7400." },
+	  .flags = K_REQUIRED, .parse = p_relays, DAE(relay),
+	  .help = "Relays to dial: one address host:port (IPv6 as [::1]:7400), or up to 8 separated by ','. The gateway keeps one link, to one of them at a time (relay_order), and fails over to the next when a link cannot be made, is refused or dies." },
+	{ .sec = SEC_DAEMON, .roles = CFG_GATEWAY, .name = "relay_order",
+	  .dflt = "ordered", .parse = p_enum, .choices = relay_orders,
+	  DAE(relay_order),
+	  .help = "Which relay of the list a new link goes to: ordered (the first that works, in list order) or spread (each new link to the next relay in turn, starting at a random one, so that gateways spread over the relays)." },
+	{ .sec = SEC_DAEMON, .roles = CFG_GATEWAY, .name = "relay_links",
+	  .dflt = "1", .parse = p_count, .check = c_range,
+	  .lo = 1, .hi = CFG_GW_LINKS_MAX, DAE(relay_links),
+	  .help = "Live links the gateway keeps at once, 1 to 16, each choosing its relay as relay_order says (ordered: all to the first relay that works, a pool; spread: to different relays in turn) and each failing over on its own. A new client goes to the up link with the fewest streams. Read at start; a reload keeps the running number." },
+	{ .sec = SEC_DAEMON, .roles = CFG_GATEWAY, .name = "relay_failback",
+	  .dflt = "off", .parse = p_failback, .check = c_range,
+	  .flags = K_ZERO_OK, .lo = 100, .hi = MS_HOUR, DAE(relay_failback_ms),
+	  .help = "While the link is to a relay other than the first of the list, dial the first one this often, 100ms to 1h; when that link comes up, new streams go to it and the old link drains. off (or 0): stay on the relay that works. With relay_order = spread it does nothing." },
 	{ .sec = SEC_DAEMON, .roles = CFG_GATEWAY, .name = "server_name",
 	  .dflt_fn = d_server_name, .dflt_doc = "the host part of `relay`",
 	  .parse = p_host, DAE(server_name),
-	  .help = "Name the relay's certificate must carry (DNS name or IP address)." },
+	  .help = "Name the relay's certificate must carry (DNS name or IP address). Unset, each relay of the list must carry the host part of its own address." },
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "tls",
 	  .dflt = "require", .parse = p_enum, .choices = tls_modes, DAE(tls),
-	  .help = "TLS policy for links: off, allow, prefer or require." },
+	  .help = "TLS policy for links: off, allow, prefer, require or verify. verify is require plus a verified certificate from the peer: on the relay it makes client_cert = require and refuses, before TLS, a gateway that offers no certificate; on the gateway it is require (the relay's certificate and name are always verified)." },
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "min_tls",
 	  .dflt = "1.3", .parse = p_enum, .choices = tls_versions, DAE(min_tls),
 	  .help = "Lowest TLS version: 1.2 or 1.3. Must not exceed max_tls." },
@@ -304,6 +325,10 @@ static const struct key keys[] = {
 	  .dflt = "30s", .parse = p_duration, .check = c_range,
 	  .lo = 100, .hi = MS_HOUR, DAE(redial_max_ms),
 	  .help = "Longest delay between dial attempts, 100ms to 1h; not below redial_min." },
+	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "drain_timeout",
+	  .dflt = "10s", .parse = p_duration, .check = c_range,
+	  .flags = K_ZERO_OK, .lo = 100, .hi = MS_HOUR, DAE(drain_timeout_ms),
+	  .help = "On SIGTERM or SIGINT the daemon stops taking new clients or links, sends GOAWAY on every link and lets open streams finish for at most this long, 100ms to 1h, then resets the rest and exits; 0 resets them at once. A second signal exits at once." },
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "hook_file",
 	  .dflt = "", .parse = p_path, .check = c_parent_dir, DAE(hook_file),
 	  .help = "File that link events are appended to as JSON Lines; its directory must exist. Empty: no events are written." },
@@ -398,7 +423,7 @@ static const struct key keys[] = {
 	  .help = "Address the relay connects each stream to: host:port, IPv6 as [::1]:7400." },
 	{ .sec = SEC_SERVICE, .roles = ROLE_BOTH, .name = "tls",
 	  .parse = p_enum, .choices = tls_modes, SVC(tls),
-	  .help = "TLS policy for this service: off, allow, prefer or require. With require its streams are never carried on a plaintext link." },
+	  .help = "TLS policy for this service: off, allow, prefer, require or verify. With require its streams are never carried on a plaintext link; verify on the relay also makes the service's client_cert = require." },
 	{ .sec = SEC_SERVICE, .roles = CFG_GATEWAY, .name = "allow",
 	  .dflt = "", .parse = p_acl, SVC(allow),
 	  .help = "Client networks admitted to this service, checked after the [gateway] lists; same form as the daemon key. Empty: every client the [gateway] lists admit." },
@@ -416,7 +441,7 @@ static const struct key keys[] = {
 	/* [peer NAME] */
 	{ .sec = SEC_PARTNER, .roles = ROLE_BOTH, .name = "tls",
 	  .parse = p_enum, .choices = tls_modes, PEER(tls),
-	  .help = "TLS policy for links with this peer: off, allow, prefer or require." },
+	  .help = "TLS policy for links with this peer: off, allow, prefer, require or verify (see the daemon key)." },
 	{ .sec = SEC_PARTNER, .roles = ROLE_BOTH, .name = "min_tls",
 	  .parse = p_enum, .choices = tls_versions, PEER(min_tls),
 	  .help = "Lowest TLS version for this peer: 1.2 or 1.3." },
@@ -603,6 +628,8 @@ expect_of(struct ld *st, const struct key *e)
 		return NAME_RULE;
 	if (e->parse == p_host)
 		return "a DNS name or IP address of 1 to 253 characters from A-Z a-z 0-9 . _ - :";
+	if (e->parse == p_relays)
+		return "1 to 8 addresses host:port separated by ',' (port 1 to 65535; IPv6 in brackets, as in [::1]:7400), each once";
 	if (e->parse == p_addr)
 		return e->flags & K_PORT_ONLY ?
 		       "host:port, [IPv6]:port, :port or a bare port meaning 127.0.0.1:port (port 1 to 65535)" :
@@ -621,7 +648,7 @@ expect_of(struct ld *st, const struct key *e)
 		return e->check == c_parent_dir ?
 		       "a file path in an existing directory, or nothing" :
 		       "the path of a readable PEM file";
-	if (e->parse == p_duration) {
+	if (e->parse == p_duration || e->parse == p_failback) {
 		what = "a duration (500ms, 10s, 2m, 1h; a bare number is seconds)";
 		fmt = fmt_ms;
 	} else if (e->parse == p_size) {
@@ -815,6 +842,63 @@ p_addr(struct ld *st, const struct key *e, const char *val,
 	return 0;
 }
 
+static int
+p_relays(struct ld *st, const struct key *e, const char *val,
+	 void *base)
+{
+	struct cfg *c = base;
+	char item[CFG_ADDR_MAX], one[CFG_ADDR_MAX];
+	const char *p = val, *why;
+	size_t n = 0, len = 0, k;
+
+	c->relay[0] = '\0';
+	for (;;) {
+		const char *end = strchr(p, ',');
+		size_t il = end ? (size_t)(end - p) : strlen(p);
+
+		while (il > 0 && (*p == ' ' || *p == '\t')) {
+			p++;
+			il--;
+		}
+		while (il > 0 && (p[il - 1] == ' ' || p[il - 1] == '\t'))
+			il--;
+		if (il == 0 || il >= sizeof(item)) {
+			bad(st, e, val, il == 0 ? "has an empty entry" :
+			    "has an entry that is too long");
+			return -1;
+		}
+		if (n == CFG_RELAYS_MAX) {
+			bad(st, e, val, "lists more than 8 relays");
+			return -1;
+		}
+		memcpy(item, p, il);
+		item[il] = '\0';
+		why = addr_parse(item, false, one, sizeof(one));
+		if (why) {
+			bad(st, e, item, why);
+			return -1;
+		}
+		for (k = 0; k < n; k++)
+			if (strcmp(c->relays[k].addr, one) == 0) {
+				bad(st, e, item, "is listed twice");
+				return -1;
+			}
+		snprintf(c->relays[n].addr, sizeof(c->relays[n].addr), "%s", one);
+		len += (size_t)snprintf(c->relay + len, sizeof(c->relay) - len,
+					"%s%s", n ? ", " : "", one);
+		if (len >= sizeof(c->relay)) {
+			bad(st, e, val, "is longer than 511 characters");
+			return -1;
+		}
+		n++;
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	c->n_relays = n;
+	return 0;
+}
+
 static void
 range_fail(struct ld *st, const struct key *e, const char *val)
 {
@@ -858,6 +942,18 @@ p_duration(struct ld *st, const struct key *e, const char *val,
 syntax:
 	bad(st, e, val, "is not a duration");
 	return -1;
+}
+
+/* A duration, or off (stored as 0). */
+static int
+p_failback(struct ld *st, const struct key *e, const char *val,
+	   void *base)
+{
+	if (strcmp(val, "off") == 0) {
+		*(uint32_t *)field(e, base) = 0;
+		return 0;
+	}
+	return p_duration(st, e, val, base);
 }
 
 static int
@@ -1418,7 +1514,7 @@ d_node_name(struct ld *st, char *buf, size_t len)
 static void
 d_server_name(struct ld *st, char *buf, size_t len)
 {
-	const char *r = st->c->relay;
+	const char *r = st->c->relays[0].addr;
 	const char *end;
 
 	if (r[0] == '[') {
@@ -2167,7 +2263,8 @@ check_partners(struct ld *st)
 		if (i < c->n_peers)
 			continue;
 		if (p->match_issuer[0] &&
-		    ((p->tls != CFG_UNSET && p->tls != TLS_MODE_REQUIRE) ||
+		    ((p->tls != CFG_UNSET && p->tls != TLS_MODE_REQUIRE &&
+		      p->tls != CFG_TLS_VERIFY) ||
 		     (p->client_cert != CFG_UNSET &&
 		      p->client_cert != CERT_WANT_REQUIRE))) {
 			kfail(st, p->line, "match_issuer", "[template %s] checks the certificate issuer but lets a peer in without TLS or without a certificate; expected tls = require and client_cert = require, or neither set",
@@ -2181,6 +2278,89 @@ check_partners(struct ld *st)
 		kfail(st, st->daemon_line, "state_file", "missing key in [%s]; expected a file to remember TLS peers in, because %s sets tls_sticky = yes",
 		      role_name(st->role), sticky_where);
 		return -1;
+	}
+	return 0;
+}
+
+/* Each relay's certificate name: server_name when it is set, else the
+ * host part of the relay's own address. */
+static void
+relay_names(struct ld *st)
+{
+	struct cfg *c = st->c;
+	bool set = st->dseen[key_index(SEC_DAEMON, "server_name")] != 0;
+
+	if (st->role != CFG_GATEWAY)
+		return;
+	for (size_t i = 0; i < c->n_relays; i++) {
+		const char *r = c->relays[i].addr, *end;
+
+		if (set || i == 0) {
+			snprintf(c->relays[i].server_name,
+				 sizeof(c->relays[i].server_name), "%s",
+				 c->server_name);
+			continue;
+		}
+		if (r[0] == '[') {
+			r++;
+			end = strchr(r, ']');
+		} else {
+			end = strrchr(r, ':');
+		}
+		snprintf(c->relays[i].server_name,
+			 sizeof(c->relays[i].server_name), "%.*s",
+			 (int)(end ? end - r : (long)strlen(r)), r);
+	}
+}
+
+/*
+ * tls = verify on the relay: client_cert = require wherever verify is
+ * set (the daemon section, a [peer], [template] or [service]); a
+ * client_cert set to anything else beside it is an error.  This is the
+ * one place where verify gains its certificate demand.
+ */
+static int
+verify_cert(struct ld *st, int tls, int *client_cert, bool cert_set,
+	    int line, const char *where)
+{
+	if (tls != CFG_TLS_VERIFY || st->role != CFG_RELAY)
+		return 0;
+	if (cert_set && *client_cert != CERT_WANT_REQUIRE) {
+		kfail(st, line, "client_cert", "'%s' in %s, which sets tls = verify; expected client_cert = require or unset (verify demands a verified certificate)",
+		      choice_name(cert_wants, *client_cert), where);
+		return -1;
+	}
+	*client_cert = CERT_WANT_REQUIRE;
+	return 0;
+}
+
+static int
+check_verify(struct ld *st)
+{
+	struct cfg *c = st->c;
+	char where[CFG_NAME_MAX + 16];
+	int ci = key_index(SEC_DAEMON, "client_cert");
+
+	if (verify_cert(st, c->tls, &c->client_cert, st->dseen[ci] != 0,
+			st->dseen[ci], "[relay]") < 0)
+		return -1;
+	for (size_t i = 0; i < c->n_peers + c->n_templates; i++) {
+		struct cfg_peer *p = i < c->n_peers ? &c->peers[i] :
+				     &c->templates[i - c->n_peers];
+
+		snprintf(where, sizeof(where), "[%s %s]",
+			 i < c->n_peers ? "peer" : "template", p->name);
+		if (verify_cert(st, p->tls, &p->client_cert,
+				p->client_cert != CFG_UNSET, p->line, where) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < c->n_services; i++) {
+		struct cfg_service *s = &c->services[i];
+
+		snprintf(where, sizeof(where), "[service %s]", s->name);
+		if (verify_cert(st, s->tls, &s->client_cert,
+				s->client_cert != CFG_UNSET, s->line, where) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -2242,7 +2422,9 @@ finish(struct ld *st)
 		if (key_apply(st, e, buf, st->c) < 0)
 			return -1;
 	}
-	if (check_services(st) < 0 || check_partners(st) < 0 ||
+	relay_names(st);
+	if (check_verify(st) < 0 ||
+	    check_services(st) < 0 || check_partners(st) < 0 ||
 	    check_ranges(st) < 0 ||
 	    check_ciphers(st) < 0 || check_tls_files(st) < 0 ||
 	    check_hooks(st) < 0)
@@ -2541,6 +2723,18 @@ int
 cfg_list_has(const char *list, const char *name)
 {
 	return cfg_list_each(list, item_equal, (void *)name);
+}
+
+int
+cfg_tls_wire(int mode)
+{
+	return mode == CFG_TLS_VERIFY ? TLS_MODE_REQUIRE : mode;
+}
+
+const char *
+cfg_tls_name(int mode)
+{
+	return choice_name(tls_modes, mode);
 }
 
 void

@@ -15,6 +15,13 @@
 #define CFG_CIPHERS_MAX 32
 #define CFG_ACL_MAX 64      /* networks in one allow, deny or match_source */
 #define CFG_LIST_MAX 512    /* a comma-separated list of names or patterns */
+#define CFG_RELAYS_MAX 8    /* addresses in the gateway's relay list */
+#define CFG_GW_LINKS_MAX 16 /* live links a gateway keeps at once */
+
+/* tls = verify: a configuration value only.  On the wire it is require
+ * (cfg_tls_wire); on the relay it also demands a verified client
+ * certificate (see docs/CONFIG.md, "tls = verify"). */
+#define CFG_TLS_VERIFY 4
 
 struct sockaddr;
 
@@ -87,17 +94,39 @@ struct cfg_peer {
 	int line;
 };
 
+/* One relay the gateway may dial, and the name its certificate must
+ * carry: server_name when set, else the host part of addr. */
+struct cfg_relay {
+	char addr[CFG_ADDR_MAX];
+	char server_name[CFG_ADDR_MAX];
+};
+
+enum cfg_relay_order {
+	CFG_RELAY_ORDERED,  /* the first relay of the list that works */
+	CFG_RELAY_SPREAD,   /* each new link to the next relay in turn */
+};
+
 struct cfg {
 	int role;                        /* enum cfg_role */
 	char file[CFG_PATH_MAX];         /* where it was read from */
 	char node_name[CFG_NAME_MAX + 1];
 	char listen[CFG_ADDR_MAX];       /* relay: link listener */
-	char relay[CFG_ADDR_MAX];        /* gateway: relay to dial */
+	char relay[CFG_LIST_MAX];        /* gateway: the relay list as
+					    written, canonical, ", "-joined */
+	struct cfg_relay relays[CFG_RELAYS_MAX]; /* gateway: the list */
+	size_t n_relays;
+	int relay_order;                 /* enum cfg_relay_order */
+	uint32_t relay_failback_ms;      /* 0 = off: stay where the link is */
+	uint32_t relay_links;            /* live links kept at once */
 	char server_name[CFG_ADDR_MAX];  /* gateway: name the relay's
-					    certificate must carry */
-	int tls;                         /* enum tls_mode */
+					    certificate must carry (the
+					    first relay's, when unset) */
+	uint32_t drain_timeout_ms;       /* SIGTERM: how long streams may
+					    finish before they are reset */
+	int tls;                         /* enum tls_mode or CFG_TLS_VERIFY */
 	int min_tls, max_tls;            /* TLSV_1_2 or TLSV_1_3 */
-	int client_cert;                 /* enum cert_want (relay) */
+	int client_cert;                 /* enum cert_want (relay); require
+					    when tls = verify */
 	uint8_t n_ciphers;
 	uint16_t ciphers[CFG_CIPHERS_MAX]; /* IANA ids, preference order */
 	int ciphers_auto;                /* `ciphers` not set: the daemon may
@@ -200,6 +229,12 @@ int cfg_list_has(const char *list, const char *name);
  * nonzero; returns that value, or 0. */
 int cfg_list_each(const char *list, int (*fn)(const char *item, void *arg),
 		  void *arg);
+
+/* The tls mode that goes on the wire for configured mode: verify is
+ * require there; every other mode is itself. */
+int cfg_tls_wire(int mode);
+/* The name of a configured tls mode ("off" .. "verify"). */
+const char *cfg_tls_name(int mode);
 
 /* Writes the key reference (section, key, default, help) as Markdown. */
 void cfg_write_reference(FILE *out);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -17,6 +18,18 @@
 #include "tlsio.h"
 
 static struct event *daemon_sig_ev[3];
+
+/* The drain that SIGTERM starts: see daemon_set_stop(). */
+static struct {
+	uint32_t (*quiesce)(void *ud);
+	void *ud;
+	uint32_t timeout_ms;
+	int draining;
+	int64_t deadline_ms;
+	struct event *tick;
+} daemon_stop;
+
+#define DAEMON_DRAIN_TICK_MS 50
 
 static void
 daemon_usage(const char *prog, FILE *out)
@@ -249,7 +262,7 @@ daemon_params(const struct cfg *c, struct neg_params *p)
 {
 	memset(p, 0, sizeof(*p));
 	snprintf(p->node, sizeof(p->node), "%s", c->node_name);
-	p->tls_mode = (uint8_t)c->tls;
+	p->tls_mode = (uint8_t)cfg_tls_wire(c->tls);
 	p->tls_min = (uint16_t)c->min_tls;
 	p->tls_max = (uint16_t)c->max_tls;
 	p->n_ciphers = c->n_ciphers;
@@ -304,16 +317,80 @@ daemon_report(int type, const char *config, const char *result,
 	hook_emit(&ev);
 }
 
+static int64_t
+daemon_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Every tick of a drain: links that came up since are drained too; the
+ * loop ends when nothing is left or the deadline has passed. */
+static void
+daemon_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct event_base *base = arg;
+	struct timeval tv = { 0, DAEMON_DRAIN_TICK_MS * 1000 };
+	size_t links = link_count(), flushing = link_streams_flushing();
+
+	if (links == 0 && flushing == 0) {
+		log_info("drained: every link and stream finished; exiting");
+		event_base_loopexit(base, NULL);
+		return;
+	}
+	if (daemon_now_ms() >= daemon_stop.deadline_ms) {
+		log_warn("drain_timeout (%u ms) passed with %zu streams still "
+			 "open on %zu links; resetting them and exiting",
+			 daemon_stop.timeout_ms, link_streams_open() + flushing,
+			 links);
+		event_base_loopexit(base, NULL);
+		return;
+	}
+	link_drain_all("this daemon is stopping");
+	evtimer_add(daemon_stop.tick, &tv);
+}
+
 static void
 daemon_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct event_base *base = arg;
 	char why[64];
+	struct timeval tv = { 0, 0 };
 
-	log_info("signal %d: stopping", (int)sig);
 	snprintf(why, sizeof(why), "%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	if (daemon_stop.quiesce == NULL || daemon_stop.draining) {
+		log_info("signal %d: stopping%s", (int)sig,
+			 daemon_stop.draining ? " at once (second signal); "
+			 "open streams are reset" : "");
+		if (!daemon_stop.draining)
+			daemon_report(HOOK_DAEMON_STOPPING, NULL, NULL, why);
+		event_base_loopexit(base, NULL);
+		return;
+	}
+	daemon_stop.draining = 1;
 	daemon_report(HOOK_DAEMON_STOPPING, NULL, NULL, why);
-	event_base_loopexit(base, NULL);
+	daemon_stop.timeout_ms = daemon_stop.quiesce(daemon_stop.ud);
+	daemon_stop.deadline_ms = daemon_now_ms() + daemon_stop.timeout_ms;
+	log_info("signal %d: draining: no new clients or links; GOAWAY on %zu "
+		 "links; %zu open streams may finish within drain_timeout "
+		 "(%u ms); a second signal stops at once", (int)sig,
+		 link_count(), link_streams_open(), daemon_stop.timeout_ms);
+	link_drain_all("this daemon is stopping");
+	daemon_stop.tick = evtimer_new(base, daemon_drain_tick, base);
+	if (daemon_stop.tick == NULL) {
+		event_base_loopexit(base, NULL);
+		return;
+	}
+	evtimer_add(daemon_stop.tick, &tv);
+}
+
+void
+daemon_set_stop(uint32_t (*quiesce)(void *ud), void *ud)
+{
+	daemon_stop.quiesce = quiesce;
+	daemon_stop.ud = ud;
 }
 
 struct event_base *
@@ -357,6 +434,9 @@ daemon_base_free(struct event_base *base)
 			event_free(daemon_sig_ev[i]);
 		daemon_sig_ev[i] = NULL;
 	}
+	if (daemon_stop.tick != NULL)
+		event_free(daemon_stop.tick);
+	memset(&daemon_stop, 0, sizeof(daemon_stop));
 	if (base != NULL) {
 		hook_cmd_set_base(NULL);
 		event_base_free(base);

@@ -78,9 +78,21 @@ void daemon_sticky_remember(struct sticky *s, const char *name);
 void daemon_link_config(const struct cfg *c, struct tls_ctx *tls,
 			struct link_config *lc);
 
-/* A base with SIGINT/SIGTERM stopping the loop and SIGPIPE ignored.
- * Returns NULL on failure. */
+/* A base with SIGINT/SIGTERM stopping the daemon (daemon_set_stop) and
+ * SIGPIPE ignored.  Returns NULL on failure. */
 struct event_base *daemon_base_new(void);
 void daemon_base_free(struct event_base *base);
+
+/*
+ * How SIGTERM and SIGINT stop the daemon.  The first signal calls
+ * quiesce(ud), which stops taking new work (closes listeners, refuses
+ * held clients, stops dialling) and returns the running configuration's
+ * drain_timeout; then GOAWAY goes on every link and open streams may
+ * finish: the loop exits once no link and no finishing stream is left,
+ * or when drain_timeout has passed (0: at once), and the caller's
+ * link_close_all() resets what is left.  A second signal exits the loop
+ * at once.  Without a call to this, the first signal exits at once.
+ */
+void daemon_set_stop(uint32_t (*quiesce)(void *ud), void *ud);
 
 #endif

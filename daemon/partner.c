@@ -26,8 +26,11 @@ partner_resolve(const struct cfg *c, const struct cfg_peer *p,
 	out->max_streams = c->max_streams;
 	out->tls_sticky = c->tls_sticky;
 	out->bind_node = c->role == CFG_RELAY;
-	if (p == NULL)
+	if (p == NULL) {
+		out->verify = c->tls == CFG_TLS_VERIFY && c->role == CFG_RELAY;
+		out->tls = cfg_tls_wire(c->tls);
 		return;
+	}
 	out->templ = c->n_templates > 0 && p >= c->templates &&
 		     p < c->templates + c->n_templates;
 	out->any = p->any;
@@ -43,6 +46,8 @@ partner_resolve(const struct cfg *c, const struct cfg_peer *p,
 	snprintf(out->identity, sizeof(out->identity), "%s", p->identity);
 	snprintf(out->issuers, sizeof(out->issuers), "%s", p->match_issuer);
 	snprintf(out->services, sizeof(out->services), "%s", p->services);
+	out->verify = out->tls == CFG_TLS_VERIFY && c->role == CFG_RELAY;
+	out->tls = cfg_tls_wire(out->tls);
 	if (out->issuers[0] != '\0') {
 		/* An issuer can only be checked on a certificate. */
 		out->tls = TLS_MODE_REQUIRE;
@@ -125,6 +130,19 @@ partner_apply(const struct partner *p, struct neg_params *mine,
 	mine->max_streams = p->max_streams;
 	if (client_cert != NULL)
 		*client_cert = p->client_cert;
+}
+
+int
+partner_check_offer(const struct partner *p, const struct neg_params *offer,
+		    uint16_t *reason, char *text, size_t textlen)
+{
+	if (!p->verify || offer->cert_present)
+		return 0;
+	*reason = NEG_R_CERT_REQUIRED;
+	snprintf(text, textlen, "%s has tls = verify: node '%s' must present "
+		 "a certificate that verifies; its offer announces none",
+		 p->label[0] ? p->label : "[relay]", offer->node);
+	return -1;
 }
 
 int

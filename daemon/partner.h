@@ -25,7 +25,10 @@ struct partner {
 					  "" for the daemon section alone */
 	int templ;                     /* from a [template NAME] section */
 	int any;                       /* a template that admits every peer */
-	int tls;                       /* enum tls_mode we offer it */
+	int tls;                       /* enum tls_mode we offer it (verify
+					  is require on the wire) */
+	int verify;                    /* tls = verify: the relay refuses
+					  an offer without a certificate */
 	int min_tls, max_tls;          /* TLSV_1_x */
 	int client_cert;               /* enum cert_want (relay) */
 	uint32_t max_streams;
@@ -74,6 +77,14 @@ const struct partner *partners_select(const struct partners *ps,
  * NULL. */
 void partner_apply(const struct partner *p, struct neg_params *mine,
 		   int *client_cert);
+
+/*
+ * The relay's check of an offer from p before anything else is decided:
+ * a partner with tls = verify must announce a certificate.  Returns 0,
+ * or -1 with *reason and a sentence for the peer in text.
+ */
+int partner_check_offer(const struct partner *p, const struct neg_params *offer,
+			uint16_t *reason, char *text, size_t textlen);
 
 /* Nonzero when p may open streams for service. */
 int partner_allows(const struct partner *p, const char *service);

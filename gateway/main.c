@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <stdint.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/bufferevent.h>
@@ -62,16 +64,30 @@ struct gw_held {
 };
 TAILQ_HEAD(gw_held_list, gw_held);
 
+/* One of the relay_links live links, and how it finds its relay. */
+struct gw_slot {
+	struct gateway *gw;
+	size_t index;
+	struct link *link;         /* NULL while down */
+	size_t cur;                /* relay list entry of link, or of the
+				      next dial */
+	size_t tried;              /* relays failed since a link was up */
+	uint32_t backoff_ms;       /* next redial delay before jitter */
+	struct event *redial_ev;
+	struct link *probe;        /* relay_failback: a link to the first
+				      relay, being set up */
+	struct event *failback_ev;
+};
+
 struct gateway {
 	const char *path;          /* configuration file, for reloads */
 	const struct daemon_opts *opts; /* the command line, for reloads */
 	struct daemon_conf conf;   /* the running configuration */
-	const struct partner *relay; /* the relay as a partner, from conf */
 	struct event_base *base;
 	struct link_config lcfg;
-	struct link *link;         /* NULL while down */
-	struct event *redial_ev;
-	uint32_t backoff_ms;       /* next redial delay before jitter */
+	struct gw_slot slots[CFG_GW_LINKS_MAX]; /* the live links */
+	size_t n_slots;            /* relay_links at start */
+	int stopping;              /* SIGTERM: drain, no new work */
 	struct gw_listener *listeners;
 	size_t n_listeners;
 	struct gw_held_list held;
@@ -110,7 +126,7 @@ gw_svc_state(struct gateway *gw, const char *name)
 	return st;
 }
 
-static void gw_dial(struct gateway *gw);
+static void gw_dial(struct gw_slot *sl);
 
 /* Takes h off the held list and stops its timer; the caller owns h->fd. */
 static void
@@ -122,22 +138,158 @@ gw_held_unlink(struct gateway *gw, struct gw_held *h)
 	event_free(h->timer);
 }
 
+/* A link's data: the slot it belongs to and the relay list entry it was
+ * dialled to. */
 static void
-gw_on_up(void *ud, struct link *l)
+gw_link_tag(struct link *l, const struct gw_slot *sl, size_t i)
 {
-	struct gateway *gw = ud;
+	link_set_data(l, (void *)(((uintptr_t)sl->index << 8 | i) + 1));
+}
+
+static size_t
+gw_link_relay(const struct link *l)
+{
+	return ((uintptr_t)link_data(l) - 1) & 0xff;
+}
+
+static struct gw_slot *
+gw_link_slot(struct gateway *gw, const struct link *l)
+{
+	return &gw->slots[((uintptr_t)link_data(l) - 1) >> 8];
+}
+
+/* "relay 2 of 3 (ADDRESS)", or "the relay (ADDRESS)" when there is one. */
+static const char *
+gw_relay_label(const struct gateway *gw, size_t i)
+{
+	static char buf[2][CFG_ADDR_MAX + 40];
+	static int which;
+	const struct cfg *c = gw->conf.cfg;
+	char *b = buf[which ^= 1];
+
+	if (i >= c->n_relays)
+		snprintf(b, sizeof(buf[0]), "a relay no longer in the list");
+	else if (c->n_relays == 1)
+		snprintf(b, sizeof(buf[0]), "the relay (%s)", c->relays[i].addr);
+	else
+		snprintf(b, sizeof(buf[0]), "relay %zu of %zu (%s)", i + 1,
+			 c->n_relays, c->relays[i].addr);
+	return b;
+}
+
+/* " (live link 2 of 3)" when the gateway keeps several, else "". */
+static const char *
+gw_slot_label(const struct gw_slot *sl)
+{
+	static char buf[48];
+
+	if (sl->gw->n_slots < 2)
+		return "";
+	snprintf(buf, sizeof(buf), " (live link %zu of %zu)", sl->index + 1,
+		 sl->gw->n_slots);
+	return buf;
+}
+
+/* The partner the gateway sees in relay i: the [peer NAME] named after
+ * the name its certificate must carry, or the daemon section alone. */
+static const struct partner *
+gw_relay_partner(const struct gateway *gw, size_t i)
+{
+	const struct partners *ps = gw->conf.partners;
+	const struct partner *p = NULL;
+
+	if (i < gw->conf.cfg->n_relays)
+		p = partners_find(ps, gw->conf.cfg->relays[i].server_name);
+	return p != NULL ? p : &ps->deflt;
+}
+
+/* The up link with the fewest open streams, or NULL when none is up. */
+static struct link *
+gw_pick_link(struct gateway *gw)
+{
+	struct link *best = NULL;
+	size_t best_n = 0;
+
+	for (size_t k = 0; k < gw->n_slots; k++) {
+		struct link *l = gw->slots[k].link;
+		size_t n;
+
+		if (!link_is_up(l))
+			continue;
+		n = link_stream_count(l);
+		if (best == NULL || n < best_n) {
+			best = l;
+			best_n = n;
+		}
+	}
+	return best;
+}
+
+static void
+gw_failback_arm(struct gw_slot *sl)
+{
+	const struct cfg *c = sl->gw->conf.cfg;
+	struct timeval tv;
+
+	if (c->relay_failback_ms == 0 || c->relay_order != CFG_RELAY_ORDERED ||
+	    sl->gw->stopping || sl->link == NULL || sl->cur == 0 ||
+	    sl->probe != NULL)
+		return;
+	tv.tv_sec = c->relay_failback_ms / 1000;
+	tv.tv_usec = (suseconds_t)(c->relay_failback_ms % 1000) * 1000;
+	evtimer_add(sl->failback_ev, &tv);
+}
+
+static void
+gw_start_held(struct gateway *gw)
+{
 	struct gw_held *h;
 
-	gw->backoff_ms = gw->conf.cfg->redial_min_ms;
-	log_info("link %llu to the relay (node %s) is up (%s); accepting "
-		 "clients%s", (unsigned long long)link_id(l), link_peer_node(l),
-		 link_is_tls(l) ? "TLS" : "plaintext",
-		 gw->n_held ? ", starting the held ones" : "");
-	while ((h = TAILQ_FIRST(&gw->held)) != NULL && link_is_up(gw->link)) {
+	while ((h = TAILQ_FIRST(&gw->held)) != NULL && gw_pick_link(gw) != NULL) {
 		gw_held_unlink(gw, h);
 		gw_client_start(gw, h->svc, h->st, h->fd, h->who);
 		free(h);
 	}
+}
+
+static void
+gw_on_up(void *ud, struct link *l)
+{
+	struct gateway *gw = ud;
+	struct gw_slot *sl = gw_link_slot(gw, l);
+	size_t i = gw_link_relay(l);
+
+	if (gw->stopping) {
+		link_drain(l, "the gateway is stopping");
+		return;
+	}
+	if (l == sl->probe) {
+		struct link *old = sl->link;
+
+		sl->probe = NULL;
+		sl->link = l;
+		sl->cur = i;
+		log_info("link %llu to %s (node %s) is up (%s)%s: failback to "
+			 "the preferred relay; new clients go to it%s",
+			 (unsigned long long)link_id(l), gw_relay_label(gw, i),
+			 link_peer_node(l), link_is_tls(l) ? "TLS" : "plaintext",
+			 gw_slot_label(sl),
+			 old != NULL ? ", the old link drains" : "");
+		if (old != NULL)
+			link_drain(old, "failback to the preferred relay");
+		gw_start_held(gw);
+		return;
+	}
+	if (l != sl->link)
+		return;
+	sl->backoff_ms = gw->conf.cfg->redial_min_ms;
+	sl->tried = 0;
+	log_info("link %llu to %s (node %s) is up (%s)%s; accepting clients%s",
+		 (unsigned long long)link_id(l), gw_relay_label(gw, i),
+		 link_peer_node(l), link_is_tls(l) ? "TLS" : "plaintext",
+		 gw_slot_label(sl), gw->n_held ? ", starting the held ones" : "");
+	gw_start_held(gw);
+	gw_failback_arm(sl);
 }
 
 /* Refuses a held client: closes it with a reset. */
@@ -199,37 +351,103 @@ gw_client_hold(struct gateway *gw, const struct cfg_service *svc,
 }
 
 static uint32_t
-gw_jitter(uint32_t ms)
+gw_random(void)
 {
 	uint32_t r = 0;
 
 	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
-		r = (uint32_t)ms * 2654435761u;
+		r = (uint32_t)time(NULL) * 2654435761u;
+	return r;
+}
+
+static uint32_t
+gw_jitter(uint32_t ms)
+{
 	/* Uniform in [ms/2, ms]. */
-	return ms / 2 + (ms > 1 ? r % (ms / 2 + 1) : 0);
+	return ms / 2 + (ms > 1 ? gw_random() % (ms / 2 + 1) : 0);
+}
+
+/* Where a slot's fresh link goes (at start, after a drain, or for a new
+ * round after every relay failed): the first relay when ordered, the
+ * next one in turn when spread. */
+static void
+gw_fresh_relay(struct gw_slot *sl)
+{
+	const struct cfg *c = sl->gw->conf.cfg;
+
+	sl->tried = 0;
+	if (c->relay_order == CFG_RELAY_SPREAD)
+		sl->cur = (sl->cur + 1) % c->n_relays;
+	else
+		sl->cur = 0;
+}
+
+/*
+ * The slot's link to relay sl->cur ended (or could not start, l NULL):
+ * fail over to the next relay at once while some relay of the list has
+ * not been tried since the slot's last link was up; after a whole round,
+ * wait the redial backoff and start a fresh round.
+ */
+static void
+gw_slot_down(struct gw_slot *sl, struct link *l)
+{
+	struct gateway *gw = sl->gw;
+	const struct cfg *c = gw->conf.cfg;
+	const char *why = l != NULL && link_reason(l)[0] ? link_reason(l) :
+			  "no connection";
+	struct timeval tv;
+	size_t from = sl->cur;
+	uint32_t delay;
+
+	if (l != NULL && l == sl->probe) {
+		sl->probe = NULL;
+		log_info("failback: %s is still unavailable (%s); staying on "
+			 "%s%s, next try in %u ms", gw_relay_label(gw, 0), why,
+			 gw_relay_label(gw, sl->cur), gw_slot_label(sl),
+			 c->relay_failback_ms);
+		gw_failback_arm(sl);
+		return;
+	}
+	if (l != NULL && sl->link != l)
+		return; /* a drained link ended; its successor is in place */
+	sl->link = NULL;
+	if (gw->stopping || sl->redial_ev == NULL)
+		return;
+	evtimer_del(sl->failback_ev);
+	if (sl->cur >= c->n_relays)
+		sl->cur = 0; /* a reload shortened the list */
+	sl->tried++;
+	if (sl->tried < c->n_relays) {
+		sl->cur = (sl->cur + 1) % c->n_relays;
+		log_warn("failover: link to %s is down (%s)%s; dialling %s now",
+			 gw_relay_label(gw, from), why, gw_slot_label(sl),
+			 gw_relay_label(gw, sl->cur));
+		gw_dial(sl);
+		return;
+	}
+	gw_fresh_relay(sl);
+	delay = gw_jitter(sl->backoff_ms);
+	if (c->n_relays > 1)
+		log_warn("link to %s is down (%s)%s; none of the %zu relays "
+			 "answered, dialling %s in %u ms", gw_relay_label(gw, from),
+			 why, gw_slot_label(sl), c->n_relays,
+			 gw_relay_label(gw, sl->cur), delay);
+	else
+		log_info("link to the relay is down%s; redialling in %u ms",
+			 gw_slot_label(sl), delay);
+	tv.tv_sec = delay / 1000;
+	tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
+	evtimer_add(sl->redial_ev, &tv);
+	if (sl->backoff_ms < c->redial_max_ms / 2)
+		sl->backoff_ms *= 2;
+	else
+		sl->backoff_ms = c->redial_max_ms;
 }
 
 static void
 gw_on_down(void *ud, struct link *l)
 {
-	struct gateway *gw = ud;
-	struct timeval tv;
-	uint32_t delay;
-
-	if (l != NULL && gw->link != l)
-		return; /* a drained link ended; its successor is in place */
-	gw->link = NULL;
-	if (gw->redial_ev == NULL)
-		return;
-	delay = gw_jitter(gw->backoff_ms);
-	log_info("link to the relay is down; redialling in %u ms", delay);
-	tv.tv_sec = delay / 1000;
-	tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
-	evtimer_add(gw->redial_ev, &tv);
-	if (gw->backoff_ms < gw->conf.cfg->redial_max_ms / 2)
-		gw->backoff_ms *= 2;
-	else
-		gw->backoff_ms = gw->conf.cfg->redial_max_ms;
+	gw_slot_down(gw_link_slot(ud, l), l);
 }
 
 static struct bufferevent *
@@ -242,19 +460,24 @@ gw_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 	return NULL;
 }
 
-/* The current link takes no new streams: dial its successor now. */
+/* The slot's link takes no new streams: dial its successor now. */
 static void
 gw_on_draining(void *ud, struct link *l)
 {
 	struct gateway *gw = ud;
+	struct gw_slot *sl = gw_link_slot(gw, l);
+	size_t from = gw_link_relay(l);
 
-	if (gw->link != l)
+	if (sl->link != l || gw->stopping)
 		return;
-	log_info("link %llu is draining; dialling a fresh link for new clients",
-		 (unsigned long long)link_id(l));
-	gw->link = NULL;
-	evtimer_del(gw->redial_ev);
-	gw_dial(gw);
+	sl->link = NULL;
+	evtimer_del(sl->redial_ev);
+	evtimer_del(sl->failback_ev);
+	gw_fresh_relay(sl);
+	log_info("link %llu to %s is draining%s; dialling %s for new clients",
+		 (unsigned long long)link_id(l), gw_relay_label(gw, from),
+		 gw_slot_label(sl), gw_relay_label(gw, sl->cur));
+	gw_dial(sl);
 }
 
 /* The relay's identity beyond server_name, and the sticky state. */
@@ -264,12 +487,14 @@ gw_on_verify(void *ud, struct link *l, struct tls_conn *tls,
 {
 	struct gateway *gw = ud;
 	const struct cfg *c = gw->conf.cfg;
+	size_t i = gw_link_relay(l);
+	const struct partner *p = gw_relay_partner(gw, i);
 
-	if (partner_verify(gw->relay, tls, info, link_peer_node(l), why,
-			   whylen) < 0)
+	if (partner_verify(p, tls, info, link_peer_node(l), why, whylen) < 0)
 		return -1;
-	if (gw->relay->tls_sticky)
-		daemon_sticky_remember(gw->conf.sticky, c->server_name);
+	if (p->tls_sticky && i < c->n_relays)
+		daemon_sticky_remember(gw->conf.sticky,
+				       c->relays[i].server_name);
 	return 0;
 }
 
@@ -287,45 +512,82 @@ gw_redial_cb(evutil_socket_t fd, short what, void *arg)
 	gw_dial(arg);
 }
 
-static void
-gw_dial(struct gateway *gw)
+/* Starts a link for slot sl to relay i with its partner's settings; NULL
+ * when the address does not resolve or the link cannot start (logged). */
+static struct link *
+gw_link_to(struct gw_slot *sl, size_t i)
 {
-	const struct cfg *c = gw->conf.cfg;
+	struct gateway *gw = sl->gw;
+	const struct cfg_relay *r = &gw->conf.cfg->relays[i];
+	const struct partner *p = gw_relay_partner(gw, i);
 	struct sockaddr_storage ss;
 	struct link_config lc;
-	socklen_t sl;
+	struct link *l;
+	socklen_t sl_len;
 	char err[512];
 
-	if (net_resolve(c->relay, 0, &ss, &sl, err, sizeof(err)) < 0) {
-		log_err("relay %s: %s", c->relay, err);
-		gw_on_down(gw, NULL);
-		return;
+	if (net_resolve(r->addr, 0, &ss, &sl_len, err, sizeof(err)) < 0) {
+		log_err("%s: %s", gw_relay_label(gw, i), err);
+		return NULL;
 	}
 	lc = gw->lcfg;
-	if (partner_sticky_rule(gw->relay,
-				sticky_has(gw->conf.sticky, c->server_name),
+	lc.server_name = r->server_name;
+	partner_apply(p, &lc.params, NULL);
+	if (partner_sticky_rule(p, sticky_has(gw->conf.sticky, r->server_name),
 				NULL, &lc.params) == PARTNER_STICKY_RAISE)
 		log_info("relay %s has completed TLS with this gateway before "
-			 "(tls_sticky): offering tls = require", c->server_name);
-	log_info("dialling the relay at %s", c->relay);
-	gw->link = link_new(gw->base, -1, (struct sockaddr *)&ss, (int)sl,
-			    &lc, &gw_ops, gw);
-	if (gw->link == NULL)
-		gw_on_down(gw, NULL);
+			 "(tls_sticky): offering tls = require", r->server_name);
+	log_info("dialling %s%s", gw_relay_label(gw, i), gw_slot_label(sl));
+	l = link_new(gw->base, -1, (struct sockaddr *)&ss, (int)sl_len, &lc,
+		     &gw_ops, gw);
+	if (l != NULL)
+		gw_link_tag(l, sl, i);
+	return l;
 }
 
-/* Starts a stream for a client, or holds or refuses it. */
+static void
+gw_dial(struct gw_slot *sl)
+{
+	if (sl->cur >= sl->gw->conf.cfg->n_relays)
+		sl->cur = 0;
+	sl->link = gw_link_to(sl, sl->cur);
+	if (sl->link == NULL)
+		gw_slot_down(sl, NULL);
+}
+
+/* relay_failback: dial the preferred relay beside the slot's running
+ * link; it takes over when it comes up (gw_on_up). */
+static void
+gw_failback_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_slot *sl = arg;
+	struct gateway *gw = sl->gw;
+
+	if (gw->stopping || sl->probe != NULL || sl->cur == 0 ||
+	    !link_is_up(sl->link))
+		return;
+	log_info("failback: trying %s while %s carries the clients%s",
+		 gw_relay_label(gw, 0), gw_relay_label(gw, sl->cur),
+		 gw_slot_label(sl));
+	sl->probe = gw_link_to(sl, 0);
+	if (sl->probe == NULL)
+		gw_failback_arm(sl);
+}
+
+/* Starts a stream for a client on the least busy up link, or holds or
+ * refuses it. */
 static void
 gw_client_start(struct gateway *gw, const struct cfg_service *svc,
 		struct gw_svc_state *st, evutil_socket_t fd, const char *who)
 {
+	struct link *l = gw_pick_link(gw);
 	struct bufferevent *bev;
 
-	if (!link_is_up(gw->link)) {
+	if (l == NULL) {
 		gw_client_hold(gw, svc, st, fd, who);
 		return;
 	}
-	if (svc->tls == TLS_MODE_REQUIRE && !link_is_tls(gw->link)) {
+	if (cfg_tls_wire(svc->tls) == TLS_MODE_REQUIRE && !link_is_tls(l)) {
 		log_warn("client %s for service %s refused: the service "
 			 "requires TLS and the link is plaintext", who, svc->name);
 		net_close_reset(fd);
@@ -337,7 +599,7 @@ gw_client_start(struct gateway *gw, const struct cfg_service *svc,
 		net_close_reset(fd);
 		return;
 	}
-	if (link_open_stream(gw->link, svc->name, bev, &st->clients) < 0)
+	if (link_open_stream(l, svc->name, bev, &st->clients) < 0)
 		log_warn("client %s for service %s refused", who, svc->name);
 }
 
@@ -368,16 +630,55 @@ gw_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 	gw_client_start(gl->gw, svc, st, fd, who);
 }
 
+/* SIGTERM: no new clients (the listeners close, held clients are
+ * refused), no new links, no reloads; the links drain. */
+static uint32_t
+gw_quiesce(void *ud)
+{
+	struct gateway *gw = ud;
+	size_t i;
+
+	gw->stopping = 1;
+	for (i = 0; i < gw->n_slots; i++) {
+		struct gw_slot *sl = &gw->slots[i];
+
+		evtimer_del(sl->redial_ev);
+		evtimer_del(sl->failback_ev);
+		if (sl->probe != NULL)
+			link_close(sl->probe, "the gateway is stopping");
+		sl->probe = NULL;
+	}
+	event_del(gw->reload_ev);
+	event_del(gw->drain_ev);
+	for (i = 0; i < gw->n_listeners; i++)
+		if (gw->listeners[i].lis != NULL) {
+			evconnlistener_free(gw->listeners[i].lis);
+			gw->listeners[i].lis = NULL;
+		}
+	if (gw->n_held > 0)
+		log_warn("refusing %zu held clients: the gateway is stopping",
+			 gw->n_held);
+	while (!TAILQ_EMPTY(&gw->held))
+		gw_held_free(gw, TAILQ_FIRST(&gw->held));
+	return gw->conf.cfg->drain_timeout_ms;
+}
+
 static void
 gw_drain_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct gateway *gw = arg;
+	size_t i, n = 0;
 
-	if (gw->link == NULL || !link_is_up(gw->link)) {
-		log_info("SIGUSR1: no link is up; nothing to drain");
-		return;
+	for (i = 0; i < gw->n_slots; i++) {
+		struct link *l = gw->slots[i].link;
+
+		if (!link_is_up(l))
+			continue;
+		n++;
+		link_drain(l, "operator asked for a fresh link (SIGUSR1)");
 	}
-	link_drain(gw->link, "operator asked for a fresh link (SIGUSR1)");
+	if (n == 0)
+		log_info("SIGUSR1: no link is up; nothing to drain");
 }
 
 /* Undoes gw_listeners_build(): hands taken-over listeners back to the
@@ -490,20 +791,13 @@ gw_listeners_install(struct gateway *gw, const struct cfg *c,
 		next[i].taken = 0;
 }
 
-/* Link settings for new links, from the running configuration. */
+/* Link settings for new links, from the running configuration; the
+ * relay's partner (gw_relay_partner) is applied per dial, because the
+ * gateway offers before it learns the relay's node name. */
 static void
 gw_conf_install(struct gateway *gw)
 {
-	const struct partners *ps = gw->conf.partners;
-
-	/* The gateway offers before it learns the relay's node name, so
-	 * its partner is the [peer NAME] named after the relay it expects,
-	 * or the daemon section alone. */
-	gw->relay = partners_find(ps, gw->conf.cfg->server_name);
-	if (gw->relay == NULL)
-		gw->relay = &ps->deflt;
 	daemon_link_config(gw->conf.cfg, gw->conf.tls, &gw->lcfg);
-	partner_apply(gw->relay, &gw->lcfg.params, NULL);
 }
 
 /* Reload stage: the listeners of next, taking over unchanged ones. */
@@ -549,7 +843,11 @@ gw_commit(void *ud, const struct daemon_conf *cur,
 	}
 	gw_conf_install(gw);
 	daemon_monitor_reload(cur->cfg);
-	log_info("SIGHUP: configuration reloaded from %s: %zu services, relay "
+	if (cur->cfg->relay_links != gw->n_slots)
+		log_warn("SIGHUP: relay_links = %u applies when the gateway "
+			 "starts; it keeps %zu live links", cur->cfg->relay_links,
+			 gw->n_slots);
+	log_info("SIGHUP: configuration reloaded from %s: %zu services, relays "
 		 "%s; the running link keeps its settings", gw->path,
 		 cur->cfg->n_services, cur->cfg->relay);
 }
@@ -579,7 +877,7 @@ main(int argc, char **argv)
 	struct gateway gw;
 	struct gw_listener *next;
 	struct cfg *c;
-	size_t i;
+	size_t i, start;
 	int status;
 
 	memset(&gw, 0, sizeof(gw));
@@ -600,30 +898,57 @@ main(int argc, char **argv)
 		goto out;
 	}
 	gw_conf_install(&gw);
-	gw.backoff_ms = gw.conf.cfg->redial_min_ms;
-	gw.redial_ev = evtimer_new(gw.base, gw_redial_cb, &gw);
+	gw.n_slots = gw.conf.cfg->relay_links;
+	start = gw.conf.cfg->relay_order == CFG_RELAY_SPREAD ?
+		gw_random() % gw.conf.cfg->n_relays : 0;
+	for (i = 0; i < gw.n_slots; i++) {
+		struct gw_slot *sl = &gw.slots[i];
+
+		sl->gw = &gw;
+		sl->index = i;
+		sl->backoff_ms = gw.conf.cfg->redial_min_ms;
+		/* spread: the live links start on different relays */
+		sl->cur = gw.conf.cfg->relay_order == CFG_RELAY_SPREAD ?
+			  (start + i) % gw.conf.cfg->n_relays : 0;
+		sl->redial_ev = evtimer_new(gw.base, gw_redial_cb, sl);
+		sl->failback_ev = evtimer_new(gw.base, gw_failback_cb, sl);
+		if (sl->redial_ev == NULL || sl->failback_ev == NULL)
+			goto out;
+	}
 	gw.drain_ev = evsignal_new(gw.base, SIGUSR1, gw_drain_cb, &gw);
 	gw.reload_ev = evsignal_new(gw.base, SIGHUP, gw_reload_cb, &gw);
-	if (gw.redial_ev == NULL || gw.drain_ev == NULL || gw.reload_ev == NULL ||
+	if (gw.drain_ev == NULL || gw.reload_ev == NULL ||
 	    evsignal_add(gw.drain_ev, NULL) < 0 ||
 	    evsignal_add(gw.reload_ev, NULL) < 0)
 		goto out;
 	if (gw_listeners_build(&gw, gw.conf.cfg, &next) < 0)
 		goto out;
 	gw_listeners_install(&gw, gw.conf.cfg, next);
-	log_info("node %s (tls = %s) serving %zu services through relay %s",
-		 gw.conf.cfg->node_name, tls_mode_str((uint8_t)gw.conf.cfg->tls),
-		 gw.conf.cfg->n_services, gw.conf.cfg->relay);
+	daemon_set_stop(gw_quiesce, &gw);
+	log_info("node %s (tls = %s) serving %zu services through relay %s%s",
+		 gw.conf.cfg->node_name, cfg_tls_name(gw.conf.cfg->tls),
+		 gw.conf.cfg->n_services, gw.conf.cfg->relay,
+		 gw.conf.cfg->n_relays < 2 ? "" :
+		 gw.conf.cfg->relay_order == CFG_RELAY_SPREAD ?
+		 " (spread)" : " (ordered)");
 	if (daemon_monitor_start(gw.base, gw.conf.cfg) < 0)
 		goto out;
 	daemon_report(HOOK_DAEMON_STARTED, gw.opts->config, NULL, NULL);
-	gw_dial(&gw);
+	for (i = 0; i < gw.n_slots; i++)
+		gw_dial(&gw.slots[i]);
 	event_base_dispatch(gw.base);
 	status = 0;
 out:
-	if (gw.redial_ev != NULL) {
-		event_free(gw.redial_ev);
-		gw.redial_ev = NULL;
+	gw.stopping = 1;
+	for (i = 0; i < CFG_GW_LINKS_MAX; i++) {
+		struct gw_slot *sl = &gw.slots[i];
+
+		if (sl->redial_ev != NULL)
+			event_free(sl->redial_ev);
+		sl->redial_ev = NULL;
+		if (sl->failback_ev != NULL)
+			event_free(sl->failback_ev);
+		sl->failback_ev = NULL;
 	}
 	while (!TAILQ_EMPTY(&gw.held))
 		gw_held_free(&gw, TAILQ_FIRST(&gw.held));

@@ -264,11 +264,22 @@ link_free_cb(evutil_socket_t fd, short what, void *arg)
 	link_destroy(arg);
 }
 
+/* The output is flushed, the peer closed, or the linger time is over.
+ * A drained link sends its FIN at the first of these and waits for one
+ * of the others: closing with the peer's last frames unread would reset
+ * the connection under data the peer has not read yet. */
 static void
 link_linger_done(struct link *l)
 {
 	if (l->state != LS_CLOSING)
 		return;
+	if (l->close_gently && !l->fin_sent &&
+	    evbuffer_get_length(bufferevent_get_output(l->bev)) == 0) {
+		l->fin_sent = 1;
+		shutdown(bufferevent_getfd(l->bev), SHUT_WR);
+		link_read_enable(l, 1);
+		return;
+	}
 	link_set_state(l, LS_DEAD);
 	event_active(l->free_ev, 0, 0);
 }
@@ -286,12 +297,14 @@ link_close_after_flush(struct link *l, int level, const char *fmt, ...)
 	va_end(ap);
 	link_set_state(l, LS_CLOSING);
 	link_read_enable(l, 0);
+	link_ms_to_tv(LINK_CLOSE_LINGER_MS, &tv);
 	if (evbuffer_get_length(bufferevent_get_output(l->bev)) == 0) {
 		link_linger_done(l);
+		if (l->state == LS_CLOSING)
+			evtimer_add(l->deadline_ev, &tv);
 		return;
 	}
 	bufferevent_setwatermark(l->bev, EV_WRITE, 0, 0);
-	link_ms_to_tv(LINK_CLOSE_LINGER_MS, &tv);
 	evtimer_add(l->deadline_ev, &tv);
 }
 
@@ -339,8 +352,10 @@ link_close_all(const char *reason)
 		}
 		link_destroy(l);
 	}
+	/* One that has not written all it received is cut short: reset. */
 	while ((s = TAILQ_FIRST(&stream_orphans)) != NULL)
-		stream_release(s, 0);
+		stream_release(s, evbuffer_get_length(
+			bufferevent_get_output(s->bev)) != 0);
 }
 
 /* link_closed's outcome: what the link became, from what it did. */
@@ -476,6 +491,7 @@ link_cb_goaway(void *ud, uint32_t last_id, uint32_t code, const char *text)
 		 "%zu streams finishing", link_who(l), mux_code_str(code),
 		 text[0] ? ": " : "", text, mux_stream_count(l->mux));
 	link_start_drain(l, "peer sent GOAWAY");
+	link_kick(l);
 }
 
 static void
@@ -692,8 +708,10 @@ static void
 link_flush(struct link *l)
 {
 	struct evbuffer *out = bufferevent_get_output(l->bev);
-	/* Draining and no stream left: the last frames, then close. */
-	int last = l->state == LS_DRAINING && mux_stream_count(l->mux) == 0;
+	/* Draining, the peer's GOAWAY in (no OPEN can still be on its way)
+	 * and no stream left: the last frames, then close. */
+	int last = l->state == LS_DRAINING && mux_stream_count(l->mux) == 0 &&
+		   mux_goaway_received(l->mux);
 	size_t n;
 
 	/* The clock is read only when the mode may change: an interactive
@@ -715,6 +733,7 @@ link_flush(struct link *l)
 	if (last && l->state == LS_DRAINING) {
 		if (l->tls != NULL)
 			tls_conn_close_notify(l->tls);
+		l->close_gently = 1;
 		link_close_after_flush(l, LOG_INFO, "drained: every stream "
 				       "finished after GOAWAY");
 	}
@@ -988,6 +1007,8 @@ link_read_cb(struct bufferevent *bev, void *arg)
 		break;
 	default:
 		iobuf_drain(&l->in, iobuf_len(&l->in));
+		if (l->state == LS_CLOSING && l->fin_sent)
+			link_read_enable(l, 1);
 		break;
 	}
 }
@@ -1266,4 +1287,39 @@ link_bytes_each(void (*fn)(void *arg, uint64_t id, uint64_t in,
 
 	TAILQ_FOREACH(l, &link_all, entry)
 		fn(arg, l->id, l->bytes_in, l->bytes_out);
+}
+
+size_t
+link_streams_open(void)
+{
+	const struct link *l;
+	size_t n = 0;
+
+	TAILQ_FOREACH(l, &link_all, entry)
+		if (l->mux != NULL)
+			n += mux_stream_count(l->mux);
+	return n;
+}
+
+size_t
+link_streams_flushing(void)
+{
+	const struct stream *s;
+	size_t n = 0;
+
+	TAILQ_FOREACH(s, &stream_orphans, entry)
+		n++;
+	return n;
+}
+
+const char *
+link_reason(const struct link *l)
+{
+	return l->reason;
+}
+
+size_t
+link_stream_count(const struct link *l)
+{
+	return l->mux != NULL ? mux_stream_count(l->mux) : 0;
 }

@@ -133,5 +133,14 @@ size_t link_count_by_state(enum link_state st);
  * from and written to its socket so far. */
 void link_bytes_each(void (*fn)(void *arg, uint64_t id, uint64_t in,
 				uint64_t out), void *arg);
+/* Why the link ends, once it does ("" before); for the daemon's log in
+ * on_down. */
+const char *link_reason(const struct link *l);
+/* Streams open on every link, and streams whose link is done with them
+ * that are still writing what they received to their socket. */
+size_t link_streams_open(void);
+/* Streams open on l. */
+size_t link_stream_count(const struct link *l);
+size_t link_streams_flushing(void);
 
 #endif

@@ -108,6 +108,8 @@ struct link {
 	struct iobuf stage;        /* sealed records of one link_flush() */
 	int corked;                /* inside link_flush(): records go to stage */
 	int rd_on;
+	int close_gently;          /* drained: FIN, then read to the peer's */
+	int fin_sent;
 	char server_name[256];     /* cfg.server_name points here */
 	const struct link_ops *ops;
 	void *ud;

@@ -101,6 +101,12 @@ struct mux {
 
 	int bind_sent, bind_recv;
 	int goaway_sent, goaway_recv;
+	/* A GOAWAY waits until every OPEN queued before it has gone out, so
+	 * that it never overtakes them. */
+	size_t open_pending;   /* streams whose OPEN is not sent yet */
+	int goaway_wait;
+	uint32_t goaway_code;
+	char goaway_text[GOAWAY_TEXT_MAX + 1];
 
 	/* current incoming DATA frame */
 	int in_data;
@@ -260,12 +266,18 @@ ctl_flags(struct mux *m, struct mux_stream *s, uint32_t set,
 	  uint32_t clear)
 {
 	int was = (s->flags & S_CTL_PENDING) != 0;
+	int was_open = (s->flags & S_OPEN_PENDING) != 0;
 	s->flags = (s->flags | set) & ~clear;
 	int now = (s->flags & S_CTL_PENDING) != 0;
+	int now_open = (s->flags & S_OPEN_PENDING) != 0;
 	if (was && !now)
 		m->ctl_streams--;
 	else if (!was && now)
 		m->ctl_streams++;
+	if (was_open && !now_open)
+		m->open_pending--;
+	else if (!was_open && now_open)
+		m->open_pending++;
 }
 
 static int
@@ -451,7 +463,9 @@ recv_open(struct mux *m, const struct frame_hdr *h,
 	m->peer_high = id;
 	if (m->peer_open >= m->set.local_max_streams)
 		return cq_reset(m, id, MUX_C_LIMIT);
-	if (m->goaway_sent)
+	/* The peer opens nothing after its own GOAWAY, so an OPEN before it
+	 * was sent in good faith, before our GOAWAY reached the peer. */
+	if (m->goaway_sent && m->goaway_recv)
 		return cq_reset(m, id, MUX_C_REFUSED);
 
 	struct mux_stream *s = stream_new(m, id, 0);
@@ -1115,6 +1129,15 @@ mux_send(struct mux *m, uint8_t *buf, size_t cap)
 		send_round(m, &o);
 	if (o.blocked && m->ctl_streams > 0)
 		send_held_ctl(m, &o);
+	if (m->goaway_wait && m->open_pending == 0) {
+		int n = frame_encode_goaway(o.buf + o.used, out_room(&o),
+					    m->peer_high, m->goaway_code,
+					    m->goaway_text);
+		if (n > 0) {
+			o.used += (size_t)n;
+			m->goaway_wait = 0;
+		}
+	}
 	/* Whenever DATA is held back, a probe covers every byte sent. */
 	probe_maybe(m, &o, o.blocked);
 	m->produced += o.used;
@@ -1124,7 +1147,8 @@ mux_send(struct mux *m, uint8_t *buf, size_t cap)
 int
 mux_want_write(const struct mux *m)
 {
-	if (!m->bind_sent || m->cq_head < m->cq_len || m->ctl_streams > 0)
+	if (!m->bind_sent || m->cq_head < m->cq_len || m->ctl_streams > 0 ||
+	    m->goaway_wait)
 		return 1;
 	if (m->ready_head == NULL && m->new_head == NULL)
 		return probe_due(m, m->produced, 0);
@@ -1233,6 +1257,7 @@ mux_close_all(struct mux *m, uint32_t code)
 	m->new_head = m->new_tail = NULL;
 	m->new_count = 0;
 	m->ctl_streams = 0;
+	m->open_pending = 0;
 	for (size_t i = 0; i < size; i++) {
 		struct mux_stream *s = tab[i];
 		if (s == NULL)
@@ -1264,10 +1289,22 @@ mux_goaway(struct mux *m, uint32_t code, const char *text)
 		t[n] = '\0';
 	}
 	size_t len = FRAME_HDR_LEN + 8 + strlen(t);
-	uint8_t *p = cq_reserve(m, len);
 	m->goaway_sent = 1;
+	if (m->open_pending > 0) {
+		m->goaway_wait = 1;
+		m->goaway_code = code;
+		memcpy(m->goaway_text, t, sizeof(t));
+		return;
+	}
+	uint8_t *p = cq_reserve(m, len);
 	if (p != NULL)
 		frame_encode_goaway(p, len, m->peer_high, code, t);
+}
+
+int
+mux_goaway_received(const struct mux *m)
+{
+	return m->goaway_recv;
 }
 
 void *

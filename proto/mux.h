@@ -143,9 +143,13 @@ void mux_close_all(struct mux *m, uint32_t code);
 
 /* Queues a PING; on_pong fires when the answer arrives. */
 void mux_ping(struct mux *m, uint64_t opaque);
-/* Queues a GOAWAY naming the last peer stream accepted; later peer
- * OPENs are refused. */
+/* Queues a GOAWAY naming the last peer stream accepted.  Peer OPENs
+ * that cross it (arrive before the peer's own GOAWAY, so the peer sent
+ * them before it learned of ours) are still accepted; later ones are
+ * refused. */
 void mux_goaway(struct mux *m, uint32_t code, const char *text);
+/* Nonzero once the peer's GOAWAY has arrived: it opens no more streams. */
+int mux_goaway_received(const struct mux *m);
 
 /* A stream's user pointer; NULL for unknown ids. */
 void *mux_stream_data(const struct mux *m, uint32_t id);

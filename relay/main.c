@@ -89,6 +89,9 @@ relay_on_offer(void *ud, struct link *l, const struct neg_params *offer,
 	}
 	rl->partner = *p;
 	snprintf(rl->node, sizeof(rl->node), "%s", offer->node);
+	/* The link logs the refusal with its text. */
+	if (partner_check_offer(p, offer, reason, text, textlen) < 0)
+		return -1;
 	if (p->any)
 		log_warn("link %llu: node '%s' admitted by %s, which admits any "
 			 "peer", (unsigned long long)link_id(l), offer->node,
@@ -175,7 +178,7 @@ relay_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 		*code = MUX_C_REFUSED;
 		return NULL;
 	}
-	if (svc->tls == TLS_MODE_REQUIRE && !link_is_tls(l)) {
+	if (cfg_tls_wire(svc->tls) == TLS_MODE_REQUIRE && !link_is_tls(l)) {
 		log_warn("link %llu (node %s): stream for service '%s' refused: "
 			 "the service requires TLS and this link is plaintext",
 			 (unsigned long long)link_id(l), link_peer_node(l),
@@ -301,6 +304,22 @@ relay_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 	}
 	TAILQ_INSERT_TAIL(&r->links, rl, entry);
 	link_set_data(l, rl);
+}
+
+/* SIGTERM: no new links (the listener closes, so a gateway's dial is
+ * refused at once and it fails over), no reloads. */
+static uint32_t
+relay_quiesce(void *ud)
+{
+	struct relay *r = ud;
+
+	if (r->listener != NULL) {
+		evconnlistener_free(r->listener);
+		r->listener = NULL;
+	}
+	event_del(r->reload_ev);
+	event_del(r->drain_ev);
+	return r->conf.cfg->drain_timeout_ms;
 }
 
 /* Logs a warning for every template that admits any peer. */
@@ -490,9 +509,10 @@ main(int argc, char **argv)
 		log_err("cannot watch SIGUSR1 and SIGHUP");
 		goto out;
 	}
+	daemon_set_stop(relay_quiesce, &r);
 	log_info("node %s listening for links on %s (tls = %s, client_cert = "
 		 "%s, %zu services)", r.conf.cfg->node_name, r.conf.cfg->listen,
-		 tls_mode_str((uint8_t)r.conf.cfg->tls),
+		 cfg_tls_name(r.conf.cfg->tls),
 		 r.conf.cfg->client_cert == 2 ? "require" :
 		 r.conf.cfg->client_cert == 1 ? "optional" : "none",
 		 r.conf.cfg->n_services);

@@ -1217,9 +1217,9 @@ witness_main(void *arg)
 			if (pfd[i].fd < 0 || pfd[i].revents == 0)
 				continue;
 			r = recv(pfd[i].fd, buf, sizeof(buf), 0);
+			/* Counted before the echo, so that a client that has
+			 * its echo back reads a count that includes it. */
 			if (r > 0) {
-				/* Counted before the echo: a client that has
-				 * its echo back reads a count that includes it. */
 				pthread_mutex_lock(&w->mu);
 				w->bytes += (size_t)r;
 				pthread_mutex_unlock(&w->mu);

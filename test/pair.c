@@ -59,42 +59,6 @@ pair_init(void)
 }
 
 void
-pair_certs_cache(const char *env)
-{
-	char tmpl[] = "/tmp/tlsplex-certs-XXXXXX";
-	char cmd[1024], dir[600];
-	const char *argv[3];
-
-	if (mkdtemp(tmpl) == NULL)
-		return;
-	snprintf(cmd, sizeof(cmd), "%s/scripts/mkcerts.sh", h_source_dir());
-	snprintf(dir, sizeof(dir), "%s/certs", tmpl);
-	argv[0] = cmd;
-	argv[1] = dir;
-	argv[2] = NULL;
-	if (h_run(argv, "/dev/null", 60000) == 0)
-		setenv(env, dir, 1);
-	else
-		h_rmtree(tmpl);
-}
-
-void
-pair_certs_uncache(const char *env)
-{
-	const char *dir = getenv(env);
-	char *top;
-
-	if (dir == NULL)
-		return;
-	top = strdup(dir);
-	if (top != NULL && strrchr(top, '/') != NULL) {
-		*strrchr(top, '/') = '\0';
-		h_rmtree(top);
-	}
-	free(top);
-}
-
-void
 pair_fini(void)
 {
 	int bad;
@@ -350,4 +314,40 @@ gw_service_port(const char *name)
 	port = atoi(p + strlen(needle));
 	free(conf);
 	return port;
+}
+
+void
+cert_cache_make(const char *env)
+{
+	char tmpl[] = "/tmp/tlsplex-certs-XXXXXX";
+	char cmd[1024], dir[600];
+	const char *argv[3];
+
+	if (mkdtemp(tmpl) == NULL)
+		return;
+	snprintf(cmd, sizeof(cmd), "%s/scripts/mkcerts.sh", h_source_dir());
+	snprintf(dir, sizeof(dir), "%s/certs", tmpl);
+	argv[0] = cmd;
+	argv[1] = dir;
+	argv[2] = NULL;
+	if (h_run(argv, "/dev/null", 60000) == 0)
+		setenv(env, dir, 1);
+	else
+		h_rmtree(tmpl);
+}
+
+void
+cert_cache_remove(const char *env)
+{
+	const char *dir = getenv(env);
+	char *top;
+
+	if (dir == NULL)
+		return;
+	top = strdup(dir);
+	if (top != NULL && strrchr(top, '/') != NULL) {
+		*strrchr(top, '/') = '\0';
+		h_rmtree(top);
+	}
+	free(top);
 }

@@ -38,13 +38,14 @@ void pair_init(void);
 /* pair_init() with the certificates copied from directory certs (made
  * once by scripts/mkcerts.sh) instead of made afresh. */
 void pair_init_from(const char *certs);
-/* From a ReportHook(PRE_ALL): makes one set of certificates for the
- * whole run and names its directory in $env, for pair_init_from(getenv(
- * env)); on failure $env stays unset and each test makes its own.  No
- * Criterion assertion. */
-void pair_certs_cache(const char *env);
-/* From a ReportHook(POST_ALL): removes what pair_certs_cache() made. */
-void pair_certs_uncache(const char *env);
+/* One set of certificates for a whole test run: cert_cache_make() (from
+ * a ReportHook(PRE_ALL)) runs scripts/mkcerts.sh once into a fresh
+ * directory and names it in environment variable env, which each test's
+ * init passes to pair_init_from(); cert_cache_remove() (from
+ * ReportHook(POST_ALL)) removes it.  Without the variable (mkcerts
+ * failed) pair_init_from(NULL) makes certificates per test. */
+void cert_cache_make(const char *env);
+void cert_cache_remove(const char *env);
 /* Criterion .fini: stops every process and the tap, removes the
  * directory unless $TLSPLEX_KEEP is set. */
 void pair_fini(void);

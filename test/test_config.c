@@ -1075,7 +1075,7 @@ Test(config, reference_matches_docs)
 			  "docs/CONFIG.md lacks this reference row (regenerate with cfg_write_reference):\n%s",
 			  line);
 	}
-	cr_assert_eq(rows, 68, "the table has %zu keys", rows);
+	cr_assert_eq(rows, 72, "the table has %zu keys", rows);
 	free(doc);
 	free(ref);
 }
@@ -1324,4 +1324,107 @@ Test(config, hook_sink_keys)
 		    "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghij\n",
 		    CFG_RELAY, 3, "hook_syslog_ident", "longer than 48", NULL);
 	(void)h;
+}
+
+/* ---- relay lists, drain and tls = verify ------------------------------ */
+
+Test(config, relay_list_ordered_spread_and_failback)
+{
+	struct cfg *c = load(GW_BASE GW_SVC, CFG_GATEWAY);
+
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->n_relays, 1);
+	cr_assert_str_eq(c->relays[0].addr, "127.0.0.1:7400");
+	cr_assert_str_eq(c->relays[0].server_name, "127.0.0.1");
+	cr_assert_eq(c->relay_order, CFG_RELAY_ORDERED);
+	cr_assert_eq(c->relay_failback_ms, 0);
+	cr_assert_eq(c->relay_links, 1);
+	cr_assert_eq(c->drain_timeout_ms, 10000);
+	cfg_free(c);
+
+	c = load("[gateway]\nrelay = a.example:7400 , [::1]:7401,b.example:9\n"
+		 "ca = certs/ca.crt\nrelay_order = spread\n"
+		 "relay_failback = 30s\ndrain_timeout = 0\nrelay_links = 16\n"
+		 GW_SVC, CFG_GATEWAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->n_relays, 3);
+	cr_assert_str_eq(c->relay, "a.example:7400, [::1]:7401, b.example:9");
+	cr_assert_str_eq(c->relays[1].addr, "[::1]:7401");
+	/* Unset server_name: each relay's own host. */
+	cr_assert_str_eq(c->server_name, "a.example");
+	cr_assert_str_eq(c->relays[0].server_name, "a.example");
+	cr_assert_str_eq(c->relays[1].server_name, "::1");
+	cr_assert_str_eq(c->relays[2].server_name, "b.example");
+	cr_assert_eq(c->relay_order, CFG_RELAY_SPREAD);
+	cr_assert_eq(c->relay_failback_ms, 30000);
+	cr_assert_eq(c->relay_links, 16);
+	cr_assert_eq(c->drain_timeout_ms, 0);
+	cfg_free(c);
+
+	/* A server_name that is set applies to every relay. */
+	c = load("[gateway]\nrelay = a.example:1, b.example:2\nserver_name = r\n"
+		 "ca = certs/ca.crt\nrelay_failback = off\n" GW_SVC, CFG_GATEWAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_str_eq(c->relays[0].server_name, "r");
+	cr_assert_str_eq(c->relays[1].server_name, "r");
+	cr_assert_eq(c->relay_failback_ms, 0);
+	cfg_free(c);
+}
+
+Test(config, bad_relay_lists_are_named)
+{
+	expect_fail("[gateway]\nrelay = a:1,,b:2\nca = certs/ca.crt\n" GW_SVC,
+		    CFG_GATEWAY, 2, "relay", "empty entry", NULL);
+	expect_fail("[gateway]\nrelay = a:1, a:1\nca = certs/ca.crt\n" GW_SVC,
+		    CFG_GATEWAY, 2, "relay", "'a:1' is listed twice", NULL);
+	expect_fail("[gateway]\nrelay = a:1, b\nca = certs/ca.crt\n" GW_SVC,
+		    CFG_GATEWAY, 2, "relay", "'b' has no port", NULL);
+	expect_fail("[gateway]\nrelay = a:1,b:1,c:1,d:1,e:1,f:1,g:1,h:1,i:1\n"
+		    "ca = certs/ca.crt\n" GW_SVC,
+		    CFG_GATEWAY, 2, "relay", "more than 8", NULL);
+	expect_fail("[gateway]\nrelay = a:1\nrelay_order = random\n"
+		    "ca = certs/ca.crt\n" GW_SVC,
+		    CFG_GATEWAY, 3, "relay_order", "ordered, spread", NULL);
+	expect_fail("[gateway]\nrelay = a:1\nrelay_failback = 50ms\n"
+		    "ca = certs/ca.crt\n" GW_SVC,
+		    CFG_GATEWAY, 3, "relay_failback", "out of range", NULL);
+	expect_fail("[gateway]\nrelay = a:1\nrelay_links = 17\n"
+		    "ca = certs/ca.crt\n" GW_SVC,
+		    CFG_GATEWAY, 3, "relay_links", "out of range", "1 to 16");
+	expect_fail("[relay]\n" RELAY_FILES "relay_order = spread\n",
+		    CFG_RELAY, 5, "relay_order", NULL, NULL);
+}
+
+Test(config, verify_is_require_with_a_client_certificate)
+{
+	struct cfg *c;
+
+	c = load("[relay]\n" RELAY_FILES "tls = verify\n"
+		 "[service s]\nbackend = 127.0.0.1:1\ntls = verify\n"
+		 "[peer p]\ntls = verify\n[peer q]\ntls = require\n",
+		 CFG_RELAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->tls, CFG_TLS_VERIFY);
+	cr_assert_eq(cfg_tls_wire(c->tls), TLS_MODE_REQUIRE);
+	cr_assert_str_eq(cfg_tls_name(c->tls), "verify");
+	cr_assert_eq(c->client_cert, CERT_WANT_REQUIRE);
+	cr_assert_eq(c->services[0].client_cert, CERT_WANT_REQUIRE);
+	cr_assert_eq(c->peers[0].client_cert, CERT_WANT_REQUIRE);
+	cr_assert_eq(c->peers[1].client_cert, CFG_UNSET);
+	cfg_free(c);
+	for (int m = TLS_MODE_OFF; m <= TLS_MODE_REQUIRE; m++)
+		cr_assert_eq(cfg_tls_wire(m), m);
+
+	/* verify beside a weaker client_cert is a contradiction. */
+	expect_fail("[relay]\n" RELAY_FILES "tls = verify\nclient_cert = optional\n",
+		    CFG_RELAY, 6, "client_cert", "'optional' in [relay], which sets tls = verify",
+		    NULL);
+	expect_fail("[relay]\n" RELAY_FILES "[peer p]\ntls = verify\nclient_cert = none\n",
+		    CFG_RELAY, 5, "client_cert", "[peer p]", NULL);
+
+	/* The gateway: verify is require, nothing else changes. */
+	c = load(GW_BASE "tls = verify\n" GW_SVC, CFG_GATEWAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(cfg_tls_wire(c->tls), TLS_MODE_REQUIRE);
+	cfg_free(c);
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "neg.h"
 #include "harness.h"
 #include "pair.h"
 
@@ -804,4 +805,46 @@ Test(e2e, sighup_with_a_bad_file_keeps_the_running_configuration)
 	cr_assert_eq(echo_once(fd, "still running as before", 5000), 0);
 	close(fd);
 	cr_assert(h_alive(P.relay) == 1 && h_alive(P.gw) == 1);
+}
+
+Test(e2e, verify_refuses_a_gateway_without_a_certificate_before_tls)
+{
+
+	/* The relay verifies (tls = verify); the gateway has no cert. */
+	assert_refused("tls = verify\ncert = certs/relay.crt\nkey = certs/relay.key\n",
+		       "tls = require\n",
+		       "the accepting side verifies certificates (tls = verify)");
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "[peer gw1] has tls = verify: node "
+					  "'gw1' must present a certificate", 1000), 0,
+		     "%s", h_read_file(P.relay_log, NULL));
+	/* The REFUSE on the wire names CERT_REQUIRED. */
+	{
+		size_t len, used;
+		const uint8_t *s2c = tap_bytes(P.tap, 0, TAP_S2C, &len);
+		struct neg_decoder *d = neg_decoder_new();
+
+		cr_assert_not_null(s2c);
+		cr_assert_eq(neg_decoder_feed(d, s2c, len, &used), NEG_DONE);
+		cr_assert_eq(neg_decoder_msg(d)->type, NEG_REFUSE);
+		cr_assert_eq(neg_decoder_msg(d)->outcome.reason, NEG_R_CERT_REQUIRED);
+		neg_decoder_free(d);
+	}
+	cr_assert_eq(h_file_count(P.relay_hooks, "handshake_pending"), 0);
+}
+
+Test(e2e, verify_with_a_certificate_links_like_require)
+{
+	char err[1024];
+	char *line;
+
+	start_echo("echo");
+	start_tap();
+	start_pair("tls = verify\ncert = certs/relay.crt\nkey = certs/relay.key\n",
+		   "tls = verify\n" "cert = certs/gw1.crt\nkey = certs/gw1.key\n");
+	wait_up();
+	cr_assert_eq(h_echo_clients(P.svc_port, 2, 10000, 5, 30000, err, sizeof(err)),
+		     0, "%s", err);
+	line = hook_line(P.relay_hooks, "handshake_done");
+	cr_assert_not_null(strstr(line, "CN=gw1"), "%s", line);
+	free(line);
 }

@@ -1080,6 +1080,7 @@ Test(mux, goaway_refuses_new_streams_existing_finish)
 	cr_assert_eq(b.opens, 2);
 
 	mux_goaway(b.m, MUX_C_SHUTDOWN, "relay restarting");
+	cr_assert_eq(mux_goaway_received(b.m), 0);
 	struct tstream *t5 = ts_new(&a, 0, 10);
 	t5->id = mux_open(a.m, "svc", t5); /* races with the GOAWAY */
 	cr_assert_eq(t5->id, 5);
@@ -1088,9 +1089,11 @@ Test(mux, goaway_refuses_new_streams_existing_finish)
 	cr_assert_eq(a.goaway_last, 3);
 	cr_assert_eq(a.goaway_code, MUX_C_SHUTDOWN);
 	cr_assert_str_eq(a.goaway_text, "relay restarting");
+	cr_assert_eq(mux_goaway_received(a.m), 1);
+	/* It crossed the GOAWAY, so a sent it in good faith: accepted. */
+	cr_assert_eq(b.opens, 3);
 	cr_assert(t5->closed);
-	cr_assert_eq(t5->close_code, MUX_C_REFUSED);
-	cr_assert_eq(b.opens, 2);
+	cr_assert_eq(t5->close_code, MUX_C_NO_ERROR);
 	cr_assert_eq(mux_open(a.m, "svc", NULL), 0);
 
 	t1->hold_send = t3->hold_send = 0;
@@ -1103,6 +1106,18 @@ Test(mux, goaway_refuses_new_streams_existing_finish)
 	cr_assert_eq(b.ts[1]->received, 50000);
 	cr_assert_eq(mux_stream_count(a.m), 0);
 	cr_assert_eq(mux_stream_count(b.m), 0);
+	/* Once a's own GOAWAY is in, an OPEN is refused. */
+	mux_goaway(a.m, MUX_C_NO_ERROR, "");
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert_eq(mux_goaway_received(b.m), 1);
+	{
+		uint8_t f[64];
+		size_t off = (size_t)frame_encode_open(f, sizeof(f), 7, "svc");
+
+		cr_assert_eq(raw(&b, f, off), 0);
+		cr_assert_eq(b.opens, 3);
+		cr_assert_eq(mux_stream_count(b.m), 0);
+	}
 	side_fini(&a);
 	side_fini(&b);
 }
@@ -1902,6 +1917,33 @@ Test(mux, sparse_with_link_budget)
 	}
 	cr_assert(!a.fail && !b.fail);
 	cr_assert_leq(a.max_inflight, bound(&a));
+	side_fini(&a);
+	side_fini(&b);
+}
+
+Test(mux, goaway_answer_never_overtakes_queued_opens)
+{
+	struct side a, b;
+
+	pair_init(&a, &b);
+	pump(&a, &b, NULL, NULL, 0);
+	/* a queues an OPEN; before it goes out, b's GOAWAY reaches a, and
+	 * a answers with its own, as the link does. */
+	struct tstream *t = ts_new(&a, 0, 1000);
+	t->id = mux_open(a.m, "svc", t);
+	cr_assert_neq(t->id, 0);
+	mux_goaway(b.m, MUX_C_SHUTDOWN, "stopping");
+	cr_assert_gt(move(&b, &a, NULL, 0), 0);
+	cr_assert_eq(a.goaways, 1);
+	mux_goaway(a.m, MUX_C_NO_ERROR, "answer");
+	/* The OPEN leaves before the GOAWAY, so b takes the stream. */
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert_eq(b.goaways, 1);
+	cr_assert_eq(b.opens, 1);
+	cr_assert(t->closed);
+	cr_assert_eq(t->close_code, MUX_C_NO_ERROR);
+	cr_assert_eq(mux_stream_count(a.m), 0);
+	cr_assert_eq(mux_stream_count(b.m), 0);
 	side_fini(&a);
 	side_fini(&b);
 }

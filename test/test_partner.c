@@ -508,3 +508,46 @@ Test(partner, the_tls_context_question_has_one_answer)
 	cr_assert(daemon_needs_tls(c), "a gateway that may use TLS");
 	cfg_free(c);
 }
+
+Test(partner, verify_refuses_an_offer_without_a_certificate)
+{
+	struct cfg *c = load(RELAY_HEAD "tls = verify\n"
+			     "[service a]\nbackend = 127.0.0.1:2\n"
+			     "[peer v]\n[peer r]\ntls = require\n"
+			     "client_cert = optional\n", CFG_RELAY);
+	struct partners *ps = partners_new(c);
+	const struct partner *v, *r;
+	struct neg_params offer, mine;
+	uint16_t reason = 0;
+	char text[256];
+	int cc = -1;
+
+	cr_assert_not_null(ps);
+	v = partners_find(ps, "v");
+	r = partners_find(ps, "r");
+	cr_assert(v->verify && !r->verify);
+	cr_assert(ps->deflt.verify);
+	/* On the wire verify is require. */
+	memset(&mine, 0, sizeof(mine));
+	partner_apply(v, &mine, &cc);
+	cr_assert_eq(mine.tls_mode, TLS_MODE_REQUIRE);
+	cr_assert_eq(cc, CERT_WANT_REQUIRE);
+	memset(&offer, 0, sizeof(offer));
+	snprintf(offer.node, sizeof(offer.node), "v");
+	offer.tls_mode = TLS_MODE_REQUIRE;
+	cr_assert_eq(partner_check_offer(v, &offer, &reason, text,
+					 sizeof(text)), -1);
+	cr_assert_eq(reason, NEG_R_CERT_REQUIRED);
+	cr_assert(strstr(text, "tls = verify"), "%s", text);
+	cr_assert(strstr(text, "[peer v]"), "%s", text);
+	/* A peer that is not in verify mode passes without a certificate. */
+	reason = 0;
+	cr_assert_eq(partner_check_offer(r, &offer, &reason, text,
+					 sizeof(text)), 0);
+	cr_assert_eq(reason, 0);
+	offer.cert_present = 1;
+	cr_assert_eq(partner_check_offer(v, &offer, &reason, text,
+					 sizeof(text)), 0);
+	partners_free(ps);
+	cfg_free(c);
+}

@@ -97,13 +97,13 @@ tshark_path(void)
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
 	(void)set;
-	pair_certs_cache(CERT_CACHE_ENV);
+	cert_cache_make(CERT_CACHE_ENV);
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
 	(void)stats;
-	pair_certs_uncache(CERT_CACHE_ENV);
+	cert_cache_remove(CERT_CACHE_ENV);
 }
 
 static void
