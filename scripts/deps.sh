@@ -1,12 +1,30 @@
 #!/bin/sh
-# Installs the Debian packages tlsplex needs to build, test and run the
-# demo, skipping those already present.  Needs root (or sudo) only when
-# something is missing.  clang and libclang-rt-dev (libFuzzer) build the
-# fuzz targets in fuzz/ (make fuzz, and make test runs them briefly).
+# Installs the Debian packages tlsplex needs, skipping those already
+# present.  Needs root (or sudo) only when something is missing.
+#
+#   scripts/deps.sh          build, test and run the demo (make test)
+#   scripts/deps.sh ship     also podman, debootstrap, debhelper and
+#                            lintian (make docker-test, make deb)
+#
+# clang and libclang-rt-dev (libFuzzer) build the fuzz targets in fuzz/
+# (make fuzz, and make test runs them briefly); mandoc and systemd lint
+# the manual pages and the units in make test.
 set -eu
 
 PKGS="build-essential cmake pkg-config libwolfssl-dev libevent-dev \
-libinih-dev libcriterion-dev openssl clang libclang-rt-dev"
+libinih-dev libcriterion-dev openssl clang libclang-rt-dev mandoc systemd \
+procps man-db"
+SHIP_PKGS="podman podman-compose runc debootstrap dpkg-dev debhelper \
+fakeroot lintian netavark aardvark-dns"
+
+case "${1:-}" in
+"") ;;
+ship) PKGS="$PKGS $SHIP_PKGS" ;;
+*)
+	echo "usage: $0 [ship]" >&2
+	exit 2
+	;;
+esac
 
 missing=""
 for p in $PKGS; do
@@ -28,4 +46,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq || echo "deps: apt-get update failed; trying the cached package lists" >&2
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing
+$SUDO apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 $missing
