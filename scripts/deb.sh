@@ -1,7 +1,8 @@
 #!/bin/sh
 # make deb: builds the Debian package from debian/ with dpkg-buildpackage
 # in a clean copy of the tree (the files git tracks or would track), runs
-# lintian on it (any error fails) and checks its contents.
+# lintian on it (any error fails), checks its contents and, where podman
+# and the base image exist, installs and purges it in a container.
 #
 #   scripts/deb.sh [OUTDIR]       default build-deb; the .deb lands there
 #
@@ -56,4 +57,33 @@ done
 dpkg-deb -e "$deb" "$work/control"
 grep -q systemd-sysusers "$work/control/postinst" || fail "the postinst does not create the tlsplex user"
 rm -rf "$work"
+
+# Where podman and the base image are at hand (make docker-test makes it):
+# install the package in a throwaway bookworm container, check the user,
+# /etc/tlsplex and the units, then purge it.
+base=docker.io/library/debian:bookworm-slim
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$ROOT/docker/containers.conf}
+if [ "$(id -u)" -eq 0 ] && command -v podman >/dev/null 2>&1 &&
+	podman image exists "$base" 2>/dev/null; then
+	echo "deb: installing it in a $base container (log: $OUT/install.log)"
+	podman run --rm --no-healthcheck -v "$OUT:/pkg:ro" "$base" sh -euc '
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends "/pkg/$1" >/dev/null
+		id tlsplex
+		[ "$(stat -c %G:%a /etc/tlsplex)" = tlsplex:750 ]
+		tlsplex-relay --version
+		tlsplex-gateway --version
+		systemd-analyze verify --man=no /lib/systemd/system/tlsplex-relay.service \
+			/lib/systemd/system/tlsplex-gateway.service
+		[ "$(systemctl is-enabled tlsplex-relay.service 2>/dev/null || true)" = disabled ]
+		apt-get purge -y -qq tlsplex >/dev/null
+		! [ -e /usr/bin/tlsplex-relay ]
+		echo installed-and-purged' sh "$(basename "$deb")" >"$OUT/install.log" 2>&1 ||
+		{ tail -n 20 "$OUT/install.log" >&2; fail "the package does not install cleanly"; }
+	grep -q installed-and-purged "$OUT/install.log" || fail "the install check did not finish"
+	echo "deb: installs in a container: user tlsplex, /etc/tlsplex tlsplex:750, units verify, purged"
+else
+	echo "deb: no podman or no $base image: the install check in a container is skipped"
+fi
 echo "deb: OK: $deb ($(du -k "$deb" | cut -f1) KiB)"
