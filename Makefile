@@ -86,8 +86,9 @@ docker-test:
 	@scripts/deps.sh ship
 	docker/test.sh
 
-# The Debian package, built with dpkg-buildpackage and checked with
-# lintian (scripts/deb.sh); the .deb lands in $(BUILD)-deb/.
+# The Debian package, built with dpkg-buildpackage, checked with lintian
+# and, where podman and the base image exist, installed and purged in a
+# container (scripts/deb.sh); the .deb lands in $(BUILD)-deb/.
 deb:
 	@scripts/deps.sh ship
 	scripts/deb.sh $(BUILD)-deb
