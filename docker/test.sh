@@ -50,7 +50,8 @@ cleanup() {
 	if [ "${TLSPLEX_KEEP_IMAGES:-0}" != 1 ]; then
 		podman rmi -f "$DEMO" "$IMAGE" >/dev/null 2>&1
 		# The build's intermediate images, by the Containerfile's label.
-		podman image prune -f --filter label=tlsplex.stage >/dev/null 2>&1
+		podman images -a -q --filter label=tlsplex.stage |
+			xargs -r podman rmi -f >/dev/null 2>&1
 	fi
 	left=$(podman ps -aq --filter "label=io.podman.compose.project=$PROJECT")
 	[ -z "$left" ] || echo "docker-test: containers left behind: $left" >&2
@@ -135,6 +136,18 @@ sed "s/^\[containers\]\$/[containers]\ndns_servers = [\"10.89.$octet.1\"]/" \
 	"$CONTAINERS_CONF" >"$LOG/containers.conf"
 export CONTAINERS_CONF=$LOG/containers.conf
 
+# A free host port for the gateway's published port (make demo uses 7401).
+port=""
+for _ in $(seq 50); do
+	p=$((20000 + RANDOM % 20000))
+	if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+		port=$p
+		break
+	fi
+done
+[ -n "$port" ] || fail "no free port on 127.0.0.1 to publish the gateway on"
+export TLSPLEX_DEMO_PORT=$port
+
 # The certificates first (podman-compose does not wait for a one-shot),
 # then the pair.
 "${COMPOSE[@]}" up -d certs >"$LOG/up-certs.log" 2>&1 || { cat "$LOG/up-certs.log" >&2; fail "compose up certs"; }
@@ -156,6 +169,10 @@ net=$(podman inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{e
 podman run --rm --no-healthcheck --name "$PROJECT-client" --network "$net" "$DEMO" \
 	tpx-blast -c gateway:7401 -n 8 -b 65536 -t 60 | tee "$LOG/blast" ||
 	fail "the demo traffic did not come back intact through the gateway and relay containers"
+# And from the host, through the port the gateway publishes.
+podman run --rm --no-healthcheck --name "$PROJECT-client" --network host "$DEMO" \
+	tpx-blast -c "127.0.0.1:$port" -n 4 -b 65536 -t 60 | tee "$LOG/blast-host" ||
+	fail "the demo traffic did not pass through the gateway's published port 127.0.0.1:$port"
 for s in echo relay gateway; do
 	[ "$(state "${PROJECT}_${s}_1")" = running ] || fail "$s stopped during the traffic"
 	[ "$(podman inspect -f '{{.RestartCount}}' "${PROJECT}_${s}_1")" -le 3 ] ||
