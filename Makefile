@@ -12,6 +12,8 @@ SYSTEM_BUILD ?= $(TEST_BUILD)-system
 JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
 WOLFSSL      ?= auto
 WOLFSSL_CACHE ?= .cache/wolfssl
+PREFIX       ?= /usr/local
+DESTDIR      ?=
 
 # Shell code that prints the CMake arguments selecting the wolfSSL build.
 WOLFSSL_ARGS = $$(if [ "$(WOLFSSL)" != system ] && \
@@ -22,7 +24,7 @@ WOLFSSL_ARGS = $$(if [ "$(WOLFSSL)" != system ] && \
 		echo "-DTLSPLEX_WOLFSSL=system -DTLSPLEX_WOLFSSL_PREFIX="; \
 	fi)
 
-.PHONY: all deps build test demo bench soak fuzz clean
+.PHONY: all deps build test demo bench soak fuzz clean install uninstall docker-test deb
 
 all: build
 
@@ -33,6 +35,19 @@ build: deps
 	@args="$(WOLFSSL_ARGS)" && \
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $$args >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
+
+# make install PREFIX=/usr/local DESTDIR=: the daemons, tlsplex-report when
+# the tree has it, manual pages, examples and docs under share/, the
+# systemd units and the sysusers file.  make uninstall removes what the
+# last install listed in $(BUILD)/install_manifest.txt (same DESTDIR).
+install: build
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
+
+uninstall:
+	DESTDIR=$(DESTDIR) cmake -DMANIFEST=$(abspath $(BUILD))/install_manifest.txt \
+		-P scripts/uninstall.cmake
 
 # The test suite runs under AddressSanitizer and UndefinedBehaviorSanitizer,
 # linked with the fast wolfSSL when there is one.  A second tree linked with
@@ -63,5 +78,20 @@ fuzz: deps
 soak: build
 	scripts/soak.sh $(BUILD)
 
+# The container image built with podman, the compose pair run with demo
+# traffic through separate containers, then everything removed
+# (docker/test.sh; several minutes the first time: wolfSSL is compiled
+# inside the build stage).  Not part of make test.
+docker-test:
+	@scripts/deps.sh ship
+	docker/test.sh
+
+# The Debian package, built with dpkg-buildpackage, checked with lintian
+# and, where podman and the base image exist, installed and purged in a
+# container (scripts/deb.sh); the .deb lands in $(BUILD)-deb/.
+deb:
+	@scripts/deps.sh ship
+	scripts/deb.sh $(BUILD)-deb
+
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD) $(SYSTEM_BUILD) build-fuzz demo-run
+	rm -rf $(BUILD) $(TEST_BUILD) $(SYSTEM_BUILD) build-fuzz demo-run $(BUILD)-deb

@@ -238,5 +238,9 @@ const char *cfg_tls_name(int mode);
 
 /* Writes the key reference (section, key, default, help) as Markdown. */
 void cfg_write_reference(FILE *out);
+/* Writes the manual page tlsplex.ini(5) in man(7) markup: the file format
+ * in brief and every key of the reference, for tlsplex version, dated
+ * date (YYYY-MM-DD). */
+void cfg_write_manpage(FILE *out, const char *version, const char *date);
 
 #endif

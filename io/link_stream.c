@@ -218,9 +218,18 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (s->connecting) {
-		log_warn("stream %u (service %s): cannot connect to the backend: "
-			 "%s", s->id, s->service,
-			 err ? evutil_socket_error_to_string(err) : "connection failed");
+		int dns_err = bufferevent_socket_get_dns_error(bev);
+
+		/* errno is stale when the name did not resolve. */
+		if (dns_err != 0)
+			log_warn("stream %u (service %s): cannot resolve the "
+				 "backend's host name: %s", s->id, s->service,
+				 evutil_gai_strerror(dns_err));
+		else
+			log_warn("stream %u (service %s): cannot connect to the "
+				 "backend: %s", s->id, s->service,
+				 err ? evutil_socket_error_to_string(err) :
+				       "connection failed");
 		mux_reset(l->mux, s->id, MUX_C_CONNECT_FAILED);
 	} else {
 		log_info("stream %u (service %s): local connection %s: %s",

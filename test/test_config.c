@@ -1080,6 +1080,59 @@ Test(config, reference_matches_docs)
 	free(ref);
 }
 
+/* tlsplex.ini(5) as the build generated it (tpx-mkman) is what
+ * cfg_write_manpage writes now, and has an entry for each reference row,
+ * under the same section heading. */
+Test(config, manpage_matches_reference)
+{
+	const char *bd = getenv("TLSPLEX_BUILD_DIR");
+	char path[PATH_MAX * 2];
+	char *ref = NULL, *man = NULL, *built, *line, *save = NULL;
+	char section[128] = "";
+	size_t reflen = 0, manlen = 0, rows = 0;
+	FILE *f;
+
+	cr_assert(bd && *bd, "TLSPLEX_BUILD_DIR is not set");
+	f = open_memstream(&ref, &reflen);
+	cr_assert_not_null(f);
+	cfg_write_reference(f);
+	fclose(f);
+	f = open_memstream(&man, &manlen);
+	cr_assert_not_null(f);
+	cfg_write_manpage(f, "0", "2000-01-01");
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/man/tlsplex.ini.5", bd);
+	built = slurp(path);
+	cr_assert_not_null(strstr(man, "\n.SH NAME"));
+	cr_assert(strstr(built, strstr(man, "\n.SH NAME")),
+		  "%s is stale: it differs from what cfg_write_manpage writes", path);
+	cr_assert(strstr(built, ".TH TLSPLEX.INI 5 "));
+	for (line = strtok_r(ref, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char key[80], roles[16], want[256];
+		const char *sec;
+
+		if (strncmp(line, "### ", 4) == 0) {
+			snprintf(section, sizeof(section), ".SS \"%s\"\n", line + 4);
+			continue;
+		}
+		if (strncmp(line, "| `", 3) != 0)
+			continue;
+		rows++;
+		cr_assert(sscanf(line, "| `%79[^`]` | %15[a-z] |", key, roles) == 2,
+			  "%s", line);
+		sec = strstr(built, section);
+		cr_assert(sec, "%s lacks the heading %s", path, section);
+		snprintf(want, sizeof(want), ".TP\n.BR %s \" (%s)\"\n", key, roles);
+		cr_assert(strstr(sec, want), "%s lacks key %s (%s) under %s", path,
+			  key, roles, section);
+	}
+	cr_assert_gt(rows, 0);
+	free(built);
+	free(man);
+	free(ref);
+}
+
 /* ---- stage 1 and 3 keys: lists, limits, partners --------------------- */
 
 static struct sockaddr_storage
