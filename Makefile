@@ -60,7 +60,7 @@ test: deps
 	cmake -S . -B $(SYSTEM_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTLSPLEX_SANITIZE=ON \
 		-DTLSPLEX_WOLFSSL=system -DTLSPLEX_WOLFSSL_PREFIX= >/dev/null
 	cmake --build $(SYSTEM_BUILD) -j $(JOBS) --target test_e2e test_hook test_tlsinfo test_tlssec test_security test_attack test_monitor
-	cd $(SYSTEM_BUILD) && ctest --output-on-failure -R 'e2e|hook|tlsinfo|tlssec|security|attack|monitor'
+	cd $(SYSTEM_BUILD) && ctest --output-on-failure -R '^(e2e|hook|tlsinfo|tlssec|security|attack|monitor)$$'
 	scripts/fuzz.sh corpus
 
 demo: build
