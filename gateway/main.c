@@ -503,6 +503,7 @@ gw_conf_install(struct gateway *gw)
 		gw->relay = &ps->deflt;
 	daemon_link_config(gw->conf.cfg, gw->conf.tls, &gw->lcfg);
 	partner_apply(gw->relay, &gw->lcfg.params, NULL);
+	gw->lcfg.tls_first = gw->relay->tls_first;
 }
 
 /* Reload stage: the listeners of next, taking over unchanged ones. */

@@ -780,6 +780,16 @@ tls_conn_read(struct tls_conn *c, uint8_t *buf, size_t cap)
 }
 
 int
+tls_conn_pending(const struct tls_conn *c)
+{
+	int n = wolfSSL_pending(c->ssl);
+
+	if (n > 0)
+		return n;
+	return wolfSSL_has_pending(c->ssl) ? 1 : 0;
+}
+
+int
 tls_conn_write(struct tls_conn *c, const uint8_t *buf, size_t n)
 {
 	int w, e;

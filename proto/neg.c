@@ -720,6 +720,8 @@ static const struct {
 	  "the decision does not follow from the two offers (tampering in transit, or incompatible versions)" },
 	{ NEG_R_POLICY_VIOLATION, "POLICY_VIOLATION",
 	  "the decision breaks this side's TLS policy (this side requires TLS)" },
+	{ NEG_R_CERT_REQUIRED, "CERT_REQUIRED",
+	  "the accepting side requires a client certificate of this peer and it presented none; configure cert and key on the dialling side" },
 };
 
 const char *

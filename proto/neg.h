@@ -94,6 +94,8 @@ enum neg_reason {
 	NEG_R_BUSY = 107,                 /* a limit was reached; try later */
 	NEG_R_DECISION_MISMATCH = 108,    /* decision does not follow from the offers */
 	NEG_R_POLICY_VIOLATION = 109,     /* decision breaks the dialler's own policy */
+	NEG_R_CERT_REQUIRED = 110,        /* TLS first: the partner needs a client
+					     certificate the peer did not present */
 };
 
 /* One side's parameters, as carried by OFFER and DECISION. */
