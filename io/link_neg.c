@@ -399,6 +399,9 @@ link_neg_input_tls(struct link *l)
 		link_read_enable(l, 1);
 	if (st != NEG_DONE)
 		return;
+	/* A failure from here to the decision answers handshake_pending
+	 * with stage negotiation (verify and bind failures name theirs). */
+	l->fail_stage = "negotiation";
 	l->peer = *neg_decoder_msg(l->dec);
 	if (l->cfg.dialer)
 		link_on_decision(l);

@@ -784,9 +784,7 @@ tls_conn_pending(const struct tls_conn *c)
 {
 	int n = wolfSSL_pending(c->ssl);
 
-	if (n > 0)
-		return n;
-	return wolfSSL_has_pending(c->ssl) ? 1 : 0;
+	return n > 0 ? n : 0;
 }
 
 int

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "neg.h"
 #include "pair.h"
 
 static const uint8_t magic[8] = { 0x89, 'T', 'P', 'X', '\r', '\n', 0x1a, '\n' };
@@ -356,4 +357,119 @@ Test(tlsfirst, the_identity_check_runs_on_the_node_named_inside_tls)
 	cr_assert_eq(h_file_count(P.relay_hooks, "transcript"), 0,
 		     "a decision was made");
 	cr_assert_eq(h_file_count(P.gw_log, "is up"), 0);
+}
+
+/* ---- a TLS-first client of our own: openssl s_client ------------------ */
+
+/* An OFFER from gw1 as a TLS-first gateway would send it. */
+static size_t
+make_offer(uint8_t *buf, size_t cap)
+{
+	struct neg_msg m;
+	int n;
+
+	neg_msg_init(&m, NEG_OFFER);
+	snprintf(m.params.node, sizeof(m.params.node), "gw1");
+	m.params.tls_mode = TLS_MODE_REQUIRE;
+	m.params.tls_min = m.params.tls_max = TLSV_1_3;
+	m.params.n_ciphers = 3;
+	m.params.ciphers[0] = 0x1301;
+	m.params.ciphers[1] = 0x1302;
+	m.params.ciphers[2] = 0x1303;
+	m.params.cert_present = 1;
+	m.params.max_streams = 100;
+	m.params.window = 65536;
+	m.params.max_frame = 16375;
+	m.params.keepalive_ms = 10000;
+	memset(m.params.nonce, 7, sizeof(m.params.nonce));
+	n = neg_encode(&m, buf, cap);
+	cr_assert_gt(n, 0);
+	return (size_t)n;
+}
+
+/* Connects to the relay with openssl s_client as gw1, TLS first, sends
+ * bytes in one write once TLS is up, and writes what the relay sent
+ * back inside TLS to out, until the relay closes (or 10 s). */
+static void
+openssl_client(const uint8_t *bytes, size_t n, const char *out)
+{
+	char in[600], cmd[3000], log[600];
+	const char *argv[4];
+	FILE *f;
+
+	snprintf(in, sizeof(in), "%s/client.in", P.dir);
+	snprintf(log, sizeof(log), "%s/s_client.log", P.dir);
+	f = fopen(in, "wb");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(bytes, 1, n, f), n);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "exec openssl s_client -connect 127.0.0.1:%d "
+		 "-quiet -tls1_3 -CAfile %s/ca.crt -cert %s/gw1.crt -key "
+		 "%s/gw1.key < %s > %s", P.relay_port, P.certs, P.certs,
+		 P.certs, in, out);
+	argv[0] = "/bin/sh";
+	argv[1] = "-c";
+	argv[2] = cmd;
+	argv[3] = NULL;
+	cr_assert_geq(h_run(argv, log, 10000), 0, "s_client did not end:\n%s",
+		      h_read_file(log, NULL));
+}
+
+Test(tlsfirst, bytes_after_the_offer_inside_tls_kill_the_link)
+{
+	uint8_t buf[NEG_MAX_LEN + 16];
+	char out[600], *got;
+	size_t n, len;
+
+	snprintf(out, sizeof(out), "%s/client.out", P.dir);
+	start_relay(RELAY_FIRST, "");
+	/* The offer alone is answered with a DECISION inside TLS. */
+	n = make_offer(buf, sizeof(buf));
+	openssl_client(buf, n, out);
+	got = h_read_file(out, &len);
+	cr_assert(got != NULL && h_memmem(got, len, magic, sizeof(magic)),
+		  "no DECISION came back:\n%s", h_read_file(P.relay_log, NULL));
+	cr_assert_eq(((uint8_t *)h_memmem(got, len, magic, sizeof(magic)))[10],
+		     2, "the answer is not a DECISION");
+	free(got);
+	/* The same offer with 5 bytes after it, in the same record. */
+	memcpy(buf + n, "junk!", 5);
+	openssl_client(buf, n + 5, out);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "5 bytes after its offer",
+					  2000), 0, "%s",
+		     h_read_file(P.relay_log, NULL));
+	got = h_read_file(out, &len);
+	cr_assert(got == NULL || h_memmem(got, len, magic, 4) == NULL,
+		  "the relay answered a pipelined offer");
+	free(got);
+	cr_assert_eq(h_file_count(P.relay_hooks, "\"stage\":\"negotiation\""), 1,
+		     "%s", h_read_file(P.relay_hooks, NULL));
+}
+
+Test(tlsfirst, the_negotiation_inside_tls_is_bounded)
+{
+	uint8_t hdr[NEG_HDR_LEN + 64];
+	char out[600], *got, *line;
+	size_t len;
+
+	snprintf(out, sizeof(out), "%s/client.out", P.dir);
+	start_relay(RELAY_FIRST, "");
+	/* A header announcing a body over NEG_MAX_LEN, and a little of it. */
+	memset(hdr, 0, sizeof(hdr));
+	memcpy(hdr, magic, sizeof(magic));
+	hdr[8] = 1, hdr[9] = 1, hdr[10] = NEG_OFFER;
+	hdr[12] = (NEG_MAX_LEN >> 8) & 0xff, hdr[13] = 0;
+	openssl_client(hdr, sizeof(hdr), out);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "refused the link", 2000),
+		     0, "%s", h_read_file(P.relay_log, NULL));
+	/* Refused at once, inside TLS: the REFUSE is what came back. */
+	got = h_read_file(out, &len);
+	cr_assert(got != NULL && h_memmem(got, len, magic, sizeof(magic)),
+		  "no REFUSE came back");
+	cr_assert_eq(((uint8_t *)h_memmem(got, len, magic, sizeof(magic)))[10],
+		     NEG_REFUSE);
+	free(got);
+	line = hook_line(P.relay_hooks, "link_refused");
+	cr_assert_not_null(strstr(line, "\"reason_name\":\"MALFORMED\""), "%s", line);
+	free(line);
 }
