@@ -227,5 +227,10 @@ void link_send_offer(struct link *l);
 void link_neg_input(struct link *l);
 /* TLS first, dialler: the handshake is done; sends the OFFER inside TLS. */
 void link_send_offer_tls(struct link *l);
+/* TLS first, dialler: the relay answered the ClientHello with a plaintext
+ * negotiation message (a REFUSE sent without reading, such as busy):
+ * decodes it from the link input, never giving it to TLS, and ends the
+ * link with its reason. */
+void link_tls_first_plain_answer(struct link *l);
 
 #endif

@@ -245,6 +245,45 @@ link_on_offer(struct link *l)
 	link_proceed(l);
 }
 
+/* The peer's text goes into our log: no control characters. */
+static void
+link_clean_text(char *text)
+{
+	char *c;
+
+	for (c = text; *c != '\0'; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+}
+
+void
+link_tls_first_plain_answer(struct link *l)
+{
+	struct iobuf *in = &l->in;
+	size_t used = 0, len = iobuf_len(in);
+	enum neg_status st;
+
+	if (len > NEG_MAX_LEN)
+		len = NEG_MAX_LEN;
+	st = neg_decoder_feed(l->dec, iobuf_data(in), len, &used);
+	iobuf_drain(in, used);
+	if (st == NEG_NEED_MORE)
+		return;
+	l->fail_stage = "negotiation";
+	if (st != NEG_DONE || neg_decoder_msg(l->dec)->type != NEG_REFUSE) {
+		link_handshake_failed(l, "negotiation",
+				      link_tls_first_unanswered(l));
+		return;
+	}
+	l->peer = *neg_decoder_msg(l->dec);
+	link_clean_text(l->peer.text);
+	link_fail(l, LOG_ERR, "the relay refused the link before TLS: %s%s%s "
+		  "(it answered our TLS ClientHello with a plaintext REFUSE)",
+		  neg_reason_str(l->peer.outcome.reason),
+		  l->peer.text[0] ? "; it says: " : "", l->peer.text);
+	link_report_refused(l, "peer", l->peer.outcome.reason, l->reason);
+}
+
 /* Dialler: the relay's decision or refusal is complete. */
 static void
 link_on_decision(struct link *l)
@@ -253,12 +292,7 @@ link_on_decision(struct link *l)
 	uint16_t reason = 0;
 
 	if (l->peer.type == NEG_REFUSE) {
-		char *c;
-
-		/* The peer's text goes into our log: no control characters. */
-		for (c = l->peer.text; *c != '\0'; c++)
-			if ((unsigned char)*c < 0x20 || *c == 0x7f)
-				*c = '?';
+		link_clean_text(l->peer.text);
 		if (l->tls != NULL)
 			l->fail_stage = "negotiation";
 		link_fail(l, LOG_ERR, "the relay refused the link%s: %s%s%s",

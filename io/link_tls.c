@@ -131,6 +131,10 @@ link_handshake_step(struct link *l)
 {
 	int rc;
 
+	if (l->tls_first && l->cfg.dialer && l->first_rx == 0x89) {
+		link_tls_first_plain_answer(l);
+		return;
+	}
 	rc = tls_conn_handshake(l->tls);
 	if (rc == 0) {
 		if (iobuf_len(&l->in) < LINK_IN_HIGH)

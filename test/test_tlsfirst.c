@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "neg.h"
@@ -472,4 +473,33 @@ Test(tlsfirst, the_negotiation_inside_tls_is_bounded)
 	line = hook_line(P.relay_hooks, "link_refused");
 	cr_assert_not_null(strstr(line, "\"reason_name\":\"MALFORMED\""), "%s", line);
 	free(line);
+}
+
+Test(tlsfirst, a_busy_refusal_in_plaintext_is_read_and_named)
+{
+	char *line;
+	int fd;
+
+	start_echo("echo");
+	start_relay(RELAY_FIRST "max_links = 1\n", "");
+	/* One silent connection holds the only link slot for 2 s. */
+	fd = connect_port(P.relay_port);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(h_wait_file_contains(P.relay_log, "accepted", 2000), 0);
+	start_gateway(GW_FIRST, "");
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "the relay refused the link "
+					  "before TLS", 10000), 0, "%s",
+		     h_read_file(P.gw_log, NULL));
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "reached a limit", 1000), 0,
+		     "%s", h_read_file(P.gw_log, NULL));
+	line = hook_line(P.gw_hooks, "link_refused");
+	cr_assert_not_null(strstr(line, "\"reason_name\":\"BUSY\""), "%s", line);
+	cr_assert_not_null(strstr(line, "\"by\":\"peer\""), "%s", line);
+	free(line);
+	line = hook_line(P.gw_hooks, "handshake_failed");
+	cr_assert_not_null(strstr(line, "\"stage\":\"negotiation\""), "%s", line);
+	free(line);
+	/* Once the slot is free the gateway's redial links up. */
+	close(fd);
+	wait_up();
 }
