@@ -503,3 +503,26 @@ Test(tlsfirst, a_busy_refusal_in_plaintext_is_read_and_named)
 	close(fd);
 	wait_up();
 }
+
+Test(tlsfirst, a_session_outside_the_partners_versions_is_refused)
+{
+	char *line;
+
+	/* The handshake runs with [relay]'s 1.2..1.3 and makes TLS 1.3; the
+	 * offer then names gw1, whose partner allows 1.2 only. */
+	start_echo("echo");
+	start_pair_with(RELAY_FIRST "min_tls = 1.2\n", GW_FIRST "min_tls = 1.2\n",
+			"[peer gw1]\nmax_tls = 1.2\n", "");
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "the relay refused the link "
+					  "inside TLS", 10000), 0, "%s",
+		     h_read_file(P.gw_log, NULL));
+	cr_assert_eq(h_wait_file_contains(P.gw_log, "the TLS session (TLSv1.3) "
+					  "is outside the versions both sides "
+					  "allow (TLSv1.2..TLSv1.2)", 1000), 0,
+		     "%s", h_read_file(P.gw_log, NULL));
+	assert_failed_link(P.relay_hooks, "negotiation");
+	line = hook_line(P.relay_hooks, "link_refused");
+	cr_assert_not_null(strstr(line, "NO_COMMON_VERSION"), "%s", line);
+	free(line);
+	cr_assert_eq(h_file_count(P.gw_log, "is up"), 0);
+}
