@@ -101,6 +101,39 @@ assert_failed_link(const char *hooks, const char *stage)
 	cr_assert_eq(h_file_count(hooks, "\"event\":\"plaintext_agreed\""), 0);
 }
 
+/* docs/MONITORING.md, invariants 1 and 2, over a whole hook file. */
+static void
+assert_invariants(const char *hooks)
+{
+	char *all = h_read_file(hooks, NULL);
+	int opened, pending;
+
+	if (all == NULL)
+		return;
+	free(all);
+	opened = h_file_count(hooks, "\"event\":\"link_opened\"");
+	pending = h_file_count(hooks, "\"event\":\"handshake_pending\"");
+	cr_assert_eq(h_file_count(hooks, "\"event\":\"link_closed\""), opened,
+		     "%s: a link_opened without its link_closed", hooks);
+	cr_assert_eq(h_file_count(hooks, "\"event\":\"handshake_done\"") +
+		     h_file_count(hooks, "\"event\":\"handshake_failed\""),
+		     pending, "%s: a handshake_pending not answered exactly once",
+		     hooks);
+}
+
+/* Stops the daemons (their last links close) and checks both hook
+ * files; the last step of every test (a .fini cannot fail a test). */
+static void
+stop_and_check(void)
+{
+	if (P.gw > 0 && h_alive(P.gw) == 1)
+		h_stop(P.gw, 5000);
+	if (P.relay > 0 && h_alive(P.relay) == 1)
+		h_stop(P.relay, 5000);
+	assert_invariants(P.gw_hooks);
+	assert_invariants(P.relay_hooks);
+}
+
 TestSuite(tlsfirst, .init = pair_init, .fini = pair_fini, .timeout = 120);
 
 Test(tlsfirst, streams_cross_a_link_that_starts_with_tls)
@@ -169,6 +202,7 @@ Test(tlsfirst, streams_cross_a_link_that_starts_with_tls)
 	cr_assert_not_null(strstr(gl, "\"outcome\":\"tls\""), "%s", gl);
 	free(gl);
 	cr_assert_eq(h_file_count(P.relay_log, "the peer starts with TLS"), 1);
+	stop_and_check();
 }
 
 Test(tlsfirst, the_same_relay_still_accepts_a_negotiation_first_gateway)
@@ -192,6 +226,7 @@ Test(tlsfirst, the_same_relay_still_accepts_a_negotiation_first_gateway)
 	cr_assert_gt(json_num(line, "tls_offset_in"), 14, "%s", line);
 	free(line);
 	cr_assert_eq(h_file_count(P.relay_log, "the peer starts with TLS"), 0);
+	stop_and_check();
 }
 
 Test(tlsfirst, a_relay_with_tls_first_off_refuses_and_both_logs_say_why)
@@ -210,6 +245,7 @@ Test(tlsfirst, a_relay_with_tls_first_off_refuses_and_both_logs_say_why)
 		     h_read_file(P.gw_log, NULL));
 	assert_failed_link(P.gw_hooks, "transport");
 	cr_assert_eq(h_file_count(P.gw_log, "is up"), 0);
+	stop_and_check();
 }
 
 Test(tlsfirst, a_relay_with_tls_off_refuses_tls_first_links)
@@ -241,6 +277,7 @@ Test(tlsfirst, a_relay_with_tls_off_refuses_tls_first_links)
 	cr_assert_eq(h_file_count(P.relay_hooks, "handshake_"), 0,
 		     "the relay started no handshake");
 	assert_failed_link(P.gw_hooks, "transport");
+	stop_and_check();
 }
 
 Test(tlsfirst, a_relay_certificate_from_another_ca_fails_the_handshake)
@@ -258,6 +295,7 @@ Test(tlsfirst, a_relay_certificate_from_another_ca_fails_the_handshake)
 	/* The gateway sent no offer to the wrong relay. */
 	cr_assert_eq(h_file_count(P.relay_hooks, "peer_node"), 0);
 	cr_assert_eq(h_file_count(P.gw_log, "is up"), 0);
+	stop_and_check();
 }
 
 Test(tlsfirst, an_unknown_node_is_refused_inside_tls)
@@ -298,6 +336,7 @@ Test(tlsfirst, an_unknown_node_is_refused_inside_tls)
 	s2c = tap_bytes(P.tap, 0, TAP_S2C, &len);
 	cr_assert_eq(s2c[0], 0x16);
 	cr_assert_null(h_memmem(s2c, len, magic, 4), "a REFUSE in cleartext");
+	stop_and_check();
 }
 
 Test(tlsfirst, a_partner_that_requires_a_certificate_the_peer_did_not_present)
@@ -323,6 +362,7 @@ Test(tlsfirst, a_partner_that_requires_a_certificate_the_peer_did_not_present)
 	cr_assert_not_null(strstr(line, "\"reason_name\":\"CERT_REQUIRED\""),
 			   "%s", line);
 	free(line);
+	stop_and_check();
 }
 
 Test(tlsfirst, a_partner_with_tls_off_is_refused_inside_tls)
@@ -341,6 +381,7 @@ Test(tlsfirst, a_partner_with_tls_off_is_refused_inside_tls)
 	cr_assert_not_null(strstr(line, "REQUIRED_BY_DIALER"), "%s", line);
 	free(line);
 	cr_assert_eq(h_file_count(P.gw_log, "is up"), 0);
+	stop_and_check();
 }
 
 Test(tlsfirst, the_identity_check_runs_on_the_node_named_inside_tls)
@@ -358,6 +399,7 @@ Test(tlsfirst, the_identity_check_runs_on_the_node_named_inside_tls)
 	cr_assert_eq(h_file_count(P.relay_hooks, "transcript"), 0,
 		     "a decision was made");
 	cr_assert_eq(h_file_count(P.gw_log, "is up"), 0);
+	stop_and_check();
 }
 
 /* ---- a TLS-first client of our own: openssl s_client ------------------ */
@@ -445,6 +487,7 @@ Test(tlsfirst, bytes_after_the_offer_inside_tls_kill_the_link)
 	free(got);
 	cr_assert_eq(h_file_count(P.relay_hooks, "\"stage\":\"negotiation\""), 1,
 		     "%s", h_read_file(P.relay_hooks, NULL));
+	stop_and_check();
 }
 
 Test(tlsfirst, the_negotiation_inside_tls_is_bounded)
@@ -473,6 +516,7 @@ Test(tlsfirst, the_negotiation_inside_tls_is_bounded)
 	line = hook_line(P.relay_hooks, "link_refused");
 	cr_assert_not_null(strstr(line, "\"reason_name\":\"MALFORMED\""), "%s", line);
 	free(line);
+	stop_and_check();
 }
 
 Test(tlsfirst, a_busy_refusal_in_plaintext_is_read_and_named)
@@ -502,6 +546,7 @@ Test(tlsfirst, a_busy_refusal_in_plaintext_is_read_and_named)
 	/* Once the slot is free the gateway's redial links up. */
 	close(fd);
 	wait_up();
+	stop_and_check();
 }
 
 Test(tlsfirst, a_session_outside_the_partners_versions_is_refused)
@@ -525,4 +570,5 @@ Test(tlsfirst, a_session_outside_the_partners_versions_is_refused)
 	cr_assert_not_null(strstr(line, "NO_COMMON_VERSION"), "%s", line);
 	free(line);
 	cr_assert_eq(h_file_count(P.gw_log, "is up"), 0);
+	stop_and_check();
 }
