@@ -159,6 +159,12 @@ static const struct choice yes_no[] = {
 	{ NULL, 0 },
 };
 
+static const struct choice tls_first_accept[] = {
+	{ "off", 0 },
+	{ "allow", 1 },
+	{ NULL, 0 },
+};
+
 static const struct choice key_perms_modes[] = {
 	{ "warn", CFG_KEY_PERMS_WARN },
 	{ "error", CFG_KEY_PERMS_ERROR },
@@ -246,6 +252,13 @@ static const struct key keys[] = {
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "tls",
 	  .dflt = "require", .parse = p_enum, .choices = tls_modes, DAE(tls),
 	  .help = "TLS policy for links: off, allow, prefer, require or verify. verify is require plus a verified certificate from the peer: on the relay it makes client_cert = require and refuses, before TLS, a gateway that offers no certificate; on the gateway it is require (the relay's certificate and name are always verified)." },
+	{ .sec = SEC_DAEMON, .roles = CFG_RELAY, .name = "tls_first",
+	  .dflt = "off", .parse = p_enum, .choices = tls_first_accept,
+	  DAE(tls_first),
+	  .help = "Links from partners that start TLS at once, without a negotiation message first (TLS first, the order of CICS IPIC): off (refused as not tlsplex) or allow (the relay tells them by their first byte, runs the TLS handshake, then the negotiation inside TLS). The TLS handshake uses the [relay] section's tls versions, ciphers and client_cert, since the partner is known only from the offer inside TLS; a partner with tls = off, or one that requires a client certificate the peer did not present, is refused. Needs tls other than off in [relay]." },
+	{ .sec = SEC_DAEMON, .roles = CFG_GATEWAY, .name = "tls_first",
+	  .dflt = "no", .parse = p_enum, .choices = yes_no, DAE(tls_first),
+	  .help = "yes: dial the relay TLS first (a TLS ClientHello at once, the offer inside TLS; the relay needs tls_first = allow); no link is ever plaintext, and nothing is sent in cleartext. no: the negotiation first, then TLS (the default). Needs tls other than off." },
 	{ .sec = SEC_DAEMON, .roles = ROLE_BOTH, .name = "min_tls",
 	  .dflt = "1.3", .parse = p_enum, .choices = tls_versions, DAE(min_tls),
 	  .help = "Lowest TLS version: 1.2 or 1.3. Must not exceed max_tls." },
@@ -465,6 +478,9 @@ static const struct key keys[] = {
 	{ .sec = SEC_PARTNER, .roles = ROLE_BOTH, .name = "tls_sticky",
 	  .parse = p_enum, .choices = yes_no, PEER(tls_sticky),
 	  .help = "yes or no: tls_sticky for this peer." },
+	{ .sec = SEC_PEER, .roles = CFG_GATEWAY, .name = "tls_first",
+	  .parse = p_enum, .choices = yes_no, PEER(tls_first),
+	  .help = "yes or no: tls_first for the relay this [peer] names (the one named after server_name)." },
 
 	/* [template NAME] */
 	{ .sec = SEC_TEMPLATE, .roles = CFG_RELAY, .name = "match_name",
@@ -2274,6 +2290,18 @@ check_partners(struct ld *st)
 		}
 		p->any = (!p->match_name[0] || cfg_list_has(p->match_name, "*")) &&
 			 !p->match_issuer[0] && p->match_source.n == 0;
+	}
+	for (size_t i = 0; st->role == CFG_GATEWAY && i <= c->n_peers; i++) {
+		const struct cfg_peer *p = i < c->n_peers ? &c->peers[i] : NULL;
+		int first = p && p->tls_first != CFG_UNSET ? p->tls_first :
+			    c->tls_first;
+		int tls = p && p->tls != CFG_UNSET ? p->tls : c->tls;
+
+		if (first != 1 || tls != TLS_MODE_OFF)
+			continue;
+		kfail(st, p ? p->line : st->daemon_line, "tls_first", "%s%s%s dials TLS first but has tls = off; expected tls = allow, prefer or require, or tls_first = no",
+		      p ? "[peer " : "[gateway]", p ? p->name : "", p ? "]" : "");
+		return -1;
 	}
 	if (sticky && !c->state_file[0]) {
 		kfail(st, st->daemon_line, "state_file", "missing key in [%s]; expected a file to remember TLS peers in, because %s sets tls_sticky = yes",

@@ -86,6 +86,7 @@ struct cfg_peer {
 	char services[CFG_LIST_MAX]; /* relay: services it may open; "" = all */
 	uint32_t max_streams;        /* relay: 0 = the daemon's */
 	int tls_sticky;              /* 0, 1 or CFG_UNSET */
+	int tls_first;               /* gateway: 0, 1 or CFG_UNSET */
 	/* [template NAME] only; every condition that is set must hold. */
 	char match_name[CFG_LIST_MAX];   /* node name patterns */
 	char match_issuer[CFG_LIST_MAX]; /* certificate issuer patterns */
@@ -124,6 +125,8 @@ struct cfg {
 	uint32_t drain_timeout_ms;       /* SIGTERM: how long streams may
 					    finish before they are reset */
 	int tls;                         /* enum tls_mode or CFG_TLS_VERIFY */
+	int tls_first;                   /* gateway: dial TLS first (1);
+					    relay: accept such links (1) */
 	int min_tls, max_tls;            /* TLSV_1_2 or TLSV_1_3 */
 	int client_cert;                 /* enum cert_want (relay); require
 					    when tls = verify */

@@ -290,6 +290,7 @@ daemon_link_config(const struct cfg *c, struct tls_ctx *tls,
 	lc->tls = tls;
 	lc->client_cert = c->role == CFG_RELAY ? c->client_cert : 0;
 	lc->server_name = c->role == CFG_GATEWAY ? c->server_name : NULL;
+	lc->tls_first = c->tls_first == 1;
 	lc->negotiation_timeout_ms = c->negotiation_timeout_ms;
 	lc->handshake_timeout_ms = c->handshake_timeout_ms;
 	lc->keepalive_timeout_ms = c->keepalive_timeout_ms;

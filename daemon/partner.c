@@ -25,6 +25,7 @@ partner_resolve(const struct cfg *c, const struct cfg_peer *p,
 	out->client_cert = c->client_cert;
 	out->max_streams = c->max_streams;
 	out->tls_sticky = c->tls_sticky;
+	out->tls_first = c->tls_first;
 	out->bind_node = c->role == CFG_RELAY;
 	if (p == NULL) {
 		out->verify = c->tls == CFG_TLS_VERIFY && c->role == CFG_RELAY;
@@ -43,6 +44,7 @@ partner_resolve(const struct cfg *c, const struct cfg_peer *p,
 	if (p->max_streams != 0)
 		out->max_streams = p->max_streams;
 	out->tls_sticky = partner_inherit(p->tls_sticky, c->tls_sticky);
+	out->tls_first = partner_inherit(p->tls_first, c->tls_first);
 	snprintf(out->identity, sizeof(out->identity), "%s", p->identity);
 	snprintf(out->issuers, sizeof(out->issuers), "%s", p->match_issuer);
 	snprintf(out->services, sizeof(out->services), "%s", p->services);

@@ -33,6 +33,7 @@ struct partner {
 	int client_cert;               /* enum cert_want (relay) */
 	uint32_t max_streams;
 	int tls_sticky;                /* 0 or 1 */
+	int tls_first;                 /* gateway: dial it TLS first */
 	int bind_node;                 /* identity "" binds the certificate
 					  to the node name (relay) */
 	char identity[CFG_LIST_MAX];   /* patterns the certificate must match */

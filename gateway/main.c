@@ -533,6 +533,7 @@ gw_link_to(struct gw_slot *sl, size_t i)
 	lc = gw->lcfg;
 	lc.server_name = r->server_name;
 	partner_apply(p, &lc.params, NULL);
+	lc.tls_first = p->tls_first;
 	if (partner_sticky_rule(p, sticky_has(gw->conf.sticky, r->server_name),
 				NULL, &lc.params) == PARTNER_STICKY_RAISE)
 		log_info("relay %s has completed TLS with this gateway before "

@@ -176,8 +176,9 @@ static const struct hook_field hook_fields[] = {
 	{ "stage", K_STR, OFF(stage),
 	  B(HOOK_LINK_REFUSED) | B(HOOK_HANDSHAKE_FAILED), "string",
 	  "link_refused: `tcp` or `negotiation`; handshake_failed: `tls`, "
-	  "`verify`, `bind`, `transport`, `timeout`, `veto`, `shutdown` or "
-	  "`resources`" },
+	  "`verify`, `bind`, `transport`, `timeout`, `veto`, `shutdown`, "
+	  "`resources`, or `negotiation` (TLS first: refused or failed in "
+	  "the negotiation inside TLS)" },
 	{ "by", K_STR, OFF(by), B(HOOK_LINK_REFUSED), "string",
 	  "who refused: `local` or `peer`" },
 	{ "reason_code", K_U64NZ, OFF(reason_code), EV_REASON, "number",

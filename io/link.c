@@ -10,18 +10,23 @@
  * agree.
  *
  *   CONNECTING  --connected, offer sent-->      NEGOTIATING
+ *   CONNECTING  --connected, TLS first-->       HANDSHAKE or NOTIFYING
  *   NEGOTIATING --TLS agreed-->                 HANDSHAKE
+ *   NEGOTIATING --a TLS ClientHello came first,
+ *                 tls_first = allow-->          HANDSHAKE or NOTIFYING
+ *   HANDSHAKE   --TLS first: handshake done-->  NEGOTIATING (inside TLS)
  *   NEGOTIATING --TLS agreed, a sink decides--> NOTIFYING
  *   NOTIFYING   --the sink let it go ahead-->   HANDSHAKE
  *   NEGOTIATING --plaintext agreed-->           BINDING
  *   HANDSHAKE   --handshake done-->             BINDING
  *   BINDING     --the peer's BIND matched-->    UP
  *   UP          --GOAWAY sent or received-->    DRAINING
- *   NEGOTIATING, NOTIFYING, HANDSHAKE, BINDING, DRAINING
+ *   CONNECTING, NEGOTIATING, NOTIFYING, HANDSHAKE, BINDING, DRAINING
  *               --a last message to flush-->    CLOSING
  *   any state but DEAD --failure, or closed-->  DEAD
  *   CLOSING     --flushed, or linger over-->    DEAD
  *
+ * NEGOTIATING with l->tls set is the negotiation inside TLS (TLS first).
  * The mux runs in BINDING, UP and DRAINING; streams are opened only in
  * UP.  A peer's GOAWAY in the record that carried its BIND takes BINDING
  * to UP first.
@@ -53,7 +58,6 @@ static void link_destroy(struct link *l);
 static void link_report_opened(struct link *l);
 static void link_flush(struct link *l);
 static void link_on_bound(struct link *l);
-static void link_read_enable(struct link *l, int on);
 static void link_read_cb(struct bufferevent *bev, void *arg);
 static void link_event_cb(struct bufferevent *bev, short what, void *arg);
 
@@ -165,14 +169,16 @@ link_report_opened(struct link *l)
 #define LS_BIT(s) (1u << (s))
 
 static const unsigned link_next[LINK_STATES] = {
-	[LS_CONNECTING] = LS_BIT(LS_NEGOTIATING) | LS_BIT(LS_DEAD),
+	[LS_CONNECTING] = LS_BIT(LS_NEGOTIATING) | LS_BIT(LS_NOTIFYING) |
+			  LS_BIT(LS_HANDSHAKE) | LS_BIT(LS_CLOSING) |
+			  LS_BIT(LS_DEAD),
 	[LS_NEGOTIATING] = LS_BIT(LS_NOTIFYING) | LS_BIT(LS_HANDSHAKE) |
 			   LS_BIT(LS_BINDING) | LS_BIT(LS_CLOSING) |
 			   LS_BIT(LS_DEAD),
 	[LS_NOTIFYING] = LS_BIT(LS_HANDSHAKE) | LS_BIT(LS_CLOSING) |
 			 LS_BIT(LS_DEAD),
-	[LS_HANDSHAKE] = LS_BIT(LS_BINDING) | LS_BIT(LS_CLOSING) |
-			 LS_BIT(LS_DEAD),
+	[LS_HANDSHAKE] = LS_BIT(LS_NEGOTIATING) | LS_BIT(LS_BINDING) |
+			 LS_BIT(LS_CLOSING) | LS_BIT(LS_DEAD),
 	[LS_BINDING] = LS_BIT(LS_UP) | LS_BIT(LS_CLOSING) | LS_BIT(LS_DEAD),
 	[LS_UP] = LS_BIT(LS_DRAINING) | LS_BIT(LS_DEAD),
 	[LS_DRAINING] = LS_BIT(LS_CLOSING) | LS_BIT(LS_DEAD),
@@ -925,8 +931,7 @@ link_start_mux(struct link *l)
 
 /* ---- reading the link socket ------------------------------------------ */
 
-/* Starts or stops reading the link socket. */
-static void
+void
 link_read_enable(struct link *l, int on)
 {
 	if (l->rd_ev == NULL || l->rd_on == on)
@@ -942,8 +947,11 @@ static void
 link_sock_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct link *l = arg;
-	/* During negotiation a peer can make us hold at most 8 KiB. */
-	size_t high = l->state == LS_NEGOTIATING ? 2 * NEG_MAX_LEN : LINK_IN_HIGH;
+	/* During negotiation a peer can make us hold at most 8 KiB; inside
+	 * TLS (TLS first) a record may be longer, and the plaintext read is
+	 * bounded by link_neg_input(). */
+	size_t high = l->state == LS_NEGOTIATING && l->tls == NULL ?
+		2 * NEG_MAX_LEN : LINK_IN_HIGH;
 	ssize_t r;
 
 	if (iobuf_reserve(&l->in, high) < 0) {
@@ -963,6 +971,8 @@ link_sock_read_cb(evutil_socket_t fd, short what, void *arg)
 			      (r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), l);
 		return;
 	}
+	if (l->first_rx < 0)
+		l->first_rx = iobuf_data(&l->in)[iobuf_len(&l->in) - (size_t)r];
 	l->bytes_in += (uint64_t)r;
 	if (iobuf_len(&l->in) >= high)
 		link_read_enable(l, 0);
@@ -1036,6 +1046,17 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 		net_nodelay(bufferevent_getfd(bev));
 		net_notsent_lowat(bufferevent_getfd(bev), LINK_NOTSENT_LOWAT);
 		net_local(bufferevent_getfd(bev), l->local, sizeof(l->local));
+		if (l->tls_first) {
+			log_info("%s: connected; starting TLS at once "
+				 "(tls_first), our offer follows inside it",
+				 link_who(l));
+			if (link_read_start(l) < 0) {
+				link_fail(l, LOG_ERR, "out of memory");
+				return;
+			}
+			link_start_tls(l);
+			return;
+		}
 		log_info("%s: connected; sending our offer (tls = %s)",
 			 link_who(l), tls_mode_str(l->mine.tls_mode));
 		link_send_offer(l);
@@ -1051,7 +1072,17 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_EOF) {
-		if (l->state == LS_NEGOTIATING) {
+		if (l->state == LS_NEGOTIATING && l->tls != NULL) {
+			tls_conn_set_eof(l->tls);
+			link_neg_input(l);	/* a last message may be whole */
+			if (l->state == LS_NEGOTIATING)
+				link_handshake_failed(l, "transport", l->cfg.dialer ?
+					"the relay closed the link inside TLS "
+					"before its decision (see its log: it "
+					"may not accept our certificate)" :
+					"the peer closed the link inside TLS "
+					"before its offer was complete");
+		} else if (l->state == LS_NEGOTIATING) {
 			neg_decoder_finish(l->dec);
 			link_fail(l, LOG_WARN, "peer closed the connection during "
 				  "negotiation after %zu bytes", l->rx_neg_len);
@@ -1060,10 +1091,12 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 					      "the connection while the "
 					      "notification hook ran");
 		} else if (l->state == LS_HANDSHAKE) {
+			const char *why = link_tls_first_unanswered(l);
+
 			tls_conn_set_eof(l->tls);
-			link_handshake_failed(l, "transport", "the peer closed "
-					      "the connection during the TLS "
-					      "handshake");
+			link_handshake_failed(l, "transport", why ? why :
+					      "the peer closed the connection "
+					      "during the TLS handshake");
 		} else if (link_mux_on(l)) {
 			if (l->tls != NULL)
 				tls_conn_set_eof(l->tls);
@@ -1079,6 +1112,11 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 		}
 		return;
 	}
+	if (l->state == LS_HANDSHAKE && link_tls_first_unanswered(l) != NULL) {
+		link_handshake_failed(l, "transport",
+				      link_tls_first_unanswered(l));
+		return;
+	}
 	link_fail(l, LOG_WARN, "connection error: %s",
 		  err ? evutil_socket_error_to_string(err) : "unknown");
 }
@@ -1089,8 +1127,15 @@ link_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	struct link *l = arg;
 
 	switch (l->state) {
-	case LS_CONNECTING:
 	case LS_NEGOTIATING:
+		if (l->tls != NULL) {
+			link_handshake_failed(l, "timeout", "the negotiation "
+					      "inside TLS (TLS first) did not "
+					      "complete within handshake_timeout");
+			break;
+		}
+		/* FALLTHROUGH */
+	case LS_CONNECTING:
 		link_fail(l, LOG_WARN, "negotiation not complete after %u ms "
 			  "(negotiation_timeout); %zu bytes received",
 			  l->cfg.negotiation_timeout_ms, l->rx_neg_len);
@@ -1150,6 +1195,14 @@ link_new(struct event_base *base, int fd, const struct sockaddr *sa,
 	l->mine = cfg->params;
 	link_fill_nonce(&l->mine);
 	l->mine.cert_want = (uint8_t)cfg->client_cert;
+	l->first_rx = -1;
+	/* A dialler that starts TLS at once has no plaintext outcome left
+	 * to offer: it requires TLS (an acceptor decides in link_on_offer). */
+	if (cfg->dialer && cfg->tls_first) {
+		l->tls_first = 1;
+		if (l->mine.tls_mode != TLS_MODE_OFF)
+			l->mine.tls_mode = TLS_MODE_REQUIRE;
+	}
 	l->t_start_us = l->last_rx_us = link_now_us();
 	l->t_open_wall_us = hook_wall_us();
 	l->last_state = cfg->dialer ? LS_CONNECTING : LS_NEGOTIATING;

@@ -48,6 +48,9 @@ struct link_config {
 	struct neg_params params;    /* our offer; the nonce is filled in */
 	int client_cert;             /* acceptor: enum cert_want */
 	const char *server_name;     /* dialler: name the relay cert carries */
+	int tls_first;               /* dialler: start TLS at once, negotiate
+					inside it; acceptor: accept links that
+					do so (docs/PROTOCOL.md, "TLS first") */
 	uint32_t negotiation_timeout_ms;
 	uint32_t handshake_timeout_ms;
 	uint32_t keepalive_timeout_ms; /* silence after which the link is dead */

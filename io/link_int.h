@@ -145,6 +145,9 @@ struct link {
 	unsigned bound : 1;        /* reached UP */
 	unsigned refused : 1;      /* a REFUSE went or came, or we refused
 				      the peer's decision */
+	unsigned tls_first : 1;    /* TLS runs before the negotiation, which
+				      is then carried inside it */
+	int first_rx;              /* the peer's first byte; -1 until one came */
 	uint16_t refuse_code;      /* enum neg_reason */
 	const char *fail_stage;    /* handshake_failed's stage, if destroy
 				      must report it */
@@ -188,6 +191,8 @@ void link_up_input(struct link *l);
 /* Starts the mux: BIND goes out, the link is BINDING.  0 or -1. */
 int link_start_mux(struct link *l);
 int link_read_start(struct link *l);
+/* Starts or stops reading the link socket. */
+void link_read_enable(struct link *l, int on);
 
 /* io/link_stream.c: the streams and the mux callbacks for them. */
 /* Detaches s from its link and frees it; reset closes its socket with
@@ -208,10 +213,26 @@ void link_handshake_step(struct link *l);
 /* Emits handshake_failed and closes after the alert is flushed. */
 void link_handshake_failed(struct link *l, const char *stage, const char *why);
 void link_tls_read_failed(struct link *l, const char *why);
+/* Runs the daemon's on_verify; 0, or -1 after failing the handshake. */
+int link_verify(struct link *l);
+/* TLS first: whether the TLS session lies within the agreed outcome (its
+ * version and suite).  0, or -1 with *reason and a sentence in why. */
+int link_tls_first_session_ok(struct link *l, uint16_t *reason, char *why,
+			      size_t whylen);
+/* TLS first, dialler: why the handshake ended when the relay sent
+ * nothing or a negotiation message back; NULL otherwise. */
+const char *link_tls_first_unanswered(const struct link *l);
 
 /* io/link_neg.c: the negotiation. */
 void link_fill_nonce(struct neg_params *p);
 void link_send_offer(struct link *l);
 void link_neg_input(struct link *l);
+/* TLS first, dialler: the handshake is done; sends the OFFER inside TLS. */
+void link_send_offer_tls(struct link *l);
+/* TLS first, dialler: the relay answered the ClientHello with a plaintext
+ * negotiation message (a REFUSE sent without reading, such as busy):
+ * decodes it from the link input, never giving it to TLS, and ends the
+ * link with its reason. */
+void link_tls_first_plain_answer(struct link *l);
 
 #endif

@@ -780,6 +780,14 @@ tls_conn_read(struct tls_conn *c, uint8_t *buf, size_t cap)
 }
 
 int
+tls_conn_pending(const struct tls_conn *c)
+{
+	int n = wolfSSL_pending(c->ssl);
+
+	return n > 0 ? n : 0;
+}
+
+int
 tls_conn_write(struct tls_conn *c, const uint8_t *buf, size_t n)
 {
 	int w, e;

@@ -97,6 +97,10 @@ int tls_conn_handshake(struct tls_conn *c);
  * the peer attempted a renegotiation), -2 the peer closed the TLS
  * session, -3 the transport ended without close_notify. */
 int tls_conn_read(struct tls_conn *c, uint8_t *buf, size_t cap);
+/* Decrypted bytes that no read has taken yet.  wolfSSL takes one record
+ * at a time from recv (it asks for exactly the bytes of the record it
+ * reads), so later records are still with the caller. */
+int tls_conn_pending(const struct tls_conn *c);
 /* Encrypts n bytes into the output buffer.  Returns 0 or -1. */
 int tls_conn_write(struct tls_conn *c, const uint8_t *buf, size_t n);
 /* Queues a close_notify alert. */

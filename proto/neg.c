@@ -718,10 +718,10 @@ static const struct {
 	  "the accepting side reached a limit; retry later or raise the limit" },
 	{ NEG_R_DECISION_MISMATCH, "DECISION_MISMATCH",
 	  "the decision does not follow from the two offers (tampering in transit, or incompatible versions)" },
-	{ NEG_R_CERT_REQUIRED, "CERT_REQUIRED",
-	  "the accepting side verifies certificates (tls = verify) and the dialling side offers none; give it cert and key" },
 	{ NEG_R_POLICY_VIOLATION, "POLICY_VIOLATION",
 	  "the decision breaks this side's TLS policy (this side requires TLS)" },
+	{ NEG_R_CERT_REQUIRED, "CERT_REQUIRED",
+	  "the accepting side requires a client certificate of this peer (tls = verify, or its partner section) and the dialling side has none to offer; configure cert and key on the dialling side" },
 };
 
 const char *

@@ -94,8 +94,10 @@ enum neg_reason {
 	NEG_R_BUSY = 107,                 /* a limit was reached; try later */
 	NEG_R_DECISION_MISMATCH = 108,    /* decision does not follow from the offers */
 	NEG_R_POLICY_VIOLATION = 109,     /* decision breaks the dialler's own policy */
-	NEG_R_CERT_REQUIRED = 110,        /* the acceptor verifies certificates
-					     (tls = verify); the offer has none */
+	NEG_R_CERT_REQUIRED = 110,        /* the acceptor needs a client
+					     certificate the dialler does not
+					     offer (tls = verify) or did not
+					     present (TLS first) */
 };
 
 /* One side's parameters, as carried by OFFER and DECISION. */

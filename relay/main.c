@@ -322,10 +322,14 @@ relay_quiesce(void *ud)
 	return r->conf.cfg->drain_timeout_ms;
 }
 
-/* Logs a warning for every template that admits any peer. */
+/* Logs a warning for every template that admits any peer, and for
+ * tls_first = allow that tls = off makes refuse every such link. */
 static void
 relay_warn_templates(const struct cfg *c)
 {
+	if (c->tls_first && c->tls == TLS_MODE_OFF)
+		log_warn("tls_first = allow with tls = off in [relay]: every "
+			 "TLS-first link is refused (it cannot be plaintext)");
 	for (size_t i = 0; i < c->n_templates; i++)
 		if (c->templates[i].any)
 			log_warn("[template %s] (line %d) admits any peer that "

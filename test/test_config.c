@@ -1047,6 +1047,51 @@ Test(config, link_budget)
 		    "link_budget", NULL, NULL);
 }
 
+Test(config, tls_first)
+{
+	struct cfg *c = load("[relay]\n" RELAY_FILES, CFG_RELAY);
+
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->tls_first, 0, "the relay refuses TLS-first links by default");
+	cfg_free(c);
+	c = load("[relay]\n" RELAY_FILES "tls_first = allow\n", CFG_RELAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->tls_first, 1);
+	cfg_free(c);
+	/* Loads: the relay refuses such links at run time, with a warning. */
+	c = load("[relay]\ntls = off\ntls_first = allow\n", CFG_RELAY);
+	cr_assert_not_null(c, "%s", err);
+	cfg_free(c);
+	c = load(GW_BASE GW_SVC, CFG_GATEWAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->tls_first, 0, "the gateway negotiates first by default");
+	cfg_free(c);
+	c = load(GW_BASE "tls_first = yes\n" GW_SVC
+		 "[peer relay2]\ntls_first = no\n[peer relay3]\n", CFG_GATEWAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->tls_first, 1);
+	cr_assert_eq(cfg_peer_find(c, "relay2")->tls_first, 0);
+	cr_assert_eq(cfg_peer_find(c, "relay3")->tls_first, CFG_UNSET);
+	cfg_free(c);
+	/* Each role has its own words. */
+	expect_fail("[relay]\n" RELAY_FILES "tls_first = yes\n", CFG_RELAY, 5,
+		    "tls_first", "'yes' is not a valid value", "allow");
+	expect_fail(GW_BASE "tls_first = allow\n" GW_SVC, CFG_GATEWAY, 4,
+		    "tls_first", "'allow' is not a valid value", "yes");
+	/* A dialler that starts TLS cannot be plaintext. */
+	expect_fail("[gateway]\nrelay = 127.0.0.1:7400\ntls = off\n"
+		    "tls_first = yes\n" GW_SVC, CFG_GATEWAY, 1, "tls_first",
+		    "[gateway] dials TLS first but has tls = off", "tls_first = no");
+	expect_fail(GW_BASE "tls_first = yes\n" GW_SVC "[peer old]\ntls = off\n",
+		    CFG_GATEWAY, 7, "tls_first", "[peer old] dials TLS first", NULL);
+	expect_fail(GW_BASE "tls = off\n" GW_SVC "[peer r]\ntls_first = yes\n",
+		    CFG_GATEWAY, 7, "tls_first", "[peer r] dials TLS first", NULL);
+	/* Per [peer] on the gateway only: the relay learns the partner
+	 * inside TLS, too late to choose the order. */
+	expect_fail("[relay]\n" RELAY_FILES "[peer gw1]\ntls_first = allow\n",
+		    CFG_RELAY, 6, "tls_first", NULL, NULL);
+}
+
 /* ---- the reference ---------------------------------------------------- */
 
 Test(config, reference_matches_docs)
@@ -1075,7 +1120,7 @@ Test(config, reference_matches_docs)
 			  "docs/CONFIG.md lacks this reference row (regenerate with cfg_write_reference):\n%s",
 			  line);
 	}
-	cr_assert_eq(rows, 72, "the table has %zu keys", rows);
+	cr_assert_eq(rows, 75, "the table has %zu keys", rows);
 	free(doc);
 	free(ref);
 }

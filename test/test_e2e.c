@@ -813,7 +813,7 @@ Test(e2e, verify_refuses_a_gateway_without_a_certificate_before_tls)
 	/* The relay verifies (tls = verify); the gateway has no cert. */
 	assert_refused("tls = verify\ncert = certs/relay.crt\nkey = certs/relay.key\n",
 		       "tls = require\n",
-		       "the accepting side verifies certificates (tls = verify)");
+		       "the accepting side requires a client certificate of this peer (tls = verify");
 	cr_assert_eq(h_wait_file_contains(P.relay_log, "[peer gw1] has tls = verify: node "
 					  "'gw1' must present a certificate", 1000), 0,
 		     "%s", h_read_file(P.relay_log, NULL));

@@ -44,6 +44,7 @@ local reasons = {
 	[107] = "BUSY",
 	[108] = "DECISION_MISMATCH",
 	[109] = "POLICY_VIOLATION",
+	[110] = "CERT_REQUIRED",
 }
 
 -- neg_reason_str() in proto/neg.c, by code: what the reason means and
@@ -64,6 +65,7 @@ local reason_texts = {
 	[107] = "the accepting side reached a limit; retry later or raise the limit",
 	[108] = "the decision does not follow from the two offers (tampering in transit, or incompatible versions)",
 	[109] = "the decision breaks this side's TLS policy (this side requires TLS)",
+	[110] = "the accepting side requires a client certificate of this peer (tls = verify, or its partner section) and the dialling side has none to offer; configure cert and key on the dialling side",
 }
 
 -- enum neg_field in proto/neg.h.
