@@ -779,6 +779,7 @@ link_start_mux(struct link *l)
 	ms.local_max_streams = lim.local_max_streams;
 	ms.peer_max_streams = lim.peer_max_streams;
 	ms.link_ack = lim.link_ack;
+	ms.reverse = policy_reverse(l->cfg.dialer, &l->mine, &l->peer.params);
 	ms.sparse_quantum = MUX_SPARSE_QUANTUM;
 	if (l->cfg.dialer) {
 		offer = l->tx_neg, offer_len = l->tx_neg_len;
