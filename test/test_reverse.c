@@ -452,3 +452,48 @@ Test(reverse, a_reload_that_adds_the_first_reverse_service_relinks)
 	cr_assert_fail("no reverse stream after the reload:\n%s",
 		       h_read_file(P.gw_log, NULL));
 }
+
+/* A gateway that opens a stream for a name the relay serves in reverse
+ * is refused: a reverse service has no backend at the relay. */
+Test(reverse, a_forward_stream_for_a_reverse_name_is_refused_by_the_relay)
+{
+	char gw[256];
+	int port = h_free_port(), fd;
+
+	start_echo("echo");
+	snprintf(gw, sizeof(gw), "[service rev]\nlisten = 127.0.0.1:%d\n", port);
+	start_pair_with(TLS_RELAY, TLS_GW, relay_rev("", ""), gw);
+	wait_up();
+	fd = connect_port(port);
+	cr_assert_geq(fd, 0);
+	(void)send(fd, "x", 1, MSG_NOSIGNAL);
+	cr_assert(closed_within(fd, 2000), "the client was not closed");
+	close(fd);
+	wait_log(P.relay_log, "stream for service 'rev' refused: it is a reverse "
+		 "service here", 2000);
+}
+
+/* SIGTERM on the relay closes the reverse listener at once (new clients
+ * are refused by the kernel) while an open reverse stream finishes; then
+ * the relay exits 0. */
+Test(reverse, sigterm_closes_the_listener_and_lets_open_streams_finish)
+{
+	int fd, late;
+
+	start_echo("echo");
+	start_pair_with(TLS_RELAY, TLS_GW, relay_rev("", ""), gw_rev(""));
+	wait_up();
+	fd = connect_port(rev_port);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(echo_once(fd, "before the signal", 5000), 0);
+	kill(P.relay, SIGTERM);
+	for (int i = 0; i < 100 && h_port_listening(rev_port) == 1; i++)
+		h_sleep_ms(20);
+	cr_assert_eq(h_port_listening(rev_port), 0,
+		     "the reverse listener is still open");
+	late = connect_port(rev_port);
+	cr_assert_lt(late, 0, "a client connected while the relay drains");
+	cr_assert_eq(echo_once(fd, "while the relay drains", 5000), 0);
+	close(fd);
+	cr_assert_eq(h_wait_exit(P.relay, 8000), 0, "the relay did not exit 0");
+}
