@@ -90,6 +90,18 @@ rev_svc_state(struct rev *r, const char *name)
 	return st;
 }
 
+/* Resets a refused client and logs why through the listener's guard
+ * (rate-limited, counted).  name is the refusal's short name, for the
+ * link_refused event once the guard reports refusals as events. */
+static void
+rev_refuse(struct rev_svc *st, evutil_socket_t fd, const struct sockaddr *sa,
+	   const char *name, const char *why)
+{
+	(void)name;
+	guard_refuse(st->guard, sa, why);
+	net_close_reset(fd);
+}
+
 /*
  * A client of a reverse service: the TCP-stage guard and max_clients,
  * then the gateway's link, which must be up, have announced reverse
@@ -110,18 +122,22 @@ rev_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 
 	evutil_make_socket_closeonexec(fd);
 	if (guard_admit(st->guard, sa, &svc->allow, &svc->deny, NULL,
-			NULL) < 0)
-		goto refuse_quiet;
+			NULL) < 0) {
+		net_close_reset(fd);
+		return;
+	}
 	if (st->clients >= svc->max_clients) {
 		snprintf(why, sizeof(why), "max_clients (%u) clients are "
 			 "connected", svc->max_clients);
-		goto refuse;
+		rev_refuse(st, fd, sa, "max_clients", why);
+		return;
 	}
 	l = rl->r->pick(rl->r->ud, svc->gateway);
 	if (l == NULL) {
 		snprintf(why, sizeof(why), "gateway %s has no link up to this "
 			 "relay", svc->gateway);
-		goto refuse;
+		rev_refuse(st, fd, sa, "no_link", why);
+		return;
 	}
 	if (!link_reverse(l)) {
 		snprintf(why, sizeof(why), "link %llu from gateway %s did not "
@@ -129,33 +145,31 @@ rev_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 			 "or no [service %s] with backend there)",
 			 (unsigned long long)link_id(l), svc->gateway,
 			 svc->name);
-		goto refuse;
+		rev_refuse(st, fd, sa, "no_reverse", why);
+		return;
 	}
 	if (cfg_tls_wire(svc->tls) == TLS_MODE_REQUIRE && !link_is_tls(l)) {
 		snprintf(why, sizeof(why), "the service requires TLS and link "
 			 "%llu from gateway %s is plaintext",
 			 (unsigned long long)link_id(l), svc->gateway);
-		goto refuse;
+		rev_refuse(st, fd, sa, "tls_required", why);
+		return;
 	}
 	if (svc->client_cert == CERT_WANT_REQUIRE && !link_peer_has_cert(l)) {
 		snprintf(why, sizeof(why), "the service requires a client "
 			 "certificate and gateway %s presented none on link "
 			 "%llu", svc->gateway, (unsigned long long)link_id(l));
-		goto refuse;
+		rev_refuse(st, fd, sa, "client_cert", why);
+		return;
 	}
 	bev = bufferevent_socket_new(rl->r->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		log_err("reverse service %s: out of memory", svc->name);
-		goto refuse_quiet;
+		net_close_reset(fd);
+		return;
 	}
 	/* On failure the link logged why, and closed the client. */
 	link_open_stream(l, svc->name, bev, &st->clients);
-	return;
-
-refuse:
-	guard_refuse(st->guard, sa, why);
-refuse_quiet:
-	net_close_reset(fd);
 }
 
 static void

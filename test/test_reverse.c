@@ -497,3 +497,30 @@ Test(reverse, sigterm_closes_the_listener_and_lets_open_streams_finish)
 	close(fd);
 	cr_assert_eq(h_wait_exit(P.relay, 8000), 0, "the relay did not exit 0");
 }
+
+/* client_cert = require on a reverse service: only on links whose
+ * gateway presented a verified certificate. */
+Test(reverse, client_cert_require_needs_the_gateways_certificate)
+{
+	char more[256], gw[512];
+	int open_port = h_free_port(), fd;
+
+	start_echo("echo");
+	snprintf(more, sizeof(more), "[service open]\nlisten = 127.0.0.1:%d\n"
+		 "gateway = gw1\n", open_port);
+	snprintf(gw, sizeof(gw), "%s[service open]\nbackend = 127.0.0.1:%d\n",
+		 gw_rev(""), P.backend_port);
+	/* A TLS link from a gateway without a certificate. */
+	start_pair_with("tls = require\ncert = certs/relay.crt\nkey = certs/relay.key\n"
+			"client_cert = optional\n", "tls = prefer\n",
+			relay_rev("client_cert = require\n", more), gw);
+	wait_up();
+	assert_client_refused(rev_port, 1000);
+	wait_log(P.relay_log, "requires a client certificate and gateway gw1 "
+		 "presented none", 2000);
+	/* The same link carries a service without the demand. */
+	fd = connect_port(open_port);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(echo_once(fd, "no certificate needed", 5000), 0);
+	close(fd);
+}
