@@ -157,7 +157,7 @@ Test(reverse, many_clients_both_ways_over_tls)
 	start_pair_with(TLS_RELAY, TLS_GW, relay_rev("", ""), gw_rev(""));
 	wait_up();
 	wait_log(P.relay_log, "reverse service rev: listening for clients", 2000);
-	cr_assert_eq(h_echo_clients(rev_port, 64, 256 * 1024, 11, 90000, err,
+	cr_assert_eq(h_echo_clients(rev_port, 100, 256 * 1024, 11, 90000, err,
 				    sizeof(err)), 0, "reverse clients failed:\n%s",
 		     err);
 	/* Forward services run beside it on the same link. */
