@@ -524,3 +524,32 @@ Test(reverse, client_cert_require_needs_the_gateways_certificate)
 	cr_assert_eq(echo_once(fd, "no certificate needed", 5000), 0);
 	close(fd);
 }
+
+/* A pool of live links from one gateway (relay_links = 3): the relay
+ * opens reverse streams on one of them that is up, and every byte comes
+ * back; after SIGUSR1 on the relay drains them all and the gateway has
+ * made fresh ones, the streams go on the fresh links. */
+Test(reverse, a_pool_of_links_from_one_gateway_carries_reverse_streams)
+{
+	char err[4096];
+	int64_t end;
+
+	start_echo("echo");
+	start_pair_with(TLS_RELAY, TLS_GW "relay_links = 3\n", relay_rev("", ""),
+			gw_rev(""));
+	end = h_now_ms() + 15000;
+	while (h_file_count(P.gw_log, "is up") < 3 && h_now_ms() < end)
+		h_sleep_ms(20);
+	cr_assert_eq(h_file_count(P.gw_log, "is up"), 3, "gateway log:\n%s",
+		     h_read_file(P.gw_log, NULL));
+	cr_assert_eq(h_echo_clients(rev_port, 30, 64 * 1024, 31, 30000, err,
+				    sizeof(err)), 0, "%s", err);
+	kill(P.relay, SIGUSR1);
+	end = h_now_ms() + 15000;
+	while (h_file_count(P.gw_log, "is up") < 6 && h_now_ms() < end)
+		h_sleep_ms(20);
+	cr_assert_geq(h_file_count(P.gw_log, "is up"), 6, "no fresh links:\n%s",
+		      h_read_file(P.gw_log, NULL));
+	cr_assert_eq(h_echo_clients(rev_port, 30, 64 * 1024, 32, 30000, err,
+				    sizeof(err)), 0, "after the drain: %s", err);
+}
