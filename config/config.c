@@ -429,25 +429,31 @@ static const struct key keys[] = {
 	  .help = "File that remembers the peers seen with TLS, for tls_sticky; its directory must exist. Required when tls_sticky is used." },
 
 	/* [service NAME] */
-	{ .sec = SEC_SERVICE, .roles = CFG_GATEWAY, .name = "listen",
-	  .flags = K_REQUIRED | K_PORT_ONLY, .parse = p_addr, SVC(listen),
-	  .help = "Address clients connect to: host:port, [IPv6]:port, or a bare port or :port meaning 127.0.0.1." },
-	{ .sec = SEC_SERVICE, .roles = CFG_RELAY, .name = "backend",
-	  .flags = K_REQUIRED, .parse = p_addr, SVC(backend),
-	  .help = "Address the relay connects each stream to: host:port, IPv6 as [::1]:7400." },
+	{ .sec = SEC_SERVICE, .roles = ROLE_BOTH, .name = "listen",
+	  .flags = K_PORT_ONLY, .parse = p_addr, SVC(listen),
+	  .dflt_doc = "none; a service needs listen or backend",
+	  .help = "Address clients connect to: host:port, [IPv6]:port, or a bare port or :port meaning 127.0.0.1. On the gateway a forward service: each client becomes a stream the gateway opens to the relay. On the relay a reverse service: each client becomes a stream the relay opens toward `gateway`, which connects it to its own backend. A service has listen or backend, not both." },
+	{ .sec = SEC_SERVICE, .roles = ROLE_BOTH, .name = "backend",
+	  .parse = p_addr, SVC(backend),
+	  .dflt_doc = "none; a service needs listen or backend",
+	  .help = "Address each stream of this service is connected to: host:port, IPv6 as [::1]:7400. On the relay a forward service (streams the gateways open). On the gateway a reverse service: the relay may open streams for it, and only for the gateway's services with backend." },
+	{ .sec = SEC_SERVICE, .roles = CFG_RELAY, .name = "gateway",
+	  .parse = p_name, SVC(gateway),
+	  .dflt_doc = "none; required beside listen",
+	  .help = "Reverse service (with listen): the node name of the gateway whose link carries its streams. While that gateway has no link up that announced reverse services, clients are refused at once (a TCP reset and a log line)." },
 	{ .sec = SEC_SERVICE, .roles = ROLE_BOTH, .name = "tls",
 	  .parse = p_enum, .choices = tls_modes, SVC(tls),
 	  .help = "TLS policy for this service: off, allow, prefer, require or verify. With require its streams are never carried on a plaintext link; verify on the relay also makes the service's client_cert = require." },
-	{ .sec = SEC_SERVICE, .roles = CFG_GATEWAY, .name = "allow",
+	{ .sec = SEC_SERVICE, .roles = ROLE_BOTH, .name = "allow",
 	  .dflt = "", .parse = p_acl, SVC(allow),
-	  .help = "Client networks admitted to this service, checked after the [gateway] lists; same form as the daemon key. Empty: every client the [gateway] lists admit." },
-	{ .sec = SEC_SERVICE, .roles = CFG_GATEWAY, .name = "deny",
+	  .help = "Client networks admitted to this service's listener (a service with listen), checked after the daemon section's lists; same form as the daemon key. Empty: every client the daemon section's lists admit." },
+	{ .sec = SEC_SERVICE, .roles = ROLE_BOTH, .name = "deny",
 	  .dflt = "", .parse = p_acl, SVC(deny),
-	  .help = "Client networks refused by this service, besides those the [gateway] lists refuse." },
-	{ .sec = SEC_SERVICE, .roles = CFG_GATEWAY, .name = "max_clients",
+	  .help = "Client networks refused by this service's listener, besides those the daemon section's lists refuse." },
+	{ .sec = SEC_SERVICE, .roles = ROLE_BOTH, .name = "max_clients",
 	  .dflt = "4096", .parse = p_count, .check = c_range,
 	  .lo = 1, .hi = 1000000, SVC(max_clients),
-	  .help = "Most client connections to this service at once, 1 to 1000000; a client beyond it is closed at once and logged." },
+	  .help = "Most client connections to this service's listener at once, 1 to 1000000; a client beyond it is closed at once and logged. Ignored for a service with backend." },
 	{ .sec = SEC_SERVICE, .roles = CFG_RELAY, .name = "client_cert",
 	  .parse = p_enum, .choices = cert_wants, SVC(client_cert),
 	  .help = "require: streams to this service are refused unless the link's peer presented a verified certificate. none or optional: no extra demand." },
@@ -2214,6 +2220,62 @@ check_tls_files(struct ld *st)
 	return 0;
 }
 
+/*
+ * A service is forward or reverse: listen (the gateway's clients, or the
+ * relay's reverse listener, which also names its gateway) or backend
+ * (the relay's forward target, or the gateway's reverse target), never
+ * both.  The listener's keys need a listener.
+ */
+static int
+check_service_kind(struct ld *st, const struct cfg_service *s)
+{
+	const struct key *lk = &keys[key_index(SEC_SERVICE, "listen")];
+	const struct key *bk = &keys[key_index(SEC_SERVICE, "backend")];
+	int relay = st->role == CFG_RELAY;
+
+	if (s->listen[0] == '\0' && s->backend[0] == '\0') {
+		char le[256];
+
+		snprintf(le, sizeof(le), "%s", expect_of(st, lk));
+		kfail(st, s->line, relay ? "backend" : "listen",
+		      "missing key in [service %s]; expected %s (%s) or %s (%s)",
+		      s->name, relay ? "backend" : "listen",
+		      relay ? expect_of(st, bk) : le,
+		      relay ? "listen, for a reverse service" :
+		      "backend, for a reverse service",
+		      relay ? le : expect_of(st, bk));
+		return -1;
+	}
+	if (s->listen[0] != '\0' && s->backend[0] != '\0') {
+		kfail(st, s->line, "backend", "[service %s] sets both listen and backend; expected one: listen for a service whose clients connect to this %s, backend for one whose streams the %s opens",
+		      s->name, relay ? "relay" : "gateway",
+		      relay ? "gateway" : "relay");
+		return -1;
+	}
+	if (relay && s->listen[0] != '\0' && s->gateway[0] == '\0') {
+		kfail(st, s->line, "gateway", "missing key in [service %s], which listens (a reverse service); expected the node name of the gateway that carries its streams",
+		      s->name);
+		return -1;
+	}
+	if (relay && s->listen[0] == '\0' && s->gateway[0] != '\0') {
+		kfail(st, s->line, "gateway", "[service %s] names a gateway but has no listen; expected gateway only beside listen (a reverse service)",
+		      s->name);
+		return -1;
+	}
+	if (s->listen[0] == '\0' && (s->allow.n > 0 || s->deny.n > 0)) {
+		kfail(st, s->line, s->allow.n > 0 ? "allow" : "deny", "[service %s] has no listener; expected allow and deny only beside listen",
+		      s->name);
+		return -1;
+	}
+	if (relay && s->listen[0] != '\0' &&
+	    strcmp(s->listen, st->c->listen) == 0) {
+		kfail(st, s->line, "listen", "[service %s] listens on %s, the relay's link address; expected a different address",
+		      s->name, s->listen);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 check_services(struct ld *st)
 {
@@ -2226,18 +2288,9 @@ check_services(struct ld *st)
 	for (size_t i = 0; i < c->n_services; i++) {
 		const struct cfg_service *s = &c->services[i];
 
-		for (size_t k = 0; k < NKEYS; k++) {
-			const struct key *e = &keys[k];
-
-			if (e->sec != SEC_SERVICE || !(e->roles & st->role) ||
-			    !(e->flags & K_REQUIRED) ||
-			    *(const char *)field(e, s))
-				continue;
-			kfail(st, s->line, e->name, "missing key in [service %s]; expected %s",
-			      s->name, expect_of(st, e));
+		if (check_service_kind(st, s) < 0)
 			return -1;
-		}
-		for (size_t j = 0; j < i && st->role == CFG_GATEWAY; j++) {
+		for (size_t j = 0; j < i && s->listen[0]; j++) {
 			if (strcmp(c->services[j].listen, s->listen) == 0) {
 				kfail(st, s->line, "listen", "[service %s] listens on %s like [service %s] (line %d); expected a different address",
 				      s->name, s->listen, c->services[j].name,
@@ -2599,6 +2652,23 @@ cfg_free(struct cfg *c)
 	free(c->peers);
 	free(c->templates);
 	free(c);
+}
+
+int
+cfg_service_reverse(const struct cfg *c, const struct cfg_service *s)
+{
+	return c->role == CFG_RELAY ? s->listen[0] != '\0'
+				    : s->backend[0] != '\0';
+}
+
+size_t
+cfg_reverse_count(const struct cfg *c)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n_services; i++)
+		n += cfg_service_reverse(c, &c->services[i]) != 0;
+	return n;
 }
 
 const struct cfg_service *

@@ -60,13 +60,19 @@ struct cfg_acl {
 /* A [service NAME] section. */
 struct cfg_service {
 	char name[CFG_NAME_MAX + 1];
-	char listen[CFG_ADDR_MAX];  /* gateway: host:port clients connect to */
-	char backend[CFG_ADDR_MAX]; /* relay: host:port streams connect to */
+	char listen[CFG_ADDR_MAX];  /* host:port clients connect to: the
+				       gateway's forward service, or the
+				       relay's reverse one; "" = none */
+	char backend[CFG_ADDR_MAX]; /* host:port streams connect to: the
+				       relay's forward service, or the
+				       gateway's reverse one; "" = none */
+	char gateway[CFG_NAME_MAX + 1]; /* relay, reverse: the node name of
+				       the gateway that carries it */
 	int tls;                    /* enum tls_mode or CFG_UNSET; require =
 				       never carried on a plaintext link */
-	struct cfg_acl allow, deny; /* gateway: clients admitted, beside the
-				       [gateway] lists */
-	uint32_t max_clients;       /* gateway: client connections at once */
+	struct cfg_acl allow, deny; /* with listen: clients admitted, beside
+				       the daemon section's lists */
+	uint32_t max_clients;       /* with listen: client connections at once */
 	int client_cert;            /* relay: enum cert_want or CFG_UNSET;
 				       require = streams only on links whose
 				       peer presented a verified certificate */
@@ -207,6 +213,12 @@ void cfg_free(struct cfg *c);
 
 const struct cfg_service *cfg_service_find(const struct cfg *c,
 					   const char *name);
+/* Nonzero when s is a reverse service: on the relay one that listens
+ * (its streams are opened toward a gateway), on the gateway one with a
+ * backend (the relay opens its streams). */
+int cfg_service_reverse(const struct cfg *c, const struct cfg_service *s);
+/* The number of reverse services in c. */
+size_t cfg_reverse_count(const struct cfg *c);
 const struct cfg_peer *cfg_peer_find(const struct cfg *c, const char *name);
 const struct cfg_peer *cfg_template_find(const struct cfg *c,
 					 const char *name);

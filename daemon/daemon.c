@@ -277,6 +277,10 @@ daemon_params(const struct cfg *c, struct neg_params *p)
 	p->keepalive_ms = c->keepalive_ms;
 	p->flow_caps = c->link_budget == CFG_LINK_BUDGET_AUTO ? NEG_FLOW_LINK_ACK
 							   : 0;
+	/* A gateway without reverse services sends the offer of a version
+	 * that has none. */
+	if (c->role == CFG_GATEWAY && cfg_reverse_count(c) > 0)
+		p->flow_caps |= NEG_FLOW_REVERSE;
 }
 
 void

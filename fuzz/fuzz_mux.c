@@ -531,6 +531,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	f.eager = !!(bits & FM_EAGER);
 	f.set.link_ack = flow & FF_LINK_ACK;
 	f.set.sparse_quantum = flow & FF_SPARSE ? MUX_SPARSE_QUANTUM : 0;
+	f.set.reverse = !(flow & FF_NO_REVERSE);
 
 	check_chunking(&f, script, k, link, n, f.set.max_frame);
 

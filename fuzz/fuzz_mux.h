@@ -28,6 +28,8 @@
 #define FF_ANSWER 0x10        /* after the link bytes, answer our probes */
 #define FF_ANSWER_OLDEST 0x20 /* ... the oldest outstanding, else the newest */
 #define FF_REBUDGET 0x40      /* ... and change the budget between sends */
+#define FF_NO_REVERSE 0x80    /* settings.reverse off (the acceptor opens
+				 nothing, the dialler refuses its OPENs) */
 
 #define FM_FEED_ALL 31
 #define FM_ACT_NONE 0

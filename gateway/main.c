@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <event2/bufferevent.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 
@@ -96,6 +97,8 @@ struct gateway {
 	struct event *reload_ev;   /* SIGHUP */
 	struct gw_svc_list svcs;
 	struct gw_listener *next_listeners; /* staged by a reload */
+	struct evdns_base *dns;    /* reverse backends given by name; made
+				      on first use */
 };
 
 static void gw_client_start(struct gateway *gw, const struct cfg_service *svc,
@@ -450,13 +453,73 @@ gw_on_down(void *ud, struct link *l)
 	gw_slot_down(gw_link_slot(ud, l), l);
 }
 
+/*
+ * A stream the relay opened (a reverse service): connected only to a
+ * service this gateway configured with a backend, so the relay cannot
+ * make the gateway connect anywhere else.
+ */
 static struct bufferevent *
 gw_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 {
-	log_warn("link %llu: the relay opened a stream for service '%s'; "
-		 "reverse services are not configured here, refused",
-		 (unsigned long long)link_id(l), service);
+	struct gateway *gw = ud;
+	const struct cfg_service *svc = cfg_service_find(gw->conf.cfg, service);
+	struct evutil_addrinfo hints, *res = NULL;
+	struct bufferevent *bev;
+	char host[256], port[32];
+	int rc = -1;
+
 	*code = MUX_C_REFUSED;
+	if (svc == NULL || !cfg_service_reverse(gw->conf.cfg, svc)) {
+		log_warn("link %llu (node %s): the relay opened a stream for "
+			 "service '%s', which is not a reverse service here; "
+			 "refused (the relay may open streams only to a "
+			 "[service %s] with backend)",
+			 (unsigned long long)link_id(l), link_peer_node(l),
+			 service, service);
+		return NULL;
+	}
+	if (cfg_tls_wire(svc->tls) == TLS_MODE_REQUIRE && !link_is_tls(l)) {
+		log_warn("link %llu (node %s): stream for reverse service '%s' "
+			 "refused: the service requires TLS and this link is "
+			 "plaintext", (unsigned long long)link_id(l),
+			 link_peer_node(l), service);
+		*code = MUX_C_TLS_REQUIRED;
+		return NULL;
+	}
+	*code = MUX_C_CONNECT_FAILED;
+	if (net_split(svc->backend, "127.0.0.1", host, sizeof(host), port,
+		      sizeof(port)) < 0)
+		goto fail;
+	bev = bufferevent_socket_new(gw->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		*code = MUX_C_INTERNAL;
+		return NULL;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV;
+	if (evutil_getaddrinfo(host, port, &hints, &res) == 0) {
+		rc = bufferevent_socket_connect(bev, res->ai_addr,
+						(int)res->ai_addrlen);
+		evutil_freeaddrinfo(res);
+	} else {
+		if (gw->dns == NULL)
+			gw->dns = evdns_base_new(gw->base,
+						 EVDNS_BASE_INITIALIZE_NAMESERVERS);
+		if (gw->dns != NULL)
+			rc = bufferevent_socket_connect_hostname(bev, gw->dns,
+								 AF_UNSPEC, host,
+								 atoi(port));
+	}
+	if (rc < 0) {
+		bufferevent_free(bev);
+		goto fail;
+	}
+	return bev;
+fail:
+	log_warn("reverse service %s: cannot start connecting to backend %s",
+		 service, svc->backend);
 	return NULL;
 }
 
@@ -734,6 +797,8 @@ gw_listeners_build(struct gateway *gw, const struct cfg *c,
 
 		gl->gw = gw;
 		gl->svc = &c->services[i];
+		if (cfg_service_reverse(c, gl->svc))
+			continue; /* the relay opens its streams */
 		gl->st = gw_svc_state(gw, gl->svc->name);
 		if (gl->st == NULL)
 			goto fail;
@@ -766,7 +831,9 @@ gw_listeners_build(struct gateway *gw, const struct cfg *c,
 			 gl->svc->name, gl->svc->listen);
 	}
 	for (i = 0; i < c->n_services; i++)
-		evconnlistener_set_cb(next[i].lis, gw_accept_cb, &next[i]);
+		if (next[i].lis != NULL)
+			evconnlistener_set_cb(next[i].lis, gw_accept_cb,
+					      &next[i]);
 	*out = next;
 	return 0;
 fail:
@@ -819,6 +886,30 @@ gw_abandon(void *ud, const struct daemon_conf *next)
 	gw->next_listeners = NULL;
 }
 
+/* A reload that gave the gateway its first reverse service, or took its
+ * last away: the running links announced the old state (REVERSE), so
+ * they drain and fresh links announce the new one. */
+static void
+gw_reverse_changed(struct gateway *gw, const struct cfg *cur,
+		   const struct cfg *old)
+{
+	int now = cfg_reverse_count(cur) > 0;
+	size_t i;
+
+	if (now == (cfg_reverse_count(old) > 0))
+		return;
+	for (i = 0; i < gw->n_slots; i++) {
+		struct link *l = gw->slots[i].link;
+
+		if (!link_is_up(l))
+			continue;
+		log_info("SIGHUP: this gateway %s reverse services now; a fresh "
+			 "link announces it", now ? "has" : "has no");
+		link_drain(l, now ? "reverse services were added" :
+			   "the last reverse service was removed");
+	}
+}
+
 static void
 gw_commit(void *ud, const struct daemon_conf *cur,
 	  const struct daemon_conf *old)
@@ -834,7 +925,7 @@ gw_commit(void *ud, const struct daemon_conf *cur,
 								 h->svc->name);
 
 		tmp = TAILQ_NEXT(h, entry);
-		if (svc == NULL) {
+		if (svc == NULL || cfg_service_reverse(cur->cfg, svc)) {
 			log_warn("client %s refused: service %s was removed by "
 				 "the reload", h->who, h->svc->name);
 			gw_held_free(gw, h);
@@ -848,6 +939,7 @@ gw_commit(void *ud, const struct daemon_conf *cur,
 		log_warn("SIGHUP: relay_links = %u applies when the gateway "
 			 "starts; it keeps %zu live links", cur->cfg->relay_links,
 			 gw->n_slots);
+	gw_reverse_changed(gw, cur->cfg, old->cfg);
 	log_info("SIGHUP: configuration reloaded from %s: %zu services, relays "
 		 "%s; the running link keeps its settings", gw->path,
 		 cur->cfg->n_services, cur->cfg->relay);
@@ -970,6 +1062,8 @@ out:
 		guard_free(st->guard);
 		free(st);
 	}
+	if (gw.dns != NULL)
+		evdns_base_free(gw.dns, 0);
 	daemon_base_free(gw.base);
 	hook_reset();
 	daemon_conf_free(&gw.conf, NULL);

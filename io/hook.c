@@ -187,7 +187,8 @@ static const struct hook_field hook_fields[] = {
 	  "the reason's name: a negotiation reason (`UNKNOWN_PEER`, "
 	  "`NEITHER_ASKED`, ...) or a TCP-stage one (`deny_list`, "
 	  "`allow_list`, `max_links`, `max_links_per_source`, `max_clients`, "
-	  "`hold_full`, `hold_timeout`)" },
+	  "`hold_full`, `hold_timeout`; a relay's reverse-service listener: "
+	  "`no_link`, `no_reverse`, `tls_required`, `client_cert`)" },
 	{ "reason", K_STR, OFF(reason),
 	  EV_REASON | B(HOOK_DAEMON_RELOADED) | B(HOOK_DAEMON_STOPPING),
 	  "string", "a sentence for a person" },

@@ -894,6 +894,7 @@ link_start_mux(struct link *l)
 	ms.local_max_streams = lim.local_max_streams;
 	ms.peer_max_streams = lim.peer_max_streams;
 	ms.link_ack = lim.link_ack;
+	ms.reverse = policy_reverse(l->cfg.dialer, &l->mine, &l->peer.params);
 	ms.sparse_quantum = MUX_SPARSE_QUANTUM;
 	memcpy(ms.bind, l->transcript, sizeof(ms.bind));
 	/* Each mux_send() fills at most one TLS record's worth. */

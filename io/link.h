@@ -127,6 +127,9 @@ void link_close_all(const char *reason);
  * peer's BIND, and not draining. */
 int link_is_up(const struct link *l);
 int link_is_tls(const struct link *l);
+/* Nonzero when the relay may open streams on the link: the gateway
+ * announced reverse services (NEG_FLOW_REVERSE) in its offer. */
+int link_reverse(const struct link *l);
 uint64_t link_id(const struct link *l);
 const char *link_peer_node(const struct link *l);
 size_t link_count(void);

@@ -435,9 +435,9 @@ link_open_stream(struct link *l, const char *service, struct bufferevent *bev,
 	}
 	id = mux_open(l->mux, service, s);
 	if (id == 0) {
-		log_warn("%s: cannot open a stream for service %s: the relay's "
+		log_warn("%s: cannot open a stream for service %s: the %s's "
 			 "stream limit is reached or it is draining the link",
-			 link_who(l), service);
+			 link_who(l), service, l->cfg.dialer ? "relay" : "gateway");
 		stream_discard(s);
 		return -1;
 	}
@@ -460,4 +460,11 @@ link_open_stream(struct link *l, const char *service, struct bufferevent *bev,
 	}
 	link_kick(l);
 	return 0;
+}
+
+int
+link_reverse(const struct link *l)
+{
+	return l != NULL && l->mux != NULL &&
+	       policy_reverse(l->cfg.dialer, &l->mine, &l->peer.params);
 }

@@ -467,6 +467,10 @@ recv_open(struct mux *m, const struct frame_hdr *h,
 	 * was sent in good faith, before our GOAWAY reached the peer. */
 	if (m->goaway_sent && m->goaway_recv)
 		return cq_reset(m, id, MUX_C_REFUSED);
+	/* An acceptor opens streams only to a dialler that announced it
+	 * takes them (REVERSE); refused as an older dialler would. */
+	if (m->set.dialer && !m->set.reverse)
+		return cq_reset(m, id, MUX_C_REFUSED);
 
 	struct mux_stream *s = stream_new(m, id, 0);
 	if (s == NULL)
@@ -1184,6 +1188,7 @@ mux_open(struct mux *m, const char *service, void *sud)
 	uint8_t tmp[FRAME_HDR_LEN + 1 + FRAME_SERVICE_MAX];
 
 	if (m->err != MUX_ERR_NONE || m->goaway_recv || m->next_id == 0 ||
+	    (!m->set.dialer && !m->set.reverse) ||
 	    m->local_open >= m->set.peer_max_streams ||
 	    frame_encode_open(tmp, sizeof(tmp), m->next_id, service) < 0)
 		return 0;

@@ -5,7 +5,8 @@
  * I/O, never allocates per byte, and never logs.
  *
  * Streams opened by the dialling side have odd ids, by the accepting
- * side even ids.  Each stream has credit-based flow control: a side may
+ * side even ids; the accepting side opens streams only when the dialler
+ * announced that it takes them (settings.reverse).  Each stream has credit-based flow control: a side may
  * send DATA only within the credit its peer granted.  Outgoing data is
  * pulled from the caller through read_data(), one frame per stream per
  * round, so streams share the link round-robin.
@@ -34,6 +35,9 @@ struct mux_settings {
 	uint32_t sparse_quantum;      /* bytes a freshly woken stream sends
 					 ahead of the round-robin streams;
 					 0: no such priority */
+	int reverse;                  /* nonzero: the acceptor may open
+					 streams (the dialler announced
+					 REVERSE; struct mux_limits) */
 };
 
 /*
@@ -129,7 +133,8 @@ uint64_t mux_link_inflight(const struct mux *m);
 uint64_t mux_sparse_served(const struct mux *m);
 
 /* Opens a stream to service.  Returns its id, or 0 when the peer's
- * stream limit is reached, a GOAWAY was received, or name is invalid. */
+ * stream limit is reached, a GOAWAY was received, name is invalid, or
+ * this side is the acceptor and settings.reverse is off. */
 uint32_t mux_open(struct mux *m, const char *service, void *sud);
 /* Wakes a stream parked by read_data(). */
 void mux_resume(struct mux *m, uint32_t id);

@@ -69,6 +69,8 @@ enum neg_field {
 /* NEG_F_FLOW capability bits.  Unknown bits are kept on decode and mean
  * nothing to this version. */
 #define NEG_FLOW_LINK_ACK 0x00000001u /* speaks LINK_ACK probes and answers */
+#define NEG_FLOW_REVERSE  0x00000002u /* dialler: takes streams the acceptor
+					 opens (reverse services) */
 
 enum neg_result {
 	NEG_RESULT_PLAINTEXT = 0,

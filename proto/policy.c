@@ -242,3 +242,12 @@ policy_mux_limits(const struct neg_params *local,
 	out->link_ack = (local->flow_caps & NEG_FLOW_LINK_ACK) &&
 			(peer->flow_caps & NEG_FLOW_LINK_ACK);
 }
+
+int
+policy_reverse(int dialer, const struct neg_params *local,
+	       const struct neg_params *peer)
+{
+	const struct neg_params *d = dialer ? local : peer;
+
+	return (d->flow_caps & NEG_FLOW_REVERSE) != 0;
+}

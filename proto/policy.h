@@ -51,5 +51,10 @@ struct mux_limits {
 };
 void policy_mux_limits(const struct neg_params *local,
 		       const struct neg_params *peer, struct mux_limits *out);
+/* Nonzero when the acceptor may open streams on the link: the dialler
+ * announced NEG_FLOW_REVERSE (an acceptor's bit means nothing).  dialer
+ * says which side local is. */
+int policy_reverse(int dialer, const struct neg_params *local,
+		   const struct neg_params *peer);
 
 #endif

@@ -26,6 +26,7 @@
 #include "frame.h"
 #include "guard.h"
 #include "net.h"
+#include "reverse.h"
 #include "sticky.h"
 #include "tlsio.h"
 
@@ -42,6 +43,7 @@ struct relay_backend {
  * outlives a reload). */
 struct relay_link {
 	TAILQ_ENTRY(relay_link) entry;
+	struct link *link;
 	struct sockaddr_storage ss;
 	char node[CFG_NAME_MAX + 1];
 	struct partner partner;
@@ -64,6 +66,7 @@ struct relay {
 	struct event *drain_ev;
 	struct event *reload_ev;
 	struct link_config lcfg;
+	struct rev *rev;           /* reverse services' listeners */
 };
 
 static int
@@ -159,6 +162,15 @@ relay_on_stream(void *ud, struct link *l, const char *service, uint32_t *code)
 			 "refused; add a [service %s] section to serve it",
 			 (unsigned long long)link_id(l), link_peer_node(l),
 			 service, service);
+		*code = MUX_C_REFUSED;
+		return NULL;
+	}
+	if (cfg_service_reverse(r->conf.cfg, svc)) {
+		log_warn("link %llu (node %s): stream for service '%s' refused: "
+			 "it is a reverse service here (the relay listens for it "
+			 "and opens its streams toward gateway %s)",
+			 (unsigned long long)link_id(l), link_peer_node(l),
+			 service, svc->gateway);
 		*code = MUX_C_REFUSED;
 		return NULL;
 	}
@@ -302,8 +314,23 @@ relay_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 		free(rl);
 		return;
 	}
+	rl->link = l;
 	TAILQ_INSERT_TAIL(&r->links, rl, entry);
 	link_set_data(l, rl);
+}
+
+/* The newest link up from the gateway named node: reverse streams go on
+ * it (an older one may be draining toward its successor). */
+static struct link *
+relay_pick_gateway(void *ud, const char *node)
+{
+	struct relay *r = ud;
+	struct relay_link *rl;
+
+	TAILQ_FOREACH_REVERSE(rl, &r->links, relay_link_list, entry)
+		if (link_is_up(rl->link) && strcmp(rl->node, node) == 0)
+			return rl->link;
+	return NULL;
 }
 
 /* SIGTERM: no new links (the listener closes, so a gateway's dial is
@@ -317,6 +344,7 @@ relay_quiesce(void *ud)
 		evconnlistener_free(r->listener);
 		r->listener = NULL;
 	}
+	rev_close(r->rev);
 	event_del(r->reload_ev);
 	event_del(r->drain_ev);
 	return r->conf.cfg->drain_timeout_ms;
@@ -400,12 +428,19 @@ relay_stage(void *ud, const struct daemon_conf *next)
 		return -1;
 	}
 	if (strcmp(next->cfg->listen, r->conf.cfg->listen) != 0 &&
-	    (r->next_listener = relay_listen(r, next->cfg->listen)) == NULL) {
-		free(r->next_backends);
-		r->next_backends = NULL;
-		return -1;
+	    (r->next_listener = relay_listen(r, next->cfg->listen)) == NULL)
+		goto fail;
+	if (rev_stage(r->rev, next->cfg) < 0) {
+		if (r->next_listener != NULL)
+			evconnlistener_free(r->next_listener);
+		r->next_listener = NULL;
+		goto fail;
 	}
 	return 0;
+fail:
+	free(r->next_backends);
+	r->next_backends = NULL;
+	return -1;
 }
 
 static void
@@ -418,6 +453,7 @@ relay_abandon(void *ud, const struct daemon_conf *next)
 	r->next_listener = NULL;
 	free(r->next_backends);
 	r->next_backends = NULL;
+	rev_abandon(r->rev);
 }
 
 static void
@@ -433,6 +469,7 @@ relay_commit(void *ud, const struct daemon_conf *cur,
 	}
 	relay_install(r, r->next_backends);
 	r->next_backends = NULL;
+	rev_commit(r->rev);
 	relay_warn_templates(cur->cfg);
 	daemon_monitor_reload(cur->cfg);
 	log_info("SIGHUP: configuration reloaded from %s: %zu services, %zu "
@@ -501,6 +538,14 @@ main(int argc, char **argv)
 	r.listener = relay_listen(&r, r.conf.cfg->listen);
 	if (r.listener == NULL)
 		goto out;
+	r.rev = rev_new(r.base, relay_pick_gateway, &r);
+	if (r.rev == NULL) {
+		log_err("out of memory");
+		goto out;
+	}
+	if (rev_stage(r.rev, r.conf.cfg) < 0)
+		goto out;
+	rev_commit(r.rev);
 	r.guard = guard_new("link listener", "[relay]", NULL, NULL);
 	if (r.guard == NULL) {
 		log_err("out of memory");
@@ -537,6 +582,8 @@ out:
 		event_free(r.reload_ev);
 	if (r.listener != NULL)
 		evconnlistener_free(r.listener);
+	/* After link_close_all: released streams count down its clients. */
+	rev_free(r.rev);
 	if (r.dns != NULL)
 		evdns_base_free(r.dns, 0);
 	daemon_base_free(r.base);

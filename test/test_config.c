@@ -602,7 +602,7 @@ Test(config, unknown_key)
 		    "unknown key in a [relay] section", "node_name, listen");
 	expect_fail("[relay]\ntls = off\n[service a]\nbackend = h:1\nport = 2\n",
 		    CFG_RELAY, 5, "port", "unknown key in a [service] section",
-		    "backend, tls");
+		    "listen, backend, gateway, tls");
 	expect_fail("[relay]\ntls = off\n[service a]\ncert = x\n", CFG_RELAY, 4,
 		    "cert", "not valid in a [service] section",
 		    "in the [relay] section");
@@ -778,8 +778,8 @@ Test(config, duplicate_service_and_peer)
 
 Test(config, wrong_role_key)
 {
-	expect_fail(GW_BASE "[service s]\nlisten = 1\nbackend = h:1\n", CFG_GATEWAY, 6,
-		    "backend", "'backend' is a relay key; this is a gateway configuration",
+	expect_fail(GW_BASE "[service s]\nlisten = 1\ngateway = gw1\n", CFG_GATEWAY, 6,
+		    "gateway", "'gateway' is a relay key; this is a gateway configuration",
 		    NULL);
 	expect_fail(GW_BASE "listen = 1.2.3.4:5\n", CFG_GATEWAY, 4, "listen",
 		    "'listen' is a relay key; this is a gateway configuration", NULL);
@@ -787,9 +787,6 @@ Test(config, wrong_role_key)
 		    "is a relay key", NULL);
 	expect_fail("[relay]\ntls = off\nredial_min = 1s\n", CFG_RELAY, 3,
 		    "redial_min", "'redial_min' is a gateway key; this is a relay configuration",
-		    NULL);
-	expect_fail("[relay]\ntls = off\n[service a]\nlisten = 1\n", CFG_RELAY, 4,
-		    "listen", "'listen' is a gateway key; this is a relay configuration",
 		    NULL);
 }
 
@@ -1120,7 +1117,7 @@ Test(config, reference_matches_docs)
 			  "docs/CONFIG.md lacks this reference row (regenerate with cfg_write_reference):\n%s",
 			  line);
 	}
-	cr_assert_eq(rows, 75, "the table has %zu keys", rows);
+	cr_assert_eq(rows, 76, "the table has %zu keys", rows);
 	free(doc);
 	free(ref);
 }
@@ -1263,8 +1260,12 @@ Test(config, service_lists_and_max_clients)
 	cfg_free(c);
 	expect_fail(GW_BASE GW_SVC "max_clients = 0\n", CFG_GATEWAY, 6,
 		    "max_clients", "out of range", "1 to 1000000");
-	expect_fail("[relay]\ntls = off\n[service s]\nbackend = h:1\nmax_clients = 3\n",
-		    CFG_RELAY, 5, "max_clients", "is a gateway key", NULL);
+	c = load("[relay]\ntls = off\n[service s]\nlisten = 7501\ngateway = gw1\n"
+		 "max_clients = 3\nallow = 10.0.0.0/8\n", CFG_RELAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->services[0].max_clients, 3);
+	cr_assert_eq(c->services[0].allow.n, 1);
+	cfg_free(c);
 }
 
 Test(config, partners_and_templates)
@@ -1525,4 +1526,65 @@ Test(config, verify_is_require_with_a_client_certificate)
 	cr_assert_not_null(c, "%s", err);
 	cr_assert_eq(cfg_tls_wire(c->tls), TLS_MODE_REQUIRE);
 	cfg_free(c);
+}
+
+/* Reverse services: a relay service that listens names its gateway; a
+ * gateway service with a backend is what the relay may open; each has
+ * listen or backend, never both, and the listener keys need a listener. */
+Test(config, reverse_services)
+{
+	struct cfg *c = load("[relay]\ntls = off\n"
+			     "[service fwd]\nbackend = 127.0.0.1:7500\n"
+			     "[service rev]\nlisten = 7600\ngateway = gw1\n"
+			     "tls = off\nmax_clients = 5\ndeny = 10.0.0.0/8\n",
+			     CFG_RELAY);
+
+	cr_assert_not_null(c, "%s", err);
+	cr_assert(!cfg_service_reverse(c, cfg_service_find(c, "fwd")));
+	cr_assert(cfg_service_reverse(c, cfg_service_find(c, "rev")));
+	cr_assert_str_eq(cfg_service_find(c, "rev")->listen, "127.0.0.1:7600");
+	cr_assert_str_eq(cfg_service_find(c, "rev")->gateway, "gw1");
+	cr_assert_eq(cfg_service_find(c, "rev")->max_clients, 5);
+	cr_assert_eq(cfg_reverse_count(c), 1);
+	cfg_free(c);
+
+	c = load(GW_BASE "tls = off\n[service rev]\nbackend = 127.0.0.1:7700\n",
+		 CFG_GATEWAY);
+	cr_assert_not_null(c, "a gateway with only a reverse service: %s", err);
+	cr_assert(cfg_service_reverse(c, &c->services[0]));
+	cr_assert_eq(cfg_reverse_count(c), 1);
+	cfg_free(c);
+	c = load(GW_BASE "tls = off\n" GW_SVC, CFG_GATEWAY);
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(cfg_reverse_count(c), 0);
+	cfg_free(c);
+
+	expect_fail("[relay]\ntls = off\n[service r]\nlisten = 7600\n", CFG_RELAY,
+		    3, "gateway", "missing key in [service r], which listens",
+		    "node name of the gateway");
+	expect_fail("[relay]\ntls = off\n[service r]\nbackend = h:1\ngateway = gw1\n",
+		    CFG_RELAY, 3, "gateway", "names a gateway but has no listen", NULL);
+	expect_fail("[relay]\ntls = off\n[service r]\nlisten = 7600\nbackend = h:1\n"
+		    "gateway = gw1\n", CFG_RELAY, 3, "backend",
+		    "sets both listen and backend", "listen for a service whose "
+		    "clients connect to this relay");
+	expect_fail(GW_BASE "tls = off\n[service r]\nlisten = 7600\nbackend = h:1\n",
+		    CFG_GATEWAY, 5, "backend", "sets both listen and backend",
+		    "backend for one whose streams the relay opens");
+	expect_fail("[relay]\ntls = off\n[service r]\ntls = off\n", CFG_RELAY, 3,
+		    "backend", "missing key in [service r]", "listen, for a reverse service");
+	expect_fail(GW_BASE "tls = off\n[service r]\ntls = off\n", CFG_GATEWAY, 5,
+		    "listen", "missing key in [service r]", "backend, for a reverse service");
+	expect_fail("[relay]\ntls = off\n[service r]\nbackend = h:1\nallow = 10.0.0.1\n",
+		    CFG_RELAY, 3, "allow", "has no listener", NULL);
+	expect_fail(GW_BASE "tls = off\n[service r]\nbackend = h:1\ndeny = 10.0.0.1\n",
+		    CFG_GATEWAY, 5, "deny", "has no listener", NULL);
+	expect_fail("[relay]\ntls = off\nlisten = 127.0.0.1:7400\n[service r]\n"
+		    "listen = 7400\ngateway = gw1\n", CFG_RELAY, 4, "listen",
+		    "the relay's link address", NULL);
+	expect_fail("[relay]\ntls = off\n[service a]\nlisten = 7600\ngateway = g\n"
+		    "[service b]\nlisten = 127.0.0.1:7600\ngateway = g\n", CFG_RELAY,
+		    6, "listen", "like [service a] (line 3)", NULL);
+	expect_fail("[relay]\ntls = off\n[service a]\nlisten = 7600\ngateway = bad name\n",
+		    CFG_RELAY, 5, "gateway", NULL, NULL);
 }

@@ -781,6 +781,7 @@ crafted_init(struct side *b, struct tap *tb, size_t *off,
 {
 	struct mux_settings sb = settings(0);
 	sb.local_window = 1000;
+	sb.reverse = 1;
 	side_init(b, "acceptor", &sb);
 	b->accept_hold_consume = 1;
 	b->no_verify = 1;
@@ -1166,10 +1167,22 @@ Test(mux, recv_eof)
 	side_fini(&b);
 }
 
+/* Two sides with matching settings, the dialler taking streams the
+ * acceptor opens (REVERSE announced). */
+static void
+pair_init_reverse(struct side *a, struct side *b)
+{
+	struct mux_settings sa = settings(1), sb = settings(0);
+
+	sa.reverse = sb.reverse = 1;
+	side_init(a, "dialer", &sa);
+	side_init(b, "acceptor", &sb);
+}
+
 Test(mux, open_from_inside_on_open)
 {
 	struct side a, b;
-	pair_init(&a, &b);
+	pair_init_reverse(&a, &b);
 	b.open_reverse = 3;
 	a.accept_send = 77;
 	for (int i = 0; i < 5; i++) {
@@ -1944,6 +1957,66 @@ Test(mux, goaway_answer_never_overtakes_queued_opens)
 	cr_assert_eq(t->close_code, MUX_C_NO_ERROR);
 	cr_assert_eq(mux_stream_count(a.m), 0);
 	cr_assert_eq(mux_stream_count(b.m), 0);
+	side_fini(&a);
+	side_fini(&b);
+}
+
+/* Without REVERSE the acceptor cannot open a stream, and a dialler that
+ * did not announce it refuses an OPEN from the acceptor (as an older
+ * dialler does) without asking the application; with it, acceptor
+ * streams carry data both ways under the same windows. */
+Test(mux, acceptor_opens_only_with_reverse)
+{
+	struct side a, b;
+	struct tap ta;
+	static uint8_t f[4096];
+	size_t off;
+	const struct tapf *r;
+
+	pair_init(&a, &b);
+	cr_assert_eq(mux_open(b.m, "svc", ts_new(&b, 0, 10)), 0,
+		     "an acceptor opened a stream without REVERSE");
+	side_fini(&a);
+	side_fini(&b);
+
+	/* A dialler without REVERSE, fed an acceptor's OPEN by hand. */
+	struct mux_settings sa = settings(1);
+	side_init(&a, "dialer", &sa);
+	a.no_verify = 1;
+	tap_init(&ta, sa.max_frame);
+	off = raw_bind(f, 0x5a);
+	off += (size_t)frame_encode_open(f + off, sizeof(f) - off, 2, "svc");
+	cr_assert_eq(raw(&a, f, off), 0);
+	cr_assert_eq(a.opens, 0, "on_open ran for a refused acceptor stream");
+	drain(&a, &ta);
+	r = find_frame(&ta, FRAME_RESET, 2);
+	cr_assert_not_null(r, "no RESET for the acceptor's stream");
+	cr_assert_eq(r->arg, MUX_C_REFUSED);
+	cr_assert_eq(mux_stream_count(a.m), 0);
+	tap_fini(&ta);
+	side_fini(&a);
+
+	/* With REVERSE: bulk both ways on acceptor-opened streams. */
+	pair_init_reverse(&a, &b);
+	a.accept_send = 300 * 1024;
+	for (int i = 0; i < 8; i++) {
+		struct tstream *t = ts_new(&b, 0, 200 * 1024 + (size_t)i);
+
+		t->id = mux_open(b.m, "svc", t);
+		cr_assert_eq(t->id, (uint32_t)(2 * i + 2));
+	}
+	pump(&a, &b, NULL, NULL, 0);
+	cr_assert(!a.fail && !b.fail);
+	cr_assert_eq(a.opens, 8);
+	for (int i = 0; i < 8; i++) {
+		struct tstream *t = b.ts[i];
+
+		cr_assert(t->closed && t->close_code == MUX_C_NO_ERROR);
+		cr_assert_eq(t->received, a.accept_send);
+		cr_assert_eq(t->sent, t->to_send);
+		cr_assert_eq(a.ts[i]->received, t->to_send);
+	}
+	cr_assert_leq(a.max_unconsumed, a.set.local_window);
 	side_fini(&a);
 	side_fini(&b);
 }
