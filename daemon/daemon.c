@@ -365,6 +365,7 @@ daemon_signal_cb(evutil_socket_t sig, short what, void *arg)
 	struct timeval tv = { 0, 0 };
 
 	snprintf(why, sizeof(why), "%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	link_begin_shutdown();
 	if (daemon_stop.quiesce == NULL || daemon_stop.draining) {
 		log_info("signal %d: stopping%s", (int)sig,
 			 daemon_stop.draining ? " at once (second signal); "

@@ -206,6 +206,23 @@ gw_relay_partner(const struct gateway *gw, size_t i)
 	return p != NULL ? p : &ps->deflt;
 }
 
+/* relay_switch: new links leave relay from for relay to. */
+static void
+gw_report_switch(struct gateway *gw, const char *kind, size_t from, size_t to,
+		 const char *why)
+{
+	const struct cfg *c = gw->conf.cfg;
+	struct hook_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = HOOK_RELAY_SWITCH;
+	ev.switch_kind = kind;
+	ev.relay_from = from < c->n_relays ? c->relays[from].addr : NULL;
+	ev.relay_to = to < c->n_relays ? c->relays[to].addr : NULL;
+	ev.reason = why;
+	hook_emit(&ev);
+}
+
 /* The up link with the fewest open streams, or NULL when none is up. */
 static struct link *
 gw_pick_link(struct gateway *gw)
@@ -268,6 +285,7 @@ gw_on_up(void *ud, struct link *l)
 	}
 	if (l == sl->probe) {
 		struct link *old = sl->link;
+		size_t from = sl->cur;
 
 		sl->probe = NULL;
 		sl->link = l;
@@ -278,6 +296,8 @@ gw_on_up(void *ud, struct link *l)
 			 link_peer_node(l), link_is_tls(l) ? "TLS" : "plaintext",
 			 gw_slot_label(sl),
 			 old != NULL ? ", the old link drains" : "");
+		gw_report_switch(gw, "failback", from, i, "the first relay of "
+				 "the list is up again");
 		if (old != NULL)
 			link_drain(old, "failback to the preferred relay");
 		gw_start_held(gw);
@@ -425,19 +445,22 @@ gw_slot_down(struct gw_slot *sl, struct link *l)
 		log_warn("failover: link to %s is down (%s)%s; dialling %s now",
 			 gw_relay_label(gw, from), why, gw_slot_label(sl),
 			 gw_relay_label(gw, sl->cur));
+		gw_report_switch(gw, "failover", from, sl->cur, why);
 		gw_dial(sl);
 		return;
 	}
 	gw_fresh_relay(sl);
 	delay = gw_jitter(sl->backoff_ms);
-	if (c->n_relays > 1)
+	if (c->n_relays > 1) {
 		log_warn("link to %s is down (%s)%s; none of the %zu relays "
 			 "answered, dialling %s in %u ms", gw_relay_label(gw, from),
 			 why, gw_slot_label(sl), c->n_relays,
 			 gw_relay_label(gw, sl->cur), delay);
-	else
+		gw_report_switch(gw, "exhausted", from, sl->cur, why);
+	} else {
 		log_info("link to the relay is down%s; redialling in %u ms",
 			 gw_slot_label(sl), delay);
+	}
 	tv.tv_sec = delay / 1000;
 	tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
 	evtimer_add(sl->redial_ev, &tv);

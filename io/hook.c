@@ -100,6 +100,10 @@ static const struct {
 		"protection with streams in the interval" },
 	[HOOK_SUMMARY_END] = { "summary_end",
 		"after each interval's summary records" },
+	[HOOK_RELAY_SWITCH] = { "relay_switch",
+		"a gateway with several relays moves to another one: a link "
+		"failed over, a failback found the first relay again, or every "
+		"relay of the list failed" },
 	[HOOK_SINK_RECOVERED] = { "sink_recovered",
 		"written first to a sink that lost events, once it works again" },
 };
@@ -190,7 +194,8 @@ static const struct hook_field hook_fields[] = {
 	  "`hold_full`, `hold_timeout`; a relay's reverse-service listener: "
 	  "`no_link`, `no_reverse`, `tls_required`, `client_cert`)" },
 	{ "reason", K_STR, OFF(reason),
-	  EV_REASON | B(HOOK_DAEMON_RELOADED) | B(HOOK_DAEMON_STOPPING),
+	  EV_REASON | B(HOOK_DAEMON_RELOADED) | B(HOOK_DAEMON_STOPPING) |
+	  B(HOOK_RELAY_SWITCH),
 	  "string", "a sentence for a person" },
 	{ "suppressed", K_U64NZ, OFF(suppressed), B(HOOK_LINK_REFUSED), "number",
 	  "TCP stage: refusals not reported one by one (rate limit) since "
@@ -329,6 +334,16 @@ static const struct hook_field hook_fields[] = {
 	{ "links_folded", K_U64, OFF(links_folded), B(HOOK_SUMMARY_END),
 	  "number", "links counted under the `_other` record in the interval "
 	  "because the number of keys reached its bound" },
+	{ "switch", K_STR, OFF(switch_kind), B(HOOK_RELAY_SWITCH), "string",
+	  "`failover` (the link to relay_from could not be made, was "
+	  "refused or died; relay_to is dialled now), `failback` (the first "
+	  "relay is up again and takes new clients; the old link drains) or "
+	  "`exhausted` (every relay failed; relay_to is dialled after the "
+	  "redial backoff)" },
+	{ "relay_from", K_STR, OFF(relay_from), B(HOOK_RELAY_SWITCH), "string",
+	  "the relay new links leave, host:port as configured" },
+	{ "relay_to", K_STR, OFF(relay_to), B(HOOK_RELAY_SWITCH), "string",
+	  "the relay new links go to" },
 	{ "sink", K_STR, OFF(sink), B(HOOK_SINK_RECOVERED), "string",
 	  "the sink (`file:PATH`, ...)" },
 	{ "lost", K_U64, OFF(lost), B(HOOK_SINK_RECOVERED), "number",

@@ -33,6 +33,7 @@ enum hook_type {
 	HOOK_SERVICE_SUMMARY,
 	HOOK_SUMMARY_END,
 	HOOK_SINK_RECOVERED,  /* written only to the sink that lost events */
+	HOOK_RELAY_SWITCH,    /* gateway: new links go to another relay */
 	HOOK_TYPES
 };
 
@@ -93,6 +94,8 @@ struct hook_event {
 	/* daemon events */
 	const char *version, *tls_library, *config, *sinks, *result;
 	uint64_t links_open, summary_interval_s;
+	/* relay_switch: "failover", "failback" or "exhausted"; addresses */
+	const char *switch_kind, *relay_from, *relay_to;
 	/* sink_recovered */
 	const char *sink;
 	uint64_t lost;

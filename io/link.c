@@ -64,6 +64,7 @@ static void link_event_cb(struct bufferevent *bev, short what, void *arg);
 static struct link_list link_all = TAILQ_HEAD_INITIALIZER(link_all);
 static size_t link_n;
 int link_stopping; /* link_close_all() runs: free at once */
+int link_shutdown; /* the daemon is stopping (link_begin_shutdown) */
 static uint64_t link_next_id = 1;
 
 uint64_t
@@ -336,6 +337,21 @@ link_write_now(struct link *l)
 }
 
 void
+link_begin_shutdown(void)
+{
+	struct link *l, *next;
+
+	link_shutdown = 1;
+	/* A link not yet up would only be drained once up: end it now. */
+	for (l = TAILQ_FIRST(&link_all); l != NULL; l = next) {
+		next = TAILQ_NEXT(l, entry);
+		if (l->state < LS_UP)
+			link_fail(l, LOG_INFO, "this daemon is stopping; the "
+				  "link was not up yet");
+	}
+}
+
+void
 link_close_all(const char *reason)
 {
 	struct link *l;
@@ -392,7 +408,7 @@ link_report_unanswered(struct link *l)
 	l->hs_pending = 0;
 	l->hs_failed = 1;
 	link_event_init(l, &ev, HOOK_HANDSHAKE_FAILED);
-	ev.stage = link_stopping ? "shutdown" :
+	ev.stage = link_stopping || link_shutdown ? "shutdown" :
 		l->fail_stage ? l->fail_stage : "transport";
 	ev.reason = l->reason[0] ? l->reason : "closed";
 	hook_emit(&ev);

@@ -120,6 +120,11 @@ void link_close(struct link *l, const char *reason);
 void link_drain(struct link *l, const char *why);
 void link_drain_all(const char *why);
 
+/* The daemon has begun to stop (SIGTERM): links not up yet are closed,
+ * and a handshake that fails from now on is reported with stage
+ * "shutdown". */
+void link_begin_shutdown(void);
+
 /* Closes every link and frees what they hold; for daemon shutdown. */
 void link_close_all(const char *reason);
 

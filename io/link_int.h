@@ -163,6 +163,7 @@ TAILQ_HEAD(link_list, link);
 
 extern struct stream_list stream_orphans;
 extern int link_stopping;
+extern int link_shutdown;
 
 /* io/link.c: the link itself. */
 uint64_t link_now_us(void);

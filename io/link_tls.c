@@ -49,7 +49,7 @@ link_handshake_failed(struct link *l, const char *stage, const char *why)
 		l->hs_pending = 0;
 		l->hs_failed = 1;
 		link_event_init(l, &ev, HOOK_HANDSHAKE_FAILED);
-		ev.stage = stage;
+		ev.stage = link_shutdown ? "shutdown" : stage;
 		ev.reason = why;
 		hook_emit(&ev);
 	}

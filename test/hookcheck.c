@@ -51,6 +51,7 @@ static const char *const hk_events[] = {
 	"link_refused", "handshake_pending", "handshake_done",
 	"handshake_failed", "plaintext_agreed", "link_closed",
 	"link_summary", "service_summary", "summary_end", "sink_recovered",
+	"relay_switch",
 	NULL,
 };
 

@@ -348,6 +348,10 @@ Test(topo, sigkill_mid_transfer_resets_streams_and_moves_to_the_next_relay)
 	echo_ok(8, 4);
 	cr_assert_eq(h_file_count(P.gw_log, "failover: link to relay 1 of 3"), 1,
 		     "%s", h_read_file(P.gw_log, NULL));
+	/* The switch is an event too, once, from relay 0 to relay 1. */
+	cr_assert_eq(h_file_count(P.gw_hooks, "\"event\":\"relay_switch\""), 1,
+		     "%s", h_read_file(P.gw_hooks, NULL));
+	cr_assert_eq(h_file_count(P.gw_hooks, "\"switch\":\"failover\""), 1);
 	wait_links(1, 1);
 	cr_assert_eq(relay_links(2), 0);
 }
@@ -395,6 +399,8 @@ Test(topo, failback_returns_to_the_first_relay_and_old_streams_finish)
 	wait_count(P.gw_log, "failback: relay 1 of 2", 1, 5000);
 	relay_start(0, "", "");
 	wait_count(P.gw_log, "failback to the preferred relay", 1, 5000);
+	cr_assert_eq(h_wait_file_contains(P.gw_hooks, "\"switch\":\"failback\"",
+					  2000), 0, "%s", h_read_file(P.gw_hooks, NULL));
 	/* New clients go to relay 0; the old stream still works, on the
 	 * draining link. */
 	echo_ok(4, 6);
