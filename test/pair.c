@@ -234,6 +234,9 @@ hook_line(const char *file, const char *event)
 	char needle[64], *buf, *p, *end;
 
 	snprintf(needle, sizeof(needle), "\"event\":\"%s\"", event);
+	/* The file sink writes from a thread of its own: an event may reach
+	 * the file a moment after its effect reached the wire. */
+	(void)h_wait_file_contains(file, needle, 2000);
 	buf = h_read_file(file, NULL);
 	cr_assert_not_null(buf, "no hook file %s", file);
 	p = strstr(buf, needle);

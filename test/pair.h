@@ -74,7 +74,8 @@ void start_gateway(const char *gw_extra, const char *gw_sections);
 void wait_up(void);
 /* The number after "key": in a JSON line; asserts that it is there. */
 uint64_t json_num(const char *line, const char *key);
-/* The first line of a hook file holding event (malloc'd). */
+/* The first line of a hook file holding event (malloc'd), waiting up to 2 s
+ * for it to be written. */
 char *hook_line(const char *file, const char *event);
 /* A blocking connection to 127.0.0.1:port, or -1. */
 int connect_port(int port);
