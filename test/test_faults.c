@@ -357,20 +357,6 @@ spawn_in(const char *ns, const char *bin, const char *a1, const char *a2,
 	return h_spawn(argv, log);
 }
 
-/* Waits until path holds needle more than n times.  0, or -1 after ms. */
-static int
-wait_count_above(const char *path, const char *needle, int n, int ms)
-{
-	int64_t end = h_now_ms() + ms;
-
-	while (h_file_count(path, needle) <= n) {
-		if (h_now_ms() >= end)
-			return -1;
-		h_sleep_ms(10);
-	}
-	return 0;
-}
-
 static void
 start_echo_r(void)
 {
@@ -883,7 +869,7 @@ dead_path_case(const char *what, const char *fault, const char *heal, int detect
 		t0 = h_now_ms();
 		SH("%s", heal);
 	}
-	cr_assert_eq(wait_count_above(P.gw_log, UP, ups, 20000), 0,
+	cr_assert_eq(h_wait_count_above(P.gw_log, UP, ups, 20000), 0,
 		     "the gateway did not redial:\n%s", h_read_file(P.gw_log, NULL));
 	t_up = h_now_ms() - t0;
 	fprintf(stderr, "faults: %s: link up again %lld ms after the %s\n", what,
@@ -969,9 +955,9 @@ Test(faults, killed_relay_fails_over_to_the_second)
 		"(all ended %lld ms after the kill)\n", ok, cut, (long long)(end_ms - t0));
 	cr_assert_gt(cut, 0, "the kill hit no stream");
 	cr_assert_leq(end_ms - t0, 2000, "the streams were not reset at once");
-	cr_assert_eq(wait_count_above(P.gw_log, UP, ups, 20000), 0,
+	cr_assert_eq(h_wait_count_above(P.gw_log, UP, ups, 20000), 0,
 		     "the gateway did not fail over:\n%s", h_read_file(P.gw_log, NULL));
-	cr_assert_eq(wait_count_above(survivor_log, "TLS up", before, 5000), 0,
+	cr_assert_eq(h_wait_count_above(survivor_log, "TLS up", before, 5000), 0,
 		     "the other relay got no link:\n%s", h_read_file(survivor_log, NULL));
 	fprintf(stderr, "faults: relay killed: link to the other relay up %lld ms after the kill\n",
 		(long long)(h_now_ms() - t0));
