@@ -163,9 +163,8 @@ cannot_run(void)
 
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
-	char tmpl[] = "/tmp/tlsplex-faults-certs-XXXXXX";
-	char cmd[1024], dir[600], run[32];
-	const char *argv[3], *why = cannot_run();
+	char run[32];
+	const char *why = cannot_run();
 
 	if (why != NULL) {
 		fprintf(stderr, "faults: SKIP: %s\n", why);
@@ -175,38 +174,20 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
 	ns_delete_orphans();
 	snprintf(run, sizeof(run), "%d", (int)getpid());
 	setenv(RUN_ENV, run, 1);
-	if (mkdtemp(tmpl) == NULL)
-		return;
-	snprintf(cmd, sizeof(cmd), "%s/scripts/mkcerts.sh", h_source_dir());
-	snprintf(dir, sizeof(dir), "%s/certs", tmpl);
-	argv[0] = cmd;
-	argv[1] = dir;
-	argv[2] = NULL;
-	if (h_run(argv, "/dev/null", 60000) == 0)
-		setenv(CERT_ENV, dir, 1);
-	else
-		h_rmtree(tmpl);
+	cert_cache_make(CERT_ENV);
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
-	const char *dir = getenv(CERT_ENV), *run = getenv(RUN_ENV);
+	const char *run = getenv(RUN_ENV);
 	char prefix[64];
-	char *top;
 
 	if (run != NULL) {
 		/* Whatever a crashed or timed-out test left behind. */
 		snprintf(prefix, sizeof(prefix), "tpxf-%s-", run);
 		ns_delete_prefix(prefix);
 	}
-	if (dir == NULL)
-		return;
-	top = strdup(dir);
-	if (top != NULL && strrchr(top, '/') != NULL) {
-		*strrchr(top, '/') = '\0';
-		h_rmtree(top);
-	}
-	free(top);
+	cert_cache_remove(CERT_ENV);
 }
 
 /* --- namespaces ------------------------------------------------------------ */

@@ -341,36 +341,12 @@ gate_forwarded(struct gate *g, int conn, int dir, int *first)
 
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
-	char tmpl[] = "/tmp/tlsplex-monitor-certs-XXXXXX";
-	char cmd[1024], dir[600];
-	const char *argv[3];
-
-	if (mkdtemp(tmpl) == NULL)
-		return;
-	snprintf(cmd, sizeof(cmd), "%s/scripts/mkcerts.sh", h_source_dir());
-	snprintf(dir, sizeof(dir), "%s/certs", tmpl);
-	argv[0] = cmd;
-	argv[1] = dir;
-	argv[2] = NULL;
-	if (h_run(argv, "/dev/null", 60000) == 0)
-		setenv(CERT_CACHE_ENV, dir, 1);
-	else
-		h_rmtree(tmpl);
+	cert_cache_make(CERT_CACHE_ENV);
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
-	const char *dir = getenv(CERT_CACHE_ENV);
-	char *top;
-
-	if (dir == NULL)
-		return;
-	top = strdup(dir);
-	if (top != NULL && strrchr(top, '/') != NULL) {
-		*strrchr(top, '/') = '\0';
-		h_rmtree(top);
-	}
-	free(top);
+	cert_cache_remove(CERT_CACHE_ENV);
 }
 
 static void
