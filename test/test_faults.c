@@ -1013,55 +1013,17 @@ mitm_case(mitm_edit_fn fn, const char *relay_says, const char *gw_says, const ch
 	usage_back("relay", P.relay, &r);
 }
 
-static void
-strip_offer(struct mitm_edit *e, void *arg)
-{
-	if (e->dir == MITM_C2S)
-		e->msg.params.tls_mode = TLS_MODE_OFF;
-}
-
 Test(faults, mitm_on_the_router_stripping_tls_is_refused)
 {
-	mitm_case(strip_offer, "refused the link: the accepting side requires TLS",
+	mitm_case(mitm_strip_offer, "refused the link: the accepting side requires TLS",
 		  "the relay refused the link", NULL);
-}
-
-/* The last TLS 1.3 suite in p's list. */
-static uint16_t
-last_tls13_suite(const struct neg_params *p)
-{
-	uint16_t id = 0;
-
-	for (int i = 0; i < p->n_ciphers; i++) {
-		const struct cipher_info *c = cipher_by_id(p->ciphers[i]);
-
-		if (c != NULL && c->version == TLSV_1_3)
-			id = c->id;
-	}
-	return id;
-}
-
-/* Cuts the cipher lists to one suite; from the second link on, the
- * DECISION is recomputed to match, so only the transcript catches it. */
-static void
-remove_ciphers(struct mitm_edit *e, void *arg)
-{
-	struct neg_params *p = &e->msg.params;
-
-	if (e->dir == MITM_S2C && (e->conn == 0 || e->other == NULL ||
-				   e->msg.type != NEG_DECISION))
-		return;
-	p->ciphers[0] = last_tls13_suite(e->dir == MITM_C2S ? p : &e->other->params);
-	p->n_ciphers = 1;
-	if (e->dir == MITM_S2C)
-		policy_decide(&e->other->params, p, &e->msg.outcome);
 }
 
 Test(faults, mitm_on_the_router_removing_ciphers_fails_the_transcript)
 {
 	/* Link 1: the gateway recomputes the DECISION from the two OFFERs;
 	 * link 2 on: both sides finish TLS and then compare transcripts. */
-	mitm_case(remove_ciphers, NULL, "the decision does not follow from the two offers",
+	mitm_case(mitm_one_cipher, NULL, "the decision does not follow from the two offers",
 		  "transcript mismatch");
 	cr_assert_geq(h_file_count(P.gw_hooks, "\"reason\":\"transcript mismatch"), 1);
 	cr_assert_geq(h_file_count(P.relay_hooks, "\"reason\":\"transcript mismatch"), 1);

@@ -1371,13 +1371,6 @@ Test(monitor, shutdown_between_handshake_and_bind_is_answered)
 
 /* ---- the dialler rejects the decision; a plaintext BIND mismatch ------- */
 
-static void
-strip_offer(struct mitm_edit *e, void *arg)
-{
-	if (e->dir == MITM_C2S)
-		e->msg.params.tls_mode = TLS_MODE_OFF;
-}
-
 /* The relay decides plaintext for an offer a MITM stripped; the gateway
  * recomputes the decision and refuses it: the sides disagree. */
 Test(monitor, dialler_rejecting_the_decision_is_refused_and_the_relay_failed)
@@ -1385,7 +1378,7 @@ Test(monitor, dialler_rejecting_the_decision_is_refused_and_the_relay_failed)
 	struct hk_log *gw, *relay;
 	const struct hk_ev *g, *r;
 
-	M = mitm_start(P.relay_port, strip_offer, NULL, 0);
+	M = mitm_start(P.relay_port, mitm_strip_offer, NULL, 0);
 	cr_assert_not_null(M);
 	start_pair_via(mitm_port(M), RELAY_PREFER, TLS_GW);
 	wait_events(P.gw_hooks, "link_closed", 1, 5000);
