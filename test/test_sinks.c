@@ -391,6 +391,15 @@ gate_done(void *arg, int verdict, const char *why)
 	snprintf(gate_why, sizeof(gate_why), "%s", why ? why : "");
 }
 
+/* Opens the command sink, asserting that it opened. */
+static void
+open_cmd(const struct hook_cmd_conf *cc)
+{
+	char err[256];
+
+	cr_assert_eq(hook_open_command(cc, err, sizeof(err)), 0, "%s", err);
+}
+
 static int
 emit_gated(struct hook_event *ev, struct hook_gate **g)
 {
@@ -403,7 +412,7 @@ TestSuite(cmd, .init = cmd_setup, .fini = cmd_teardown, .timeout = 60);
 
 Test(cmd, command_gets_the_event_on_stdin_and_its_fields_in_env)
 {
-	char out[128], body[1024], err[256], json[HOOK_LINE_MAX];
+	char out[128], body[1024], json[HOOK_LINE_MAX];
 	struct hook_event ev = sample(HOOK_HANDSHAKE_PENDING, 7);
 	struct hook_cmd_conf cc = { .events = "handshake_pending",
 				    .timeout_ms = 5000, .max = 4 };
@@ -427,7 +436,7 @@ Test(cmd, command_gets_the_event_on_stdin_and_its_fields_in_env)
 		 "cat > %s.stdin\nenv | sort > %s.env\nls /proc/self/fd > %s.fds\n"
 		 "touch %s.done", out, out, out, out);
 	cc.path = script("notify", body);
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	hook_emit(&ev);
 	n = hook_format_json(&ev, json, sizeof(json));
 	cr_assert_gt(n, 0);
@@ -478,10 +487,9 @@ Test(cmd, veto_follows_the_exit_status)
 	struct hook_cmd_conf cc = { .events = "handshake_pending",
 				    .timeout_ms = 5000, .max = 4, .veto = 1 };
 	struct hook_gate *g;
-	char err[256];
 
 	cc.path = script("no", "cat >/dev/null; exit 3");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	gate_calls = 0;
 	cr_assert_eq(emit_gated(&ev, &g), 1, "the link waits for the command");
 	cr_assert_eq(gate_calls, 0);
@@ -492,7 +500,7 @@ Test(cmd, veto_follows_the_exit_status)
 	cr_assert_eq(stats_of("command")->errors, 0, "a veto is an answer, not a loss");
 
 	cc.path = script("yes", "exit 0");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	gate_calls = 0;
 	cr_assert_eq(emit_gated(&ev, &g), 1);
 	cr_assert(loop_until(&gate_calls, 5000), "no verdict");
@@ -507,13 +515,12 @@ Test(cmd, late_command_proceeds_or_vetoes_and_is_killed_and_reaped)
 	struct hook_cmd_conf cc = { .events = "handshake_pending",
 				    .timeout_ms = 200, .max = 4, .veto = 1 };
 	struct hook_gate *g;
-	char err[256];
 	int64_t t0;
 
 	/* It ignores SIGTERM, and so does its sleep: only SIGKILL ends it. */
 	cc.path = script("slow", "trap '' TERM\nsleep 30\nexit 0");
 	cc.veto_on_timeout = 1;
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	gate_calls = 0;
 	t0 = h_now_ms();
 	cr_assert_eq(emit_gated(&ev, &g), 1);
@@ -530,7 +537,7 @@ Test(cmd, late_command_proceeds_or_vetoes_and_is_killed_and_reaped)
 
 	cc.veto_on_timeout = 0;
 	cc.path = script("slow2", "sleep 30");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	gate_calls = 0;
 	cr_assert_eq(emit_gated(&ev, &g), 1);
 	cr_assert(loop_until(&gate_calls, 5000), "no verdict");
@@ -549,11 +556,10 @@ Test(cmd, concurrency_is_bounded_drop_or_veto_beyond_it)
 	struct hook_cmd_conf cc = { .events = "all", .timeout_ms = 5000,
 				    .max = 2 };
 	struct hook_gate *g;
-	char err[256];
 	int i;
 
 	cc.path = script("wait", "sleep 1");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	for (i = 0; i < 5; i++)
 		hook_emit(&ev);
 	cr_assert_eq(hook_cmd_running(), 2);
@@ -563,7 +569,7 @@ Test(cmd, concurrency_is_bounded_drop_or_veto_beyond_it)
 	/* Deciding: one waits, the one beyond the bound is vetoed now. */
 	cc.max = 1;
 	cc.veto = 1;
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	ev.type = HOOK_HANDSHAKE_PENDING;
 	gate_calls = 0;
 	cr_assert_eq(emit_gated(&ev, &g), 1);
@@ -586,7 +592,7 @@ Test(cmd, failures_without_veto_are_counted_and_others_sinks_unaffected)
 	snprintf(file, sizeof(file), "%s/events.jsonl", dir);
 	cr_assert_eq(hook_open_file(file), 0);
 	cc.path = script("fail", "exit 1");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	for (i = 0; i < 3; i++)
 		hook_emit(&ev);
 	cr_assert_eq(wait_no_commands(5000), 0);
@@ -599,7 +605,7 @@ Test(cmd, failures_without_veto_are_counted_and_others_sinks_unaffected)
 	cr_assert_eq(stats_of("command")->errors, 4, "each failed command counts");
 	/* A command that cannot start at all. */
 	cc.path = "/nonexistent/notify";
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	hook_emit(&ev);
 	cr_assert_eq(stats_of("command")->errors, 1);
 	cr_assert_eq(hook_open_command(&(struct hook_cmd_conf){ .path = "rel" },
@@ -783,14 +789,13 @@ Test(cmd, commands_outlive_the_sink_that_started_them)
 	struct hook_cmd_conf cc = { .events = "handshake_pending",
 				    .timeout_ms = 5000, .max = 4, .veto = 1 };
 	struct hook_gate *g;
-	char err[256];
 
 	cc.path = script("old", "sleep 0.3\nexit 0");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	gate_calls = 0;
 	cr_assert_eq(emit_gated(&ev, &g), 1);
 	cc.path = script("new", "exit 0");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	cr_assert_eq(hook_cmd_running(), 1);
 	cr_assert(loop_until(&gate_calls, 5000), "the old command's verdict is lost");
 	cr_assert_eq(gate_verdict, 0);
@@ -799,7 +804,7 @@ Test(cmd, commands_outlive_the_sink_that_started_them)
 	cr_assert_eq(zombies(), 0);
 	/* Closing the loop with a command running kills and reaps it. */
 	cc.path = script("forever", "sleep 30");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	gate_calls = 0;
 	cr_assert_eq(emit_gated(&ev, &g), 1);
 	hook_cmd_set_base(NULL);
