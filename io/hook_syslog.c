@@ -10,14 +10,12 @@
 #include "hook.h"
 #include "hook_sink.h"
 
-#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "hook_dgram.h"
 
 /* The private enterprise number in the SD-ID (RFC 5424, 7.2.2). */
 #define SYSLOG_SD_ID "tlsplex@32473"
@@ -28,14 +26,11 @@
 #define SYSLOG_MSG_MAX (2 * HOOK_LINE_MAX + 1024)
 
 struct hook_syslog {
-	int fd;
+	struct hook_dgram d;
 	int format;              /* enum hook_syslog_format */
 	int facility;
 	char ident[49];          /* APP-NAME: 1*48 PRINTUSASCII */
 	char host[256];          /* HOSTNAME: 1*255 PRINTUSASCII */
-	struct sockaddr_un sa;
-	socklen_t salen;
-	int last_errno;
 };
 
 struct sbuf {
@@ -194,7 +189,6 @@ hook_syslog_write(void *state, const struct hook_event *ev, const char *json,
 	struct hook_syslog *s = state;
 	char msg[SYSLOG_MSG_MAX], head[400], ts[40];
 	struct sbuf b = { msg, 0, sizeof(msg), 0 };
-	ssize_t n;
 
 	hook_rfc3339(ev->ts_us, ts, sizeof(ts));
 	snprintf(head, sizeof(head), "<%d>1 %s %s %s %lu %s ",
@@ -217,30 +211,7 @@ hook_syslog_write(void *state, const struct hook_event *ev, const char *json,
 	}
 	if (b.err)
 		return -1;
-	n = sendto(s->fd, msg, b.len, MSG_DONTWAIT | MSG_NOSIGNAL,
-		   (const struct sockaddr *)&s->sa, s->salen);
-	if (n == (ssize_t)b.len) {
-		s->last_errno = 0;
-		return 0;
-	}
-	if (n >= 0)
-		return -1;
-	switch (errno) {
-	case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-	case EWOULDBLOCK:
-#endif
-	case ENOBUFS:
-	case ECONNREFUSED:
-	case ENOENT:
-		return HOOK_SINK_DROPPED;
-	default:
-		if (errno != s->last_errno)
-			log_err("hook sink syslog:%s: %s", s->sa.sun_path,
-				strerror(errno));
-		s->last_errno = errno;
-		return -1;
-	}
+	return hook_dgram_send(&s->d, "syslog", msg, b.len);
 }
 
 static void
@@ -250,8 +221,7 @@ hook_syslog_free(void *state)
 
 	if (s == NULL)
 		return;
-	if (s->fd >= 0)
-		close(s->fd);
+	hook_dgram_close(&s->d);
 	free(s);
 }
 
@@ -266,25 +236,23 @@ hook_open_syslog(int format, int facility, const char *ident,
 		 const char *path, char *err, size_t errlen)
 {
 	struct hook_syslog *s, *old;
-	char name[sizeof(s->sa.sun_path) + 8], host[256];
-	size_t plen = strlen(path);
+	char name[sizeof(s->d.sa.sun_path) + 8], host[256];
 
 	if (format != HOOK_SYSLOG_JSON && format != HOOK_SYSLOG_RFC5424) {
 		hook_close_syslog();
 		return 0;
-	}
-	if (plen == 0 || plen >= sizeof(s->sa.sun_path) || facility < 0 ||
-	    facility > 23) {
-		snprintf(err, errlen, "hook_syslog: socket path '%.200s' or "
-			 "facility %d out of range", path, facility);
-		return -1;
 	}
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	s->fd = -1;
+	if (hook_dgram_init(&s->d, path) < 0 || facility < 0 ||
+	    facility > 23) {
+		snprintf(err, errlen, "hook_syslog: socket path '%.200s' or "
+			 "facility %d out of range", path, facility);
+		goto fail;
+	}
 	s->format = format;
 	s->facility = facility;
 	syslog_token(s->ident, sizeof(s->ident), ident);
@@ -292,23 +260,16 @@ hook_open_syslog(int format, int facility, const char *ident,
 		host[0] = '\0';
 	host[sizeof(host) - 1] = '\0';
 	syslog_token(s->host, sizeof(s->host), host);
-	s->sa.sun_family = AF_UNIX;
-	memcpy(s->sa.sun_path, path, plen + 1);
-	s->salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen + 1);
 	old = hook_sink_state(&hook_syslog_ops);
 	if (old != NULL && old->format == s->format &&
 	    old->facility == s->facility && strcmp(old->ident, s->ident) == 0 &&
 	    strcmp(old->host, s->host) == 0 &&
-	    strcmp(old->sa.sun_path, s->sa.sun_path) == 0) {
+	    strcmp(old->d.sa.sun_path, s->d.sa.sun_path) == 0) {
 		hook_syslog_free(s);
 		return 0;
 	}
-	s->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (s->fd < 0) {
-		snprintf(err, errlen, "hook_syslog: cannot make a socket: %s",
-			 strerror(errno));
+	if (hook_dgram_open(&s->d, "hook_syslog", err, errlen) < 0)
 		goto fail;
-	}
 	hook_sink_remove(&hook_syslog_ops);
 	snprintf(name, sizeof(name), "syslog:%s", path);
 	if (hook_sink_add(name, &hook_syslog_ops, s) < 0) {

@@ -166,17 +166,23 @@ h_file_count(const char *path, const char *needle)
 }
 
 int
-h_wait_file_contains(const char *path, const char *needle, int timeout_ms)
+h_wait_count_above(const char *path, const char *needle, int n, int timeout_ms)
 {
 	int64_t deadline = h_now_ms() + timeout_ms;
 
 	for (;;) {
-		if (h_file_count(path, needle) > 0)
+		if (h_file_count(path, needle) > n)
 			return 0;
 		if (h_now_ms() >= deadline)
 			return -1;
 		h_sleep_ms(20);
 	}
+}
+
+int
+h_wait_file_contains(const char *path, const char *needle, int timeout_ms)
+{
+	return h_wait_count_above(path, needle, 0, timeout_ms);
 }
 
 /* --- ports ------------------------------------------------------------ */

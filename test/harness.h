@@ -130,6 +130,9 @@ int h_file_count(const char *path, const char *needle);
 /* Polls the file every 20 ms until it contains needle.  Returns 0, or
  * -1 after timeout_ms. */
 int h_wait_file_contains(const char *path, const char *needle, int timeout_ms);
+/* Polls the file every 20 ms until it holds needle more than n times.
+ * Returns 0, or -1 after timeout_ms. */
+int h_wait_count_above(const char *path, const char *needle, int n, int timeout_ms);
 
 /* --- ports ------------------------------------------------------------ */
 

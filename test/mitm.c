@@ -613,6 +613,43 @@ mitm_stop(struct mitm *m)
 	free(m);
 }
 
+void
+mitm_strip_offer(struct mitm_edit *e, void *arg)
+{
+	(void)arg;
+	if (e->dir == MITM_C2S)
+		e->msg.params.tls_mode = TLS_MODE_OFF;
+}
+
+static uint16_t
+last_tls13_suite(const struct neg_params *p)
+{
+	uint16_t id = 0;
+
+	for (int i = 0; i < p->n_ciphers; i++) {
+		const struct cipher_info *c = cipher_by_id(p->ciphers[i]);
+
+		if (c != NULL && c->version == TLSV_1_3)
+			id = c->id;
+	}
+	return id;
+}
+
+void
+mitm_one_cipher(struct mitm_edit *e, void *arg)
+{
+	struct neg_params *p = &e->msg.params;
+
+	(void)arg;
+	if (e->dir == MITM_S2C && (e->conn == 0 || e->other == NULL ||
+				   e->msg.type != NEG_DECISION))
+		return;
+	p->ciphers[0] = last_tls13_suite(e->dir == MITM_C2S ? p : &e->other->params);
+	p->n_ciphers = 1;
+	if (e->dir == MITM_S2C)
+		policy_decide(&e->other->params, p, &e->msg.outcome);
+}
+
 /* --- building messages ------------------------------------------------- */
 
 void

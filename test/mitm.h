@@ -87,6 +87,14 @@ int mitm_wait_closed(struct mitm *m, int conn, int timeout_ms);
 /* Stops every thread and frees everything.  mitm_stop(NULL) is a no-op. */
 void mitm_stop(struct mitm *m);
 
+/* mitm_edit_fn edits shared by the suites (arg unused).  The OFFER's
+ * tls_mode set to off. */
+void mitm_strip_offer(struct mitm_edit *e, void *arg);
+/* Both cipher lists cut to one suite, the last TLS 1.3 one the gateway
+ * offered; from the second link on the DECISION's outcome is recomputed
+ * to match, so only the transcript (BIND) catches it. */
+void mitm_one_cipher(struct mitm_edit *e, void *arg);
+
 /* --- building messages --------------------------------------------- */
 
 /* Fills p with plausible parameters: node, mode, TLS 1.3 only, the

@@ -125,20 +125,6 @@ daemon_log_line(void)
 	return line;
 }
 
-/* Waits up to ms for path to hold needle more than n times. */
-static int
-wait_count_above(const char *path, const char *needle, int n, int ms)
-{
-	int64_t end = h_now_ms() + ms;
-
-	while (h_file_count(path, needle) <= n) {
-		if (h_now_ms() >= end)
-			return -1;
-		h_sleep_ms(20);
-	}
-	return 0;
-}
-
 void
 start_relay(const char *relay_extra, const char *relay_sections)
 {
@@ -159,7 +145,7 @@ start_relay(const char *relay_extra, const char *relay_sections)
 		relay_sections), 0);
 	P.relay = spawn_bin("tlsplex-relay", conf, P.relay_log);
 	cr_assert_gt(P.relay, 0);
-	cr_assert_eq(wait_count_above(P.relay_log, "listening for links",
+	cr_assert_eq(h_wait_count_above(P.relay_log, "listening for links",
 				      before, 10000),
 		     0, "relay did not start; its log:\n%s",
 		     h_read_file(P.relay_log, NULL));

@@ -527,13 +527,6 @@ Test(attack, fake_gateway_frames_on_a_plaintext_relay_fail_the_bind_check)
 
 /* --- stripping and downgrade by a MITM ------------------------------------ */
 
-static void
-strip_offer(struct mitm_edit *e, void *arg)
-{
-	if (e->dir == MITM_C2S)
-		e->msg.params.tls_mode = TLS_MODE_OFF;
-}
-
 /* The OFFER says off; the DECISION says the relay has TLS off too and
  * decides plaintext, which is what the gateway recomputes. */
 static void
@@ -557,7 +550,7 @@ strip_both(struct mitm_edit *e, void *arg)
 
 Test(attack, offer_stripped_to_off_is_refused_by_a_require_relay)
 {
-	start_pair_via_mitm(TLS_RELAY, TLS_GW, strip_offer, 0);
+	start_pair_via_mitm(TLS_RELAY, TLS_GW, mitm_strip_offer, 0);
 	wait_log(P.relay_log, "refused the link: the accepting side requires TLS", 10000);
 	wait_log(P.gw_log, "the relay refused the link", 5000);
 	assert_gateway_silent_after_offer(0);
@@ -605,7 +598,7 @@ Test(attack, stripped_decision_is_rejected_by_a_require_gateway)
 
 Test(attack, stripped_offer_alone_is_caught_by_the_gateway_recomputing)
 {
-	start_pair_via_mitm(RELAY_PREFER, TLS_GW, strip_offer, 0);
+	start_pair_via_mitm(RELAY_PREFER, TLS_GW, mitm_strip_offer, 0);
 	wait_log(P.gw_log, "the decision does not follow from the two offers", 10000);
 	wait_log(P.relay_log, "plaintext agreed", 1000);
 	wait_log(P.relay_log, "peer closed the link", 1000);
@@ -761,35 +754,6 @@ downgrade_version(struct mitm_edit *e, void *arg)
 	policy_decide(&e->other->params, &e->msg.params, &e->msg.outcome);
 }
 
-static uint16_t
-last_tls13_suite(const struct neg_params *p)
-{
-	uint16_t id = 0;
-
-	for (int i = 0; i < p->n_ciphers; i++) {
-		const struct cipher_info *c = cipher_by_id(p->ciphers[i]);
-
-		if (c != NULL && c->version == TLSV_1_3)
-			id = c->id;
-	}
-	return id;
-}
-
-static void
-remove_ciphers(struct mitm_edit *e, void *arg)
-{
-	struct neg_params *p = &e->msg.params;
-
-	if (e->dir == MITM_S2C && (e->conn == 0 || e->other == NULL ||
-				   e->msg.type != NEG_DECISION))
-		return;
-	/* Keep one suite: the last TLS 1.3 one the gateway offered. */
-	p->ciphers[0] = last_tls13_suite(e->dir == MITM_C2S ? p : &e->other->params);
-	p->n_ciphers = 1;
-	if (e->dir == MITM_S2C)
-		policy_decide(&e->other->params, p, &e->msg.outcome);
-}
-
 /* conn 0 is caught by the gateway's recomputation, conn 1 by BIND
  * inside TLS on both sides. */
 static void
@@ -817,7 +781,7 @@ Test(attack, tls_version_downgrade_is_caught)
 
 Test(attack, cipher_removal_is_caught)
 {
-	start_pair_via_mitm(TLS_RELAY, TLS_GW, remove_ciphers, 0);
+	start_pair_via_mitm(TLS_RELAY, TLS_GW, mitm_one_cipher, 0);
 	assert_downgrade_caught();
 }
 

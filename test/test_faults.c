@@ -163,9 +163,8 @@ cannot_run(void)
 
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
-	char tmpl[] = "/tmp/tlsplex-faults-certs-XXXXXX";
-	char cmd[1024], dir[600], run[32];
-	const char *argv[3], *why = cannot_run();
+	char run[32];
+	const char *why = cannot_run();
 
 	if (why != NULL) {
 		fprintf(stderr, "faults: SKIP: %s\n", why);
@@ -175,38 +174,20 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
 	ns_delete_orphans();
 	snprintf(run, sizeof(run), "%d", (int)getpid());
 	setenv(RUN_ENV, run, 1);
-	if (mkdtemp(tmpl) == NULL)
-		return;
-	snprintf(cmd, sizeof(cmd), "%s/scripts/mkcerts.sh", h_source_dir());
-	snprintf(dir, sizeof(dir), "%s/certs", tmpl);
-	argv[0] = cmd;
-	argv[1] = dir;
-	argv[2] = NULL;
-	if (h_run(argv, "/dev/null", 60000) == 0)
-		setenv(CERT_ENV, dir, 1);
-	else
-		h_rmtree(tmpl);
+	cert_cache_make(CERT_ENV);
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
-	const char *dir = getenv(CERT_ENV), *run = getenv(RUN_ENV);
+	const char *run = getenv(RUN_ENV);
 	char prefix[64];
-	char *top;
 
 	if (run != NULL) {
 		/* Whatever a crashed or timed-out test left behind. */
 		snprintf(prefix, sizeof(prefix), "tpxf-%s-", run);
 		ns_delete_prefix(prefix);
 	}
-	if (dir == NULL)
-		return;
-	top = strdup(dir);
-	if (top != NULL && strrchr(top, '/') != NULL) {
-		*strrchr(top, '/') = '\0';
-		h_rmtree(top);
-	}
-	free(top);
+	cert_cache_remove(CERT_ENV);
 }
 
 /* --- namespaces ------------------------------------------------------------ */
@@ -355,20 +336,6 @@ spawn_in(const char *ns, const char *bin, const char *a1, const char *a2,
 	argv[8] = a4;
 	argv[9] = NULL;
 	return h_spawn(argv, log);
-}
-
-/* Waits until path holds needle more than n times.  0, or -1 after ms. */
-static int
-wait_count_above(const char *path, const char *needle, int n, int ms)
-{
-	int64_t end = h_now_ms() + ms;
-
-	while (h_file_count(path, needle) <= n) {
-		if (h_now_ms() >= end)
-			return -1;
-		h_sleep_ms(10);
-	}
-	return 0;
 }
 
 static void
@@ -883,7 +850,7 @@ dead_path_case(const char *what, const char *fault, const char *heal, int detect
 		t0 = h_now_ms();
 		SH("%s", heal);
 	}
-	cr_assert_eq(wait_count_above(P.gw_log, UP, ups, 20000), 0,
+	cr_assert_eq(h_wait_count_above(P.gw_log, UP, ups, 20000), 0,
 		     "the gateway did not redial:\n%s", h_read_file(P.gw_log, NULL));
 	t_up = h_now_ms() - t0;
 	fprintf(stderr, "faults: %s: link up again %lld ms after the %s\n", what,
@@ -969,9 +936,9 @@ Test(faults, killed_relay_fails_over_to_the_second)
 		"(all ended %lld ms after the kill)\n", ok, cut, (long long)(end_ms - t0));
 	cr_assert_gt(cut, 0, "the kill hit no stream");
 	cr_assert_leq(end_ms - t0, 2000, "the streams were not reset at once");
-	cr_assert_eq(wait_count_above(P.gw_log, UP, ups, 20000), 0,
+	cr_assert_eq(h_wait_count_above(P.gw_log, UP, ups, 20000), 0,
 		     "the gateway did not fail over:\n%s", h_read_file(P.gw_log, NULL));
-	cr_assert_eq(wait_count_above(survivor_log, "TLS up", before, 5000), 0,
+	cr_assert_eq(h_wait_count_above(survivor_log, "TLS up", before, 5000), 0,
 		     "the other relay got no link:\n%s", h_read_file(survivor_log, NULL));
 	fprintf(stderr, "faults: relay killed: link to the other relay up %lld ms after the kill\n",
 		(long long)(h_now_ms() - t0));
@@ -1046,55 +1013,17 @@ mitm_case(mitm_edit_fn fn, const char *relay_says, const char *gw_says, const ch
 	usage_back("relay", P.relay, &r);
 }
 
-static void
-strip_offer(struct mitm_edit *e, void *arg)
-{
-	if (e->dir == MITM_C2S)
-		e->msg.params.tls_mode = TLS_MODE_OFF;
-}
-
 Test(faults, mitm_on_the_router_stripping_tls_is_refused)
 {
-	mitm_case(strip_offer, "refused the link: the accepting side requires TLS",
+	mitm_case(mitm_strip_offer, "refused the link: the accepting side requires TLS",
 		  "the relay refused the link", NULL);
-}
-
-/* The last TLS 1.3 suite in p's list. */
-static uint16_t
-last_tls13_suite(const struct neg_params *p)
-{
-	uint16_t id = 0;
-
-	for (int i = 0; i < p->n_ciphers; i++) {
-		const struct cipher_info *c = cipher_by_id(p->ciphers[i]);
-
-		if (c != NULL && c->version == TLSV_1_3)
-			id = c->id;
-	}
-	return id;
-}
-
-/* Cuts the cipher lists to one suite; from the second link on, the
- * DECISION is recomputed to match, so only the transcript catches it. */
-static void
-remove_ciphers(struct mitm_edit *e, void *arg)
-{
-	struct neg_params *p = &e->msg.params;
-
-	if (e->dir == MITM_S2C && (e->conn == 0 || e->other == NULL ||
-				   e->msg.type != NEG_DECISION))
-		return;
-	p->ciphers[0] = last_tls13_suite(e->dir == MITM_C2S ? p : &e->other->params);
-	p->n_ciphers = 1;
-	if (e->dir == MITM_S2C)
-		policy_decide(&e->other->params, p, &e->msg.outcome);
 }
 
 Test(faults, mitm_on_the_router_removing_ciphers_fails_the_transcript)
 {
 	/* Link 1: the gateway recomputes the DECISION from the two OFFERs;
 	 * link 2 on: both sides finish TLS and then compare transcripts. */
-	mitm_case(remove_ciphers, NULL, "the decision does not follow from the two offers",
+	mitm_case(mitm_one_cipher, NULL, "the decision does not follow from the two offers",
 		  "transcript mismatch");
 	cr_assert_geq(h_file_count(P.gw_hooks, "\"reason\":\"transcript mismatch"), 1);
 	cr_assert_geq(h_file_count(P.relay_hooks, "\"reason\":\"transcript mismatch"), 1);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "hook.h"
 #include "hook_sink.h"
 
@@ -39,27 +40,6 @@ reset(void)
 }
 
 TestSuite(hook, .init = reset, .fini = hook_reset);
-
-static char *
-slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf;
-	long n;
-
-	if (f == NULL)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	buf = calloc(1, (size_t)n + 1);
-	if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	return buf;
-}
 
 static int
 count_lines(const char *text, const char *needle)
@@ -177,7 +157,7 @@ Test(hook, internal_events_reach_observers_but_not_sinks)
 	cr_assert_eq(seen[HOOK_STREAM_OPENED], 1);
 	cr_assert_eq(hook_seq(), seq0, "internal events take no seq");
 	hook_close_file();
-	text = slurp(path);
+	text = h_read_file(path, NULL);
 	cr_assert_not_null(text);
 	cr_assert_eq(text[0], '\0', "sinks never see stream events: %s", text);
 	free(text);
@@ -217,7 +197,7 @@ Test(hook, file_sink_writes_one_line_per_event)
 	ev.type = HOOK_LINK_CLOSED;
 	cr_assert_eq(hook_emit(&ev), 0);
 	hook_reset();	/* closing waits for the queue to reach the file */
-	text = slurp(path);
+	text = h_read_file(path, NULL);
 	cr_assert_not_null(text);
 	for (line = strtok_r(text, "\n", &save); line != NULL;
 	     line = strtok_r(NULL, "\n", &save)) {
@@ -250,8 +230,8 @@ Test(hook, reopening_the_file_lets_a_rotated_one_go)
 	cr_assert_eq(hook_open_file(path), 0, "the reopen (SIGHUP) succeeds");
 	hook_emit(&ev);
 	hook_close_file();
-	a = slurp(old);
-	b = slurp(path);
+	a = h_read_file(old, NULL);
+	b = h_read_file(path, NULL);
 	cr_assert(a != NULL && b != NULL);
 	cr_assert_eq(count_lines(a, "link_opened"), 2, "%s", a);
 	cr_assert_eq(count_lines(b, "link_opened"), 1, "%s", b);
@@ -385,7 +365,7 @@ Test(hook, the_reference_matches_docs_monitoring)
 	hook_write_reference(f);
 	fclose(f);
 	snprintf(path, sizeof(path), "%s/docs/MONITORING.md", src && *src ? src : ".");
-	doc = slurp(path);
+	doc = h_read_file(path, NULL);
 	cr_assert_not_null(doc, "cannot read %s", path);
 	for (line = strtok_r(ref, "\n", &save); line != NULL;
 	     line = strtok_r(NULL, "\n", &save)) {

@@ -341,36 +341,12 @@ gate_forwarded(struct gate *g, int conn, int dir, int *first)
 
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
-	char tmpl[] = "/tmp/tlsplex-monitor-certs-XXXXXX";
-	char cmd[1024], dir[600];
-	const char *argv[3];
-
-	if (mkdtemp(tmpl) == NULL)
-		return;
-	snprintf(cmd, sizeof(cmd), "%s/scripts/mkcerts.sh", h_source_dir());
-	snprintf(dir, sizeof(dir), "%s/certs", tmpl);
-	argv[0] = cmd;
-	argv[1] = dir;
-	argv[2] = NULL;
-	if (h_run(argv, "/dev/null", 60000) == 0)
-		setenv(CERT_CACHE_ENV, dir, 1);
-	else
-		h_rmtree(tmpl);
+	cert_cache_make(CERT_CACHE_ENV);
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
-	const char *dir = getenv(CERT_CACHE_ENV);
-	char *top;
-
-	if (dir == NULL)
-		return;
-	top = strdup(dir);
-	if (top != NULL && strrchr(top, '/') != NULL) {
-		*strrchr(top, '/') = '\0';
-		h_rmtree(top);
-	}
-	free(top);
+	cert_cache_remove(CERT_CACHE_ENV);
 }
 
 static void
@@ -1395,13 +1371,6 @@ Test(monitor, shutdown_between_handshake_and_bind_is_answered)
 
 /* ---- the dialler rejects the decision; a plaintext BIND mismatch ------- */
 
-static void
-strip_offer(struct mitm_edit *e, void *arg)
-{
-	if (e->dir == MITM_C2S)
-		e->msg.params.tls_mode = TLS_MODE_OFF;
-}
-
 /* The relay decides plaintext for an offer a MITM stripped; the gateway
  * recomputes the decision and refuses it: the sides disagree. */
 Test(monitor, dialler_rejecting_the_decision_is_refused_and_the_relay_failed)
@@ -1409,7 +1378,7 @@ Test(monitor, dialler_rejecting_the_decision_is_refused_and_the_relay_failed)
 	struct hk_log *gw, *relay;
 	const struct hk_ev *g, *r;
 
-	M = mitm_start(P.relay_port, strip_offer, NULL, 0);
+	M = mitm_start(P.relay_port, mitm_strip_offer, NULL, 0);
 	cr_assert_not_null(M);
 	start_pair_via(mitm_port(M), RELAY_PREFER, TLS_GW);
 	wait_events(P.gw_hooks, "link_closed", 1, 5000);

@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "harness.h"
 #include "hook.h"
 #include "hook_sink.h"
 
@@ -51,36 +52,6 @@ teardown(void)
 }
 
 TestSuite(sinks, .init = setup, .fini = teardown, .timeout = 60);
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static char *
-slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf;
-	long n;
-
-	if (f == NULL)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	buf = calloc(1, (size_t)n + 1);
-	if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	return buf;
-}
 
 static const struct hook_sink_stats *
 stats_of(const char *kind)
@@ -182,7 +153,7 @@ Test(sinks, socket_receiver_gets_every_event_intact_one_per_datagram)
 	}
 	cr_assert_eq(recv_one(fd, buf, sizeof(buf), 100), -1, "one datagram too many");
 	hook_close_file();
-	text = slurp(file);
+	text = h_read_file(file, NULL);
 	cr_assert_not_null(text);
 	/* Datagram i is line i of the file, byte for byte. */
 	for (line = strtok_r(text, "\n", &save); line != NULL && n < 200;
@@ -234,7 +205,7 @@ Test(sinks, socket_without_receiver_drops_and_counts_and_recovers)
 	cr_assert_eq(stats_of("socket")->written, 1);
 	/* The file sink got every event all along. */
 	hook_close_file();
-	text = slurp(file);
+	text = h_read_file(file, NULL);
 	cr_assert_not_null(text);
 	for (char *p = text; (p = strchr(p, '\n')) != NULL; p++)
 		lines++;
@@ -256,10 +227,10 @@ Test(sinks, socket_receiver_that_never_reads_never_blocks_the_loop)
 	fd = receiver(sock, 4096);
 	cr_assert_eq(hook_open_socket(sock, "all", err, sizeof(err)), 0, "%s", err);
 	for (i = 0; i < 5000; i++) {
-		t0 = now_ms();
+		t0 = h_now_ms();
 		hook_emit(&ev);
-		if (now_ms() - t0 > worst)
-			worst = now_ms() - t0;
+		if (h_now_ms() - t0 > worst)
+			worst = h_now_ms() - t0;
 	}
 	st = stats_of("socket");
 	cr_assert_gt(st->dropped, 0, "the receiver's buffer never filled");
@@ -330,10 +301,10 @@ cmd_teardown(void)
 static int
 loop_until(const int *flag, int ms)
 {
-	int64_t end = now_ms() + ms;
+	int64_t end = h_now_ms() + ms;
 	struct timeval tv = { 0, 20000 };
 
-	while (!*flag && now_ms() < end) {
+	while (!*flag && h_now_ms() < end) {
 		event_base_loopexit(base, &tv);
 		event_base_dispatch(base);
 	}
@@ -352,9 +323,9 @@ loop_for(int ms)
 static int
 wait_no_commands(int ms)
 {
-	int64_t end = now_ms() + ms;
+	int64_t end = h_now_ms() + ms;
 
-	while (hook_cmd_running() > 0 && now_ms() < end)
+	while (hook_cmd_running() > 0 && h_now_ms() < end)
 		loop_for(20);
 	return hook_cmd_running();
 }
@@ -420,6 +391,15 @@ gate_done(void *arg, int verdict, const char *why)
 	snprintf(gate_why, sizeof(gate_why), "%s", why ? why : "");
 }
 
+/* Opens the command sink, asserting that it opened. */
+static void
+open_cmd(const struct hook_cmd_conf *cc)
+{
+	char err[256];
+
+	cr_assert_eq(hook_open_command(cc, err, sizeof(err)), 0, "%s", err);
+}
+
 static int
 emit_gated(struct hook_event *ev, struct hook_gate **g)
 {
@@ -432,7 +412,7 @@ TestSuite(cmd, .init = cmd_setup, .fini = cmd_teardown, .timeout = 60);
 
 Test(cmd, command_gets_the_event_on_stdin_and_its_fields_in_env)
 {
-	char out[128], body[1024], err[256], json[HOOK_LINE_MAX];
+	char out[128], body[1024], json[HOOK_LINE_MAX];
 	struct hook_event ev = sample(HOOK_HANDSHAKE_PENDING, 7);
 	struct hook_cmd_conf cc = { .events = "handshake_pending",
 				    .timeout_ms = 5000, .max = 4 };
@@ -456,7 +436,7 @@ Test(cmd, command_gets_the_event_on_stdin_and_its_fields_in_env)
 		 "cat > %s.stdin\nenv | sort > %s.env\nls /proc/self/fd > %s.fds\n"
 		 "touch %s.done", out, out, out, out);
 	cc.path = script("notify", body);
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	hook_emit(&ev);
 	n = hook_format_json(&ev, json, sizeof(json));
 	cr_assert_gt(n, 0);
@@ -464,7 +444,7 @@ Test(cmd, command_gets_the_event_on_stdin_and_its_fields_in_env)
 	hook_emit(&ev);
 	cr_assert_eq(wait_no_commands(5000), 0, "the command did not finish");
 	snprintf(body, sizeof(body), "%s.stdin", out);
-	text = slurp(body);
+	text = h_read_file(body, NULL);
 	cr_assert_not_null(text, "the command did not run");
 	want = malloc((size_t)n + 2);
 	snprintf(want, (size_t)n + 2, "%s\n", json);
@@ -472,7 +452,7 @@ Test(cmd, command_gets_the_event_on_stdin_and_its_fields_in_env)
 	free(want);
 	free(text);
 	snprintf(body, sizeof(body), "%s.env", out);
-	text = slurp(body);
+	text = h_read_file(body, NULL);
 	cr_assert_not_null(text);
 	cr_assert_not_null(strstr(text, "TLSPLEX_EVENT=handshake_pending\n"), "%s", text);
 	cr_assert_not_null(strstr(text, "TLSPLEX_LINK=7\n"), "%s", text);
@@ -493,7 +473,7 @@ Test(cmd, command_gets_the_event_on_stdin_and_its_fields_in_env)
 	free(text);
 	/* Only stdin, stdout, stderr and ls's own directory handle. */
 	snprintf(body, sizeof(body), "%s.fds", out);
-	text = slurp(body);
+	text = h_read_file(body, NULL);
 	cr_assert_not_null(text);
 	cr_assert_str_eq(text, "0\n1\n2\n3\n", "descriptors leaked into the command");
 	free(text);
@@ -507,10 +487,9 @@ Test(cmd, veto_follows_the_exit_status)
 	struct hook_cmd_conf cc = { .events = "handshake_pending",
 				    .timeout_ms = 5000, .max = 4, .veto = 1 };
 	struct hook_gate *g;
-	char err[256];
 
 	cc.path = script("no", "cat >/dev/null; exit 3");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	gate_calls = 0;
 	cr_assert_eq(emit_gated(&ev, &g), 1, "the link waits for the command");
 	cr_assert_eq(gate_calls, 0);
@@ -521,7 +500,7 @@ Test(cmd, veto_follows_the_exit_status)
 	cr_assert_eq(stats_of("command")->errors, 0, "a veto is an answer, not a loss");
 
 	cc.path = script("yes", "exit 0");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	gate_calls = 0;
 	cr_assert_eq(emit_gated(&ev, &g), 1);
 	cr_assert(loop_until(&gate_calls, 5000), "no verdict");
@@ -536,30 +515,29 @@ Test(cmd, late_command_proceeds_or_vetoes_and_is_killed_and_reaped)
 	struct hook_cmd_conf cc = { .events = "handshake_pending",
 				    .timeout_ms = 200, .max = 4, .veto = 1 };
 	struct hook_gate *g;
-	char err[256];
 	int64_t t0;
 
 	/* It ignores SIGTERM, and so does its sleep: only SIGKILL ends it. */
 	cc.path = script("slow", "trap '' TERM\nsleep 30\nexit 0");
 	cc.veto_on_timeout = 1;
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	gate_calls = 0;
-	t0 = now_ms();
+	t0 = h_now_ms();
 	cr_assert_eq(emit_gated(&ev, &g), 1);
 	cr_assert(loop_until(&gate_calls, 5000), "no verdict");
 	cr_assert_eq(gate_verdict, -1, "on_timeout = veto");
 	cr_assert_not_null(strstr(gate_why, "did not finish within 200 ms"), "%s",
 			   gate_why);
-	cr_assert_geq(now_ms() - t0, 190);
-	cr_assert_lt(now_ms() - t0, 1000, "the verdict waits for the deadline only");
+	cr_assert_geq(h_now_ms() - t0, 190);
+	cr_assert_lt(h_now_ms() - t0, 1000, "the verdict waits for the deadline only");
 	cr_assert_eq(hook_cmd_running(), 1, "SIGTERM is ignored: still running");
 	cr_assert_eq(wait_no_commands(3000), 0, "SIGKILL did not follow");
-	cr_assert_geq(now_ms() - t0, 1150, "SIGKILL came before the 1 s grace");
+	cr_assert_geq(h_now_ms() - t0, 1150, "SIGKILL came before the 1 s grace");
 	cr_assert_eq(zombies(), 0);
 
 	cc.veto_on_timeout = 0;
 	cc.path = script("slow2", "sleep 30");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	gate_calls = 0;
 	cr_assert_eq(emit_gated(&ev, &g), 1);
 	cr_assert(loop_until(&gate_calls, 5000), "no verdict");
@@ -578,11 +556,10 @@ Test(cmd, concurrency_is_bounded_drop_or_veto_beyond_it)
 	struct hook_cmd_conf cc = { .events = "all", .timeout_ms = 5000,
 				    .max = 2 };
 	struct hook_gate *g;
-	char err[256];
 	int i;
 
 	cc.path = script("wait", "sleep 1");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	for (i = 0; i < 5; i++)
 		hook_emit(&ev);
 	cr_assert_eq(hook_cmd_running(), 2);
@@ -592,7 +569,7 @@ Test(cmd, concurrency_is_bounded_drop_or_veto_beyond_it)
 	/* Deciding: one waits, the one beyond the bound is vetoed now. */
 	cc.max = 1;
 	cc.veto = 1;
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	ev.type = HOOK_HANDSHAKE_PENDING;
 	gate_calls = 0;
 	cr_assert_eq(emit_gated(&ev, &g), 1);
@@ -615,7 +592,7 @@ Test(cmd, failures_without_veto_are_counted_and_others_sinks_unaffected)
 	snprintf(file, sizeof(file), "%s/events.jsonl", dir);
 	cr_assert_eq(hook_open_file(file), 0);
 	cc.path = script("fail", "exit 1");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	for (i = 0; i < 3; i++)
 		hook_emit(&ev);
 	cr_assert_eq(wait_no_commands(5000), 0);
@@ -628,13 +605,13 @@ Test(cmd, failures_without_veto_are_counted_and_others_sinks_unaffected)
 	cr_assert_eq(stats_of("command")->errors, 4, "each failed command counts");
 	/* A command that cannot start at all. */
 	cc.path = "/nonexistent/notify";
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	hook_emit(&ev);
 	cr_assert_eq(stats_of("command")->errors, 1);
 	cr_assert_eq(hook_open_command(&(struct hook_cmd_conf){ .path = "rel" },
 				       err, sizeof(err)), -1);
 	hook_close_file();
-	text = slurp(file);
+	text = h_read_file(file, NULL);
 	cr_assert_not_null(text);
 	for (char *p = text; (p = strchr(p, '\n')) != NULL; p++)
 		lines++;
@@ -812,14 +789,13 @@ Test(cmd, commands_outlive_the_sink_that_started_them)
 	struct hook_cmd_conf cc = { .events = "handshake_pending",
 				    .timeout_ms = 5000, .max = 4, .veto = 1 };
 	struct hook_gate *g;
-	char err[256];
 
 	cc.path = script("old", "sleep 0.3\nexit 0");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	gate_calls = 0;
 	cr_assert_eq(emit_gated(&ev, &g), 1);
 	cc.path = script("new", "exit 0");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	cr_assert_eq(hook_cmd_running(), 1);
 	cr_assert(loop_until(&gate_calls, 5000), "the old command's verdict is lost");
 	cr_assert_eq(gate_verdict, 0);
@@ -828,7 +804,7 @@ Test(cmd, commands_outlive_the_sink_that_started_them)
 	cr_assert_eq(zombies(), 0);
 	/* Closing the loop with a command running kills and reaps it. */
 	cc.path = script("forever", "sleep 30");
-	cr_assert_eq(hook_open_command(&cc, err, sizeof(err)), 0, "%s", err);
+	open_cmd(&cc);
 	gate_calls = 0;
 	cr_assert_eq(emit_gated(&ev, &g), 1);
 	hook_cmd_set_base(NULL);
@@ -906,10 +882,10 @@ Test(sinks, rsyslogd_parses_the_messages)
 		      (char *)NULL);
 		_exit(127);
 	}
-	for (end = now_ms() + 5000; access(sock, F_OK) != 0 && now_ms() < end;)
+	for (end = h_now_ms() + 5000; access(sock, F_OK) != 0 && h_now_ms() < end;)
 		usleep(20000);
 	cr_assert_eq(access(sock, F_OK), 0, "rsyslogd did not listen: %s",
-		     slurp(log));
+		     h_read_file(log, NULL));
 	cr_assert_eq(hook_open_syslog(HOOK_SYSLOG_RFC5424, 19, "tpx-test", sock,
 				      err, sizeof(err)), 0, "%s", err);
 	hook_emit(&ev);
@@ -919,22 +895,22 @@ Test(sinks, rsyslogd_parses_the_messages)
 	ev2 = sample(HOOK_LINK_CLOSED, 9);
 	hook_emit(&ev2);
 	cr_assert_gt(hook_format_json(&ev2, json, sizeof(json)), 0);
-	for (end = now_ms() + 5000; now_ms() < end; usleep(20000)) {
+	for (end = h_now_ms() + 5000; h_now_ms() < end; usleep(20000)) {
 		free(text);
-		text = slurp(out);
+		text = h_read_file(out, NULL);
 		if (text != NULL && strstr(text, "msgid=link_closed") != NULL)
 			break;
 	}
 	kill(pid, SIGTERM);
-	for (end = now_ms() + 3000; waitpid(pid, &status, WNOHANG) == 0;) {
-		if (now_ms() > end) {
+	for (end = h_now_ms() + 3000; waitpid(pid, &status, WNOHANG) == 0;) {
+		if (h_now_ms() > end) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			break;
 		}
 		usleep(20000);
 	}
-	cr_assert_not_null(text, "rsyslogd wrote nothing: %s", slurp(log));
+	cr_assert_not_null(text, "rsyslogd wrote nothing: %s", h_read_file(log, NULL));
 	gethostname(host, sizeof(host));
 	snprintf(want, sizeof(want), "pri=156 ver=1 ts=%.19s", ts);
 	cr_assert_not_null(strstr(text, want), "want %s in:\n%s", want, text);

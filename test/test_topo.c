@@ -138,14 +138,9 @@ gw_start(const char *order, const char *extra)
 static void
 wait_count(const char *file, const char *needle, int n, int ms)
 {
-	int64_t end = h_now_ms() + ms;
-
-	while (h_file_count(file, needle) < n) {
-		cr_assert_lt(h_now_ms(), end, "%s: fewer than %d '%s' within %d "
-			     "ms; gateway log:\n%s", file, n, needle, ms,
-			     h_read_file(P.gw_log, NULL));
-		h_sleep_ms(20);
-	}
+	cr_assert_eq(h_wait_count_above(file, needle, n - 1, ms), 0,
+		     "%s: fewer than %d '%s' within %d ms; gateway log:\n%s",
+		     file, n, needle, ms, h_read_file(P.gw_log, NULL));
 }
 
 /* Links relay i has completed TLS on. */
