@@ -2,6 +2,7 @@
  * A gateway and a relay on loopback for end-to-end tests; see pair.h.
  */
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -58,6 +59,51 @@ pair_init(void)
 	pair_init_from(NULL);
 }
 
+/*
+ * Criterion ignores a failure in a test's teardown, so pair_fini() cannot
+ * fail the test that made a daemon log an internal error.  It leaves a
+ * note for the runner instead (its parent), and the runner fails the run
+ * at the end (exit 1), naming how many tests did.
+ */
+static void
+pair_internal_errors_path(char *buf, size_t len, long runner)
+{
+	snprintf(buf, len, "/tmp/tlsplex-internal-errors-%ld", runner);
+}
+
+static void
+pair_note_internal_error(void)
+{
+	char path[64];
+	FILE *f;
+
+	fprintf(stderr, "pair_fini: a daemon logged an internal error in "
+		"this test; the run will fail\n");
+	pair_internal_errors_path(path, sizeof(path), (long)getppid());
+	f = fopen(path, "a");
+	if (f != NULL) {
+		fputs("x\n", f);
+		fclose(f);
+	}
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+	char path[64];
+	char *text;
+
+	(void)stats;
+	pair_internal_errors_path(path, sizeof(path), (long)getpid());
+	text = h_read_file(path, NULL);
+	if (text == NULL)
+		return;
+	unlink(path);
+	fprintf(stderr, "FAILED: %zu test(s) made a daemon log an internal "
+		"error (see 'pair_fini' above)\n", strlen(text) / 2);
+	free(text);
+	exit(1);
+}
+
 void
 pair_fini(void)
 {
@@ -74,7 +120,8 @@ pair_fini(void)
 		h_rmtree(P.dir);
 	free(P.dir);
 	P.dir = NULL;
-	cr_assert_eq(bad, 0, "a daemon logged an internal error");
+	if (bad > 0)
+		pair_note_internal_error();
 }
 
 pid_t

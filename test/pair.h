@@ -47,7 +47,9 @@ void pair_init_from(const char *certs);
 void cert_cache_make(const char *env);
 void cert_cache_remove(const char *env);
 /* Criterion .fini: stops every process and the tap, removes the
- * directory unless $TLSPLEX_KEEP is set. */
+ * directory unless $TLSPLEX_KEEP is set.  A daemon log holding "internal
+ * error" makes the whole run exit 1 at its end (a teardown cannot fail
+ * its test in Criterion). */
 void pair_fini(void);
 /* Starts build_dir/bin -c conf with its output in log.  Returns the pid. */
 pid_t spawn_bin(const char *bin, const char *conf, const char *log);
