@@ -116,6 +116,12 @@ enum hook_kind {
 	K_HEAD,   /* computed: see hook_put_head() */
 };
 
+/* What a K_HEAD field computes (its table entry's off). */
+enum hook_head {
+	H_TS, H_EVENT, H_V, H_SEQ, H_INSTANCE, H_NODE, H_PID, H_ROLE,
+	H_TLS_ROLE, H_LOCAL_IP, H_LOCAL_PORT, H_PEER_IP, H_PEER_PORT,
+};
+
 #define OFF(m) offsetof(struct hook_event, m)
 
 struct hook_field {
@@ -129,29 +135,29 @@ struct hook_field {
 
 /* The order of this table is the order of keys in every event. */
 static const struct hook_field hook_fields[] = {
-	{ "ts", K_HEAD, 0, EV_ALL, "string",
+	{ "ts", K_HEAD, H_TS, EV_ALL, "string",
 	  "wall-clock time, RFC 3339 UTC with microseconds" },
-	{ "event", K_HEAD, 0, EV_ALL, "string", "the event's name" },
+	{ "event", K_HEAD, H_EVENT, EV_ALL, "string", "the event's name" },
 	{ "link", K_U64NZ, OFF(link_id), EV_LINK, "number",
 	  "link id, unique per `instance`; absent for a TCP-stage refusal" },
-	{ "v", K_HEAD, 0, EV_ALL, "number", "schema version (2)" },
-	{ "seq", K_HEAD, 0, EV_ALL, "number",
+	{ "v", K_HEAD, H_V, EV_ALL, "number", "schema version (2)" },
+	{ "seq", K_HEAD, H_SEQ, EV_ALL, "number",
 	  "per-instance event number, +1 per event; a gap is loss" },
-	{ "instance", K_HEAD, 0, EV_ALL, "string",
+	{ "instance", K_HEAD, H_INSTANCE, EV_ALL, "string",
 	  "16 hex digits, random at each daemon start" },
-	{ "node", K_HEAD, 0, EV_ALL, "string", "this daemon's node_name" },
-	{ "pid", K_HEAD, 0, EV_ALL, "number", "this daemon's process id" },
-	{ "role", K_HEAD, 0, EV_ALL, "string", "`relay` or `gateway`" },
-	{ "tls_role", K_HEAD, 0, EV_LINK, "string",
+	{ "node", K_HEAD, H_NODE, EV_ALL, "string", "this daemon's node_name" },
+	{ "pid", K_HEAD, H_PID, EV_ALL, "number", "this daemon's process id" },
+	{ "role", K_HEAD, H_ROLE, EV_ALL, "string", "`relay` or `gateway`" },
+	{ "tls_role", K_HEAD, H_TLS_ROLE, EV_LINK, "string",
 	  "`client` (gateway) or `server` (relay)" },
 	{ "local", K_STR, OFF(local), EV_LINK, "string",
 	  "local address, ip:port (`[ip6]:port`)" },
-	{ "local_ip", K_HEAD, 0, EV_LINK, "string", "local address" },
-	{ "local_port", K_HEAD, 0, EV_LINK, "number", "local port" },
+	{ "local_ip", K_HEAD, H_LOCAL_IP, EV_LINK, "string", "local address" },
+	{ "local_port", K_HEAD, H_LOCAL_PORT, EV_LINK, "number", "local port" },
 	{ "peer", K_STR, OFF(peer), EV_LINK, "string",
 	  "peer address, ip:port" },
-	{ "peer_ip", K_HEAD, 0, EV_LINK, "string", "peer address" },
-	{ "peer_port", K_HEAD, 0, EV_LINK, "number", "peer port" },
+	{ "peer_ip", K_HEAD, H_PEER_IP, EV_LINK, "string", "peer address" },
+	{ "peer_port", K_HEAD, H_PEER_PORT, EV_LINK, "number", "peer port" },
 	{ "interval_seq", K_U64, OFF(interval_seq), EV_SUM, "number",
 	  "the interval's number, from 1; +1 per interval" },
 	{ "interval_start", K_STR, OFF(interval_start), EV_SUM, "string",
@@ -605,39 +611,51 @@ hook_put_head(struct jw *w, const struct hook_field *f,
 {
 	char buf[64];
 	uint64_t port;
-	const char *addr;
 
-	if (strcmp(f->name, "ts") == 0) {
+	switch ((enum hook_head)f->off) {
+	case H_TS:
 		hook_rfc3339(ev->ts_us, buf, sizeof(buf));
-		jw_kstr(w, "ts", buf);
-	} else if (strcmp(f->name, "event") == 0) {
-		jw_kstr(w, "event", hook_type_str(ev->type));
-	} else if (strcmp(f->name, "v") == 0) {
-		jw_knum(w, "v", HOOK_SCHEMA_VERSION);
-	} else if (strcmp(f->name, "seq") == 0) {
-		jw_knum(w, "seq", ev->seq);
-	} else if (strcmp(f->name, "instance") == 0) {
-		jw_kstr(w, "instance", hook_instance());
-	} else if (strcmp(f->name, "node") == 0) {
-		jw_kstr(w, "node", hook_id.node);
-	} else if (strcmp(f->name, "pid") == 0) {
-		jw_knum(w, "pid", hook_id.pid ? hook_id.pid :
+		jw_kstr(w, f->name, buf);
+		break;
+	case H_EVENT:
+		jw_kstr(w, f->name, hook_type_str(ev->type));
+		break;
+	case H_V:
+		jw_knum(w, f->name, HOOK_SCHEMA_VERSION);
+		break;
+	case H_SEQ:
+		jw_knum(w, f->name, ev->seq);
+		break;
+	case H_INSTANCE:
+		jw_kstr(w, f->name, hook_instance());
+		break;
+	case H_NODE:
+		jw_kstr(w, f->name, hook_id.node);
+		break;
+	case H_PID:
+		jw_knum(w, f->name, hook_id.pid ? hook_id.pid :
 			(unsigned long)getpid());
-	} else if (strcmp(f->name, "role") == 0) {
-		jw_kstr(w, "role", hook_id.role[0] ? hook_id.role : NULL);
-	} else if (strcmp(f->name, "tls_role") == 0) {
+		break;
+	case H_ROLE:
+		jw_kstr(w, f->name, hook_id.role[0] ? hook_id.role : NULL);
+		break;
+	case H_TLS_ROLE:
 		if (hook_id.role[0] != '\0')
-			jw_kstr(w, "tls_role", strcmp(hook_id.role, "relay") == 0 ?
+			jw_kstr(w, f->name, strcmp(hook_id.role, "relay") == 0 ?
 				"server" : "client");
-	} else {
-		/* local_ip, local_port, peer_ip, peer_port */
-		addr = strncmp(f->name, "local", 5) == 0 ? ev->local : ev->peer;
-		if (hook_split_addr(addr, buf, sizeof(buf), &port) < 0)
-			return;
-		if (strstr(f->name, "_ip") != NULL)
+		break;
+	case H_LOCAL_IP:
+	case H_LOCAL_PORT:
+	case H_PEER_IP:
+	case H_PEER_PORT:
+		if (hook_split_addr(f->off <= H_LOCAL_PORT ? ev->local : ev->peer,
+				    buf, sizeof(buf), &port) < 0)
+			break;
+		if (f->off == H_LOCAL_IP || f->off == H_PEER_IP)
 			jw_kstr(w, f->name, buf);
 		else
 			jw_knum(w, f->name, port);
+		break;
 	}
 }
 
