@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "harness.h"
 #include "neg.h"
 #include "policy.h"
 
@@ -30,13 +31,10 @@ static void
 put_file(const char *rel, const char *text)
 {
 	char path[PATH_MAX * 2];
-	FILE *f;
 
 	snprintf(path, sizeof(path), "%s/%s", tmp, rel);
-	f = fopen(path, "w");
-	cr_assert_not_null(f, "cannot create %s: %s", path, strerror(errno));
-	fputs(text, f);
-	fclose(f);
+	cr_assert_eq(h_write_file(path, "%s", text), 0, "cannot write %s: %s",
+		     path, strerror(errno));
 }
 
 static void
